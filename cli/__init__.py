@@ -1,0 +1,1 @@
+"""The `tsfm` command line (installed as tsfm.cli)."""

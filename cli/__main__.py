@@ -1,0 +1,3 @@
+from tsfm.cli.main import main
+
+main()

@@ -1,0 +1,172 @@
+"""The ``tsfm`` command: forecast, models, pretrain (and the verbs later issues add).
+
+Bad input ends with one line on stderr and exit code 2, never a traceback or a half-written file
+(set ``TSFM_DEBUG=1`` to see the traceback of an unexpected error). Data goes to stdout only when
+no ``--output`` is given; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="tsfm",
+    help="Time-series forecasting foundation models: zero-shot forecasts from tiny pretrained models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _split_list(text: Optional[str]) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else []
+
+
+def _levels_to_quantiles(levels: list[str]) -> list[str]:
+    """Nixtla-style ``--level 80,95`` -> quantile names 0.1/0.9, 0.025/0.975."""
+    out = []
+    for text in levels:
+        try:
+            level = float(text)
+        except ValueError:
+            _fail(f"--level '{text}' is not a number: give coverage percentages like 80,95")
+        if not 0 < level < 100:
+            _fail(f"--level {text} must be between 0 and 100 (a coverage percentage)")
+        lo, hi = (100 - level) / 200, (100 + level) / 200
+        out += [f"{round(lo, 6):g}", f"{round(hi, 6):g}"]
+    return out
+
+
+def write_atomically(frame, output: Path) -> None:
+    """Write a CSV to a temporary file beside ``output`` and rename it into place."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            frame.to_csv(handle, index=False)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def forecast(
+    input: Path = typer.Argument(..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
+    horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
+    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
+    quantiles: str = typer.Option("0.1,0.5,0.9", "--quantiles", "-q", help="Quantile levels, e.g. 0.1,0.5,0.9"),
+    level: Optional[str] = typer.Option(None, "--level", help="Prediction-interval coverages in %, e.g. 80,95"),
+    freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Series id column (long format)"),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column"),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s); repeat for several"),
+    exog: Optional[list[str]] = typer.Option(None, "--exog", help="Covariate column(s) (past values); repeat for several"),
+    context_length: Optional[int] = typer.Option(None, "--context-length", help="Use at most this many past points"),
+    batch_size: int = typer.Option(256, "--batch-size", help="Windows per model call"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+    fill: str = typer.Option("mask", "--fill", help="Gaps: mask (default), none, ffill, interpolate or zero"),
+    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Torch threads"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output CSV (default: stdout)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of history + median + 80% band"),
+) -> None:
+    """Forecast every series in INPUT with a pretrained model (zero-shot: no training, no network)."""
+    from tsfm.errors import InputError
+
+    if horizon is not None and horizon < 1:
+        _fail("--horizon must be a positive integer")
+    if context_length is not None and context_length < 1:
+        _fail("--context-length must be a positive integer")
+    if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
+        _fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
+    names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
+    names = sorted(dict.fromkeys(names), key=lambda q: float(q) if q.replace(".", "", 1).isdigit() else -1)
+    if not input.is_file():
+        _fail(f"input file '{input}' does not exist")
+    try:
+        from tsfm.forecaster import Forecaster
+
+        forecaster = Forecaster(
+            model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
+            id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
+            past_exog=exog or None, fill="mask" if fill == "none" else fill, device=device, batch_size=batch_size,
+            num_threads=num_threads,
+        )
+        forecaster.fit(input)
+        if horizon is None:
+            typer.echo(f"horizon {forecaster.horizon_} (default for frequency {forecaster.freq_})", err=True)
+        if exog:
+            typer.echo("note: the zero-shot model forecasts from the targets alone; covariates take effect "
+                       "after `tsfm finetune` with --exog", err=True)
+        result = forecaster.predict()
+        if plot is not None:
+            from tsfm.plotting import plot_forecast
+
+            plot_forecast(forecaster, plot, h=forecaster.horizon_)
+    except InputError as err:
+        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+    if output is None:
+        result.to_csv(sys.stdout, index=False)
+    else:
+        write_atomically(result, output)
+        typer.echo(f"wrote {len(result)} rows to {output}", err=True)
+
+
+@app.command()
+def models() -> None:
+    """List model families and the pretrained weights shipped with the package."""
+    from tsfm.hub import WEIGHTS_DIR, shipped_models
+    from tsfm.models.registry import FAMILIES
+
+    shipped = set(shipped_models())
+    typer.echo(f"{'name':<14}{'weights':<10}description")
+    for name, family in FAMILIES.items():
+        typer.echo(f"{name:<14}{'shipped' if name in shipped else '-':<10}{family.summary}")
+    extra = sorted(shipped - set(FAMILIES))
+    for name in extra:
+        typer.echo(f"{name:<14}{'shipped':<10}checkpoint in {WEIGHTS_DIR / name}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def pretrain(ctx: typer.Context) -> None:
+    """Pretrain with Hydra overrides, e.g. `tsfm pretrain experiment=smoke trainer.max_steps=100`."""
+    # Re-execute as a module so Lightning's DDP re-launch (which re-runs the entry point) keeps
+    # the subcommand and Hydra sees exactly the overrides.
+    args = [sys.executable, "-m", "tsfm.train.pretrain", *ctx.args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, args)
+
+
+def main() -> None:
+    """Console-script entry: unexpected errors become one line (TSFM_DEBUG=1 shows the traceback)."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - last line of defence for users
+        if os.environ.get("TSFM_DEBUG"):
+            raise
+        from tsfm.errors import InputError
+
+        code = 2 if isinstance(err, InputError) else 1
+        typer.echo(f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", err=True)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny TTM checkpoint (random weights, for API behaviour) and small frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def eval_dir() -> Path | None:
+    """The visible eval set: ../shared/data/eval beside the repo (CI has it there)."""
+    for candidate in (REPO.parent / "shared" / "data" / "eval", Path("/work/shared/data/eval")):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny TTM (context 64, horizon 16) saved as a checkpoint directory."""
+    from tsfm.hub import save_pretrained
+    from tsfm.models.ttm import TTM, TTMConfig
+
+    torch.manual_seed(0)
+    model = TTM(TTMConfig.tiny()).eval()
+    return save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "tiny-ttm")
+
+
+def monthly_frame(n_series: int = 3, length: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Long frame of seasonal monthly series with different levels and lengths."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_series):
+        t = np.arange(length - 5 * i)
+        y = 100 + 10 * i + 5 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.5, len(t))
+        rows.append(pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2010-01-01", periods=len(t), freq="MS"),
+                                  "y": y}))
+    return pd.concat(rows, ignore_index=True)

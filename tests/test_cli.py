@@ -1,0 +1,116 @@
+"""The `tsfm` command: output contract, bad input (one line, exit 2, no file), plot, models."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import monthly_frame
+from tsfm.cli.main import app
+
+runner = CliRunner()
+
+
+def _run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture()
+def csv(tmp_path):
+    path = tmp_path / "data.csv"
+    monthly_frame(2).to_csv(path, index=False)
+    return path
+
+
+def test_forecast_to_stdout(tiny_checkpoint, csv):
+    code, out, err = _run("forecast", csv, "--model", tiny_checkpoint, "--horizon", "5")
+    assert code == 0, err
+    from io import StringIO
+
+    fc = pd.read_csv(StringIO(out))
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"]
+    assert len(fc) == 10
+
+
+def test_forecast_to_file_with_levels_and_plot(tiny_checkpoint, csv, tmp_path):
+    out, png = tmp_path / "out" / "fc.csv", tmp_path / "fc.png"
+    code, stdout, err = _run("forecast", csv, "--model", tiny_checkpoint, "--level", "80", "--quantiles", "0.5",
+                             "--output", out, "--plot", png)
+    assert code == 0, err
+    assert stdout == ""  # data only on stdout when there is no --output
+    assert "horizon 18" in err
+    fc = pd.read_csv(out)
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+BAD_INPUTS = {
+    "missing column": ("unique_id,ds,y\n", "unique_id,ds\na,2020-01-01\na,2020-02-01\na,2020-03-01\n", []),
+    "non-numeric": ("", "unique_id,ds,y\na,2020-01-01,1\na,2020-02-01,x\na,2020-03-01,3\na,2020-04-01,4\n", []),
+    "bad timestamp": ("", "unique_id,ds,y\na,2020-01-01,1\na,notadate,2\na,2020-03-01,3\na,2020-04-01,4\n", []),
+    "duplicate": ("", "unique_id,ds,y\na,2020-01-01,1\na,2020-01-01,2\na,2020-02-01,3\na,2020-03-01,4\n", []),
+    "irregular": ("", "unique_id,ds,y\na,2020-01-01 00:00:00,1\na,2020-01-01 00:00:07,2\n"
+                  "a,2020-01-01 00:13:00,3\na,2020-01-01 05:00:00,4\na,2020-01-03 00:00:00,5\n", []),
+    "too short": ("", "unique_id,ds,y\na,2020-01-01,1\na,2020-02-01,2\n", ["--freq", "MS"]),
+    "all nan": ("", "unique_id,ds,y\na,2020-01-01,\na,2020-02-01,\na,2020-03-01,\nb,2020-01-01,1\n"
+                "b,2020-02-01,2\nb,2020-03-01,3\n", []),
+    "empty": ("", "", []),
+    "unknown target": ("", "unique_id,ds,y\na,2020-01-01,1\na,2020-02-01,2\na,2020-03-01,3\n", ["--target", "zz"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_no_file(case, tiny_checkpoint, tmp_path):
+    _, text, extra = BAD_INPUTS[case]
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    out = tmp_path / "out.csv"
+    code, stdout, err = _run("forecast", path, "--model", tiny_checkpoint, "--output", out, *extra)
+    assert code == 2, (case, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.csv*"))
+
+
+def test_missing_file_and_unknown_model(tmp_path, csv):
+    code, _, err = _run("forecast", tmp_path / "nope.csv")
+    assert code == 2 and "does not exist" in err
+    code, _, err = _run("forecast", csv, "--model", "no-such-model")
+    assert code == 2 and "unknown model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_is_a_clean_error(tiny_checkpoint, csv, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    code, _, err = _run("forecast", csv, "--model", broken)
+    assert code == 2 and "cannot read" in err and len(err.strip().splitlines()) == 1
+
+
+def test_models_lists_families():
+    code, out, _ = _run("models")
+    assert code == 0 and "ttm" in out
+
+
+def test_console_script_exit_code_and_no_lightning_import(tiny_checkpoint, csv, tmp_path):
+    """A real process: the forecast path must not import Lightning (it costs seconds)."""
+    code = (
+        "import sys; from tsfm.cli.main import main; sys.argv=['tsfm','forecast',%r,'--model',%r,'-o',%r];\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad=[m for m in sys.modules if m.startswith(('lightning','pytorch_lightning','hydra'))]\n"
+        "assert not bad, bad\nprint('ok')"
+    ) % (str(csv), str(tiny_checkpoint), str(tmp_path / "o.csv"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    bad = subprocess.run([sys.executable, "-m", "tsfm.cli", "forecast", str(tmp_path / "missing.csv")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")

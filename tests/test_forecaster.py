@@ -1,0 +1,125 @@
+"""The scikit-learn-style Forecaster: contract, conventions, backtests, persistence."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import monthly_frame
+from tsfm import Forecaster
+from tsfm.errors import InputError
+from tsfm.forecaster import NotFittedError
+
+
+def test_predict_contract(tiny_checkpoint):
+    df = monthly_frame()
+    fc = Forecaster(model=str(tiny_checkpoint), horizon=7, quantiles=(0.1, 0.5, 0.9)).fit(df).predict()
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"]
+    assert fc.groupby("unique_id").size().tolist() == [7, 7, 7]
+    assert not fc.isna().any().any()
+    assert (fc["0.1"] <= fc["0.5"]).all() and (fc["0.5"] <= fc["0.9"]).all()
+    np.testing.assert_allclose(fc["mean"], fc["0.5"])
+    for sid, rows in fc.groupby("unique_id"):
+        last = df[df.unique_id == sid].ds.max()
+        expected = pd.date_range(last, periods=8, freq="MS")[1:]
+        assert list(rows.ds) == list(expected)
+
+
+def test_horizon_longer_than_model_rolls_out(tiny_checkpoint):
+    df = monthly_frame(1)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=40).fit(df)  # model horizon is 16
+    fc = f.predict()
+    assert len(fc) == 40 and not fc.isna().any().any()
+    short = f.predict(h=16)
+    np.testing.assert_allclose(fc["0.5"].to_numpy()[:16], short["0.5"].to_numpy(), rtol=1e-5)
+
+
+def test_default_horizon_from_frequency(tiny_checkpoint):
+    f = Forecaster(model=str(tiny_checkpoint)).fit(monthly_frame(1))
+    assert f.horizon_ == 18 and len(f.predict()) == 18
+
+
+def test_wide_and_long_give_the_same_forecast(tiny_checkpoint):
+    long = monthly_frame(2, length=50)
+    wide = long.pivot(index="ds", columns="unique_id", values="y").reset_index()
+    a = Forecaster(model=str(tiny_checkpoint), horizon=5).fit(long).predict()
+    b = Forecaster(model=str(tiny_checkpoint), horizon=5).fit(wide).predict()
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_constant_series_gets_constant_forecast(tiny_checkpoint):
+    df = monthly_frame(1)
+    df["y"] = 42.0
+    fc = Forecaster(model=str(tiny_checkpoint), horizon=4).fit(df).predict()
+    assert (fc[["mean", "0.1", "0.5", "0.9"]] == 42.0).all().all()
+
+
+def test_sklearn_conventions(tiny_checkpoint):
+    from sklearn.base import clone
+
+    f = Forecaster(model=str(tiny_checkpoint), horizon=3, quantiles=(0.2, 0.5, 0.8))
+    g = clone(f)
+    assert g.get_params() == f.get_params() and g is not f
+    assert f.set_params(horizon=4) is f and f.horizon == 4
+    with pytest.raises(NotFittedError, match="not fitted"):
+        f.predict()
+    assert f.fit(monthly_frame(1)) is f and f.__sklearn_is_fitted__()
+    with pytest.raises(ValueError, match="invalid parameter"):
+        f.set_params(nope=1)
+
+
+def test_quantile_names_are_kept_as_written(tiny_checkpoint):
+    fc = Forecaster(model=str(tiny_checkpoint), horizon=2, quantiles=("0.10", "0.5", "0.90")).fit(
+        monthly_frame(1)).predict()
+    assert list(fc.columns[-3:]) == ["0.10", "0.5", "0.90"]
+
+
+def test_bad_quantiles_and_horizon(tiny_checkpoint):
+    df = monthly_frame(1)
+    with pytest.raises(InputError, match="outside"):
+        Forecaster(model=str(tiny_checkpoint), quantiles=(0.5, 1.5)).fit(df)
+    with pytest.raises(InputError, match="horizon"):
+        Forecaster(model=str(tiny_checkpoint), horizon=0).fit(df)
+    with pytest.raises(InputError, match="model's range"):
+        Forecaster(model=str(tiny_checkpoint), horizon=2, quantiles=(0.01, 0.5)).fit(df).predict()
+
+
+def test_cross_validation_windows(tiny_checkpoint):
+    df = monthly_frame(2, length=60)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=6)
+    cv = f.cross_validation(df, h=6, n_windows=3)
+    assert list(cv.columns[:3]) == ["unique_id", "ds", "cutoff"] and "y" in cv
+    assert len(cv) == 2 * 3 * 6
+    merged = cv.merge(df, on=["unique_id", "ds"], suffixes=("", "_true"))
+    np.testing.assert_allclose(merged["y"], merged["y_true"])  # y is the actual value at ds
+    assert (cv["ds"] > cv["cutoff"]).all()
+    assert cv.groupby("unique_id")["cutoff"].nunique().tolist() == [3, 3]
+
+
+def test_save_and_load_round_trip(tiny_checkpoint, tmp_path):
+    df = monthly_frame(2)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=5, quantiles=(0.1, 0.5, 0.9)).fit(df)
+    f.save(tmp_path / "saved")
+    g = Forecaster.load(tmp_path / "saved").fit(df)
+    assert g.horizon == 5 and g.quantiles == (0.1, 0.5, 0.9)
+    pd.testing.assert_frame_equal(f.predict(), g.predict())
+
+
+def test_predict_on_other_series(tiny_checkpoint):
+    f = Forecaster(model=str(tiny_checkpoint), horizon=3).fit(monthly_frame(1))
+    other = monthly_frame(2, seed=5)
+    fc = f.predict(df=other)
+    assert sorted(fc.unique_id.unique()) == ["s0", "s1"] and len(fc) == 6
+
+
+def test_gluonts_predictor(tiny_checkpoint):
+    from tsfm.data.frames import load_series
+    from tsfm.data.gluonts_adapters import to_list_dataset
+
+    df = monthly_frame(2)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=4).fit(df)
+    forecasts = list(f.to_gluonts_predictor().predict(to_list_dataset(load_series(df))))
+    expected = f.predict()
+    assert len(forecasts) == 2
+    for fc, (_, rows) in zip(forecasts, expected.groupby("unique_id", sort=False)):
+        np.testing.assert_allclose(fc.quantile(0.5), rows["0.5"].to_numpy(), rtol=1e-5)
+        assert fc.start_date == pd.Period(rows.ds.iloc[0], freq="M")

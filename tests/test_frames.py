@@ -1,0 +1,474 @@
+"""tsfm.data.frames: loading, validation, frequency inference, forecast frames; GluonTS round trip."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsfm.data.freq import same_freq
+from tsfm.data.frames import SeriesSet, canonical_alias, forecast_frame, load_series, read_table
+from tsfm.data.gluonts_adapters import from_gluonts, period_freq, to_gluonts, to_list_dataset
+from tsfm.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _eval_dir() -> Path | None:
+    candidates = [os.environ.get("TSFM_EVAL_DIR"), REPO.parent / "shared" / "data" / "eval", "/work/shared/data/eval"]
+    for c in candidates:
+        if c and (Path(c) / "manifest.json").is_file():
+            return Path(c)
+    return None
+
+
+EVAL = _eval_dir()
+TASKS = json.loads((EVAL / "manifest.json").read_text())["tasks"] if EVAL else []
+
+
+def long_frame(ids=("a", "b"), n=24, freq="MS", start="2020-01-01", seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k, uid in enumerate(ids):
+        ds = pd.date_range(start, periods=n + k, freq=freq)
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.normal(10 * (k + 1), 1, len(ds))}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def one_line_error(data, **kw) -> str:
+    with pytest.raises(InputError) as info:
+        load_series(data, **kw)
+    msg = str(info.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+# ------------------------------------------------------------------ eval set
+
+
+@pytest.mark.skipif(EVAL is None, reason="eval data folder (../shared/data/eval) not present")
+@pytest.mark.parametrize("task", TASKS, ids=[t["name"] for t in TASKS])
+def test_eval_files_load_with_manifest_frequency_and_shape(task):
+    s = load_series(EVAL / task["file"])
+    assert same_freq(s.freq, task["freq"]), (s.freq, task["freq"])
+    assert len(s) == task["n_series"]
+    assert s.lengths.min() == task["min_length"] and s.lengths.max() == task["max_length"]
+    assert int(s.lengths.sum()) == task["n_points"]
+    raw = pd.read_csv(EVAL / task["file"])
+    first = raw[raw.unique_id.astype(str) == s.ids[0]]
+    np.testing.assert_allclose(s.values[0][:, 0], first.y.to_numpy(np.float32))
+    assert s.starts[0] == pd.Timestamp(first.ds.iloc[0]) and s.n_gaps == [0] * len(s)
+
+
+# ------------------------------------------------------------------ layouts
+
+
+def test_long_and_wide_give_identical_series():
+    long = long_frame(ids=("a", "b"), n=30)
+    long = long[~((long.unique_id == "b") & (long.ds == "2020-05-01"))]  # a gap in b
+    wide = long.pivot(index="ds", columns="unique_id", values="y").reset_index()
+    wide.columns.name = None
+    a, b = load_series(long), load_series(wide)
+    assert (a.layout, b.layout) == ("long", "wide")
+    assert a.ids == b.ids == ["a", "b"] and a.freq == b.freq == "MS" and a.starts == b.starts
+    for x, y in zip(a.values, b.values):
+        np.testing.assert_array_equal(x, y)
+    assert np.isnan(b.values[1][4, 0]) and b.n_gaps == [0, 1]
+
+
+def test_wide_series_with_different_spans_are_trimmed_to_their_values():
+    wide = pd.DataFrame({"ds": pd.date_range("2021-01-04", periods=6, freq="D"),
+                         "x": [1, 2, 3, 4, 5, 6], "z": [np.nan, np.nan, 3, 4, 5, np.nan]})
+    s = load_series(wide)
+    assert s.lengths.tolist() == [6, 3] and s.starts[1] == pd.Timestamp("2021-01-06")
+    np.testing.assert_array_equal(s.values[1][:, 0], [3, 4, 5])
+
+
+def test_aliases_item_id_timestamp_target_and_ids_keep_string_form(tmp_path):
+    df = pd.DataFrame({"item_id": ["007"] * 4 + ["12"] * 4,
+                       "timestamp": list(pd.date_range("2020-01-01", periods=4, freq="h")) * 2,
+                       "target": np.arange(8.0), "other": 1.0})
+    path = tmp_path / "x.csv"
+    df.to_csv(path, index=False)
+    s = load_series(path)
+    assert s.ids == ["007", "12"] and s.freq == "h" and s.target_names == ["target"]
+    np.testing.assert_array_equal(s.values[1][:, 0], [4, 5, 6, 7])
+
+
+def test_flags_override_detection_and_several_targets_become_channels():
+    df = pd.DataFrame({"store": ["s1"] * 5 + ["s2"] * 5, "when": list(pd.date_range("2020-01-06", periods=5)) * 2,
+                       "sales": np.arange(10.0), "visits": np.arange(10.0) * 2, "promo": [0, 1] * 5})
+    s = load_series(df, id_col="store", time_col="when", target=["sales", "visits"], future_exog=["promo"])
+    assert s.ids == ["s1", "s2"] and s.target_names == ["sales", "visits"] and s.values[0].shape == (5, 2)
+    assert s.future_exog_names == ["promo"] and s.future_exog[1][:, 0].tolist() == [1, 0, 1, 0, 1]
+    assert s.past_exog is None
+
+
+def test_sorted_within_id_and_first_appearance_order():
+    df = long_frame(ids=("zeta", "alpha"), n=6).sample(frac=1.0, random_state=3)
+    first = df.unique_id.iloc[0]
+    s = load_series(df)
+    assert s.ids[0] == first
+    ref = long_frame(ids=("zeta", "alpha"), n=6)
+    for uid, v in zip(s.ids, s.values):
+        np.testing.assert_allclose(v[:, 0], ref[ref.unique_id == uid].y.to_numpy(np.float32))
+
+
+def test_multivariate_wide_and_long_make_one_item_with_channels():
+    long = long_frame(ids=("a", "b", "c"), n=12)
+    wide = long.pivot(index="ds", columns="unique_id", values="y").reset_index()
+    for data in (long, wide):
+        s = load_series(data, multivariate=True)
+        assert len(s) == 1 and s.ids_as_channels and s.target_names == ["a", "b", "c"]
+        assert s.values[0].shape == (14, 3)
+        assert np.isnan(s.values[0][12:, 0]).all() and not np.isnan(s.values[0][:, 2]).any()
+        fc = forecast_frame(s, np.zeros((1, 2, 3, 1)), [0.5])
+        assert fc.unique_id.tolist() == ["a", "a", "b", "b", "c", "c"] and "target" not in fc
+
+
+def test_extra_columns_ignored_unless_named_and_constant_series_accepted():
+    df = long_frame(n=8)
+    df["y"] = 5.0
+    df["note"] = "text"
+    s = load_series(df)
+    assert s.past_exog is None and np.all(s.values[0] == 5.0)
+
+
+def test_dataframe_with_datetime_index_reads_as_wide():
+    idx = pd.date_range("2000-01-01", periods=10, freq="QS-OCT")
+    s = load_series(pd.DataFrame({"gdp": np.arange(10.0)}, index=idx))
+    assert s.ids == ["gdp"] and s.freq == "QS" and s.starts[0] == idx[0]
+
+
+# ------------------------------------------------------------------ frequency inference
+
+
+@pytest.mark.parametrize(
+    "freq, expected, drop",
+    [
+        ("MS", "MS", [3, 4, 9]),
+        ("ME", "ME", [2]),
+        ("QS-OCT", "QS", [5]),
+        ("QE-DEC", "QE", [1, 7]),
+        ("YS", "YS", [2, 3]),
+        ("YS-APR", "YS-APR", [4]),
+        ("W-SAT", "W-SAT", [2, 10]),
+        ("W-SUN", "W", [6]),
+        ("B", "B", [3, 4, 11]),
+        ("D", "D", [5]),
+        ("30min", "30min", [1, 2, 30]),
+        ("h", "h", [7]),
+        ("15min", "15min", [4]),
+    ],
+)
+def test_frequency_inferred_despite_gaps(freq, expected, drop):
+    ds = pd.date_range("2001-04-01", periods=40, freq=freq)
+    keep = np.setdiff1d(np.arange(40), drop)
+    df = pd.DataFrame({"unique_id": "s", "ds": ds[keep], "y": keep.astype(float)})
+    s = load_series(df)
+    assert s.freq == expected
+    assert s.timestamps(0).equals(ds)  # same grid as the alias it came from (QS-OCT is QS)
+    assert len(s.values[0]) == 40 and s.n_gaps == [len(drop)]
+    assert np.isnan(s.values[0][drop, 0]).all()
+    np.testing.assert_array_equal(s.values[0][keep, 0], keep)
+
+
+@pytest.mark.parametrize("freq, expected", [("BMS", "BMS"), ("6MS", "6MS"), ("2W-MON", "2W-MON"), ("2D", "2D"), ("QE-NOV", "QE-NOV")])
+def test_less_common_regular_frequencies(freq, expected):
+    ds = pd.date_range("2021-03-01", periods=30, freq=freq)
+    s = load_series(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 1.0}))
+    assert s.freq == expected and s.timestamps(0).equals(ds)
+
+
+def test_monthly_stamps_on_a_fixed_day_get_a_specific_hint():
+    ds = pd.date_range("2020-01-01", periods=12, freq="MS") + pd.Timedelta(days=14)
+    msg = one_line_error(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 1.0}))
+    assert "monthly stamps on day 15" in msg and "month starts" in msg
+
+
+def test_short_series_borrow_the_frequency_of_the_others():
+    df = pd.concat([long_frame(ids=("long",), n=10, freq="W-SAT"),
+                    pd.DataFrame({"unique_id": "short", "ds": pd.to_datetime(["2020-01-04", "2020-01-18"]), "y": 1.0})])
+    s = load_series(df, min_length=2)
+    assert s.freq == "W-SAT" and s.lengths.tolist() == [10, 3] and np.isnan(s.values[1][1, 0])
+
+
+def test_given_freq_is_used_and_checked():
+    df = long_frame(n=6, freq="MS")
+    assert load_series(df, freq="MS").freq == "MS"
+    assert load_series(df, freq="D").lengths.tolist() == [153, 183]  # finer grid: days between month starts are NaN
+    msg = one_line_error(df, freq="ME")
+    assert "not on the ME grid" in msg and "--freq MS" in msg
+    assert "unknown frequency" in one_line_error(df, freq="fortnightly")
+
+
+def test_canonical_alias_folds_equivalent_anchors():
+    assert canonical_alias("QS-OCT") == "QS" and canonical_alias("QS-MAY") == "QS-FEB"
+    assert canonical_alias("QE-SEP") == "QE" and canonical_alias("W-SUN") == "W" and canonical_alias("YS-JAN") == "YS"
+
+
+def test_timezone_aware_stamps_are_compared_in_utc():
+    ds = pd.date_range("2021-03-27", periods=72, freq="h", tz="Europe/London")
+    s = load_series(pd.DataFrame({"unique_id": "x", "ds": ds.astype(str), "y": np.arange(72.0)}))
+    assert s.freq == "h" and len(s.values[0]) == 72 and str(s.starts[0].tz) == "UTC"
+
+
+def test_integer_years_parse_as_yearly():
+    s = load_series(pd.DataFrame({"year": np.arange(1990, 2000), "v": np.arange(10.0)}), time_col="year")
+    assert s.freq == "YS" and s.starts[0] == pd.Timestamp("1990-01-01")
+
+
+# ------------------------------------------------------------------ gaps and fill
+
+
+def test_fill_modes_on_a_gap():
+    ds = pd.date_range("2020-01-01", periods=7, freq="D")
+    df = pd.DataFrame({"unique_id": "s", "ds": ds[[0, 1, 4, 5]], "y": [np.nan, 1.0, 4.0, 5.0]})
+    df = pd.concat([df, pd.DataFrame({"unique_id": "s", "ds": [ds[6]], "y": [np.nan]})])
+    got = {m: load_series(df, fill=m, min_length=1).values[0][:, 0] for m in ("mask", "ffill", "interpolate", "zero")}
+    np.testing.assert_array_equal(got["mask"], [np.nan, 1, np.nan, np.nan, 4, 5, np.nan])
+    np.testing.assert_array_equal(got["ffill"], [np.nan, 1, 1, 1, 4, 5, 5])
+    np.testing.assert_array_equal(got["interpolate"], [np.nan, 1, 2, 3, 4, 5, 5])
+    np.testing.assert_array_equal(got["zero"], [0, 1, 0, 0, 4, 5, 0])
+    assert load_series(df, fill="none", min_length=1).n_gaps == [2]
+    assert "unknown fill" in one_line_error(df, fill="bfill")
+
+
+def test_fill_does_not_leak_across_series():
+    df = pd.DataFrame({"unique_id": ["a"] * 3 + ["b"] * 3, "ds": list(pd.date_range("2020-01-01", periods=3)) * 2,
+                       "y": [1.0, 2.0, 3.0, np.nan, 7.0, 8.0]})
+    s = load_series(df, fill="ffill", min_length=2)
+    assert np.isnan(s.values[1][0, 0]) and s.values[1][1, 0] == 7.0
+
+
+# ------------------------------------------------------------------ bad input: one line each
+
+
+def test_error_missing_column_names_it_and_lists_available():
+    msg = one_line_error(long_frame(), target="sales")
+    assert "'sales' not found" in msg and "unique_id, ds, y" in msg
+
+
+def test_error_unknown_flag_column():
+    msg = one_line_error(long_frame(), id_col="store", past_exog=["temp"])
+    assert "'store', 'temp' not found" in msg
+
+
+def test_error_cannot_tell_layout():
+    df = pd.DataFrame({"name": ["a", "b"], "kind": ["x", "y"], "v": [1.0, 2.0]})
+    assert one_line_error(df) == "cannot tell long from wide format: pass --id-col/--time-col/--target"
+
+
+def test_error_non_numeric_target_names_column_and_value(tmp_path):
+    df = long_frame(n=5)
+    df["y"] = df["y"].astype(object)
+    df.loc[3, "y"] = "12,5"
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    msg = one_line_error(path)
+    assert "target column 'y' is not numeric" in msg and "'12,5'" in msg and "line 5" in msg
+
+
+def test_error_unparseable_timestamp():
+    df = long_frame(n=5)
+    df["ds"] = df["ds"].astype(str)
+    df.loc[2, "ds"] = "2020-13-45"
+    msg = one_line_error(df)
+    assert "cannot parse timestamp '2020-13-45'" in msg and "row 2" in msg
+
+
+def test_error_missing_timestamp():
+    df = long_frame(n=5)
+    df["ds"] = df["ds"].astype(str)
+    df.loc[1, "ds"] = None
+    assert "missing timestamp" in one_line_error(df)
+
+
+def test_error_duplicate_timestamps():
+    df = long_frame(n=5)
+    df = pd.concat([df, df.iloc[[7]]], ignore_index=True)
+    msg = one_line_error(df)
+    assert "duplicate timestamp 2020-03-01" in msg and "'b'" in msg and "row 7 and row 11" in msg
+
+
+def test_error_irregular_timestamps_ask_for_freq():
+    rng = np.random.default_rng(0)
+    stamps = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.sort(rng.choice(10**6, 30, replace=False)), unit="s")
+    df = pd.DataFrame({"unique_id": "x", "ds": stamps, "y": 1.0})
+    msg = one_line_error(df)
+    assert "cannot infer the frequency of 'x'" in msg and "--freq" in msg
+
+
+def test_error_mixed_frequencies_named():
+    df = pd.concat([long_frame(ids=("m",), n=12, freq="MS"), long_frame(ids=("q",), n=12, freq="QS")])
+    msg = one_line_error(df)
+    assert "different frequencies" in msg and "'m' is MS" in msg and "is QS" in msg
+
+
+def test_error_too_short_names_ids_and_minimum():
+    df = pd.concat([long_frame(ids=("ok",), n=10), long_frame(ids=("tiny",), n=2)])
+    msg = one_line_error(df, min_length=5)
+    assert "fewer than 5 observed points" in msg and "'tiny' (2)" in msg and "'ok'" not in msg
+
+
+def test_error_all_nan_series():
+    df = long_frame(ids=("a", "b"), n=6)
+    df.loc[df.unique_id == "b", "y"] = np.nan
+    msg = one_line_error(df)
+    assert "no values" in msg and "'b'" in msg
+    wide = pd.DataFrame({"ds": pd.date_range("2020-01-01", periods=5), "u": np.arange(5.0), "v": np.nan})
+    assert "'v'" in one_line_error(wide)
+
+
+def test_error_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(InputError, match="is empty"):
+        read_table(path)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("unique_id,ds,y\n")
+    assert "no data rows" in one_line_error(header_only)
+
+
+def test_error_missing_file(tmp_path):
+    msg = one_line_error(tmp_path / "nope.csv")
+    assert "not found" in msg and "nope.csv" in msg
+
+
+def test_error_corrupt_files(tmp_path):
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    assert "cannot read" in one_line_error(garbage)
+    broken = tmp_path / "broken.parquet"
+    long_frame().to_parquet(broken)
+    broken.write_bytes(broken.read_bytes()[:200])
+    assert "cannot read" in one_line_error(broken) and "Parquet" in one_line_error(broken)
+    bad_gz = tmp_path / "bad.csv.gz"
+    bad_gz.write_bytes(b"this is not gzip at all\n" * 10)
+    assert "cannot read" in one_line_error(bad_gz)
+
+
+def test_error_infinite_value():
+    df = long_frame(n=4)
+    df.loc[2, "y"] = np.inf
+    assert "infinite value" in one_line_error(df)
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_read_table_formats(tmp_path):
+    df = long_frame(n=6)
+    df.to_parquet(tmp_path / "x.parquet")
+    with gzip.open(tmp_path / "x.csv.gz", "wt") as fh:
+        df.to_csv(fh, index=False)
+    df.to_csv(tmp_path / "x.csv", sep=";", index=False)
+    ref = load_series(df)
+    for name in ("x.parquet", "x.csv.gz", "x.csv"):
+        s = load_series(tmp_path / name)
+        assert s.ids == ref.ids and s.freq == ref.freq
+        for x, y in zip(s.values, ref.values):
+            np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+def test_samples_load():
+    air = load_series(REPO / "datasets" / "samples" / "air_passengers.csv")
+    assert air.ids == ["AirPassengers"] and air.freq == "MS" and air.lengths.tolist() == [144]
+    wide = load_series(REPO / "datasets" / "samples" / "wide_example.csv")
+    assert wide.layout == "wide" and wide.ids == ["store_a", "store_b"] and wide.lengths.tolist() == [120, 120]
+
+
+# ------------------------------------------------------------------ SeriesSet helpers
+
+
+def test_seriesset_grid_helpers():
+    s = load_series(long_frame(n=10, freq="QS", start="2019-04-01"))
+    for i in range(len(s)):
+        t = int(s.lengths[i])
+        full = pd.date_range(s.starts[i], periods=t + 5, freq=s.freq)
+        assert s.timestamps(i).equals(full[:t]) and s.future_index(i, 5).equals(full[t:])
+    head, tails = s.split_last(3)
+    assert head.lengths.tolist() == [7, 8] and [t.shape for t in tails] == [(3, 1), (3, 1)]
+    np.testing.assert_array_equal(np.vstack([head.values[1], tails[1]]), s.values[1])
+    assert head.future_index(1, 3).equals(s.timestamps(1)[-3:])
+    sub = s.subset([1])
+    assert sub.ids == ["b"] and sub.values[0] is s.values[1]
+    assert s.subset(np.array([False, True])).ids == ["b"]
+    with pytest.raises(InputError, match="cannot hold out 10 points"):
+        s.truncate(10)
+    assert s.freq_info.season == 4 and s.freq_info.name == "Q"
+
+
+def test_to_frame_round_trip():
+    df = long_frame(n=8)
+    df["temp"] = np.arange(len(df), dtype=float)
+    s = load_series(df, past_exog=["temp"])
+    back = load_series(s.to_frame(), past_exog=["temp"])
+    assert back.ids == s.ids and back.starts == s.starts
+    for a, b in zip(s.past_exog, back.past_exog):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ forecast_frame
+
+
+def test_forecast_frame_columns_rows_and_stamps():
+    s = load_series(long_frame(ids=("a", "b"), n=12, freq="MS"))
+    h, levels = 3, [0.1, 0.5, 0.9]
+    q = np.arange(2 * h * 1 * 3, dtype=np.float32).reshape(2, h, 1, 3)
+    fc = forecast_frame(s, q, levels, names=["0.1", "0.5", "0.9"])
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"] and len(fc) == 2 * h
+    assert fc.unique_id.tolist() == ["a"] * 3 + ["b"] * 3
+    assert fc.ds.iloc[:3].tolist() == list(pd.date_range("2021-01-01", periods=3, freq="MS"))
+    assert fc.ds.iloc[3] == pd.Timestamp("2021-02-01")  # b has one more month
+    np.testing.assert_array_equal(fc["mean"], fc["0.5"])
+    np.testing.assert_array_equal(fc[["0.1", "0.5", "0.9"]].to_numpy(), q.reshape(-1, 3))
+    fc2 = forecast_frame(s, q, levels, mean=np.full((2, h, 1), 7.0))
+    assert (fc2["mean"] == 7.0).all() and list(fc2.columns)[3:] == ["0.1", "0.5", "0.9"]
+
+
+def test_forecast_frame_multichannel_adds_target_column():
+    df = long_frame(ids=("a",), n=6)
+    df["z"] = df["y"] * 2
+    s = load_series(df, target=["y", "z"])
+    q = np.zeros((1, 2, 2, 1))
+    q[0, :, 1, 0] = 1.0
+    fc = forecast_frame(s, q, [0.5])
+    assert list(fc.columns) == ["unique_id", "ds", "target", "mean", "0.5"]
+    assert fc.target.tolist() == ["y", "y", "z", "z"] and fc["mean"].tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError):
+        forecast_frame(s, np.zeros((1, 2, 2, 2)), [0.1, 0.9])
+
+
+# ------------------------------------------------------------------ GluonTS
+
+
+@pytest.mark.parametrize("freq, pfreq", [("MS", "M"), ("QS", "Q-DEC"), ("W-SAT", "W-SAT"), ("B", "B"), ("30min", "30min"), ("YS", "Y-DEC")])
+def test_gluonts_round_trip(freq, pfreq):
+    df = long_frame(ids=("a", "b"), n=9, freq=freq, start="2018-01-01")
+    df = df.drop(index=4)  # a gap stays NaN through the round trip
+    df["promo"] = np.arange(len(df), dtype=float) % 2
+    s = load_series(df, future_exog=["promo"])
+    assert period_freq(s.freq) == pfreq
+    entries = to_gluonts(s)
+    assert entries[0]["target"].shape == (9,) and entries[0]["feat_dynamic_real"].shape == (1, 9)
+    for back in (from_gluonts(entries), from_gluonts(to_list_dataset(s)), from_gluonts(entries, freq=s.freq)):
+        assert back.ids == s.ids and back.freq == s.freq and back.starts == s.starts
+        for a, b in zip(s.values, back.values):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(back.future_exog[1], s.future_exog[1])
+        assert back.n_gaps == [1, 0]
+
+
+def test_gluonts_multivariate_target_is_channels_by_time():
+    s = load_series(long_frame(ids=("a", "b"), n=5), multivariate=True)
+    entry = to_gluonts(s)[0]
+    assert entry["target"].shape == (2, 6)
+    back = from_gluonts([entry])
+    np.testing.assert_array_equal(back.values[0], s.values[0])
+    assert isinstance(back, SeriesSet) and back.target_names == ["target_0", "target_1"]

@@ -1,0 +1,76 @@
+"""The shared forecasting path: level interpolation, rollout past the model horizon, constants."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from tsfm.errors import InputError
+from tsfm.inference import constant_channels, forecast_arrays, interpolate_levels, pin_constants
+from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
+
+
+@dataclass
+class LastValueConfig(ModelConfig):
+    spread: float = 1.0
+
+
+class LastValueModel(ForecastModel):
+    """Test double: repeats the last observed value, quantile q offset by spread * (q - 0.5)."""
+
+    config_class = LastValueConfig
+
+    def forward(self, past_values, past_mask=None, freq_id=None, past_exog=None, future_exog=None):
+        values, _ = prepare_inputs(past_values, past_mask)
+        last = values[:, -1, :]  # [B, C]
+        q = torch.tensor(self.config.quantiles) - 0.5
+        out = last[:, None, :, None] + self.config.spread * q
+        return out.expand(-1, self.config.prediction_length, -1, -1).contiguous()
+
+
+def _model(h=4, spread=1.0):
+    return LastValueModel(LastValueConfig(context_length=8, prediction_length=h, spread=spread))
+
+
+def test_interpolate_levels_linear_and_exact():
+    values = np.array([[1.0, 2.0, 4.0]])
+    out = interpolate_levels(values, [0.1, 0.5, 0.9], [0.1, 0.3, 0.5, 0.7])
+    assert np.allclose(out, [[1.0, 1.5, 2.0, 3.0]])
+
+
+def test_interpolate_levels_rejects_out_of_range():
+    with pytest.raises(InputError, match="outside the model's range"):
+        interpolate_levels(np.zeros((1, 3)), [0.1, 0.5, 0.9], [0.05])
+
+
+def test_forecast_within_model_horizon():
+    past = np.arange(16, dtype=np.float32).reshape(2, 8, 1)
+    out = forecast_arrays(_model(), past, np.ones_like(past), np.zeros(2, np.int64), horizon=3)
+    assert out.shape == (2, 3, 1, 9)
+    assert np.allclose(out[:, :, 0, 4], [[7, 7, 7], [15, 15, 15]])  # median = last value
+
+
+def test_rollout_spreads_uncertainty_and_keeps_median():
+    """Rolling out every quantile path widens the band step by step; the median path stays put."""
+    past = np.zeros((1, 8, 1), dtype=np.float32)
+    out = forecast_arrays(_model(h=4, spread=1.0), past, np.ones_like(past), np.zeros(1, np.int64), horizon=12)
+    assert out.shape == (1, 12, 1, 9)
+    assert np.allclose(out[0, :, 0, 4], 0.0, atol=1e-6)
+    width = out[0, :, 0, -1] - out[0, :, 0, 0]
+    assert np.allclose(width[:4], 0.8)  # first chunk: the model's own band
+    assert width[4] > width[3] and width[8] >= width[4]  # a sum of two draws is wider; never narrower after
+    assert np.all(np.diff(out, axis=-1) >= 0)  # monotone
+
+
+def test_constant_history_is_pinned():
+    past = np.full((2, 8, 2), 5.0, dtype=np.float32)
+    past[1, :, 1] = np.arange(8)
+    mask = np.ones_like(past)
+    mask[0, :3] = 0
+    past[0, :3] = np.nan
+    assert constant_channels(past, mask).tolist() == [[True, True], [True, False]]
+    q = np.random.default_rng(0).normal(size=(2, 4, 2, 3)).astype(np.float32)
+    pinned = pin_constants(q, past, mask)
+    assert np.all(pinned[0] == 5.0) and np.all(pinned[1, :, 0] == 5.0)
+    assert np.array_equal(pinned[1, :, 1], q[1, :, 1])

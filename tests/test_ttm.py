@@ -1,0 +1,350 @@
+"""TTM: the forward contract, its pieces (RPT, adaptive patching, channel and exogenous mixing),
+scaling and padding semantics, checkpoints, config validation, training and ONNX export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tsfm.data.freq import FREQ_VOCAB, freq_token
+from tsfm.errors import InputError
+from tsfm.models.registry import build_model
+from tsfm.models.ttm import TTM, TTMConfig
+
+H, L = 16, 64  # TTMConfig.tiny(): context 64, horizon 16, 8 patches of 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Two shared cores: a second intra-op thread makes tiny-model steps up to 100x slower here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> TTM:
+    torch.manual_seed(0)
+    return TTM(TTMConfig.tiny(**overrides)).eval()
+
+
+def series(batch: int, length: int, channels: int, seed: int = 0) -> torch.Tensor:
+    """Random walks with a daily-like season, level ~50."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float32)[None, :, None]
+    season = torch.sin(2 * torch.pi * t / 8) * (1 + torch.rand(batch, 1, channels, generator=g))
+    return 50 + season + torch.randn(batch, length, channels, generator=g).cumsum(1) * 0.3
+
+
+# ---------------------------------------------------------------- contract
+@pytest.mark.parametrize("batch,channels", [(1, 1), (3, 2), (5, 7)])
+def test_output_shape_finite_and_monotone(batch: int, channels: int) -> None:
+    model = tiny()
+    out = model(series(batch, L, channels) * torch.randn(1, 1, channels).exp())
+    assert out.shape == (batch, H, channels, len(model.quantiles))
+    assert torch.isfinite(out).all()
+    assert (out.diff(dim=-1) >= 0).all()
+    assert (out.diff(dim=-1) > 0).float().mean() > 0.99
+
+
+def test_output_is_in_input_scale() -> None:
+    """Untrained forecasts sit around the series level (de-normalised inside forward)."""
+    model = tiny()
+    x = series(4, L, 1) + 1000.0
+    median = model(x)[..., model.config.median_index]
+    assert (median - x[:, -16:].mean(1, keepdim=True)).abs().max() < 50
+
+
+def test_channels_are_independent_with_common_channel_decoder() -> None:
+    model = tiny()
+    x = series(2, L, 3)
+    y = x.clone()
+    y[:, :, 1] = torch.randn(2, L) * 100
+    a, b = model(x), model(y)
+    assert torch.equal(a[:, :, 0], b[:, :, 0]) and torch.equal(a[:, :, 2], b[:, :, 2])
+    assert not torch.allclose(a[:, :, 1], b[:, :, 1])
+    torch.testing.assert_close(model(x[:, :, :1]), a[:, :, :1])  # same as forecasting channel 0 alone
+
+
+def test_mix_channel_decoder_mixes_channels() -> None:
+    model = tiny(decoder_mode="mix_channel", num_input_channels=3)
+    x = series(2, L, 3)
+    y = x.clone()
+    y[:, :, 1] = torch.randn(2, L) * 100
+    assert (model(x)[:, :, 0] - model(y)[:, :, 0]).abs().max() > 1e-4
+    with pytest.raises(InputError, match="mixes exactly 3 channels"):
+        model(series(2, L, 2))
+
+
+# ---------------------------------------------------------------- resolution prefix tuning
+def test_frequency_token_changes_the_forecast() -> None:
+    model = tiny()
+    x = series(2, L, 1)
+    hourly, daily = torch.full((2,), freq_token("h")), torch.full((2,), freq_token("D"))
+    assert (model(x, freq_id=hourly) - model(x, freq_id=daily)).abs().max() > 1e-4
+    assert model.embedding.freq_embedding.num_embeddings == len(FREQ_VOCAB)
+    assert model.backbone.level_shapes[-1] == (9, 16)  # 8 patches + the resolution token
+    # a missing or out-of-vocabulary token is token 0 (oov), not an error
+    oov = torch.zeros(2, dtype=torch.long)
+    assert torch.equal(model(x), model(x, freq_id=oov))
+    assert torch.equal(model(x, freq_id=torch.tensor([99, -1])), model(x, freq_id=oov))
+    torch.testing.assert_close(model(x, freq_id=torch.tensor(8)), model(x, freq_id=daily))  # one id, whole batch
+
+
+def test_frequency_token_has_no_path_without_prefix_tuning() -> None:
+    model = tiny(resolution_prefix_tuning=False)
+    assert model.embedding.freq_embedding is None
+    assert not any("freq" in name for name, _ in model.named_parameters())
+    x = series(2, L, 1)
+    assert torch.equal(model(x, freq_id=torch.tensor([7, 8])), model(x))
+    assert model.backbone.level_shapes[-1] == (8, 16)
+
+
+# ---------------------------------------------------------------- adaptive patching
+def test_adaptive_patching_levels_of_the_default_config() -> None:
+    torch.manual_seed(0)
+    no_rpt = TTM(TTMConfig(resolution_prefix_tuning=False))
+    assert no_rpt.config.num_patches == 16
+    assert no_rpt.backbone.level_shapes == [(64, 32), (32, 64), (16, 128)]
+    assert no_rpt.decoder.mixer.level_shapes == [(16, 32)]
+    default = TTM(TTMConfig())
+    assert default.backbone.level_shapes == [(68, 32), (34, 64), (17, 128)]
+    assert sum(len(level.layers) for level in default.backbone.levels) == 6  # 2 layers x 3 levels
+
+
+def test_default_config_stays_under_one_million_parameters() -> None:
+    model = TTM(TTMConfig())
+    assert 700_000 < model.num_parameters() < 1_000_000
+    assert model.head.proj.in_features == 17 * 32 and model.head.proj.out_features == 96 * 9
+
+
+# ---------------------------------------------------------------- scaling and padding
+@pytest.mark.parametrize("with_gaps", [False, True])
+def test_forecast_is_equivariant_to_affine_rescaling(with_gaps: bool) -> None:
+    model = tiny()
+    x = series(3, L - 10, 2)  # shorter than the context: left-padded and masked inside
+    if with_gaps:
+        x[0, 5:9, 0] = float("nan")
+        x[2, -3:, 1] = float("nan")
+    base = model(x)
+    for a, b in [(3.7, -20.0), (0.25, 1e3), (40.0, 0.0)]:
+        torch.testing.assert_close(model(a * x + b), a * base + b, rtol=1e-4, atol=1e-4 * a)
+
+
+def test_relative_floor_keeps_equivariance_for_small_units() -> None:
+    """Series in small units (std ~1e-3): TTM's absolute 1e-5 floor distorts them, ``std_rel`` does not."""
+    model = tiny(scaling="std_rel")
+    x = series(2, L, 1)
+    base = model(x)
+    for a, b in [(1e-3, 0.05), (2e-4, 0.0)]:
+        torch.testing.assert_close(model(a * x + b), a * base + b, rtol=1e-3, atol=1e-3 * a)
+    absolute = tiny(scaling="std")
+    absolute.load_state_dict(model.state_dict())
+    drift = (absolute(2e-4 * x) - 2e-4 * absolute(x)).abs().max() / 2e-4
+    assert drift > 1e-2  # the absolute floor really does bend small-unit forecasts
+
+
+def test_padding_equals_mask_and_padded_values_do_not_matter() -> None:
+    model = tiny()
+    short = series(2, 40, 2)
+    nan_padded = torch.cat([torch.full((2, L - 40, 2), float("nan")), short], dim=1)
+    garbage = torch.cat([torch.randn(2, L - 40, 2) * 1e4, short], dim=1)
+    mask = torch.cat([torch.zeros(2, L - 40, 2), torch.ones(2, 40, 2)], dim=1)
+    expected = model(short)
+    assert torch.equal(model(nan_padded), expected)
+    assert torch.equal(model(garbage, past_mask=mask), expected)
+    assert (model(garbage) - expected).abs().max() > 1e-3  # without the mask, those values count
+
+
+def test_longer_input_keeps_the_last_context() -> None:
+    model = tiny()
+    x = series(2, L + 37, 1)
+    assert torch.equal(model(x), model(x[:, -L:]))
+    torch.testing.assert_close(model(x.double()), model(x))  # other dtypes are cast to the weights'
+    with pytest.raises(InputError, match="batch, time, channels"):
+        model(x[0])
+
+
+def test_constant_and_empty_series_give_finite_forecasts() -> None:
+    model = tiny()
+    x = torch.full((2, L, 2), 5.0)
+    x[1, :, 1] = float("nan")  # nothing observed at all
+    out = model(x)
+    assert torch.isfinite(out).all()
+    assert (out[0, :, 0] - 5.0).abs().max() < 0.1  # constant series: forecast stays near the level
+    assert torch.isfinite(tiny(scaling="mean")(torch.zeros(1, L, 1))).all()
+
+
+def test_patch_embedding_sees_the_mask_only_when_asked() -> None:
+    """A scaled 0 that was observed (a value at the mean) and one that is padding differ only by the mask."""
+    scaled = torch.randn(2, L, 1)
+    scaled[:, :24] = 0.0
+    observed, padded = torch.ones(2, L, 1), torch.ones(2, L, 1)
+    padded[:, :24] = 0.0
+    with_mask, without_mask = tiny().embedding, tiny(mask_input=False).embedding
+    assert with_mask.patcher.in_features == 16 and without_mask.patcher.in_features == 8
+    diff = (with_mask(scaled, observed, None) - with_mask(scaled, padded, None)).abs()
+    assert diff[:, :, 1:4].min() > 0 and diff[:, :, 4:].max() == 0  # patches 0-2 (+ token) see it
+    assert torch.equal(without_mask(scaled, observed, None), without_mask(scaled, padded, None))
+
+
+# ---------------------------------------------------------------- exogenous inputs
+def _exog(batch: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    past, future = torch.randn(batch, L, 2, generator=g), torch.randn(batch, H, 2, generator=g)
+    return past * 3 + 10, future * 3 + 10
+
+
+def test_exog_mixer_uses_future_covariates() -> None:
+    model = tiny(num_exog_channels=2, enable_exog_mixer=True)
+    x, (past, future) = series(3, L, 2), _exog(3)
+    plain = model(x, past_exog=past)
+    # the output layer starts at zero: enabling the mixer changes nothing until it is trained
+    assert torch.equal(model(x, past_exog=past, future_exog=future), plain)
+    torch.nn.init.normal_(model.exog_mixer.out.weight, std=0.5)
+    with_future = model(x, past_exog=past, future_exog=future)
+    assert with_future.shape == (3, H, 2, len(model.quantiles))
+    assert (with_future - plain).abs().max() > 1e-3
+    assert (with_future - model(x, past_exog=past, future_exog=future + 5.0)).abs().max() > 1e-3
+    assert (with_future.diff(dim=-1) >= 0).all()
+    torch.testing.assert_close(model(x[:, :, :1], past_exog=past, future_exog=future), with_future[:, :, :1])
+    with pytest.raises(InputError, match="needs past_exog"):
+        model(x, future_exog=future)
+    with pytest.raises(InputError, match="expects 2 exogenous channels"):
+        model(x, past_exog=past[..., :1], future_exog=future[..., :1])
+
+
+def test_exog_is_ignored_without_mixer_and_common_channel() -> None:
+    model = tiny()
+    x, (past, future) = series(3, L, 1), _exog(3)
+    torch.testing.assert_close(model(x, past_exog=past, future_exog=future), model(x), rtol=0, atol=1e-5)
+
+
+def test_past_exog_reaches_targets_through_channel_mixing() -> None:
+    model = tiny(decoder_mode="mix_channel", num_input_channels=3, num_exog_channels=2)
+    x, (past, _) = series(2, L, 1), _exog(2)
+    out = model(x, past_exog=past)
+    assert out.shape == (2, H, 1, len(model.quantiles))
+    assert (out - model(x, past_exog=past.flip(1))).abs().max() > 1e-4
+
+
+# ---------------------------------------------------------------- checkpoints and configs
+def test_safetensors_round_trip_is_bit_identical(tmp_path) -> None:
+    model = tiny(num_exog_channels=1, enable_exog_mixer=True, decoder_mode="mix_channel", num_input_channels=2)
+    torch.nn.init.normal_(model.exog_mixer.out.weight)
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    model.config.to_json(tmp_path / "config.json")
+    config = TTMConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    assert config == model.config
+    loaded = TTM(config).eval()
+    loaded.load_state_dict(load_file(tmp_path / "model.safetensors"))
+    x, past, future = series(2, L, 1), torch.randn(2, L, 1), torch.randn(2, H, 1)
+    args = dict(freq_id=torch.tensor([7, 8]), past_exog=past, future_exog=future)
+    assert torch.equal(model(x, **args), loaded(x, **args))
+
+
+def test_config_dict_round_trip_and_registry() -> None:
+    config = TTMConfig.tiny(quantiles=(0.1, 0.5, 0.9))
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["family"] == "ttm"
+    assert TTMConfig.from_dict(data) == config
+    model = build_model(data)
+    assert isinstance(model, TTM) and model.config == config
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(context_length=100), "not a multiple of patch_length"),
+        (dict(d_model=18, adaptive_patching_levels=3), "d_model 18 is not divisible"),
+        (dict(d_model=16, adaptive_patching_levels=3), "more than 4"),
+        (dict(decoder_d_model=8, decoder_adaptive_patching_levels=2), "decoder_d_model"),
+        (dict(decoder_mode="mix_channel"), "set num_input_channels"),
+        (dict(decoder_mode="mixing"), "decoder_mode 'mixing' is unknown"),
+        (dict(enable_exog_mixer=True), "needs num_exog_channels"),
+        (dict(scaling="robust"), "scaling 'robust' is unknown"),
+        (dict(quantiles=(0.1, 0.9)), "must include 0.5"),
+        (dict(patch_length=0), "patch_length must be >= 1"),
+    ],
+)
+def test_config_validation(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TTMConfig.tiny(**overrides)
+
+
+# ---------------------------------------------------------------- training
+def test_every_parameter_learns() -> None:
+    """Two Adam steps on the pinball loss reach every parameter (the zero-initialised exog output
+    layer passes gradient upstream from the second step on)."""
+    torch.manual_seed(0)
+    config = TTMConfig.tiny(
+        decoder_mode="mix_channel", num_input_channels=3, num_exog_channels=1, enable_exog_mixer=True,
+        decoder_d_model=16, decoder_adaptive_patching_levels=2, dropout=0.1, head_dropout=0.1,
+    )
+    model = TTM(config).train()
+    assert model.decoder.mixer.level_shapes == [(18, 8), (9, 16)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, exog = series(8, L + H, 2), torch.randn(8, L + H, 1)
+    past, future = exog[:, :L], exog[:, L:]
+    touched = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    losses = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = model.training_loss(x[:, :L], x[:, L:], freq_id=torch.full((8,), 7), past_exog=past, future_exog=future)
+        loss.backward()
+        for name, p in model.named_parameters():
+            touched[name] += p.grad.abs()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    dead = [name for name, grad in touched.items() if grad.sum() == 0]
+    assert not dead, f"parameters without gradient: {dead}"
+
+
+def test_training_reduces_loss_on_a_seasonal_series() -> None:
+    torch.manual_seed(0)
+    model = TTM(TTMConfig.tiny()).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    t = torch.arange(L + H, dtype=torch.float32)
+    phase = torch.rand(32, 1) * 8
+    x = (torch.sin(2 * torch.pi * (t + phase) / 8) * 5 + 20).unsqueeze(-1)
+    first = None
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = model.training_loss(x[:, :L], x[:, L:])
+        loss.backward()
+        optimizer.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.3 * first
+
+
+# ---------------------------------------------------------------- export
+def test_onnx_export_with_dynamic_batch_and_channels(tmp_path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from torch.export import Dim
+
+    model = tiny()
+    path = tmp_path / "ttm.onnx"
+    example = (series(2, L, 3), torch.ones(2, L, 3), torch.tensor([7, 8]))
+    batch, channels = Dim("batch"), Dim("channels")
+    torch.onnx.export(
+        model, example, str(path), dynamo=True, external_data=False,
+        input_names=["past_values", "past_mask", "freq_id"], output_names=["quantiles"],
+        dynamic_shapes={
+            "past_values": {0: batch, 2: channels}, "past_mask": {0: batch, 2: channels}, "freq_id": {0: batch},
+        },
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = series(5, L, 4, seed=3)
+    mask = torch.ones_like(x)
+    mask[:, :20] = 0
+    freq = torch.tensor([0, 7, 8, 11, 13])
+    got = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy(), "freq_id": freq.numpy()})[0]
+    with torch.inference_mode():
+        expected = model(x, mask, freq).numpy()
+    assert got.shape == (5, H, 4, len(model.quantiles))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,1 @@
+"""Data: frames (CSV/pandas <-> arrays), frequencies, windows, GluonTS adapters, synthetic corpora."""

@@ -1,0 +1,157 @@
+"""Random training windows over GluonTS-style entries, sharded across ranks and workers.
+
+Window ``i`` of a stream is a pure function of ``(seed, epoch, rank, worker, i)``: every rank and
+dataloader worker draws its own windows (GluonTS and Lightning shard neither), and a resumed run
+can skip straight to where it stopped. Augmentations live here because they act on raw series:
+downsampling (TTM's diverse-resolution sampling) and context truncation (short histories with
+masked padding, so yearly series of a few dozen points are in-distribution).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """What a training window looks like and how it is augmented."""
+
+    context_length: int
+    prediction_length: int
+    min_past: int = 8  # fewest observed context points in a window
+    downsample_prob: float = 0.0  # chance to coarsen a series before cutting a window
+    downsample_factors: tuple[int, ...] = (2, 3, 4, 6, 12, 24)
+    truncate_prob: float = 0.0  # chance to keep only a random-length tail of the context
+    min_future_fraction: float = 0.25  # fewest observed future points, as a fraction of H
+
+
+@dataclass
+class Source:
+    """One weighted pool of series (a corpus or a user's dataset)."""
+
+    targets: list[np.ndarray]  # each [T] or [C, T], float32
+    freq_names: list[str]  # canonical frequency name per series ("" if unknown)
+    weight: float = 1.0
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[dict], weight: float = 1.0) -> "Source":
+        targets = [np.asarray(e["target"], dtype=np.float32) for e in entries]
+        names = [canonical_name(e["freq"]) if e.get("freq") else "" for e in entries]
+        return cls(targets, names, weight)
+
+
+def _pick_channel(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Channel-independent pretraining: one channel of a multivariate entry."""
+    if target.ndim == 1:
+        return target
+    return target[rng.integers(target.shape[0])]
+
+
+def _downsample(series: np.ndarray, name: str, spec: WindowSpec, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Keep every f-th point (random phase); the token follows the new resolution when one exists."""
+    factors = [f for f in spec.downsample_factors if len(series) // f >= spec.min_past + 2]
+    if not factors:
+        return series, name
+    factor = int(rng.choice(factors))
+    phase = int(rng.integers(factor))
+    return series[phase::factor], downsampled_name(name, factor)
+
+
+def sample_window(sources: Sequence[Source], spec: WindowSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One training window: past/future values and masks [L,1]/[H,1], and the resolution token."""
+    weights = np.array([s.weight for s in sources], dtype=np.float64)
+    source = sources[rng.choice(len(sources), p=weights / weights.sum())]
+    index = int(rng.integers(len(source.targets)))
+    series = _pick_channel(source.targets[index], rng)
+    name = source.freq_names[index]
+    if spec.downsample_prob > 0 and rng.random() < spec.downsample_prob:
+        series, name = _downsample(series, name, spec, rng)
+
+    L, H = spec.context_length, spec.prediction_length
+    n = len(series)
+    min_future = max(1, int(math.ceil(spec.min_future_fraction * H)))
+    min_past = min(spec.min_past, max(1, n - min_future))
+    # the forecast origin: at least min_past points before it and min_future after it
+    low, high = min_past, max(min_past, n - min_future)
+    origin = int(rng.integers(low, high + 1))
+
+    past = series[max(0, origin - L):origin]
+    if spec.truncate_prob > 0 and rng.random() < spec.truncate_prob and len(past) > min_past:
+        keep = int(np.exp(rng.uniform(np.log(min_past), np.log(len(past)))))
+        past = past[-max(keep, min_past):]
+    future = series[origin:origin + H]
+
+    past_values = np.full((L, 1), np.nan, dtype=np.float32)
+    past_values[L - len(past):, 0] = past
+    future_values = np.full((H, 1), np.nan, dtype=np.float32)
+    future_values[: len(future), 0] = future
+    past_mask = np.isfinite(past_values).astype(np.float32)
+    future_mask = np.isfinite(future_values).astype(np.float32)
+    token = FREQ_VOCAB.index(name) if name in FREQ_VOCAB else 0
+    return {
+        "past_values": past_values,
+        "past_mask": past_mask,
+        "future_values": future_values,
+        "future_mask": future_mask,
+        "freq_id": np.int64(token),
+    }
+
+
+class TrainingWindows(IterableDataset):
+    """An endless stream of random windows; ``len`` windows make one epoch per rank.
+
+    Each (rank, worker) pair draws a disjoint stream: the sample seed is
+    ``(seed, epoch, rank, worker, i)``. ``start_index`` resumes a stream mid-epoch.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        spec: WindowSpec,
+        windows_per_epoch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__()
+        if not sources or not any(len(s.targets) for s in sources):
+            raise ValueError("TrainingWindows needs at least one non-empty source")
+        self.sources = [s for s in sources if len(s.targets)]
+        self.spec = spec
+        self.windows_per_epoch = windows_per_epoch
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start_index = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.windows_per_epoch
+
+    def _shard(self) -> tuple[int, int]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return worker, workers
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        worker, workers = self._shard()
+        # windows of this rank are split across its workers by index: worker w takes i ≡ w (mod workers)
+        for i in range(self.start_index + worker, self.windows_per_epoch, workers):
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
+            yield sample_window(self.sources, self.spec, rng)
+        self.start_index = 0
+
+
+def collate_windows(batch: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(np.stack([b[key] for b in batch])) for key in batch[0]}

@@ -1,0 +1,203 @@
+"""Model-ready inference windows from a :class:`~tsfm.data.frames.SeriesSet`.
+
+Every series becomes the last ``context_length`` steps of its grid: longer histories are cut,
+shorter ones are left-padded with NaN and the padding is masked (DESIGN §3: padding is never
+counted as observed). Covariates have no mask, so their windows are made finite instead: gaps
+are filled from the nearest observed value in time and all-missing columns become 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tsfm.data.frames import (
+    ID_ALIASES,
+    TIME_ALIASES,
+    SeriesSet,
+    _alias,
+    _clean_columns,
+    _parse_times,
+    _Source,
+    _to_float,
+)
+from tsfm.errors import InputError
+
+
+def _last_window(arrays: list[np.ndarray], length: int, width: int) -> np.ndarray:
+    """``[N, length, width]`` float32: the last ``length`` rows of each array, left-padded with NaN."""
+    n = len(arrays)
+    out = np.full((n * length, width), np.nan, dtype=np.float32)
+    if n == 0 or width == 0:
+        return out.reshape(n, length, width)
+    tails = [a[-length:] for a in arrays]
+    kept = np.array([len(t) for t in tails], dtype=np.int64)
+    # destination row of every kept step: series i fills rows i*length + (length - kept_i) ... (i+1)*length - 1
+    ends = np.cumsum(kept)
+    within = np.arange(ends[-1]) - np.repeat(ends - kept, kept)
+    dest = np.repeat(np.arange(n) * length + (length - kept), kept) + within
+    out[dest] = np.concatenate(tails)
+    return out.reshape(n, length, width)
+
+
+def _finite_exog(x: np.ndarray) -> np.ndarray:
+    """Fill NaN along time (axis 1) from the previous, else the next observed value; else 0."""
+    n, length, e = x.shape
+    if x.size == 0 or not np.isnan(x).any():
+        return x
+    idx = np.arange(length)[None, :, None]
+    valid = ~np.isnan(x)
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
+    nxt = np.minimum.accumulate(np.where(valid, idx, length)[:, ::-1], axis=1)[:, ::-1]
+    src = np.where(prev >= 0, prev, np.minimum(nxt, length - 1))
+    filled = np.take_along_axis(x, src, axis=1)
+    return np.nan_to_num(filled, nan=0.0).astype(np.float32)
+
+
+def inference_windows(
+    series: SeriesSet,
+    context_length: int,
+    future: SeriesSet | pd.DataFrame | None = None,
+    h: int | None = None,
+) -> dict[str, np.ndarray | list[str]]:
+    """Context windows for ``ForecastModel.forward``.
+
+    Returns ``past_values [N, L, C]`` float32 (NaN where missing or padded), ``past_mask
+    [N, L, C]`` float32 (1 = observed), ``freq_id [N]`` int64 (TTM's resolution token), and when
+    the set has covariates ``past_exog [N, L, Ep + Ef]`` (past-only columns, then the history of
+    the known-future ones; names in ``past_exog_names``). With ``future`` and ``h``, also
+    ``future_exog [N, h, Ef]`` (names in ``future_exog_names``), see :func:`future_exog_windows`.
+    """
+    if context_length < 1:
+        raise ValueError("context_length must be >= 1")
+    c = series.n_channels
+    past_values = _last_window(series.values, context_length, c)
+    out: dict[str, np.ndarray | list[str]] = {
+        "past_values": past_values,
+        "past_mask": (~np.isnan(past_values)).astype(np.float32),
+        "freq_id": np.full(len(series), series.freq_info.token, dtype=np.int64),
+    }
+    histories = [a for a in (series.past_exog, series.future_exog) if a is not None]
+    if histories:
+        exog = [np.concatenate(parts, axis=1) for parts in zip(*histories)]
+        width = len(series.past_exog_names) + len(series.future_exog_names)
+        out["past_exog"] = _finite_exog(_last_window(exog, context_length, width))
+        out["past_exog_names"] = [*series.past_exog_names, *series.future_exog_names]
+    if future is not None:
+        if h is None:
+            raise ValueError("h is required with future")
+        out["future_exog"] = future_exog_windows(series, future, h)
+        out["future_exog_names"] = list(series.future_exog_names)
+    return out
+
+
+def future_exog_windows(series: SeriesSet, future: SeriesSet | pd.DataFrame, h: int) -> np.ndarray:
+    """``[N, h, Ef]`` float32 known-future covariates for the ``h`` steps after each series.
+
+    ``future`` is a frame with the time column, the ``future_exog`` columns and, unless every
+    series shares the same next ``h`` stamps, an id column (aliases as in ``load_series``); or a
+    SeriesSet carrying ``future_exog``. Each id must have exactly the next ``h`` stamps of its
+    grid, with no missing value; otherwise InputError naming the ids and the expected stamps.
+    """
+    names = list(series.future_exog_names)
+    if not names:
+        raise InputError("future covariates were given but no future_exog columns were named; pass future_exog=[...]")
+    expected = [series.future_index(i, h) for i in range(len(series))]
+    if isinstance(future, SeriesSet):
+        return _from_series_set(series, future, names, expected, h)
+    return _from_frame(series, _clean_columns(future), names, expected, h)
+
+
+def _expected_text(ids: list[str], expected: list[pd.DatetimeIndex], idx: list[int]) -> str:
+    i = idx[0]
+    stamps = expected[i]
+    span = f"{stamps[0]} .. {stamps[-1]}" if len(stamps) > 1 else f"{stamps[0]}"
+    more = f" (and {len(idx) - 1} more series)" if len(idx) > 1 else ""
+    return f"'{ids[i]}' needs {len(stamps)} rows {span}{more}"
+
+
+def _from_series_set(
+    series: SeriesSet, future: SeriesSet, names: list[str], expected: list[pd.DatetimeIndex], h: int
+) -> np.ndarray:
+    if future.future_exog is None or list(future.future_exog_names) != names:
+        raise InputError(f"the future set must carry the future_exog columns {', '.join(names)}")
+    by_id = {uid: j for j, uid in enumerate(future.ids)}
+    missing = [i for i, uid in enumerate(series.ids) if uid not in by_id]
+    wrong = [
+        i for i, uid in enumerate(series.ids)
+        if uid in by_id and not future.timestamps(by_id[uid]).equals(expected[i])
+    ]
+    if missing or wrong:
+        bad = missing or wrong
+        raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, bad)}")
+    arrays = [future.future_exog[by_id[uid]] for uid in series.ids]
+    return _no_missing(np.stack(arrays).astype(np.float32), series.ids, names)
+
+
+def _from_frame(
+    series: SeriesSet, df: pd.DataFrame, names: list[str], expected: list[pd.DatetimeIndex], h: int
+) -> np.ndarray:
+    cols = list(df.columns)
+    time_col = _alias(cols, TIME_ALIASES)
+    id_col = _alias(cols, ID_ALIASES)
+    missing_cols = [c for c in names if c not in cols] + ([] if time_col else ["<time column>"])
+    if missing_cols:
+        raise InputError(f"future frame lacks {', '.join(missing_cols)}; available columns: {', '.join(cols)}")
+    src = _Source(is_file=False)
+    times, tz = _parse_times(df[time_col], time_col, src)
+    values = np.column_stack([_to_float(df[c], c, "exog", src) for c in names])
+    if id_col is None or series.ids_as_channels:
+        return _shared_future(series, times, tz, values, names, expected, h)
+
+    ids = df[id_col].astype(str).to_numpy()
+    unknown = sorted(set(ids) - set(series.ids))
+    if unknown:
+        raise InputError(f"future frame has ids that are not in the history: {', '.join(unknown[:5])}")
+    got = pd.MultiIndex.from_arrays([ids, _stamps(times, tz)])
+    if got.has_duplicates:
+        uid, stamp = got[got.duplicated()][0]
+        raise InputError(f"future frame has a duplicate row for '{uid}' at {stamp}; keep one row per id and time")
+    want = pd.MultiIndex.from_arrays([np.repeat(np.asarray(series.ids, dtype=object), h), _concat(expected)])
+    pos = got.get_indexer(want).reshape(len(series), h)
+    counts = pd.Series(ids).value_counts()
+    bad = [
+        i for i, uid in enumerate(series.ids)
+        if (pos[i] < 0).any() or counts.get(uid, 0) != h
+    ]
+    if bad:
+        raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, bad)}")
+    return _no_missing(values[pos].astype(np.float32), series.ids, names)
+
+
+def _shared_future(
+    series: SeriesSet, times: np.ndarray, tz: str | None, values: np.ndarray,
+    names: list[str], expected: list[pd.DatetimeIndex], h: int,
+) -> np.ndarray:
+    """A frame without ids applies to every series (they must share the next ``h`` stamps)."""
+    stamps = _stamps(times, tz)
+    frame = pd.DataFrame(values, index=stamps)
+    frame = frame[~frame.index.duplicated(keep="first")]  # ids_as_channels: one row per time
+    differ = [i for i in range(len(series)) if not expected[i].equals(expected[0])]
+    if differ:
+        raise InputError("the future frame has no id column but the series end at different times; add an id column")
+    if len(frame) != h or not frame.index.equals(expected[0]):
+        raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, [0])}")
+    block = frame.to_numpy(np.float32)
+    return _no_missing(np.broadcast_to(block, (len(series), h, len(names))).copy(), series.ids, names)
+
+
+def _stamps(times: np.ndarray, tz: str | None) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(times.astype("datetime64[ns]"))
+    return index.tz_localize(tz) if tz else index
+
+
+def _concat(indexes: list[pd.DatetimeIndex]) -> pd.DatetimeIndex:
+    return indexes[0].append(indexes[1:]) if indexes else pd.DatetimeIndex([])
+
+
+def _no_missing(x: np.ndarray, ids: list[str], names: list[str]) -> np.ndarray:
+    holes = np.argwhere(np.isnan(x))
+    if holes.size:
+        i, _, e = holes[0]
+        raise InputError(f"future covariate '{names[e]}' is missing for '{ids[i]}'; known-future values must be complete")
+    return x

@@ -1,0 +1,52 @@
+"""One registry of model families: name -> config class and module class, imported lazily.
+
+Lazy imports keep `tsfm forecast` fast: only the family that is used gets imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from tsfm.models.base import ForecastModel, ModelConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    module: str  # import path of the file that defines the family
+    config_class: str
+    model_class: str
+    summary: str
+
+    def load(self) -> tuple[type[ModelConfig], type[ForecastModel]]:
+        mod = importlib.import_module(self.module)
+        return getattr(mod, self.config_class), getattr(mod, self.model_class)
+
+
+FAMILIES: dict[str, Family] = {
+    "ttm": Family(
+        "ttm", "tsfm.models.ttm", "TTMConfig", "TTM",
+        "Tiny Time Mixers: patch/feature MLP-mixer with adaptive patching and resolution tokens",
+    ),
+}
+
+
+def get_family(name: str) -> Family:
+    key = name.lower().replace("_", "-")
+    if key not in FAMILIES:
+        raise KeyError(f"unknown model family '{name}'; known: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[key]
+
+
+def build_model(config: ModelConfig | dict, family: str | None = None) -> ForecastModel:
+    """Instantiate a model from a config object or a config dict carrying its ``family``."""
+    if isinstance(config, dict):
+        name = family or config.get("family")
+        if not name:
+            raise ValueError("config dict has no 'family'")
+        config_cls, model_cls = get_family(name).load()
+        config = config_cls.from_dict(config)
+    else:
+        _, model_cls = get_family(family or config.family).load()
+    return model_cls(config)

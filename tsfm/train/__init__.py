@@ -1,0 +1,1 @@
+"""Training: one LightningModule for every family, a streaming DataModule, losses, Hydra entry."""

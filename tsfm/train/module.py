@@ -1,0 +1,83 @@
+"""One LightningModule for every family: the model's own training loss, AdamW, warmup + cosine."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from tsfm.models.base import ForecastModel, ModelConfig
+from tsfm.models.registry import build_model
+
+
+class ForecastingTask(pl.LightningModule):
+    """Trains any registered family through ``ForecastModel.training_loss``."""
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: ForecastModel = build_model(dict(model))
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.model.config
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.training_loss(
+            batch["past_values"],
+            batch["future_values"],
+            past_mask=batch.get("past_mask"),
+            future_mask=batch.get("future_mask"),
+            freq_id=batch.get("freq_id"),
+            past_exog=batch.get("past_exog"),
+            future_exog=batch.get("future_exog"),
+        )
+
+    def on_train_epoch_start(self) -> None:
+        """Each epoch draws fresh windows: the sampler's seed includes the epoch."""
+        train_set = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if train_set is not None and hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch["past_values"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["past_values"].shape[0])
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 1000
+        total = max(int(total), 1)
+        warmup = min(self.hparams.warmup_steps, max(total // 10, 1))
+        floor = self.hparams.min_lr_ratio
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
