@@ -123,3 +123,16 @@ def test_gluonts_predictor(tiny_checkpoint):
     for fc, (_, rows) in zip(forecasts, expected.groupby("unique_id", sort=False)):
         np.testing.assert_allclose(fc.quantile(0.5), rows["0.5"].to_numpy(), rtol=1e-5)
         assert fc.start_date == pd.Period(rows.ds.iloc[0], freq="M")
+
+
+def test_evaluate_scores_a_backtest(tiny_checkpoint):
+    df = monthly_frame(2, length=60)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=6, quantiles=(0.1, 0.5, 0.9))
+    scores = f.evaluate(df, h=6, n_windows=2)
+    assert set(scores) >= {"MASE", "sMAPE", "WQL", "coverage_10_90"}
+    assert scores["n_points"] == 2 * 2 * 6
+    assert all(np.isfinite(scores[k]) and scores[k] >= 0 for k in ("MASE", "sMAPE", "WQL"))
+    # the same numbers by hand from the cross-validation frame (sMAPE on the median)
+    cv = f.cross_validation(df, h=6, n_windows=2)
+    smape = 200 * np.mean(np.abs(cv.y - cv["0.5"]) / (np.abs(cv.y) + np.abs(cv["0.5"])))
+    assert scores["sMAPE"] == pytest.approx(smape, rel=1e-9)

@@ -226,13 +226,23 @@ class Forecaster:
             frames.append(forecast)
         return pd.concat(frames, ignore_index=True)
 
-    def evaluate(self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1) -> dict[str, float]:
-        """MASE, sMAPE and WQL of a backtest over the last ``n_windows`` x ``h`` points."""
+    def evaluate(
+        self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1, m: int | None = None
+    ) -> dict[str, float]:
+        """MASE, sMAPE (0-200), WQL and 10-90% coverage of a backtest over the last ``n_windows`` x ``h``.
+
+        ``m`` is the seasonal period of the MASE scale (default: from the frequency).
+        """
         from tsfm.evaluation import evaluate_forecasts
 
         cv = self.cross_validation(df, h=h, n_windows=n_windows)
         series = self._series(df)
-        return evaluate_forecasts(cv, series, self.levels_, self.quantile_names_)
+        if series.n_channels > 1:
+            raise InputError("evaluate scores univariate series: pass one --target per series")
+        keys = ["unique_id", "ds", "cutoff"]
+        forecast = cv.drop(columns=["y", "mean"]).rename(columns=dict(zip(self.quantile_names_, map(str, self.levels_))))
+        return evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
+                                  int(m or series.freq_info.season), self.levels_)
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:

@@ -34,7 +34,8 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
         f"- command: `{command}`",
         f"- training data: synthetic corpus (generators: {generators}; seed {corpus.get('seed') if corpus else '-'})"
         + (f" + {', '.join(extra)}" if extra else "") + "; no real evaluation data",
-        f"- steps: {steps}; batch size {cfg.data.batch_size}; wall time {seconds / 60:.1f} min",
+        f"- steps: {steps}; batch size {cfg.data.batch_size}; wall time {seconds / 60:.1f} min"
+        + (f"; started from the weights in `{cfg.init_from}`" if cfg.get("init_from") else ""),
         f"- hardware: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"accelerator `{cfg.trainer.get('accelerator', 'cpu')}`",
         f"- final validation loss (scaled pinball, synthetic windows): "
@@ -69,6 +70,15 @@ def train(cfg: DictConfig) -> Path:
         **{k: v for k, v in cfg.data.items()},
     )
     task = ForecastingTask(model=model_cfg, **cfg.optim)
+    if cfg.get("init_from"):
+        # continue from a checkpoint directory's weights (a later training phase, or fine-tuning)
+        from tsfm.hub import load_model
+
+        start_model = load_model(cfg.init_from)
+        if start_model.config.to_dict() != task.model.config.to_dict():
+            raise ValueError(f"init_from={cfg.init_from} has another model config than model=...: "
+                             "pass the same model settings")
+        task.model.load_state_dict(start_model.state_dict())
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer)
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=cfg.get("ckpt_path"))

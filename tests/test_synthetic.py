@@ -1,0 +1,227 @@
+"""Synthetic generators: output contract, determinism, seasonality, KernelSynth parity, chaos guards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tsfm.data.freq import freq_info
+from tsfm.data.synthetic import SEASONAL_PERIODS, Sample
+from tsfm.data.synthetic import chaos as chaos_mod
+from tsfm.data.synthetic.kernel_synth import (
+    RBF,
+    Constant,
+    DotProduct,
+    ExpSineSquared,
+    RationalQuadratic,
+    White,
+    kernel_synth,
+    sample_kernel,
+)
+from tsfm.data.synthetic.mixup import mix, tsmixup
+from tsfm.data.synthetic.structural import STRUCTURAL_KINDS, gluonts_artificial, structural
+
+LENGTHS = (20, 37, 64, 150, 400, 1100)
+SYSTEMS = ["Lorenz", "Rossler", "Henon"]
+
+
+def _check_sample(sample: Sample, length: int) -> None:
+    assert isinstance(sample, Sample)
+    assert sample.target.dtype == np.float32
+    assert sample.target.shape[-1] == length
+    assert np.all(np.isfinite(sample.target))
+    assert sample.freq in SEASONAL_PERIODS, sample.freq
+    natural = SEASONAL_PERIODS[sample.freq]
+    for p in sample.periods:  # every period put in is a natural period of the label, or a harmonic of one
+        assert any(abs(P / p - round(P / p)) < 1e-9 for P in natural), (sample.freq, p)
+    if natural and sample.periods:
+        assert round(natural[0]) == freq_info(sample.freq).season
+
+
+@pytest.mark.parametrize("kind", sorted(STRUCTURAL_KINDS))
+def test_structural_kinds_contract(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    for length in LENGTHS * 4:
+        s = STRUCTURAL_KINDS[kind](rng, length)
+        _check_sample(Sample(np.asarray(s.target, dtype=np.float32), s.freq, s.periods), length)
+        if kind == "seasonal_trend" and s.periods:
+            assert 2 * s.periods[0] <= length  # a season is only put where two cycles fit
+
+
+def test_structural_kind_specific_properties() -> None:
+    rng = np.random.default_rng(3)
+    counts = [structural(rng, 200, kinds={"intermittent": 1.0}, outlier_prob=0.0) for _ in range(30)]
+    for s in counts:  # counts are non-negative integers
+        assert np.all(s.target >= 0) and np.all(s.target == np.round(s.target))
+    assert np.mean([np.mean(s.target == 0) for s in counts]) > 0.1
+    for kind in ("positive", "solar"):
+        for s in (structural(rng, 300, kinds={kind: 1.0}) for _ in range(20)):
+            assert s.target.min() >= 0, kind
+    solar = structural(rng, 480, kinds={"solar": 1.0}, outlier_prob=0.0)
+    assert np.mean(solar.target == 0) > 0.2  # nights
+    with pytest.raises(ValueError, match="unknown structural kinds"):
+        structural(rng, 50, kinds={"nope": 1.0})
+
+
+def test_generators_are_pure_functions_of_the_rng() -> None:
+    np.random.seed(99)
+    before = np.random.get_state()[1].copy()
+    for fn in (structural, kernel_synth, gluonts_artificial):
+        a = fn(np.random.default_rng(11), 333)
+        b = fn(np.random.default_rng(11), 333)
+        assert a.freq == b.freq and np.array_equal(a.target, b.target)
+    c = kernel_synth(np.random.default_rng(12), 333)
+    assert not np.array_equal(a.target, c.target)
+    assert np.array_equal(np.random.get_state()[1], before)  # the global RNG was not touched
+
+
+def test_seasonal_labels_follow_periods() -> None:
+    """Series with a season get a frequency whose natural period it is (12 <-> MS, 24 <-> h...)."""
+    rng = np.random.default_rng(5)
+    seen = {}
+    for _ in range(300):
+        s = structural(rng, 500, kinds={"seasonal_trend": 1.0})
+        if s.periods:
+            seen.setdefault(s.freq, set()).add(s.periods[0])
+    assert seen["MS"] == {12.0} and seen["QS"] == {4.0} and seen["h"] == {24.0}
+    assert seen["30min"] == {48.0} and seen["D"] == {7.0}
+
+
+@pytest.mark.parametrize("method", ["spectral", "exact"])
+def test_kernel_synth_periodic_kernel_shows_its_period(method: str) -> None:
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    length = 240
+    with threadpool_limits(1):  # a 2-thread Cholesky on a busy 2-core machine is 10x slower
+        for period in (24.0, 12.0, 7.0):
+            x = sample_kernel(rng, ExpSineSquared(period, 1.0, length), length, method=method)
+            x = x - x.mean()
+            acf = np.array([np.dot(x[:-k], x[k:]) / np.dot(x, x) for k in range(1, 60)])
+            assert int(np.argmax(acf[2:])) + 3 == int(period)
+            p = int(period)
+            assert np.corrcoef(x[:-p], x[p:])[0, 1] > 0.99  # a pure periodic kernel repeats exactly
+        kernel = ExpSineSquared(24.0, 1.0, length) + White(0.02)
+        lag_corr = [np.corrcoef(x[:-24], x[24:])[0, 1]
+                    for x in (sample_kernel(rng, kernel, length, method=method) for _ in range(7))]
+    assert np.median(lag_corr) > 0.8
+
+
+def test_kernel_matrices_match_scikit_learn() -> None:
+    from sklearn.gaussian_process import kernels as sk
+
+    length = 120
+    x = np.arange(length) / length
+    ours = ExpSineSquared(24, 0.7, length) * RBF(0.3) + DotProduct(1.0) + RationalQuadratic(0.2, 2.0) \
+        + White(0.1) * Constant(2.0)
+    ref = sk.ExpSineSquared(0.7, 24 / length) * sk.RBF(0.3) + sk.DotProduct(1.0) \
+        + sk.RationalQuadratic(0.2, 2.0) + sk.WhiteKernel(0.1) * sk.ConstantKernel(2.0)
+    np.testing.assert_allclose(ours.matrix(x), ref(x[:, None]), atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [RBF(0.1), RationalQuadratic(0.1, 0.5), ExpSineSquared(12, 0.8, 100),
+                                    ExpSineSquared(10, 1.0, 100) + DotProduct(0.5)])
+def test_spectral_sampler_has_the_kernel_covariance(kernel) -> None:
+    rng = np.random.default_rng(1)
+    length, n = 100, 3000
+    samples = np.stack([sample_kernel(rng, kernel, length, n_features=64) for _ in range(n)])
+    empirical = samples.T @ samples / n
+    target = kernel.matrix(np.arange(length) / length)
+    assert np.abs(empirical - target).mean() < 0.03 * target.max()
+
+
+def test_kernel_synth_contract_and_speed() -> None:
+    import time
+
+    rng = np.random.default_rng(2)
+    began = time.perf_counter()
+    for length in LENGTHS * 5:
+        _check_sample(kernel_synth(rng, length), length)
+    assert time.perf_counter() - began < 5.0
+    with pytest.raises(ValueError, match="unknown KernelSynth method"):
+        sample_kernel(rng, RBF(1.0), 10, method="magic")
+
+
+def test_mix_weights_are_convex() -> None:
+    rng = np.random.default_rng(4)
+    comps = [np.full(50, 3.0), np.linspace(1, 2, 50), -np.ones(50)]
+    mixed, weights = mix(rng, comps, alpha=1.5)
+    assert weights.shape == (3,) and np.all(weights >= 0) and np.isclose(weights.sum(), 1.0)
+    scaled = [c / np.abs(c).mean() for c in comps]
+    np.testing.assert_allclose(mixed, sum(w * c for w, c in zip(weights, scaled)))
+
+
+def test_tsmixup_keeps_first_frequency_and_fits_lengths() -> None:
+    rng = np.random.default_rng(5)
+    pool = [(np.full(40, 5.0), "QS"), (np.full(300, 7.0), "MS"), (np.full(300, 2.0), "h")]
+    freqs = set()
+    for _ in range(60):
+        s = tsmixup(rng, 200, pool_size=3, get=lambda i: pool[i])
+        assert s.target.dtype == np.float32 and len(s.target) in (40, 200)
+        assert (s.freq == "QS") == (len(s.target) == 40)  # the first component sets freq and length
+        np.testing.assert_allclose(s.target, 1.0, rtol=1e-6)  # scaled constants mix to 1: convex
+        freqs.add(s.freq)
+    assert freqs == {"QS", "MS", "h"}
+
+
+def test_gluonts_artificial_both_paths() -> None:
+    rng = np.random.default_rng(6)
+    for prob in (0.0, 1.0):
+        for length in (30, 200, 700):
+            s = gluonts_artificial(rng, length, complex_seasonal_prob=prob)
+            _check_sample(s, length)
+            if prob == 1.0:
+                assert s.freq in ("MS", "W-SUN", "D", "h")
+
+
+def test_chaos_integrates_restores_global_rng_and_gives_views() -> None:
+    np.random.seed(5)
+    state = np.random.get_state()[1].copy()
+    traj = chaos_mod.integrate("Lorenz", 200, pts_per_period=20)
+    assert traj.shape == (200, 3) and np.all(np.isfinite(traj))
+    assert np.array_equal(np.random.get_state()[1], state)
+    rng = np.random.default_rng(0)
+    views = chaos_mod.chaos_views(rng, 150, systems=SYSTEMS, views=2)
+    assert len(views) == 2 and not np.array_equal(views[0].target, views[1].target)
+    mv = chaos_mod.chaos(np.random.default_rng(1), 150, systems=["Lorenz"], multivariate=True)
+    assert mv.target.shape == (3, 150) and mv.target.dtype == np.float32
+    a = chaos_mod.chaos(np.random.default_rng(3), 120, systems=SYSTEMS)
+    b = chaos_mod.chaos(np.random.default_rng(3), 120, systems=SYSTEMS)
+    assert np.array_equal(a.target, b.target) and a.freq == b.freq
+
+
+@pytest.mark.parametrize("behaviour,reason", [
+    ("raise", "raised RuntimeError: boom"),
+    ("none", "returned None"),
+    ("nan", "non-finite"),
+    ("flat", "collapsed to a fixed point"),
+])
+def test_failing_system_gives_a_reason_not_a_crash(monkeypatch, behaviour: str, reason: str) -> None:
+    import dysts.flows
+
+    def broken(self, n, **kwargs):
+        if behaviour == "raise":
+            raise RuntimeError("boom")
+        if behaviour == "none":
+            return None
+        return np.full((n, 3), np.nan if behaviour == "nan" else 1.0)
+
+    monkeypatch.setattr(dysts.flows.Rossler, "make_trajectory", broken)
+    with pytest.raises(chaos_mod.ChaosFailure, match=reason):
+        chaos_mod.integrate("Rossler", 100)
+    working, skipped = chaos_mod.probe_systems(["Lorenz", "Rossler"], length=100)
+    assert working == ["Lorenz"] and reason in skipped["Rossler"]
+    failures: list = []
+    s = chaos_mod.chaos(np.random.default_rng(0), 100, systems=["Rossler", "Lorenz"], failures=failures,
+                        max_attempts=10)
+    assert s.target.shape == (100,)
+    assert all(name == "Rossler" and reason in why for name, why in failures)
+
+
+@pytest.mark.parametrize("name", ["Lorenz", "MackeyGlass", "Henon", "InteriorSquirmer"])
+def test_work_budget_stops_every_kind_of_system(name: str) -> None:
+    """Flows, delay equations, maps and flows that override ``rhs`` all count their evaluations."""
+    with pytest.raises(chaos_mod.ChaosFailure, match="exceeded 50 right-hand-side evaluations"):
+        chaos_mod.integrate(name, 300, pts_per_period=10, max_evals=50)
+    with pytest.raises(chaos_mod.ChaosFailure, match="exceeded time budget of 0 s"):
+        chaos_mod.integrate(name, 300, pts_per_period=10, time_budget=0.0)

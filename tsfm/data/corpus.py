@@ -1,0 +1,530 @@
+"""Synthetic pretraining corpora: built once from a recipe, deterministically, cached as Arrow.
+
+A corpus is a directory of GluonTS-compatible Arrow IPC files (written by
+``gluonts.dataset.arrow.ArrowWriter``; one file per generator shard, readable with
+``gluonts.dataset.arrow.ArrowFile``) plus ``manifest.json``. Each entry is
+``{"item_id": str, "start": ISO str, "freq": str, "target": float32 [T] or [C, T]}``
+(multivariate targets are stored flat with GluonTS' ``target._np_shape`` column).
+
+Recipe (YAML in ``configs/corpus/``, documented in ``datasets/recipes/README.md``)::
+
+    name: default            # optional, names the cache directory
+    seed: 0
+    generators:
+      <name>:                # kind defaults to the name
+        kind: structural     # kernel_synth | structural | gluonts | chaos | mixup
+        count: 1000          # series to generate
+        length_min: 20       # lengths are log-uniform integers in [length_min, length_max]
+        length_max: 2048
+        weight: 0.3          # mixing weight when training samples from the corpus
+        shard_size: 1000     # optional; series per file / task
+        <params>             # passed to the generator function
+
+Determinism: shard ``k`` of generator ``g`` draws from
+``SeedSequence([seed, crc32(g), k])``, so the bytes of every file depend only on the recipe
+(and the package's code), never on ``num_workers`` or scheduling. ``mixup`` runs after the other
+generators and reads their shards. ``chaos`` first probes which dysts systems integrate at all
+(cached, see ``tsfm.data.synthetic.chaos.working_systems``); a time budget inside the
+integrator is the one clock-dependent step, and such timeouts are listed in the manifest.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import importlib.metadata
+import inspect
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsfm.data.synthetic import Sample
+from tsfm.data.synthetic.chaos import ChaosFailure, chaos_views, list_systems, working_systems
+from tsfm.data.synthetic.kernel_synth import kernel_synth
+from tsfm.data.synthetic.mixup import tsmixup
+from tsfm.data.synthetic.structural import gluonts_artificial, structural
+from tsfm.errors import InputError
+
+__all__ = [
+    "CORPUS_FORMAT", "GENERATOR_KINDS", "build_corpus", "corpus_dir", "default_cache_root",
+    "iter_corpus", "load_corpus", "load_recipe", "read_manifest", "recipe_hash", "validate_recipe",
+]
+
+log = logging.getLogger(__name__)
+
+# Bump when a generator's output for a given recipe changes: old caches then stop matching.
+CORPUS_FORMAT = 2
+MANIFEST = "manifest.json"
+_COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size"}
+
+
+# ----------------------------------------------------------------------------- generator kinds
+@dataclass(frozen=True)
+class GeneratorKind:
+    """How the corpus runs one kind: its function, default shard size, and recipe parameters
+    (the function's keyword-only arguments, plus ``extra`` corpus-level ones, minus ``drop``)."""
+
+    fn: Callable[..., Sample | list[Sample]]
+    shard_size: int
+    extra: frozenset[str] = frozenset()
+    drop: frozenset[str] = frozenset()
+
+    @property
+    def params(self) -> frozenset[str]:
+        sig = inspect.signature(self.fn).parameters.values()
+        return frozenset({p.name for p in sig if p.kind == p.KEYWORD_ONLY} | self.extra) - self.drop
+
+
+KINDS: dict[str, GeneratorKind] = {
+    "kernel_synth": GeneratorKind(kernel_synth, 1000),
+    "structural": GeneratorKind(structural, 1000),
+    "gluonts": GeneratorKind(gluonts_artificial, 250),
+    # chaos: ~10 trajectories/s, so small shards keep the workers balanced; "systems" restricts
+    # the probed list, "probe" sets the probe's length / pts_per_period / max_evals / time_budget
+    "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe"}), frozenset({"failures"})),
+    # mixup: "sources" names the generators whose series it mixes (default: all others)
+    "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"})),
+}
+
+
+GENERATOR_KINDS: tuple[str, ...] = tuple(KINDS)
+
+
+# ----------------------------------------------------------------------------- recipes and paths
+def default_cache_root() -> Path:
+    """``$TSFM_CACHE/corpora`` when ``TSFM_CACHE`` is set, else ``~/.cache/tsfm/corpora``."""
+    root = os.environ.get("TSFM_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "tsfm") / "corpora"
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe from a YAML (or JSON) file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"corpus recipe {p} does not exist; pass a YAML file like configs/corpus/smoke.yaml")
+    return validate_recipe(yaml.safe_load(p.read_text()))
+
+
+def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe as plain JSON-able data with defaults filled in, or one-line ``InputError``."""
+    if not isinstance(recipe, Mapping) or not isinstance(recipe.get("generators"), Mapping):
+        raise InputError("a corpus recipe needs a 'generators' mapping (see configs/corpus/smoke.yaml)")
+    seed = recipe.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"recipe seed must be a non-negative integer, got {seed!r}")
+    kinds = KINDS
+    out: dict[str, Any] = {"name": str(recipe.get("name", "corpus")), "seed": seed, "generators": {}}
+    for name, spec in recipe["generators"].items():
+        spec = dict(spec or {})
+        kind = spec.get("kind", name)
+        if kind not in kinds:
+            raise InputError(f"generator {name!r} has unknown kind {kind!r}; use one of {', '.join(GENERATOR_KINDS)}")
+        unknown = set(spec) - _COMMON_KEYS - kinds[kind].params
+        if unknown:
+            raise InputError(f"generator {name!r} has unknown parameters {sorted(unknown)}; "
+                             f"{kind} accepts {sorted(kinds[kind].params)}")
+        count, lo, hi = spec.get("count", 0), spec.get("length_min", 64), spec.get("length_max", 512)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (count, lo, hi)) or count < 0 \
+                or not 2 <= lo <= hi:
+            raise InputError(f"generator {name!r}: count >= 0 and 2 <= length_min <= length_max must be integers")
+        weight = float(spec.get("weight", 1.0))
+        if weight < 0:
+            raise InputError(f"generator {name!r}: weight must be >= 0")
+        spec.update(kind=kind, count=count, length_min=lo, length_max=hi, weight=weight,
+                    shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
+        out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
+    gens = out["generators"]
+    mixups = [n for n, s in gens.items() if s["kind"] == "mixup"]
+    for name in mixups:
+        sources = gens[name].get("sources") or [n for n in gens if n not in mixups]
+        bad = [s for s in sources if s not in gens or s in mixups]
+        if bad:
+            raise InputError(f"mixup generator {name!r} lists unknown or mixup sources {bad}")
+        if gens[name]["count"] > 0 and not any(gens[s]["count"] > 0 for s in sources):
+            raise InputError(f"mixup generator {name!r} has no source series to mix; give a source a count > 0")
+    return out
+
+
+def _code_version() -> str:
+    try:
+        return importlib.metadata.version("tsfm")
+    except importlib.metadata.PackageNotFoundError:
+        import tsfm
+
+        return getattr(tsfm, "__version__", "0+unknown")
+
+
+def recipe_hash(recipe: Mapping[str, Any]) -> str:
+    """SHA-256 of the validated recipe, the corpus format and the tsfm version."""
+    payload = json.dumps([validate_recipe(recipe), CORPUS_FORMAT, _code_version()], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def corpus_dir(recipe: Mapping[str, Any], cache_root: str | Path | None = None) -> Path:
+    """The cache directory of a recipe: ``<cache_root>/<name>-<hash[:16]>``."""
+    root = default_cache_root() if cache_root is None else Path(cache_root)
+    return root / f"{validate_recipe(recipe)['name']}-{recipe_hash(recipe)[:16]}"
+
+
+# ----------------------------------------------------------------------------- one shard
+_STEP_DAYS = {"YS": 365.2425, "QS": 91.31, "MS": 30.44, "W-SUN": 7.0, "D": 1.0, "B": 1.4,
+              "h": 1 / 24, "30min": 1 / 48, "15min": 1 / 96, "10min": 1 / 144}
+_LATEST_END_YEAR = 2025.9
+_EARLIEST_START_YEAR = 1700.0  # pandas Timestamps start in 1677
+
+
+def _random_start(rng: np.random.Generator, freq: str, length: int) -> str:
+    """An ISO start on the grid of ``freq`` such that the series ends within 40 years before 2026."""
+    years = length * _STEP_DAYS.get(freq, 1.0) / 365.2425
+    latest = max(_LATEST_END_YEAR - years, _EARLIEST_START_YEAR)
+    when = rng.uniform(max(_EARLIEST_START_YEAR, latest - 40.0), latest)
+    year = int(when)
+    start = pd.Timestamp(year=year, month=1, day=1) + pd.Timedelta(days=int((when - year) * 365))
+    return pd.date_range(start, periods=1, freq=freq)[0].isoformat()
+
+
+def _log_uniform_length(rng: np.random.Generator, lo: int, hi: int) -> int:
+    return int(min(hi, np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1))))))
+
+
+def _shard_rng(seed: int, name: str, shard: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode()), shard]))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _mixup_source(pool_files: list[str]) -> tuple[int, Callable[[int], tuple[np.ndarray, str]]]:
+    """(pool size, get(i)) over univariate shard files, reading rows lazily from memory maps."""
+    import pyarrow as pa
+
+    tables = [pa.ipc.open_file(pa.memory_map(f)).read_all() for f in pool_files]
+    tables = [t for t in tables if "target._np_shape" not in t.column_names]
+    sizes = np.cumsum([0] + [t.num_rows for t in tables])
+
+    def get(i: int) -> tuple[np.ndarray, str]:
+        k = int(np.searchsorted(sizes, i, side="right") - 1)
+        row = i - int(sizes[k])
+        target = tables[k].column("target")[row].values.to_numpy(zero_copy_only=False)
+        return np.asarray(target, dtype=np.float64), str(tables[k].column("freq")[row])
+
+    return int(sizes[-1]), get
+
+
+def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Generate one shard and write it; returns its statistics (runs in a worker process)."""
+    from gluonts.dataset.arrow import ArrowWriter
+
+    began = time.perf_counter()
+    rng = _shard_rng(task["seed"], task["name"], task["shard"])
+    params = dict(task["params"])
+    failures: list[tuple[str, str]] = []
+    if task["kind"] == "mixup":
+        pool_size, get = _mixup_source(task["pool_files"])
+        params.pop("sources", None)
+        params.update(pool_size=pool_size, get=get)
+    elif task["kind"] == "chaos":
+        params.pop("probe", None)
+        params.update(systems=task["systems"], failures=failures)
+    fn = KINDS[task["kind"]].fn
+
+    def generate(r: np.random.Generator, length: int) -> list[Sample]:
+        try:
+            out = fn(r, length, **params)
+        except ChaosFailure:  # every attempt of a chaos draw failed; the reasons are in `failures`
+            return []
+        return out if isinstance(out, list) else [out]
+
+    entries: list[dict[str, Any]] = []
+    attempts = 0
+    while len(entries) < task["count"] and attempts < 10 * task["count"] + 10:
+        attempts += 1
+        length = _log_uniform_length(rng, task["length_min"], task["length_max"])
+        for sample in generate(rng, length)[: task["count"] - len(entries)]:
+            entries.append({
+                "item_id": f"{task['name']}-{task['shard']:05d}-{len(entries):05d}",
+                "start": _random_start(rng, sample.freq, sample.target.shape[-1]),
+                "freq": sample.freq,
+                "target": np.ascontiguousarray(sample.target, dtype=np.float32),
+            })
+    stats = {"name": task["name"], "shard": task["shard"], "series": len(entries),
+             "points": int(sum(e["target"].size for e in entries)), "failures": failures,
+             "freqs": dict(Counter(e["freq"] for e in entries)), "path": None}
+    if entries:
+        rel = f"{task['name']}/part-{task['shard']:05d}.arrow"
+        path = Path(task["out_dir"]) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ArrowWriter(compression=None).write_to_file(entries, path)
+        stats.update(path=rel, sha256=_sha256(path), bytes=path.stat().st_size)
+    stats["seconds"] = time.perf_counter() - began
+    return stats
+
+
+# ----------------------------------------------------------------------------- building
+def _limit_threads() -> None:
+    """Worker initializer: one BLAS thread per process (the machine has few cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+
+
+def _mp_context() -> Any:
+    """fork where it exists: workers start in milliseconds and a caller's script needs no
+    ``if __name__ == "__main__"`` guard (spawn re-imports it); workers use numpy/scipy only."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _tasks(recipe: dict[str, Any], out_dir: Path, kinds: set[str]) -> list[dict[str, Any]]:
+    tasks = []
+    for name, spec in recipe["generators"].items():
+        if spec["kind"] not in kinds:
+            continue
+        params = {k: v for k, v in spec.items() if k not in _COMMON_KEYS}
+        for shard, begin in enumerate(range(0, spec["count"], spec["shard_size"])):
+            tasks.append({
+                "seed": recipe["seed"], "name": name, "kind": spec["kind"], "shard": shard,
+                "count": min(spec["shard_size"], spec["count"] - begin), "params": params,
+                "length_min": spec["length_min"], "length_max": spec["length_max"],
+                "out_dir": str(out_dir),
+            })
+    return tasks
+
+
+def _run_all(tasks: list[dict[str, Any]], pool: cf.Executor | None, bar: Any) -> list[dict[str, Any]]:
+    if pool is None:
+        results = []
+        for task in tasks:
+            results.append(_run_shard(task))
+            bar.update(1)
+        return results
+    futures = [pool.submit(_run_shard, t) for t in tasks]
+    for _ in cf.as_completed(futures):
+        bar.update(1)
+    return [f.result() for f in futures]
+
+
+def _probe_chaos(recipe: dict[str, Any], pool: cf.Executor | None) -> tuple[list[str], dict[str, str]]:
+    """Working dysts systems for the recipe's chaos generators (union of their system lists)."""
+    specs = [s for s in recipe["generators"].values() if s["kind"] == "chaos" and s["count"] > 0]
+    if not specs:
+        return [], {}
+    names = sorted({n for s in specs for n in (s.get("systems") or list_systems())})
+    probe = {k: v for s in specs for k, v in (s.get("probe") or {}).items()}
+    map_fn = pool.map if pool is not None else map
+    return working_systems(default_cache_root(), names, map_fn=map_fn, **probe)
+
+
+def build_corpus(
+    recipe: Mapping[str, Any], out_dir: str | Path, *, num_workers: int = 1, progress: bool = True
+) -> Path:
+    """Build (or find cached) the corpus of ``recipe`` in ``out_dir``; returns ``out_dir``.
+
+    The same recipe gives byte-identical Arrow files whatever ``num_workers`` is. A directory
+    whose manifest has the same recipe hash is returned at once; one holding anything else is
+    refused. Files are written to a temporary sibling and renamed into place at the end.
+    """
+    from tqdm.auto import tqdm
+
+    recipe = validate_recipe(recipe)
+    digest = recipe_hash(recipe)
+    out = Path(out_dir)
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        if json.loads(manifest_path.read_text()).get("recipe_hash") == digest:
+            return out
+        raise InputError(f"{out} holds a corpus of another recipe; pass another out_dir or delete it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an empty directory; pass another out_dir or delete it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished corpus is an ordinary directory
+    began = time.perf_counter()
+    pool = None
+    try:
+        if num_workers > 1:
+            pool = cf.ProcessPoolExecutor(num_workers, mp_context=_mp_context(), initializer=_limit_threads)
+        working, skipped = _probe_chaos(recipe, pool)
+        base = _tasks(recipe, tmp, {"kernel_synth", "structural", "gluonts", "chaos"})
+        for task in base:
+            if task["kind"] == "chaos":
+                wanted = task["params"].get("systems")
+                task["systems"] = [s for s in working if not wanted or s in wanted]
+        base.sort(key=lambda t: t["kind"] != "chaos")  # slow shards first balances the pool
+        mix = _tasks(recipe, tmp, {"mixup"})
+        with tqdm(total=len(base) + len(mix), desc=f"corpus {recipe['name']}", file=sys.stderr,
+                  disable=not progress, unit="shard") as bar:
+            results = _run_all(base, pool, bar)
+            for task in mix:
+                sources = task["params"].get("sources") or [
+                    n for n, s in recipe["generators"].items() if s["kind"] != "mixup"]
+                task["pool_files"] = [str(tmp / r["path"]) for r in sorted(results, key=_order)
+                                      if r["path"] and r["name"] in sources]
+            results += _run_all(mix, pool, bar)
+        manifest = _manifest(recipe, digest, results, working, skipped, num_workers,
+                             time.perf_counter() - began)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        _move_into_place(tmp, out, digest)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("corpus %s: %d series in %.1f s", out, manifest["totals"]["series"], manifest["build"]["seconds"])
+    return out
+
+
+def _order(result: Mapping[str, Any]) -> tuple[str, int]:
+    return result["name"], result["shard"]
+
+
+def _move_into_place(tmp: Path, out: Path, digest: str) -> None:
+    """Rename the finished build to ``out``; another process finishing first is fine."""
+    try:
+        if out.exists():
+            out.rmdir()  # only an empty directory gets here
+        os.replace(tmp, out)
+    except OSError:
+        theirs = out / MANIFEST
+        if not (theirs.exists() and json.loads(theirs.read_text()).get("recipe_hash") == digest):
+            raise
+
+
+def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]], working: list[str],
+              skipped: dict[str, str], num_workers: int, seconds: float) -> dict[str, Any]:
+    results = sorted(results, key=_order)
+    total_weight = sum(s["weight"] for s in recipe["generators"].values() if s["count"] > 0) or 1.0
+    generators, failed_draws = {}, {}
+    for name, spec in recipe["generators"].items():
+        mine = [r for r in results if r["name"] == name]
+        freqs: Counter[str] = Counter()
+        for r in mine:
+            freqs.update(r["freqs"])
+        generators[name] = {
+            "kind": spec["kind"], "series": sum(r["series"] for r in mine),
+            "points": sum(r["points"] for r in mine), "requested": spec["count"],
+            "weight": spec["weight"] / total_weight if spec["count"] > 0 else 0.0,
+            "length_min": spec["length_min"], "length_max": spec["length_max"],
+            "freqs": dict(sorted(freqs.items())),
+            "worker_seconds": round(sum(r["seconds"] for r in mine), 2),
+            "files": [r["path"] for r in mine if r["path"]],
+        }
+        for r in mine:
+            for system, reason in r["failures"]:
+                failed_draws.setdefault(system, Counter())[reason] += 1
+    files = [{"path": r["path"], "generator": r["name"], "series": r["series"], "points": r["points"],
+              "bytes": r["bytes"], "sha256": r["sha256"]} for r in results if r["path"]]
+    return {
+        "format": CORPUS_FORMAT,
+        "tsfm_version": _code_version(),
+        "recipe": recipe,
+        "recipe_hash": digest,
+        "seed": recipe["seed"],
+        "generators": generators,
+        "mixing_weights": {n: g["weight"] for n, g in generators.items()},
+        "files": files,
+        "totals": {"series": sum(f["series"] for f in files), "points": sum(f["points"] for f in files),
+                   "bytes": sum(f["bytes"] for f in files)},
+        "dysts": _dysts_section(working, skipped, failed_draws) if working or skipped else None,
+        "build": {"seconds": round(seconds, 2), "num_workers": num_workers,
+                  "finished": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+                  "python": platform.python_version(), "numpy": np.__version__},
+    }
+
+
+def _dysts_section(working: list[str], skipped: dict[str, str], failed: dict[str, Counter]) -> dict[str, Any]:
+    return {
+        "version": importlib.metadata.version("dysts"),
+        "integrator": {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9},
+        "working": working,
+        "skipped": dict(sorted(skipped.items())),
+        "failed_draws": {s: dict(c) for s, c in sorted(failed.items())},
+    }
+
+
+# ----------------------------------------------------------------------------- reading
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a built corpus directory, or ``InputError`` when there is none."""
+    p = Path(path) / MANIFEST
+    if not p.is_file():
+        raise InputError(f"{path} is not a built corpus (no {MANIFEST}); build it with build_corpus")
+    return json.loads(p.read_text())
+
+
+def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+        target = table.column("target").combine_chunks()
+        offsets = target.offsets.to_numpy()
+        values = target.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=True)
+        shapes = table.column("target._np_shape").to_pylist() if "target._np_shape" in table.column_names else None
+        ids, starts, freqs = (table.column(c).to_pylist() for c in ("item_id", "start", "freq"))
+    for i in range(len(ids)):
+        arr = values[offsets[i]: offsets[i + 1]]
+        yield {"item_id": ids[i], "start": starts[i], "freq": freqs[i],
+               "target": arr.reshape(shapes[i]) if shapes else arr}
+
+
+def iter_corpus(path: str | Path, generators: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Entries of a corpus, one shard in memory at a time, in manifest order."""
+    manifest = read_manifest(path)
+    for f in manifest["files"]:
+        if generators is None or f["generator"] in generators:
+            yield from _read_shard(Path(path) / f["path"])
+
+
+def load_corpus(path: str | Path, generators: list[str] | None = None) -> list[dict[str, Any]]:
+    """All entries of a corpus (numpy float32 targets), optionally of some generators only."""
+    return list(iter_corpus(path, generators))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tsfm.data.corpus RECIPE.yaml [--workers N] [--out DIR]``: build and print the path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tsfm.data.corpus", description=main.__doc__)
+    parser.add_argument("recipe", help="recipe YAML, e.g. configs/corpus/default.yaml")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--out", default=None, help="output directory (default: the cache directory)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        recipe = load_recipe(args.recipe)
+        out = build_corpus(recipe, args.out or corpus_dir(recipe), num_workers=args.workers,
+                           progress=not args.quiet)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

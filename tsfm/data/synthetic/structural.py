@@ -1,0 +1,456 @@
+"""Structural generators: the business, macro and sensor shapes real forecasting data has.
+
+Each public function is ``gen(rng, length) -> Sample``; ``structural`` picks one by weight.
+Values are built in relative units (level about 1) and rescaled at the end, so every shape
+comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
+
+- ``seasonal_trend``: level x or + season + noise; a seasonal frequency w.p. 0.8. Trend: none /
+  linear / damped / exponential / logistic / piecewise-linear with 1-4 changepoints, total
+  change U[-0.8, 1.5] (log units when multiplicative); level shifts (p 0.2, 1-3 shifts
+  ~N(0, 0.2)); stochastic level (p 0.4, random walk sd log-U[0.002, 0.03]). Season: one or two natural periods of the frequency, harmonics
+  (1-6, decay k^-U[0.5, 2]) or a random per-step profile (integer periods), amplitude
+  U[0.03, 0.5] drifting by up to exp(+-0.4), profile drifting across cycles; multiplicative or
+  additive (p 0.5). Noise sd log-U[0.002, 0.15]: Gaussian, Student-t (df U[2.5, 8]), AR(1)
+  (phi U[0.2, 0.95]) or stochastic volatility.
+- ``arima``: ARIMA(p<=3, d in {0,1,2} w.p. .4/.45/.15, q<=2) with stationary AR roots (modulus
+  <= 0.97) and invertible MA roots; p 0.35 of a seasonal part (SAR U[0.3, 0.9] or seasonal
+  differencing with SMA U[-0.8, 0]) on the frequency's primary period.
+- ``random_walk`` (w.p. .35/.45/.2): arithmetic (drift ~N(0, 0.2) step sds, Gaussian or t
+  steps), geometric (stock-like: daily vol log-U[0.004, 0.04], stochastic volatility, drift
+  ~N(2e-4, 5e-4)), or with compound-Poisson level jumps (rate U[0.002, 0.02]).
+- ``intermittent``: Poisson or negative-binomial (r log-U[0.3, 10]) counts around a latent
+  log-rate (base rate log-U[0.02, 30], AR(1) and optional seasonal modulation), or w.p. 0.3
+  Croston-style demand (occurrence U[0.05, 0.6], size 1 + Poisson(log-U[0.5, 20])).
+- ``positive``: level x exp(sigma z), z an AR(1) (phi U[0.5, 0.999]) / random walk / smooth path,
+  sigma U[0.05, 1.2], optional log-seasonality.
+- ``quasi_cycle``: sunspot-like asymmetric cycles (period jitter 5-15 %, per-cycle amplitude
+  log-N(0, 0.35)), lynx-like log-scale cycles (log range U[1.5, 6]) or AR(2) stochastic cycles
+  (root modulus U[0.85, 0.99]); mean period by frequency (years 4-15, quarters 12-48, ...).
+- ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
+  envelope and a cloud process.
+- Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
+
+``gluonts_artificial`` uses GluonTS' recipe DSL (``LinearTrend``, ``SmoothSeasonality``, ``ARp``,
+``RandomChangepoints``, ``BinaryMarkovChain``) and ``ComplexSeasonalTimeSeries``; those draw from
+numpy's global RNG, so it is seeded from ``rng`` and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from scipy.signal import lfilter
+
+from tsfm.data.synthetic import (
+    SEASONAL_PERIODS,
+    Sample,
+    choose,
+    finite_float32,
+    log_uniform,
+    nonseasonal_freq,
+    seasonal_freq,
+    usable_periods,
+)
+
+__all__ = [
+    "STRUCTURAL_KINDS", "structural", "seasonal_trend", "arima", "random_walk", "intermittent",
+    "positive", "quasi_cycle", "solar", "gluonts_artificial",
+]
+
+
+# ----------------------------------------------------------------------------- building blocks
+def _smooth_path(rng: np.random.Generator, length: int) -> np.ndarray:
+    """A random walk rescaled to unit standard deviation: a slow, length-independent wander."""
+    path = np.cumsum(rng.standard_normal(length))
+    path -= path.mean()
+    return path / (path.std() + 1e-12)
+
+
+def _ar1(rng: np.random.Generator, length: int, phi: float, sd: float) -> np.ndarray:
+    """A stationary AR(1) path with marginal standard deviation ``sd``."""
+    e = rng.standard_normal(length) * sd * np.sqrt(1.0 - phi**2)
+    e[0] = rng.standard_normal() * sd
+    return lfilter([1.0], [1.0, -phi], e)
+
+
+def _trend(rng: np.random.Generator, length: int) -> np.ndarray:
+    """A trend path starting at 0 (level units): one of six shapes, shifts, stochastic level."""
+    u = np.arange(length) / max(length - 1, 1)
+    total = rng.uniform(-0.8, 1.5)
+    kind = choose(rng, {"none": 0.15, "linear": 0.3, "damped": 0.15, "exponential": 0.1,
+                        "logistic": 0.1, "piecewise": 0.2})
+    if kind == "linear":
+        g = total * u
+    elif kind == "damped":
+        kappa = rng.uniform(1.0, 6.0)
+        g = total * (1.0 - np.exp(-kappa * u)) / (1.0 - np.exp(-kappa))
+    elif kind == "exponential":
+        r = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.5)
+        g = total * np.expm1(r * u) / np.expm1(r)
+    elif kind == "logistic":
+        k, c = rng.uniform(6.0, 20.0), rng.uniform(0.2, 0.8)
+        s = 1.0 / (1.0 + np.exp(-k * (u - c)))
+        g = total * (s - s[0]) / (s[-1] - s[0] + 1e-12)
+    elif kind == "piecewise":
+        cuts = np.sort(rng.uniform(0.1, 0.9, int(rng.integers(1, 5))))
+        slopes = rng.standard_normal(len(cuts) + 1)
+        seg = np.searchsorted(cuts, u)
+        g = np.concatenate([[0.0], np.cumsum(slopes[seg][1:] * np.diff(u))])
+        g *= abs(total) / (np.abs(g).max() + 1e-12)
+    else:
+        g = np.zeros(length)
+    if rng.random() < 0.2:
+        for at in rng.integers(1, max(length - 1, 2), int(rng.integers(1, 4))):
+            g[at:] += rng.normal(0.0, 0.2)
+    if rng.random() < 0.4:
+        g += np.cumsum(rng.standard_normal(length)) * log_uniform(rng, 0.002, 0.03)
+    return g
+
+
+def _season(rng: np.random.Generator, length: int, period: float) -> np.ndarray:
+    """A zero-mean seasonal pattern with max |value| 1 whose shape drifts slowly across cycles."""
+    t = np.arange(length, dtype=np.float64)
+    if period == round(period) and period >= 3 and rng.random() < 0.4:
+        p = int(period)
+        profile = rng.standard_normal(p)
+        for _ in range(int(rng.integers(0, 4))):  # circular smoothing: from spiky to smooth profiles
+            profile = 0.25 * np.roll(profile, 1) + 0.5 * profile + 0.25 * np.roll(profile, -1)
+        cycles = profile[None, :] + np.cumsum(
+            rng.standard_normal((int(np.ceil(length / period)), p)), axis=0) * rng.uniform(0.0, 0.08)
+        s = (cycles - cycles.mean(axis=1, keepdims=True)).reshape(-1)[:length]
+    else:
+        k_max = int(max(1, min(6, period // 2)))
+        k = np.arange(1, int(rng.integers(1, k_max + 1)) + 1)
+        coef = rng.standard_normal((2, len(k))) * k ** (-rng.uniform(0.5, 2.0))
+        drift = rng.uniform(0.0, 0.3)
+        coef_t = coef[:, None, :] * (1.0 + drift * _smooth_path(rng, length)[None, :, None])
+        theta = 2.0 * np.pi * np.outer(t / period, k)
+        s = (np.cos(theta) * coef_t[0]).sum(1) + (np.sin(theta) * coef_t[1]).sum(1)
+    return s / (np.abs(s).max() + 1e-12)
+
+
+def _noise(rng: np.random.Generator, length: int, sd: float) -> np.ndarray:
+    """Observation noise: Gaussian, Student-t, AR(1) or stochastic volatility."""
+    kind = choose(rng, {"gaussian": 0.35, "student_t": 0.2, "ar1": 0.25, "stoch_vol": 0.2})
+    if kind == "student_t":
+        df = rng.uniform(2.5, 8.0)
+        return sd * rng.standard_t(df, length) / np.sqrt(df / (df - 2.0))
+    if kind == "ar1":
+        return _ar1(rng, length, rng.uniform(0.2, 0.95), sd)
+    if kind == "stoch_vol":
+        h = _ar1(rng, length, rng.uniform(0.9, 0.99), rng.uniform(0.2, 0.8))
+        return sd * np.exp(h - h.mean()) * rng.standard_normal(length)
+    return sd * rng.standard_normal(length)
+
+
+def _rescale(rng: np.random.Generator, y: np.ndarray, positive: bool) -> np.ndarray:
+    """Move a relative-unit series to a random scale (and, if not positive, maybe centre it)."""
+    if not positive and rng.random() < 0.3:
+        y = y - np.median(y)
+    return y * 10.0 ** rng.uniform(-1.0, 4.5)
+
+
+def _add_outliers(rng: np.random.Generator, y: np.ndarray, positive: bool) -> np.ndarray:
+    """Isolated spikes or short bursts of 3-10 robust step sizes (whole numbers for counts)."""
+    y = y.copy()
+    integer = bool(np.all(y == np.round(y)))
+    step = 1.4826 * np.median(np.abs(np.diff(y))) + 1e-6 * (np.abs(y).mean() + 1e-12)
+    for at in rng.integers(0, len(y), 1 + rng.poisson(len(y) / 400)):
+        size = rng.uniform(3.0, 10.0) * step * (1.0 if positive else rng.choice([-1.0, 1.0]))
+        size = max(1.0, np.round(size)) if integer and positive else size
+        width = 1 if rng.random() < 0.7 else int(rng.integers(2, 6))
+        y[at: at + width] += size
+    return y
+
+
+# ----------------------------------------------------------------------------- generator kinds
+def seasonal_trend(rng: np.random.Generator, length: int) -> Sample:
+    """Trend x season x noise (multiplicative) or trend + season + noise (additive)."""
+    freq = seasonal_freq(rng, length) if rng.random() < 0.8 else nonseasonal_freq(rng, length)
+    periods = usable_periods(freq, length, 2.0)
+    if len(periods) > 1 and rng.random() < 0.5:
+        periods = periods[:1]
+    multiplicative = rng.random() < 0.5
+    g = _trend(rng, length)
+    amp = rng.uniform(0.03, 0.5) * np.exp(rng.uniform(0.0, 0.4) * _smooth_path(rng, length))
+    season = np.zeros(length)
+    for i, p in enumerate(periods):
+        season += (1.0 if i == 0 else rng.uniform(0.2, 1.0)) * _season(rng, length, p)
+    season /= max(np.abs(season).max(), 1.0)
+    noise = _noise(rng, length, log_uniform(rng, 0.002, 0.15))
+    if multiplicative:
+        y = np.exp(g) * np.clip(1.0 + np.minimum(amp, 0.9) * season, 0.05, None) * np.exp(noise)
+    else:
+        y = 1.0 + g + amp * season + noise
+    return Sample(_rescale(rng, y, multiplicative), freq, tuple(periods))
+
+
+def _arma(rng: np.random.Generator, length: int, p: int, q: int, burn: int = 200) -> np.ndarray:
+    """A stationary, invertible ARMA(p, q) path from random roots inside the unit circle."""
+
+    def roots(n: int, max_mod: float) -> np.ndarray:
+        out: list[complex] = []
+        while len(out) < n:
+            if n - len(out) >= 2 and rng.random() < 0.4:
+                r, th = rng.uniform(0.3, max_mod), rng.uniform(0.05, np.pi)
+                out += [r * np.exp(1j * th), r * np.exp(-1j * th)]
+            else:
+                out.append(rng.uniform(-max_mod, max_mod))
+        return np.asarray(out)
+
+    a = np.real(np.poly(roots(p, 0.97))) if p else np.array([1.0])
+    b = np.real(np.poly(roots(q, 0.9))) if q else np.array([1.0])
+    return lfilter(b, a, rng.standard_normal(length + burn))[burn:]
+
+
+def arima(rng: np.random.Generator, length: int) -> Sample:
+    """ARIMA(p, d, q), sometimes with a seasonal AR or seasonal-difference part."""
+    seasonal = rng.random() < 0.35
+    freq = seasonal_freq(rng, length) if seasonal else nonseasonal_freq(rng, length)
+    period = usable_periods(freq, length, 3.0)[:1]
+    p, q = int(rng.integers(0, 4)), int(rng.integers(0, 3))
+    d = int(rng.choice(3, p=[0.4, 0.45, 0.15]))
+    x = _arma(rng, length + 400, p, q, burn=0)
+    periods: tuple[float, ...] = ()
+    if seasonal and period and period[0] == round(period[0]):
+        s = int(period[0])
+        if rng.random() < 0.5:  # seasonal AR: (1 - Phi B^s) x_t = w_t
+            phi = rng.uniform(0.3, 0.9)
+            x = lfilter([1.0], np.r_[1.0, np.zeros(s - 1), -phi], x)
+        else:  # airline-like: seasonal MA then seasonal integration
+            theta = rng.uniform(-0.8, 0.0)
+            x = lfilter(np.r_[1.0, np.zeros(s - 1), theta], [1.0], x)
+            x = lfilter([1.0], np.r_[1.0, np.zeros(s - 1), -1.0], x)
+            d = min(d, 1)
+        periods = (float(s),)
+    x = x[400:]
+    drift = rng.normal(0.0, 0.3) if d >= 1 and rng.random() < 0.5 else 0.0
+    for _ in range(d):
+        x = np.cumsum(x + drift)
+        drift = 0.0
+    x = x / (np.std(np.diff(x)) + 1e-12) * log_uniform(rng, 0.005, 0.1)
+    return Sample(_rescale(rng, 1.0 + x, False), freq, periods)
+
+
+def random_walk(rng: np.random.Generator, length: int) -> Sample:
+    """Arithmetic, geometric (stock price) or jump random walks."""
+    kind = choose(rng, {"arithmetic": 0.35, "geometric": 0.45, "jump": 0.2})
+    if kind == "geometric":
+        freq = choose(rng, {"B": 0.5, "D": 0.2, "other": 0.3})
+        freq = nonseasonal_freq(rng, length) if freq == "other" else freq
+        vol = log_uniform(rng, 0.004, 0.04) * np.exp(
+            _ar1(rng, length, rng.uniform(0.95, 0.995), rng.uniform(0.1, 0.4)))
+        returns = rng.normal(2e-4, 5e-4) + vol * rng.standard_t(5.0, length) / np.sqrt(5.0 / 3.0)
+        y = log_uniform(rng, 1.0, 2000.0) * np.exp(np.cumsum(returns))
+        return Sample(y, freq, ())
+    freq = nonseasonal_freq(rng, length)
+    steps = rng.standard_t(4.0, length) if rng.random() < 0.3 else rng.standard_normal(length)
+    steps = steps + rng.normal(0.0, 0.2)
+    if kind == "jump":
+        jumps = rng.random(length) < rng.uniform(0.002, 0.02)
+        steps = steps + jumps * rng.normal(0.0, 5.0, length)
+    y = np.cumsum(steps) * log_uniform(rng, 0.002, 0.05)
+    return Sample(_rescale(rng, 1.0 + y, False), freq, ())
+
+
+def intermittent(rng: np.random.Generator, length: int) -> Sample:
+    """Counts: Poisson / negative-binomial around a latent rate, or Croston-style demand."""
+    seasonal = rng.random() < 0.4
+    freq = seasonal_freq(rng, length, {"D": 0.4, "W-SUN": 0.2, "MS": 0.3, "h": 0.1}) if seasonal \
+        else choose(rng, {"D": 0.4, "W-SUN": 0.25, "MS": 0.2, "B": 0.15})
+    if rng.random() < 0.3:
+        occurs = rng.random(length) < rng.uniform(0.05, 0.6)
+        y = occurs * (1 + rng.poisson(log_uniform(rng, 0.5, 20.0), length))
+        return Sample(y.astype(np.float64), freq, ())
+    log_rate = np.log(log_uniform(rng, 0.02, 30.0)) + _ar1(rng, length, rng.uniform(0.5, 0.99),
+                                                           rng.uniform(0.05, 0.6))
+    log_rate += _trend(rng, length) * 0.5
+    periods = usable_periods(freq, length, 2.0)[:1] if seasonal else ()
+    for p in periods:
+        log_rate += rng.uniform(0.1, 1.0) * _season(rng, length, p)
+    rate = np.exp(np.clip(log_rate, -10.0, 12.0))
+    if rng.random() < 0.5:
+        r = log_uniform(rng, 0.3, 10.0)
+        rate = rate * rng.gamma(r, 1.0 / r, length)
+    return Sample(rng.poisson(rate).astype(np.float64), freq, tuple(periods))
+
+
+def positive(rng: np.random.Generator, length: int) -> Sample:
+    """A log-normal-like series: level x exp(sigma z) of a latent path z."""
+    seasonal = rng.random() < 0.5
+    freq = seasonal_freq(rng, length) if seasonal else nonseasonal_freq(rng, length)
+    kind = choose(rng, {"ar1": 0.4, "walk": 0.3, "smooth": 0.3})
+    if kind == "ar1":
+        z = _ar1(rng, length, rng.uniform(0.5, 0.999), 1.0)
+    elif kind == "walk":
+        z = np.cumsum(rng.standard_normal(length)) / np.sqrt(length)
+    else:
+        z = _smooth_path(rng, length)
+    z = rng.uniform(0.05, 1.2) * (z - z.mean()) / (z.std() + 1e-12)
+    periods = usable_periods(freq, length, 2.0)[:1] if seasonal else ()
+    for p in periods:
+        z += rng.uniform(0.05, 0.6) * _season(rng, length, p)
+    return Sample(_rescale(rng, np.exp(z), True), freq, tuple(periods))
+
+
+# Mean cycle length range (in steps) of quasi-cycles per frequency label.
+_CYCLE_RANGE: dict[str, tuple[float, float]] = {
+    "YS": (4.0, 15.0), "QS": (12.0, 48.0), "MS": (24.0, 170.0), "W-SUN": (26.0, 300.0),
+}
+
+
+def _cycle_phase(rng: np.random.Generator, length: int, mean_period: float) -> tuple[np.ndarray, np.ndarray]:
+    """Phase in [0, 1) within the current cycle and the cycle index, cycles of jittered length."""
+    jitter = rng.uniform(0.05, 0.15)
+    n = int(2 * length / mean_period) + 3  # cycles are at least half the mean long
+    lengths = np.maximum(mean_period * (1.0 + jitter * rng.standard_normal(n)), 0.5 * mean_period)
+    edges = np.concatenate([[0.0], np.cumsum(lengths)]) - rng.uniform(0.0, lengths[0])
+    t = np.arange(length, dtype=np.float64)
+    k = np.searchsorted(edges, t, side="right") - 1
+    return (t - edges[k]) / lengths[k], k
+
+
+def quasi_cycle(rng: np.random.Generator, length: int) -> Sample:
+    """Sunspot-like, lynx-like or AR(2) cycles whose period wanders from cycle to cycle."""
+    freq = nonseasonal_freq(rng, length)
+    low, high = _CYCLE_RANGE.get(freq, (8.0, 400.0))
+    period = float(np.clip(log_uniform(rng, low, high), 3.0, max(3.0, length / 2.5)))
+    kind = choose(rng, {"sunspot": 0.4, "lynx": 0.3, "ar2": 0.3})
+    if kind == "ar2":
+        r, th = rng.uniform(0.85, 0.99), 2.0 * np.pi / period
+        x = lfilter([1.0], np.real(np.poly([r * np.exp(1j * th), r * np.exp(-1j * th)])),
+                    rng.standard_normal(length + 300))[300:]
+        x /= x.std() + 1e-12
+        periods: tuple[float, ...] = ()
+        if freq == "MS" and length >= 36 and rng.random() < 0.5:  # El Nino: cycle + annual season
+            x += rng.uniform(0.3, 1.5) * _season(rng, length, 12.0)
+            periods = (12.0,)
+        y = 1.0 + x * rng.uniform(0.05, 0.5)
+        return Sample(_rescale(rng, y, False), freq, periods)
+    u, k = _cycle_phase(rng, length, period)
+    amp = np.exp(0.35 * rng.standard_normal(k.max() + 1))[k]
+    if kind == "sunspot":
+        shape = np.sin(np.pi * u ** rng.uniform(0.55, 1.0)) ** rng.uniform(1.0, 2.5)
+        y = amp * shape + rng.uniform(0.0, 0.1)
+        y = np.maximum(y + rng.uniform(0.02, 0.1) * np.sqrt(y + 0.02) * rng.standard_normal(length), 0.0)
+        return Sample(_rescale(rng, y, True), freq, ())
+    x = np.sin(2 * np.pi * u) + rng.uniform(0.0, 0.4) * np.sin(4 * np.pi * u + rng.uniform(0, 2 * np.pi))
+    x = x * amp + _ar1(rng, length, rng.uniform(0.0, 0.7), rng.uniform(0.05, 0.3))
+    y = np.exp(rng.uniform(1.5, 6.0) / 2.0 * x / (np.abs(x).max() + 1e-12))
+    return Sample(_rescale(rng, y, True), freq, ())
+
+
+def solar(rng: np.random.Generator, length: int) -> Sample:
+    """Sub-daily solar power: clear-sky day bumps, zero at night, clouds, a slow annual swing."""
+    freq = choose(rng, {"30min": 0.4, "h": 0.3, "15min": 0.2, "10min": 0.1})
+    day = SEASONAL_PERIODS[freq][0]
+    t = np.arange(length, dtype=np.float64)
+    day_fraction = rng.uniform(0.3, 0.7)
+    phase = (t / day + rng.uniform(0.0, 1.0)) % 1.0
+    bump = np.clip(np.cos(np.pi * (phase - 0.5) / day_fraction), 0.0, None)
+    bump[np.abs(phase - 0.5) > day_fraction / 2.0] = 0.0
+    bump **= rng.uniform(1.0, 2.0)
+    annual = 1.0 + rng.uniform(0.0, 0.4) * np.sin(2 * np.pi * t / (365.25 * day) + rng.uniform(0, 2 * np.pi))
+    cloud = 1.0 / (1.0 + np.exp(-_ar1(rng, length, rng.uniform(0.8, 0.99), rng.uniform(0.5, 2.5)) - 1.5))
+    y = bump * annual * cloud
+    return Sample(_rescale(rng, y, True), freq, (day,))
+
+
+STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
+    "seasonal_trend": seasonal_trend,
+    "arima": arima,
+    "random_walk": random_walk,
+    "intermittent": intermittent,
+    "positive": positive,
+    "quasi_cycle": quasi_cycle,
+    "solar": solar,
+}
+
+DEFAULT_KIND_WEIGHTS: dict[str, float] = {
+    "seasonal_trend": 0.40, "arima": 0.14, "random_walk": 0.12, "intermittent": 0.08,
+    "positive": 0.08, "quasi_cycle": 0.12, "solar": 0.06,
+}
+
+
+def structural(
+    rng: np.random.Generator,
+    length: int,
+    *,
+    kinds: Mapping[str, float] | None = None,
+    outlier_prob: float = 0.08,
+) -> Sample:
+    """One series of a kind drawn from ``kinds`` (name -> weight), with occasional outliers."""
+    weights = DEFAULT_KIND_WEIGHTS if kinds is None else kinds
+    unknown = set(weights) - set(STRUCTURAL_KINDS)
+    if unknown:
+        raise ValueError(f"unknown structural kinds {sorted(unknown)}; known: {sorted(STRUCTURAL_KINDS)}")
+    sample = STRUCTURAL_KINDS[choose(rng, weights)](rng, length)
+    y = np.asarray(sample.target, dtype=np.float64)
+    if rng.random() < outlier_prob:
+        y = _add_outliers(rng, y, positive=bool(np.all(y >= 0)))
+    return Sample(finite_float32(y), sample.freq, sample.periods)
+
+
+# ----------------------------------------------------------------------------- GluonTS recipes
+# GluonTS' ComplexSeasonalTimeSeries only knows these frequency strings; map them to ours.
+_GLUONTS_FREQ = {"M": "MS", "W": "W-SUN", "D": "D", "H": "h"}
+
+
+def _with_global_seed(seed: int, fn: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run ``fn`` with numpy's global RNG seeded, leaving the caller's global state untouched."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+    finally:
+        np.random.set_state(state)
+
+
+def gluonts_artificial(
+    rng: np.random.Generator, length: int, *, complex_seasonal_prob: float = 0.25
+) -> Sample:
+    """A series from GluonTS' artificial generators (recipe DSL or ComplexSeasonalTimeSeries)."""
+    from gluonts.dataset.artificial import ComplexSeasonalTimeSeries
+    from gluonts.dataset.artificial import recipe as rcp
+
+    seed = int(rng.integers(2**31 - 1))
+    if rng.random() < complex_seasonal_prob:
+        fits = [f for f in _GLUONTS_FREQ if usable_periods(_GLUONTS_FREQ[f], length, 2.0)]
+        gl_freq = fits[int(rng.integers(len(fits)))] if fits else "D"
+        freq = _GLUONTS_FREQ[gl_freq]
+        period = int(round(usable_periods(freq, length, 1.0)[0])) if fits else 7
+        low = rng.uniform(-1000.0, 1000.0)
+        options = dict(
+            num_series=1, prediction_length=1, freq_str=gl_freq, length_low=max(length, 2),
+            length_high=max(length, 2) + 1, min_val=low, max_val=low + log_uniform(rng, 1.0, 1e4),
+            is_noise=bool(rng.random() < 0.8), seasonality=period,
+        )
+
+        def make() -> np.ndarray:
+            dataset = ComplexSeasonalTimeSeries(**options)
+            return np.asarray(dataset.make_timeseries(seed=seed)[0]["target"], dtype=np.float64)
+
+        y = _with_global_seed(seed, make)
+        return Sample(y[:length].astype(np.float32), freq, (float(period),))
+
+    freq = seasonal_freq(rng, length)
+    periods = usable_periods(freq, length, 2.0)[:1]
+    terms = [rcp.LinearTrend(slope=rng.normal(0.0, 2.0)),
+             rcp.ARp(phi=[rng.uniform(0.1, 0.95)], sigma=log_uniform(rng, 0.01, 0.5))]
+    for p in periods:
+        terms.append(rcp.SmoothSeasonality(period=p, phase=rng.uniform(0, p)) * rng.uniform(0.2, 3.0))
+    if rng.random() < 0.4:
+        terms.append(rcp.RandomChangepoints(int(rng.integers(1, 5))) * rng.normal(0.0, 1.0))
+    target = terms[0]
+    for term in terms[1:]:
+        target = target + term
+    if rng.random() < 0.2:  # on/off regimes (machine running / idle)
+        target = target * rcp.BinaryMarkovChain(one_to_zero=rng.uniform(0.01, 0.1),
+                                                zero_to_one=rng.uniform(0.05, 0.3))
+    offset = rng.uniform(0.0, 10.0)
+    y = _with_global_seed(seed, lambda: np.asarray(rcp.evaluate(target + offset, length), float))
+    return Sample(finite_float32(y * log_uniform(rng, 0.1, 1e3)), freq, tuple(periods))
