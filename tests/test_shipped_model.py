@@ -1,0 +1,82 @@
+"""The shipped pretrained TTM: output contract on every visible eval CSV, and sanity of its forecasts."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import eval_dir
+from tsfm import Forecaster, load_model
+from tsfm.data.frames import load_series
+
+EVAL = eval_dir()
+TASKS = json.loads((EVAL / "manifest.json").read_text())["tasks"] if EVAL else []
+
+
+def test_shipped_ttm_loads_offline_and_is_small():
+    model = load_model("ttm")
+    assert model.config.family == "ttm"
+    assert model.num_parameters() < 1_000_000
+    assert model.config.context_length == 512 and 0.5 in model.quantiles
+
+
+@pytest.mark.skipif(EVAL is None, reason="the visible eval set (../shared/data/eval) is not beside the repo")
+@pytest.mark.parametrize("task", TASKS, ids=[t["name"] for t in TASKS])
+def test_forecast_contract_on_eval_csv(task):
+    path = EVAL / task["file"]
+    h = task["horizon"]
+    fc = Forecaster(model="ttm", horizon=h, quantiles=(0.1, 0.5, 0.9)).fit(path).predict()
+    df = pd.read_csv(path, parse_dates=["ds"])
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"]
+    assert (fc.groupby("unique_id", sort=False).size() == h).all()
+    assert fc.unique_id.nunique() == df.unique_id.nunique()
+    assert not fc.isna().any().any()
+    assert ((fc["0.1"] <= fc["0.5"]) & (fc["0.5"] <= fc["0.9"])).all()
+    series = load_series(path)
+    offset = pd.tseries.frequencies.to_offset(series.freq)
+    for sid, rows in fc.groupby("unique_id", sort=False):
+        last = df[df.unique_id.astype(str) == str(sid)].ds.max()
+        expected = pd.date_range(last, periods=h + 1, freq=offset)[1:]
+        assert list(pd.to_datetime(rows.ds)) == list(expected)
+
+
+@pytest.mark.skipif(EVAL is None, reason="the visible eval set is not beside the repo")
+def test_wide_and_long_inputs_agree_on_eval_data(tmp_path):
+    long = pd.read_csv(EVAL / "us_change.csv", parse_dates=["ds"])
+    wide = long.pivot(index="ds", columns="unique_id", values="y").reset_index()
+    wide_path = tmp_path / "wide.csv"
+    wide.to_csv(wide_path, index=False)
+    a = Forecaster(horizon=8).fit(EVAL / "us_change.csv").predict().sort_values(["unique_id", "ds"])
+    b = Forecaster(horizon=8).fit(wide_path).predict().sort_values(["unique_id", "ds"])
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_forecasts_follow_a_clear_seasonal_pattern():
+    """A clean monthly seasonal series: the median continues the pattern (far better than the mean)."""
+    t = np.arange(144)
+    y = 100 + 20 * np.sin(2 * np.pi * t / 12) + 0.3 * t
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000-01-01", periods=144, freq="MS"), "y": y})
+    fc = Forecaster(horizon=12).fit(df.iloc[:132]).predict()
+    truth = y[132:]
+    mae = np.abs(fc["0.5"].to_numpy() - truth).mean()
+    assert mae < 0.25 * np.abs(truth - truth.mean()).mean()
+
+
+def test_short_yearly_series_get_sensible_forecasts():
+    """Tens of points (masked padding): forecasts stay near the recent level, not near zero padding."""
+    rng = np.random.default_rng(0)
+    y = 50 + np.cumsum(rng.normal(0.5, 1.0, 30))
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990-01-01", periods=30, freq="YS"), "y": y})
+    fc = Forecaster(horizon=6).fit(df).predict()
+    assert np.all(np.abs(fc["0.5"].to_numpy() - y[-1]) < 10 * np.std(np.diff(y)) + 5)
+    assert (fc["0.9"] - fc["0.1"] > 0).all()
+
+
+def test_scaling_invariance_of_the_shipped_model():
+    rng = np.random.default_rng(1)
+    y = 10 + np.cumsum(rng.normal(size=200)) + 3 * np.sin(np.arange(200) * 2 * np.pi / 7)
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=200, freq="D"), "y": y})
+    base = Forecaster(horizon=14).fit(df).predict()
+    scaled = Forecaster(horizon=14).fit(df.assign(y=3.0 * y + 1000.0)).predict()
+    np.testing.assert_allclose(scaled["0.5"], 3.0 * base["0.5"] + 1000.0, rtol=1e-4)
