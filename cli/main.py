@@ -15,6 +15,8 @@ from typing import Optional
 
 import typer
 
+FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
+
 app = typer.Typer(
     name="tsfm",
     help="Time-series forecasting foundation models: zero-shot forecasts from tiny pretrained models.",
@@ -54,7 +56,7 @@ def write_atomically(frame, output: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     try:
         with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
+            frame.to_csv(handle, index=False, float_format=FLOAT_FORMAT)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -65,7 +67,7 @@ def write_atomically(frame, output: Path) -> None:
 def forecast(
     input: Path = typer.Argument(..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
     horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
-    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
+    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`), checkpoint directory or exported .onnx file"),
     quantiles: str = typer.Option("0.1,0.5,0.9", "--quantiles", "-q", help="Quantile levels, e.g. 0.1,0.5,0.9"),
     level: Optional[str] = typer.Option(None, "--level", help="Prediction-interval coverages in %, e.g. 80,95"),
     freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
@@ -73,6 +75,12 @@ def forecast(
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column"),
     target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s); repeat for several"),
     exog: Optional[list[str]] = typer.Option(None, "--exog", help="Covariate column(s) (past values); repeat for several"),
+    future_exog: Optional[list[str]] = typer.Option(
+        None, "--future-exog", help="Known-future covariate column(s); their next H values come from --future"
+    ),
+    future: Optional[Path] = typer.Option(
+        None, "--future", help="CSV of known-future covariates for the next H steps (id, time, --future-exog columns)"
+    ),
     context_length: Optional[int] = typer.Option(None, "--context-length", help="Use at most this many past points"),
     batch_size: int = typer.Option(256, "--batch-size", help="Windows per model call"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
@@ -94,22 +102,27 @@ def forecast(
     names = sorted(dict.fromkeys(names), key=lambda q: float(q) if q.replace(".", "", 1).isdigit() else -1)
     if not input.is_file():
         _fail(f"input file '{input}' does not exist")
+    if future is not None and not future.is_file():
+        _fail(f"--future file '{future}' does not exist")
     try:
+        from tsfm.data.frames import read_table
         from tsfm.forecaster import Forecaster
 
         forecaster = Forecaster(
             model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
             id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
-            past_exog=exog or None, fill="mask" if fill == "none" else fill, device=device, batch_size=batch_size,
-            num_threads=num_threads,
+            past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
+            device=device, batch_size=batch_size, num_threads=num_threads,
         )
         forecaster.fit(input)
         if horizon is None:
             typer.echo(f"horizon {forecaster.horizon_} (default for frequency {forecaster.freq_})", err=True)
-        if exog:
+        uses_covariates = bool(getattr(forecaster.model_.config, "num_exog_channels", 0))
+        if (exog or future_exog or future) and not uses_covariates:
             typer.echo("note: the zero-shot model forecasts from the targets alone; covariates take effect "
-                       "after `tsfm finetune` with --exog", err=True)
-        result = forecaster.predict()
+                       "after `tsfm finetune` with --exog/--future-exog", err=True)
+        x_future = read_table(future) if future is not None and uses_covariates else None
+        result = forecaster.predict(X_future=x_future)
         if plot is not None:
             from tsfm.plotting import plot_forecast
 
@@ -117,10 +130,42 @@ def forecast(
     except InputError as err:
         _fail(str(err).splitlines()[0] if str(err) else "bad input")
     if output is None:
-        result.to_csv(sys.stdout, index=False)
+        result.to_csv(sys.stdout, index=False, float_format=FLOAT_FORMAT)
     else:
         write_atomically(result, output)
         typer.echo(f"wrote {len(result)} rows to {output}", err=True)
+
+
+@app.command()
+def evaluate(
+    input: Path = typer.Argument(..., help="CSV with the full history of every series (long or wide)"),
+    horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps per backtest window"),
+    n_windows: int = typer.Option(1, "--n-windows", help="Consecutive backtest windows at the end of each series"),
+    model: str = typer.Option("ttm", "--model", "-m", help="Model name or checkpoint directory"),
+    season: Optional[int] = typer.Option(None, "--season", help="Seasonal period of the MASE scale"),
+    freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
+    id_col: Optional[str] = typer.Option(None, "--id-col"),
+    time_col: Optional[str] = typer.Option(None, "--time-col"),
+    target: Optional[str] = typer.Option(None, "--target"),
+) -> None:
+    """Backtest on the last n-windows x horizon points: MASE, sMAPE (0-200), WQL, 10-90% coverage."""
+    from tsfm.errors import InputError
+
+    if not input.is_file():
+        _fail(f"input file '{input}' does not exist")
+    if n_windows < 1 or (horizon is not None and horizon < 1):
+        _fail("--horizon and --n-windows must be positive integers")
+    try:
+        from tsfm.forecaster import Forecaster
+
+        levels = tuple(round(0.1 * i, 1) for i in range(1, 10))
+        forecaster = Forecaster(model=model, horizon=horizon, quantiles=levels, freq=freq, id_col=id_col,
+                                time_col=time_col, target=target)
+        scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
+    except InputError as err:
+        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+    for name, value in scores.items():
+        typer.echo(f"{name}\t{value:.6g}")
 
 
 @app.command()
@@ -138,6 +183,11 @@ def models() -> None:
         typer.echo(f"{name:<14}{'shipped':<10}checkpoint in {WEIGHTS_DIR / name}")
 
 
+from tsfm.cli.finetune_cmd import finetune  # noqa: E402  (typer and the standard library only: fast start)
+
+app.command()(finetune)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def pretrain(ctx: typer.Context) -> None:
     """Pretrain with Hydra overrides, e.g. `tsfm pretrain experiment=smoke trainer.max_steps=100`."""
@@ -147,6 +197,13 @@ def pretrain(ctx: typer.Context) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, args)
+
+
+from tsfm.cli.export_cmd import export as export_command  # noqa: E402 - light: typer + pathlib only
+from tsfm.cli.finetune_cmd import finetune as finetune_command  # noqa: E402 - light: typer + stdlib only
+
+app.command(name="export")(export_command)
+app.command(name="finetune")(finetune_command)
 
 
 def main() -> None:

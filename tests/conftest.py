@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Triton kernels run under the CPU interpreter in tests. The switch must be set before anything
+# imports triton (Lightning and torch's exporter may, at import time), so it lives here.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
 import pandas as pd

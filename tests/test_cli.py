@@ -114,3 +114,11 @@ def test_console_script_exit_code_and_no_lightning_import(tiny_checkpoint, csv, 
     bad = subprocess.run([sys.executable, "-m", "tsfm.cli", "forecast", str(tmp_path / "missing.csv")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
+
+
+def test_evaluate_prints_metrics(tiny_checkpoint, csv):
+    code, out, err = _run("evaluate", csv, "--model", tiny_checkpoint, "--horizon", "6", "--n-windows", "2")
+    assert code == 0, err
+    scores = dict(line.split("\t") for line in out.strip().splitlines())
+    assert {"MASE", "sMAPE", "WQL", "coverage_10_90"} <= set(scores)
+    assert float(scores["n_points"]) == 2 * 2 * 6 and float(scores["MASE"]) > 0

@@ -22,6 +22,24 @@ from tsfm.errors import InputError
 FORECASTER_FILE = "forecaster.json"
 
 
+def _names(columns: str | Sequence[str] | None) -> list[str]:
+    if columns is None:
+        return []
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
+def _checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
+    """Covariate columns a fine-tuned checkpoint directory was trained with (its forecaster.json)."""
+    path = Path(str(model)) / FORECASTER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        params = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {key: _names(params.get(key)) for key in ("past_exog", "future_exog")}
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when ``predict`` runs before ``fit`` (same bases as scikit-learn's)."""
 
@@ -131,18 +149,34 @@ class Forecaster:
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise InputError("--device cuda was asked for but no CUDA device is available: use --device cpu")
         self.device_ = device
-        self.model_ = load_model(self.model, device=device)
+        if str(self.model).lower().endswith(".onnx"):  # an exported file: onnxruntime on the CPU
+            from tsfm.export.onnx_model import load_onnx_model
+
+            self.device_, self.model_ = "cpu", load_onnx_model(self.model, num_threads=self.num_threads)
+        else:
+            self.model_ = load_model(self.model, device=device)
+        self._checkpoint_roles = _checkpoint_roles(self.model)
 
     def _series(self, df: pd.DataFrame | str | Path):
         from tsfm.data.frames import load_series
 
         min_length = 3
+        past, future = self._covariate_roles()
         return load_series(
             df, id_col=self.id_col, time_col=self.time_col, target=self.target,
-            past_exog=list(self.past_exog) if self.past_exog else None,
-            future_exog=list(self.future_exog) if self.future_exog else None,
+            past_exog=past or None, future_exog=future or None,
             freq=self.freq, multivariate=self.multivariate, fill=self.fill, min_length=min_length,
         )
+
+    def _covariate_roles(self) -> tuple[list[str], list[str]]:
+        """Covariate column names: the constructor's, else those a fine-tuned checkpoint was trained with."""
+        saved = getattr(self, "_checkpoint_roles", {})
+        past = _names(self.past_exog) if self.past_exog is not None else saved.get("past_exog", [])
+        future = _names(self.future_exog) if self.future_exog is not None else saved.get("future_exog", [])
+        return past, future
+
+    def _uses_covariates(self) -> bool:
+        return bool(getattr(self.model_.config, "num_exog_channels", 0))
 
     def fit(self, df: pd.DataFrame | str | Path, y: Any = None) -> "Forecaster":
         """Validate ``df`` (long or wide), load the model and remember each series' context."""
@@ -160,11 +194,55 @@ class Forecaster:
         self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
         self.levels_, self.quantile_names_ = levels, names
         self.series_ids_ = list(series.ids)
+        self.X_future_ = None
+        return self
+
+    def finetune(
+        self,
+        df: pd.DataFrame | str | Path,
+        fraction: float = 0.1,
+        mode: str = "head",
+        max_epochs: int = 20,
+        max_steps: int | None = None,
+        val_size: int | None = None,
+        learning_rate: float | None = None,
+        batch_size: int = 64,
+        patience: int = 3,
+        progress: bool = True,
+        X_future: pd.DataFrame | None = None,
+    ) -> "Forecaster":
+        """Few-shot fine-tuning on ``df`` (Lightning), then ready to ``predict`` its series; returns self.
+
+        Starts from the weights ``model`` names, trains on the last ``fraction`` of each series'
+        windows with the last ``val_size`` points held out, stops early on the validation loss and
+        keeps the best epoch, or the zero-shot weights when no epoch beat them
+        (``finetune_report_.kept``). ``mode``: "head" (TTM: backbone frozen, decoder + head
+        trained), "decoder" or "full". Named ``past_exog`` / ``future_exog`` columns turn a
+        univariate model into a covariate-aware one. ``X_future`` (known-future covariates for
+        the next ``horizon`` steps) is checked now and used by ``predict()``.
+        """
+        from tsfm.train.finetune import finetune_model
+
+        self._load_model()  # always from the named weights, never on top of an earlier fine-tune
+        self._model_source = self.model
+        self.fit(df)
+        context = min(int(self.context_length or self.model_.config.context_length), self.model_.config.context_length)
+        self.model_, self.finetune_report_ = finetune_model(
+            self.model_, self.series_, self.horizon_, context_length=context, fraction=fraction, mode=mode,
+            max_epochs=max_epochs, max_steps=max_steps, val_size=val_size, learning_rate=learning_rate,
+            batch_size=batch_size, patience=patience, progress=progress, device=self.device_,
+        )
+        if progress:
+            print(self.finetune_report_.summary(), file=sys.stderr)
+        if X_future is not None:
+            self._future_covariates(self.series_, self.horizon_, X_future)  # fail now, not at predict
+            self.X_future_ = X_future
         return self
 
     # ----------------------------------------------------------------- predicting
     def _forecast(self, series, h: int, levels: Sequence[float] | None = None,
-                  names: Sequence[str] | None = None) -> pd.DataFrame:
+                  names: Sequence[str] | None = None, X_future: Any = None,
+                  future_exog: np.ndarray | None = None) -> pd.DataFrame:
         from tsfm.data.frames import forecast_frame
         from tsfm.data.windows import inference_windows
         from tsfm.inference import forecast_arrays, interpolate_levels, pin_constants
@@ -173,7 +251,13 @@ class Forecaster:
         context = min(int(context), self.model_.config.context_length)
         windows = inference_windows(series, context)
         past_values, past_mask, freq_id = windows["past_values"], windows["past_mask"], windows["freq_id"]
-        raw = forecast_arrays(self.model_, past_values, past_mask, freq_id, h, self.batch_size, self.device_)
+        past_exog = None
+        if self._uses_covariates():
+            past_exog = self._past_covariates(windows)
+            if future_exog is None:
+                future_exog = self._future_covariates(series, h, X_future)
+        raw = forecast_arrays(self.model_, past_values, past_mask, freq_id, h, self.batch_size, self.device_,
+                              past_exog=past_exog, future_exog=future_exog)
         raw = pin_constants(raw, past_values, past_mask)
         model_levels = list(self.model_.quantiles)
         levels = list(levels if levels is not None else self.levels_)
@@ -182,18 +266,68 @@ class Forecaster:
         median = interpolate_levels(raw, model_levels, [0.5])[..., 0]
         return forecast_frame(series, quantiles, levels, names, mean=median)
 
+    def _past_covariates(self, windows: dict) -> np.ndarray:
+        """``past_exog [N, L, E]`` for a covariate-aware model; InputError when the columns do not match."""
+        expected = int(self.model_.config.num_exog_channels)
+        got = windows.get("past_exog")
+        width = 0 if got is None else got.shape[-1]
+        if width != expected:
+            saved = getattr(self, "_checkpoint_roles", {})
+            named = [*saved.get("past_exog", []), *saved.get("future_exog", [])]
+            hint = f" ({', '.join(named)})" if named else ""
+            raise InputError(
+                f"this model was fine-tuned with {expected} covariate column(s){hint} but {width} were given; "
+                "pass the same past_exog/future_exog columns (CLI: --exog/--future-exog)"
+            )
+        return got
+
+    def _future_covariates(self, series, h: int, X_future: Any) -> np.ndarray | None:
+        """``future_exog [N, h, Ep + Ef]`` (NaN for the past-only columns) or None when the model has no mixer."""
+        from tsfm.data.windows import future_exog_windows
+
+        n_future = len(series.future_exog_names)
+        if not n_future or not getattr(self.model_.config, "enable_exog_mixer", False):
+            return None
+        if X_future is None:
+            raise InputError(
+                f"this model uses known-future covariates ({', '.join(series.future_exog_names)}): pass X_future "
+                f"with their values for the next {h} steps of every series (CLI: --future FILE)"
+            )
+        known = future_exog_windows(series, X_future, h)  # [N, h, Ef], validated
+        unknown = np.full(known.shape[:2] + (len(series.past_exog_names),), np.nan, dtype=np.float32)
+        return np.concatenate([unknown, known], axis=-1)
+
+    def _backtest_covariates(self, series, head, h: int) -> np.ndarray | None:
+        """Known-future covariates after each backtest cutoff, read from the series' own columns."""
+        if not self._uses_covariates() or series.future_exog is None:
+            return None
+        if not getattr(self.model_.config, "enable_exog_mixer", False):
+            return None
+        known = np.stack([f[len(v):len(v) + h] for f, v in zip(series.future_exog, head.values)]).astype(np.float32)
+        unknown = np.full(known.shape[:2] + (len(series.past_exog_names),), np.nan, dtype=np.float32)
+        return np.concatenate([unknown, known], axis=-1)
+
     def predict(
         self, df: pd.DataFrame | str | Path | None = None, h: int | None = None, X_future: pd.DataFrame | None = None
     ) -> pd.DataFrame:
-        """Forecast the fitted series (or ``df``'s own series): ``unique_id, ds, mean, <quantiles>``."""
+        """Forecast the fitted series (or ``df``'s own series): ``unique_id, ds, mean, <quantiles>``.
+
+        ``X_future``: known-future covariates for the next ``h`` steps (models fine-tuned with
+        ``future_exog``); for the fitted series it is remembered (plots use it).
+        """
         self._check_fitted()
         if h is not None and (not isinstance(h, (int, np.integer)) or h < 1):
             raise InputError(f"h must be a positive integer, got {h!r}")
         series = self.series_ if df is None else self._series(df)
-        if X_future is not None and not getattr(self.model_.config, "num_exog_channels", 0):
-            print("warning: this model was not trained with covariates; X_future is ignored "
-                  "(fine-tune with covariates first)", file=sys.stderr)
-        return self._forecast(series, int(h) if h is not None else self.horizon_)
+        if not self._uses_covariates():
+            if X_future is not None:
+                print("warning: this model was not trained with covariates; X_future is ignored "
+                      "(fine-tune with covariates first)", file=sys.stderr)
+            return self._forecast(series, int(h) if h is not None else self.horizon_)
+        if df is None:
+            X_future = X_future if X_future is not None else self.X_future_
+            self.X_future_ = X_future
+        return self._forecast(series, int(h) if h is not None else self.horizon_, X_future=X_future)
 
     def predict_band(self, h: int | None = None, max_series: int | None = None) -> pd.DataFrame:
         """Median and 80% band (levels 0.1/0.5/0.9) of the fitted series, whatever ``quantiles`` is."""
@@ -201,7 +335,16 @@ class Forecaster:
         series = self.series_
         if max_series is not None and len(series) > max_series:
             series = series.subset(list(range(max_series)))
-        return self._forecast(series, int(h or self.horizon_), (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"))
+        x_future = getattr(self, "X_future_", None)
+        if x_future is not None and max_series is not None and len(self.series_) > max_series:
+            from tsfm.data.windows import future_exog_windows
+
+            full = future_exog_windows(self.series_, x_future, int(h or self.horizon_))[:max_series]
+            unknown = np.full(full.shape[:2] + (len(series.past_exog_names),), np.nan, dtype=np.float32)
+            return self._forecast(series, int(h or self.horizon_), (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"),
+                                  future_exog=np.concatenate([unknown, full], axis=-1))
+        return self._forecast(series, int(h or self.horizon_), (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"),
+                              X_future=x_future)
 
     def cross_validation(
         self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1, step_size: int | None = None
@@ -218,7 +361,7 @@ class Forecaster:
         frames = []
         for k in range(n_windows - 1, -1, -1):
             head, tails = series.split_last(h + k * step)
-            forecast = self._forecast(head, h)
+            forecast = self._forecast(head, h, future_exog=self._backtest_covariates(series, head, h))
             cutoffs = pd.Series([head.last_timestamp(i) for i in range(len(head))], index=head.ids)
             forecast.insert(2, "cutoff", forecast["unique_id"].map(cutoffs) if not head.ids_as_channels
                             else head.last_timestamp(0))
@@ -251,7 +394,13 @@ class Forecaster:
 
         self._check_fitted()
         out = Path(directory)
-        save_pretrained(self.model_, out)
+        report = getattr(self, "finetune_report_", None)
+        card = None
+        if report is not None:
+            from tsfm.train.finetune import model_card
+
+            card = model_card(report, str(self.model))
+        save_pretrained(self.model_, out, card=card)
         params = self.get_params()
         params["model"] = None  # the checkpoint is this directory
         params["quantiles"] = list(params["quantiles"])
@@ -272,6 +421,12 @@ class Forecaster:
         forecaster._load_model()
         forecaster._model_source = forecaster.model
         return forecaster
+
+    def export_onnx(self, path: str | Path, quantize: str = "none", target: str = "x86", **options: Any) -> Path:
+        """Export the model as one ``.onnx`` file (raw values in, quantiles out) for the edge runtime."""
+        from tsfm.export.onnx_export import export_forecaster
+
+        return export_forecaster(self, path, quantize=quantize, target=target, **options)
 
     def to_gluonts_predictor(self):
         """A GluonTS ``Predictor`` yielding ``QuantileForecast`` objects (for GluonTS backtesting)."""

@@ -40,17 +40,32 @@ def _run_batched(
     freq_id: np.ndarray,
     batch_size: int,
     device: torch.device,
+    past_exog: np.ndarray | None = None,
+    future_exog: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One model call over all windows, in batches: [N, L, C] -> [N, H, C, Q]."""
+    """One model call over all windows, in batches: [N, L, C] (+ exog [N, L, E], [N, H, E]) -> [N, H, C, Q]."""
     outputs = []
+
+    def batch(array: np.ndarray | None, start: int, stop: int) -> torch.Tensor | None:
+        return None if array is None else torch.from_numpy(array[start:stop]).to(device)
+
     with torch.inference_mode():
         for start in range(0, len(past_values), batch_size):
             stop = start + batch_size
-            pv = torch.from_numpy(past_values[start:stop]).to(device)
-            pm = torch.from_numpy(past_mask[start:stop]).to(device)
-            fid = torch.from_numpy(freq_id[start:stop]).to(device)
-            outputs.append(model(pv, pm, fid).float().cpu().numpy())
+            args = [batch(a, start, stop) for a in (past_values, past_mask, freq_id, past_exog, future_exog)]
+            outputs.append(model(*args).float().cpu().numpy())
     return np.concatenate(outputs, axis=0)
+
+
+def _exog_chunk(future_exog: np.ndarray | None, start: int, step: int) -> np.ndarray | None:
+    """Covariates for horizon steps ``[start, start + step)``, NaN (unknown) past the given ones."""
+    if future_exog is None:
+        return None
+    chunk = future_exog[:, start : start + step]
+    if chunk.shape[1] < step:
+        pad = np.full((chunk.shape[0], step - chunk.shape[1], chunk.shape[2]), np.nan, dtype=np.float32)
+        chunk = np.concatenate([chunk, pad], axis=1)
+    return np.ascontiguousarray(chunk, dtype=np.float32)
 
 
 def forecast_arrays(
@@ -61,10 +76,15 @@ def forecast_arrays(
     horizon: int,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    past_exog: np.ndarray | None = None,
+    future_exog: np.ndarray | None = None,
 ) -> np.ndarray:
     """Quantile forecasts [N, horizon, C, Q] at the model's levels, rolling out past its own horizon.
 
     ``past_values``/``past_mask`` are [N, L, C] windows (NaN/0 where unobserved), ``freq_id`` [N].
+    Covariate-aware models also take ``past_exog`` [N, L, E] and ``future_exog`` [N, h, E] (the
+    same E columns, NaN where a value is not known ahead); a rollout feeds each chunk's covariates
+    back into the context with the forecast paths. Without covariates nothing changes.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -74,19 +94,35 @@ def forecast_arrays(
     past_values = np.ascontiguousarray(past_values, dtype=np.float32)
     past_mask = np.ascontiguousarray(past_mask, dtype=np.float32)
     freq_id = np.ascontiguousarray(freq_id, dtype=np.int64)
+    if past_exog is not None:
+        past_exog = np.ascontiguousarray(past_exog, dtype=np.float32)
+        if future_exog is None:  # no covariates known ahead: the rollout extends them as unknown
+            future_exog = np.full((len(past_exog), horizon, past_exog.shape[2]), np.nan, dtype=np.float32)
+            send_future = False
+        else:
+            send_future = True
+    elif future_exog is not None:
+        raise InputError("future_exog needs past_exog (the same covariates over the context)")
 
-    chunks = [_run_batched(model, past_values, past_mask, freq_id, batch_size, device)]  # [N, H, C, Q]
+    first = _exog_chunk(future_exog, 0, step) if past_exog is not None and send_future else None
+    chunks = [_run_batched(model, past_values, past_mask, freq_id, batch_size, device, past_exog, first)]
     done = min(step, horizon)
     n, context_len, c = past_values.shape
     # one path per quantile level: path j continues the history with quantile j of every chunk so far
     paths = np.repeat(past_values, q, axis=0)
     paths_mask = np.repeat(past_mask, q, axis=0)
     path_freq = np.repeat(freq_id, q)
+    paths_exog = None if past_exog is None else np.repeat(past_exog, q, axis=0)
     while done < horizon:
         latest = chunks[-1].transpose(0, 3, 1, 2).reshape(n * q, step, c)
         paths = np.concatenate([paths, latest], axis=1)[:, -context_len:]
         paths_mask = np.concatenate([paths_mask, np.ones_like(latest)], axis=1)[:, -context_len:]
-        out = _run_batched(model, paths, paths_mask, path_freq, batch_size, device)  # [N*Q, H, C, Q]
+        ahead = None
+        if paths_exog is not None:
+            seen = np.repeat(_exog_chunk(future_exog, done - step, step), q, axis=0)
+            paths_exog = np.concatenate([paths_exog, seen], axis=1)[:, -context_len:]
+            ahead = np.repeat(_exog_chunk(future_exog, done, step), q, axis=0) if send_future else None
+        out = _run_batched(model, paths, paths_mask, path_freq, batch_size, device, paths_exog, ahead)
         samples = out.reshape(n, q, step, c, q).transpose(0, 2, 3, 1, 4).reshape(n, step, c, q * q)
         chunks.append(np.quantile(samples, levels, axis=-1).transpose(1, 2, 3, 0).astype(np.float32))
         done += step

@@ -1,8 +1,9 @@
 """Random training windows over GluonTS-style entries, sharded across ranks and workers.
 
-Window ``i`` of a stream is a pure function of ``(seed, epoch, rank, worker, i)``: every rank and
-dataloader worker draws its own windows (GluonTS and Lightning shard neither), and a resumed run
-can skip straight to where it stopped. Augmentations live here because they act on raw series:
+Window ``i`` of a stream is a pure function of ``(seed, epoch, rank, i)``: every rank draws its own
+windows and dataloader workers split a rank's indices (GluonTS and Lightning shard neither), and a
+resumed run skips straight to where it stopped (``WindowLoader`` carries the position in
+Lightning's checkpoints). Augmentations live here because they act on raw series:
 downsampling (TTM's diverse-resolution sampling) and context truncation (short histories with
 masked padding, so yearly series of a few dozen points are in-distribution).
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
 
@@ -108,8 +109,12 @@ def sample_window(sources: Sequence[Source], spec: WindowSpec, rng: np.random.Ge
 class TrainingWindows(IterableDataset):
     """An endless stream of random windows; ``len`` windows make one epoch per rank.
 
-    Each (rank, worker) pair draws a disjoint stream: the sample seed is
-    ``(seed, epoch, rank, worker, i)``. ``start_index`` resumes a stream mid-epoch.
+    Window ``i`` is drawn with the seed ``(seed, epoch, rank, i)``, so ranks draw disjoint streams.
+    Dataloader workers split the stream in blocks of ``batch_size`` consecutive indices (worker
+    ``w`` takes blocks ``w, w + W, ...``); the DataLoader hands the blocks out round-robin, so the
+    batches arrive in index order whatever the worker count, and after ``b`` batches exactly the
+    windows ``[start, start + b * batch_size)`` were consumed. ``start_index`` resumes a stream
+    mid-epoch (see :class:`WindowLoader`); it applies to the next iteration only.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class TrainingWindows(IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        batch_size: int = 1,
     ) -> None:
         super().__init__()
         if not sources or not any(len(s.targets) for s in sources):
@@ -130,6 +136,7 @@ class TrainingWindows(IterableDataset):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.batch_size = max(1, int(batch_size))
         self.epoch = 0
         self.start_index = 0
 
@@ -139,18 +146,61 @@ class TrainingWindows(IterableDataset):
     def __len__(self) -> int:
         return self.windows_per_epoch
 
-    def _shard(self) -> tuple[int, int]:
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        # read the position now, not at the first ``next``: a DataLoader creates this iterator
+        # when its own iterator is created, and the resume position is cleared right after
+        start, self.start_index = self.start_index, 0
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return worker, workers
+        return self._windows(start, self.epoch, worker, workers)
 
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        worker, workers = self._shard()
-        # windows of this rank are split across its workers by index: worker w takes i ≡ w (mod workers)
-        for i in range(self.start_index + worker, self.windows_per_epoch, workers):
-            rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
-            yield sample_window(self.sources, self.spec, rng)
-        self.start_index = 0
+    def _windows(self, start: int, epoch: int, worker: int, workers: int) -> Iterator[dict[str, np.ndarray]]:
+        block = self.batch_size
+        for first in range(start + worker * block, self.windows_per_epoch, workers * block):
+            for i in range(first, min(first + block, self.windows_per_epoch)):
+                rng = np.random.default_rng([self.seed, epoch, self.rank, i])
+                yield sample_window(self.sources, self.spec, rng)
+
+
+class WindowLoader(DataLoader):
+    """A DataLoader over :class:`TrainingWindows` that Lightning can checkpoint mid-epoch.
+
+    Lightning 2.x saves ``state_dict()`` of every training loader that has one in its checkpoints
+    (``loops.fit_loop.state_dict.combined_loader``) and calls ``load_state_dict`` on a resumed run
+    before creating the first iterator. The state is the epoch and the index of the next window
+    this rank has not trained on (batches handed out x batch size: Lightning does not prefetch
+    from a loader with a length), so a resumed run sees exactly the windows an uninterrupted run
+    would have seen next.
+    """
+
+    def __init__(self, dataset: TrainingWindows, batch_size: int, num_workers: int = 0, **kwargs) -> None:
+        dataset.batch_size = batch_size  # worker blocks = batches (see TrainingWindows)
+        super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_windows, **kwargs)
+        self._origin = 0
+        self._batches = 0
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        self._origin, self._batches = self.dataset.start_index, 0
+        batches = super().__iter__()  # worker processes copy the dataset (and its position) here
+        self.dataset.start_index = 0
+        return self._counted(batches)
+
+    def _counted(self, batches: Iterator[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in batches:
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        dataset: TrainingWindows = self.dataset
+        index = self._origin + self._batches * self.batch_size
+        if index >= len(dataset):  # the epoch is over: the next one starts from its beginning
+            return {"epoch": dataset.epoch + 1, "next_index": 0}
+        return {"epoch": dataset.epoch, "next_index": index}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.dataset.set_epoch(int(state["epoch"]))
+        self.dataset.start_index = int(state["next_index"])
+        self._origin = self.dataset.start_index
 
 
 def collate_windows(batch: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

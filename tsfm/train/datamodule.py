@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
-from tsfm.data.sampling import Source, TrainingWindows, WindowSpec, collate_windows
+from tsfm.data.sampling import Source, TrainingWindows, WindowLoader, WindowSpec, collate_windows
 
 
 def _plain(obj: Any) -> Any:
@@ -23,6 +23,9 @@ def _plain(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - hydra is a dependency
         pass
     return obj
+
+
+VALIDATION_SEED = 10_007
 
 
 class CorpusDataModule(pl.LightningDataModule):
@@ -63,6 +66,8 @@ class CorpusDataModule(pl.LightningDataModule):
         self.seed = seed
         self.sources: list[Source] = []
         self.train_set: TrainingWindows | None = None
+        self._train_loader: WindowLoader | None = None
+        self._pending_stream: dict[str, int] | None = None
 
     def _corpus_path(self) -> Path:
         from tsfm.data.corpus import corpus_dir, default_cache_root
@@ -100,17 +105,36 @@ class CorpusDataModule(pl.LightningDataModule):
             rank, world = self.trainer.global_rank, self.trainer.world_size
         per_rank = int(np.ceil(self.windows_per_epoch / world))
         self.train_set = TrainingWindows(self.sources, self.spec, per_rank, seed=self.seed, rank=rank, world_size=world)
-        # validation: same pools, a fixed stream (rank-independent seed offset) without augmentation
+        # validation: same pools, one fixed stream without augmentation; its seed does not follow the
+        # run's seed, so val losses of runs (and of training phases) are comparable
         val_spec = WindowSpec(self.spec.context_length, self.spec.prediction_length, self.spec.min_past)
         self.val_set = TrainingWindows(self.sources, val_spec, int(np.ceil(self.val_windows / world)),
-                                       seed=self.seed + 10_007, rank=rank, world_size=world)
+                                       seed=VALIDATION_SEED, rank=rank, world_size=world)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> WindowLoader:
+        """A resumable loader: its position (epoch, next window) is restored from checkpoints."""
         assert self.train_set is not None
         if self.trainer is not None:
             self.train_set.set_epoch(self.trainer.current_epoch)
-        return DataLoader(self.train_set, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=collate_windows, persistent_workers=False)
+        self._train_loader = WindowLoader(self.train_set, batch_size=self.batch_size, num_workers=self.num_workers,
+                                          persistent_workers=False)
+        if self._pending_stream is not None:
+            self._train_loader.load_state_dict(self._pending_stream)
+            self._pending_stream = None
+        return self._train_loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training stream's position, saved in Lightning checkpoints for an exact mid-epoch resume.
+
+        Lightning also saves the loader's own state, but restores it only when the loader is created
+        after the checkpoint is loaded; ``configure_optimizers`` asking for
+        ``trainer.estimated_stepping_batches`` creates it earlier. A DataModule's state is restored
+        before that (for every strategy that restores before setup: single device, DDP).
+        """
+        return {"train_stream": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_stream = state_dict.get("train_stream")
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0, collate_fn=collate_windows)

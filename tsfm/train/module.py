@@ -48,6 +48,26 @@ class ForecastingTask(pl.LightningModule):
         if train_set is not None and hasattr(train_set, "set_epoch"):
             train_set.set_epoch(self.current_epoch)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the random-number state, so a resumed run draws the dropout masks an uninterrupted one would."""
+        states = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        checkpoint["tsfm_rng_states"] = states
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_states_to_restore = checkpoint.get("tsfm_rng_states")
+
+    def on_train_start(self) -> None:
+        """Restore the saved RNG state here, not on load: creating the dataloader iterator draws from it."""
+        states = getattr(self, "_rng_states_to_restore", None)
+        if not states:
+            return
+        torch.set_rng_state(states["torch"].cpu())
+        if "cuda" in states and self.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"].cpu(), self.device)
+        self._rng_states_to_restore = None
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["past_values"].shape[0])
@@ -58,16 +78,17 @@ class ForecastingTask(pl.LightningModule):
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["past_values"].shape[0])
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups of the trainable parameters: no weight decay on vectors, norms and embeddings."""
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
             (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
+        return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.hparams.lr)
         total = self.trainer.estimated_stepping_batches if self.trainer is not None else 1000
         total = max(int(total), 1)
         warmup = min(self.hparams.warmup_steps, max(total // 10, 1))

@@ -18,6 +18,19 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 
+def default_precision(accelerator: str) -> str:
+    """``bf16-mixed`` on GPUs, ``32-true`` on CPU: trainer configs say ``${tsfm_precision:${.accelerator}}``."""
+    name = str(accelerator).lower()
+    if name == "auto":
+        import torch
+
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    return "bf16-mixed" if name in ("gpu", "cuda") else "32-true"
+
+
+OmegaConf.register_new_resolver("tsfm_precision", default_precision, replace=True)
+
+
 def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command: str, val_loss: float | None) -> str:
     """A model card recording exactly how the weights were produced."""
     import torch

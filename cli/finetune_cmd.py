@@ -1,0 +1,108 @@
+"""``tsfm finetune``: few-shot fine-tuning of a pretrained model on a CSV, saved as a checkpoint directory.
+
+Registered in ``cli/main.py`` with ``app.command()(finetune)``. The directory it writes is a normal
+checkpoint (config.json + model.safetensors + README.md card) plus ``forecaster.json`` (the
+Forecaster's parameters, covariate roles included) and ``finetune.json`` (the run report), so
+``tsfm forecast DATA.csv --model DIR`` and ``Forecaster(model=DIR)`` use it directly. The
+directory appears only when everything succeeded (written beside it, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        _fail(f"--output-dir '{output_dir}' is a file: give a directory path")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        _fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
+
+
+def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
+    """Write the checkpoint into a temporary sibling directory and move it into place."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        forecaster.save(tmp)
+        (tmp / "finetune.json").write_text(json.dumps(forecaster.finetune_report_.to_dict(), indent=2) + "\n")
+        if output_dir.exists() and overwrite:
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def finetune(
+    input: Path = typer.Argument(..., help="CSV (long or wide, as for `tsfm forecast`): the history to adapt to"),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Checkpoint directory to write"),
+    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
+    horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
+    fraction: float = typer.Option(0.1, "--fraction", help="Share of each series' training windows (the last ones)"),
+    mode: str = typer.Option("head", "--mode", help="head (backbone frozen), decoder, or full"),
+    exog: Optional[list[str]] = typer.Option(None, "--exog", help="Past covariate column(s); repeat for several"),
+    future_exog: Optional[list[str]] = typer.Option(
+        None, "--future-exog", help="Known-future covariate column(s) (forecast needs --future); repeat for several"
+    ),
+    max_epochs: int = typer.Option(20, "--max-epochs", help="Most epochs (early stopping usually ends sooner)"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Most optimizer steps"),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="Points per series held out for validation"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Default: per mode"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Windows per step"),
+    patience: int = typer.Option(3, "--patience", help="Epochs without validation improvement before stopping"),
+    freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Series id column (long format)"),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column"),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s); repeat for several"),
+    context_length: Optional[int] = typer.Option(None, "--context-length", help="Use at most this many past points"),
+    fill: str = typer.Option("mask", "--fill", help="Gaps: mask (default), none, ffill, interpolate or zero"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Torch threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output-dir"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
+) -> None:
+    """Few-shot fine-tune a pretrained model on INPUT and save it for `tsfm forecast --model DIR`."""
+    from tsfm.errors import InputError
+
+    if not input.is_file():
+        _fail(f"input file '{input}' does not exist")
+    if horizon is not None and horizon < 1:
+        _fail("--horizon must be a positive integer")
+    if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
+        _fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
+    _check_output_dir(output_dir, overwrite)
+    try:
+        from tsfm.forecaster import Forecaster
+
+        forecaster = Forecaster(
+            model=model, horizon=horizon, context_length=context_length, freq=freq, id_col=id_col,
+            time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
+            past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
+            device=device, num_threads=num_threads,
+        )
+        forecaster.finetune(
+            input, fraction=fraction, mode=mode, max_epochs=max_epochs, max_steps=max_steps, val_size=val_size,
+            learning_rate=learning_rate, batch_size=batch_size, patience=patience, progress=not quiet,
+        )
+        if quiet:
+            typer.echo(forecaster.finetune_report_.summary(), err=True)
+        _save(forecaster, output_dir, overwrite)
+    except InputError as err:
+        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+    extra = " --future FUTURE.csv" if future_exog else ""
+    typer.echo(f"saved checkpoint to {output_dir} (forecast with: tsfm forecast {input} --model {output_dir}{extra})",
+               err=True)
+    sys.stderr.flush()

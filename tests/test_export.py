@@ -1,0 +1,322 @@
+"""ONNX export, int8 quantization and the edge runtime, on a tiny random TTM.
+
+Parity is checked at a batch and channel count unlike the export example (2 x 3), with NaN,
+masked gaps, short histories, constant channels and rollouts past the graph's horizon.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from conftest import monthly_frame
+from tsfm.data.freq import FREQ_VOCAB, freq_token
+from tsfm.errors import InputError
+from tsfm.export import runtime
+from tsfm.export.onnx_export import export_forecaster, export_spec, plan_lengths, read_metadata
+from tsfm.export.onnx_model import forecast_with_onnx
+from tsfm.export.quantize import calibration_windows, quantize_onnx
+from tsfm.hub import load_model, save_pretrained
+from tsfm.inference import forecast_arrays, pin_constants
+from tsfm.models.ttm import TTM, TTMConfig
+
+torch.set_num_threads(1)
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
+
+
+def _windows(batch: int, length: int, channels: int, seed: int = 0):
+    """Seasonal windows with a NaN gap, a masked stretch and a constant channel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    values = (50 + 10 * np.sin(2 * np.pi * t / 12)[None, :, None] * rng.uniform(0.5, 2, (batch, 1, channels))
+              + rng.normal(0, 1, (batch, length, channels))).astype(np.float32)
+    values[0, 3:9, 0] = np.nan
+    if channels > 1:
+        values[1, :, 1] = 7.5
+    mask = (~np.isnan(values)).astype(np.float32)
+    mask[-1, :10] = 0.0
+    return values, mask
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    return load_model(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """(fp32 path, progress lines) of the tiny checkpoint exported once, as Forecaster.export_onnx does."""
+    from tsfm import Forecaster
+
+    lines: list[str] = []
+    forecaster = Forecaster(model=str(tiny_checkpoint), horizon=16, context_length=512)  # capped at 64
+    path = export_forecaster(forecaster, tmp_path_factory.mktemp("onnx") / "tiny.onnx", log=lines.append)
+    return path, lines
+
+
+@pytest.fixture(scope="module")
+def int8(exported):
+    fp32, _ = exported
+    return quantize_onnx(fp32, fp32.with_name("tiny-int8.onnx"), method="int8-dynamic", target="x86")
+
+
+# ----------------------------------------------------------------------------- the artifact
+def test_checker_metadata_and_single_file(exported, model):
+    path, lines = exported
+    onnx.checker.check_model(str(path), full_check=True)
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    from tsfm import __version__
+
+    assert meta["tsfm.context_length"] == "64" and meta["tsfm.horizon"] == "16" and meta["tsfm.default_horizon"] == "16"
+    assert json.loads(meta["tsfm.quantiles"]) == list(model.quantiles)
+    assert json.loads(meta["tsfm.freq_vocab"]) == list(FREQ_VOCAB)
+    assert json.loads(meta["tsfm.inputs"]) == ["past_values", "past_mask", "freq_id"]
+    assert (meta["tsfm.quantization"], meta["tsfm.version"], meta["tsfm.family"]) == ("none", __version__, "ttm")
+    assert json.loads(meta["tsfm.model_config"])["d_model"] == 16
+    assert not any(len(node.metadata_props) for node in proto.graph.node)  # exporter's per-node props stripped
+    assert all(init.data_location != onnx.TensorProto.EXTERNAL for init in proto.graph.initializer)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx"]  # no side file, no temp left
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input]
+    assert dims[0][1] == 64 and all(isinstance(dims[0][k], str) for k in (0, 2)) and isinstance(dims[2][0], str)
+    assert any("exporting ttm" in line for line in lines) and any(line.startswith("wrote") for line in lines)
+
+
+def test_onnxruntime_matches_torch_at_other_batch_and_channels(exported, model):
+    import onnxruntime as ort
+
+    values, mask = _windows(batch=5, length=64, channels=4)
+    freq = np.array([0, 7, 11, 13, 3], dtype=np.int64)
+    session = ort.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"past_values": values, "past_mask": mask, "freq_id": freq})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(values), torch.from_numpy(mask), torch.from_numpy(freq)).numpy()
+    assert got.shape == (5, 16, 4, 9)
+    assert np.isfinite(got).all()
+    assert _rel(got, want) < 1e-4
+
+
+def test_runtime_matches_package_path_short_history_nan_rollout(exported, model):
+    """EdgeModel.predict == forecast_arrays + pin_constants on NaN-padded windows (what Forecaster runs)."""
+    values, mask = _windows(batch=3, length=40, channels=2, seed=3)  # shorter than the context 64
+    edge = runtime.load(exported[0], num_threads=1, batch_size=2)  # batches of 2: the split must not matter
+    got = edge.predict(values, mask, freq="MS", horizon=40)  # 40 > 16: two rollout steps
+    padded = np.concatenate([np.full((3, 24, 2), np.nan, np.float32), values], axis=1)
+    padded_mask = np.concatenate([np.zeros((3, 24, 2), np.float32), mask], axis=1)
+    freq = np.full(3, freq_token("MS"))
+    want = pin_constants(forecast_arrays(model, padded, padded_mask, freq, 40), padded, padded_mask)
+    assert got.shape == (3, 40, 2, 9)
+    assert _rel(got, want) < 1e-4
+    assert np.all(got[1, :, 1] == 7.5)  # constant history -> exactly constant forecast
+    assert np.all(np.diff(got, axis=-1) >= 0)
+
+
+def test_runtime_input_shapes_and_truncation(exported, model):
+    edge = runtime.load(exported[0], num_threads=1)
+    series = np.sin(np.arange(100) / 3).astype(np.float32) * 5 + 20
+    one = edge.predict(series)  # [L] -> [1, H, 1, Q]; 100 > 64 keeps the last 64
+    two = edge.predict(np.stack([series, series + 1]))  # [B, L]
+    with torch.no_grad():
+        want = model(torch.from_numpy(series[-64:, None][None]), None, torch.zeros(1, dtype=torch.long)).numpy()
+    assert one.shape == (1, 16, 1, 9) and two.shape == (2, 16, 1, 9)
+    assert _rel(one, want) < 1e-4
+    assert np.allclose(two[1] - two[0], 1.0, atol=1e-3)  # the graph scales: a shifted series, a shifted forecast
+    assert edge.predict(np.zeros((0, 30, 2))).shape == (0, 16, 2, 9)
+    with pytest.raises(ValueError, match="past_mask has shape"):
+        edge.predict(series, past_mask=np.ones(5))
+    with pytest.raises(ValueError, match="unknown frequency alias"):
+        edge.predict(series, freq="fortnightly")
+
+
+def test_forecaster_and_onnx_file_give_the_same_frame(exported, tiny_checkpoint):
+    from tsfm import Forecaster
+
+    df = monthly_frame(3, length=50)
+    df = df.drop(index=[5, 6]).reset_index(drop=True)  # a gap: masked, not filled
+    args = dict(horizon=20, quantiles=(0.1, 0.5, 0.9))
+    want = Forecaster(model=str(tiny_checkpoint), **args).fit(df).predict()
+    got = forecast_with_onnx(exported[0], df, **args)
+    assert list(got.columns) == list(want.columns) and len(got) == 3 * 20
+    pd.testing.assert_frame_equal(got[["unique_id", "ds"]], want[["unique_id", "ds"]])
+    cols = ["mean", "0.1", "0.5", "0.9"]
+    assert _rel(got[cols].to_numpy(), want[cols].to_numpy()) < 1e-4
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_freq_aliases_map_like_the_package():
+    aliases = ["s", "60s", "min", "T", "5min", "15T", "30min", "60min", "90min", "h", "H", "2h", "24h", "D", "d", "7D",
+               "B", "C", "W", "W-SAT", "2W", "M", "ME", "MS", "3MS", "12M", "BME", "Q", "QS-OCT", "Q-DEC", "4QS", "BQS",
+               "Y", "YS", "A", "A-DEC", "BA", "ms", "us", "1.5h", "MIN", "qs"]
+    vocab = list(FREQ_VOCAB)
+    assert [vocab.index(runtime.freq_name(a)) if runtime.freq_name(a) else 0 for a in aliases] == \
+        [freq_token(a) for a in aliases]
+
+
+# ----------------------------------------------------------------------------- quantization
+def test_int8_dynamic_smaller_and_close(exported, int8):
+    fp32_edge, int8_edge = runtime.load(exported[0], num_threads=1), runtime.load(int8, num_threads=1)
+    assert int8.stat().st_size < 0.8 * exported[0].stat().st_size
+    assert int8_edge.quantization == "int8-dynamic-x86"
+    settings = json.loads(int8_edge.metadata["tsfm.quantization_settings"])
+    assert settings["per_channel"] and settings["reduce_range"] and settings["weight_type"] == "QInt8"
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops
+    values, mask = _windows(batch=6, length=64, channels=3, seed=5)
+    want, got = fp32_edge.predict(values, mask, freq="h"), int8_edge.predict(values, mask, freq="h")
+    assert 0 < _rel(got, want) < 0.01  # changed (really quantized), but close (measured 1.3e-3)
+
+
+def test_int8_static_qdq_calibrated(exported):
+    path = quantize_onnx(exported[0], exported[0].with_name("tiny-static.onnx"), method="int8-static",
+                         target="x86", calibration_series=32)
+    edge = runtime.load(path, num_threads=1)
+    assert edge.quantization == "int8-static-x86"
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    values, mask = _windows(batch=4, length=64, channels=2, seed=6)
+    assert 0 < _rel(edge.predict(values, mask), runtime.load(exported[0]).predict(values, mask)) < 0.02
+
+
+def test_calibration_windows_are_deterministic_and_padded():
+    a, mask, freq = calibration_windows(64, 20, seed=3)
+    b, _, _ = calibration_windows(64, 20, seed=3)
+    assert a.shape == (20, 64, 1) and np.array_equal(a, b, equal_nan=True)
+    assert np.array_equal(mask, ~np.isnan(a)) and (mask[:, -1] == 1).all() and (mask[:, 0] == 0).any()
+    assert set(freq) <= set(range(len(FREQ_VOCAB))) and len(set(freq)) > 1
+
+
+def test_quantize_refuses_quantized_or_foreign_sources(int8, tmp_path):
+    with pytest.raises(InputError, match="already quantized"):
+        quantize_onnx(int8, tmp_path / "again.onnx")
+    foreign = _foreign_onnx(tmp_path / "foreign.onnx")
+    with pytest.raises(InputError, match="not a tsfm export"):
+        quantize_onnx(foreign, tmp_path / "q.onnx")
+    assert not (tmp_path / "again.onnx").exists() and not (tmp_path / "q.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- other export shapes
+def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
+    """A model without resolution token, exported by the CLI with context 48 and horizon 8."""
+    from tsfm.cli.export_cmd import export
+
+    torch.manual_seed(1)
+    plain = TTM(TTMConfig.tiny(resolution_prefix_tuning=False)).eval()
+    ckpt = save_pretrained(plain, tmp_path / "plain")
+    app = typer.Typer()
+    app.command(name="export")(export)
+    app.command(name="other")(lambda: None)  # two commands keep `export` a subcommand
+    out = tmp_path / "plain.onnx"
+    result = CliRunner().invoke(app, ["export", "--model", str(ckpt), "--context-length", "48", "--horizon", "8",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "context 48, horizon 8" in result.stderr
+    edge = runtime.load(out, num_threads=1)
+    assert edge.input_names == ("past_values", "past_mask") and not edge.uses_freq
+    assert (edge.context_length, edge.horizon, edge.default_horizon) == (48, 8, 8)
+    values, mask = _windows(batch=2, length=48, channels=3, seed=7)
+    with torch.no_grad():
+        want = plain(torch.from_numpy(values), torch.from_numpy(mask)).numpy()[:, :8]  # pads 48 -> 64 inside
+    got = edge.predict(values, mask, freq="h")  # freq ignored by this graph
+    assert got.shape == (2, 8, 3, 9) and _rel(pin_constants(want, values, mask), got) < 1e-4
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint):
+    from tsfm.cli.export_cmd import export
+
+    app = typer.Typer()
+    app.command(name="export")(export)
+    app.command(name="other")(lambda: None)
+    runner = CliRunner()
+    for args, expect in [
+        (["--quantize", "int4"], "quantize 'int4' is unknown"),
+        (["--quantize", "int8", "--target", "riscv"], "target 'riscv' is unknown"),
+        (["--context-length", "65"], "outside 1..64"),
+        (["--horizon", "0"], "--horizon must be a positive integer"),
+    ]:
+        out = tmp_path / "m.onnx"
+        result = runner.invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(out), *args])
+        assert result.exit_code == 2 and expect in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    result = runner.invoke(app, ["export", "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "unknown model" in result.stderr
+
+
+def test_plan_lengths_and_refusals():
+    plain = TTM(TTMConfig.tiny())
+    assert plan_lengths(plain, None, None) == (64, 16, 16)
+    assert plan_lengths(plain, 32, 8) == (32, 8, 8)
+    assert plan_lengths(plain, None, 40) == (64, 16, 40)  # longer: the runtime rolls out
+    with pytest.raises(InputError, match="outside 1..64"):
+        plan_lengths(plain, 128, None)
+    with pytest.raises(InputError, match="positive"):
+        plan_lengths(plain, None, 0)
+    with pytest.raises(InputError, match="covariates"):
+        export_spec(TTM(TTMConfig.tiny(num_exog_channels=1, enable_exog_mixer=True)))
+    mixing = TTM(TTMConfig.tiny(decoder_mode="mix_channel", num_input_channels=3))
+    assert export_spec(mixing).channels == 3
+
+
+# ----------------------------------------------------------------------------- bad files
+def _foreign_onnx(path):
+    """A valid ONNX model from 'another tool': Identity, no tsfm metadata."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save_model(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_bad_model_files_give_one_line_errors(exported, tmp_path):
+    good = exported[0].read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good[: len(good) // 2])
+    text = tmp_path / "text.onnx"
+    text.write_text("unique_id,ds,y\n")
+    renamed = onnx.load(str(exported[0]))
+    renamed.graph.input[1].name = "mask"
+    for node in renamed.graph.node:
+        node.input[:] = ["mask" if name == "past_mask" else name for name in node.input]
+    onnx.save_model(renamed, tmp_path / "renamed.onnx")
+    cases = [
+        (tmp_path / "missing.onnx", "does not exist"),
+        (truncated, "cannot load"),
+        (text, "cannot load"),
+        (_foreign_onnx(tmp_path / "foreign.onnx"), "not a tsfm export"),
+        (tmp_path / "renamed.onnx", "graph inputs"),
+    ]
+    for path, expect in cases:
+        with pytest.raises(runtime.ModelFileError, match=expect) as info:
+            runtime.load(path)
+        assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+    with pytest.raises(InputError, match="cannot load"):
+        forecast_with_onnx(truncated, monthly_frame(1))
+    assert read_metadata(exported[0])["tsfm.horizon"] == "16"
+
+
+def test_cli_forecast_serves_an_onnx_file(exported, tiny_checkpoint, tmp_path):
+    """`tsfm forecast --model m.onnx` runs the exported file through the same forecasting path."""
+    from typer.testing import CliRunner
+
+    from tsfm.cli.main import app
+
+    data = tmp_path / "data.csv"
+    monthly_frame(2, length=50).to_csv(data, index=False)
+    runner = CliRunner()
+    outputs = {}
+    for name, model in (("onnx", exported[0]), ("torch", tiny_checkpoint)):
+        out = tmp_path / f"{name}.csv"
+        result = runner.invoke(app, ["forecast", str(data), "--model", str(model), "--horizon", "7", "-o", str(out)])
+        assert result.exit_code == 0, result.stderr
+        outputs[name] = pd.read_csv(out)
+    cols = ["mean", "0.1", "0.5", "0.9"]
+    assert len(outputs["onnx"]) == 14
+    assert _rel(outputs["onnx"][cols].to_numpy(), outputs["torch"][cols].to_numpy()) < 1e-4

@@ -1,0 +1,324 @@
+"""Few-shot fine-tuning: validation split in time, modes, best/zero-shot selection, covariates, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tsfm import Forecaster
+from tsfm.data.frames import load_series
+from tsfm.data.sampling import collate_windows
+from tsfm.errors import InputError
+from tsfm.hub import load_model
+from tsfm.train.finetune import (
+    KeepBestWeights,
+    SeriesWindows,
+    _validation_loss,
+    finetune_model,
+    plan_windows,
+    resolve_mode,
+    with_covariates,
+)
+from tsfm.train.module import ForecastingTask
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def seasonal_frame(n_series: int = 3, length: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Hourly series with a daily cycle and level shifts: the random tiny TTM forecasts them badly."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(n_series):
+        t = np.arange(length)
+        y = 50 + 10 * i + 8 * np.sin(2 * np.pi * t / 24 + i) + rng.normal(0, 0.5, length)
+        parts.append(pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2021-01-01", periods=length, freq="h"),
+                                   "y": y}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def covariate_frame(n_series: int = 2, length: int = 300, seed: int = 1) -> pd.DataFrame:
+    """y_t = 3 x_t + noise with x random and known ahead: only a model that reads x can forecast y."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(n_series):
+        x = rng.normal(size=length)
+        y = 20 + 3 * x + rng.normal(0, 0.3, length)
+        parts.append(pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2021-01-01", periods=length, freq="h"),
+                                   "y": y, "x": x}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def split_future(df: pd.DataFrame, h: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    tail = df.groupby("unique_id").tail(h)
+    return df.drop(tail.index), tail
+
+
+# ----------------------------------------------------------------------------- window plan
+
+
+def test_plan_windows_is_time_ordered_and_few_shot():
+    lengths = [200, 120]
+    train, val, v = plan_windows(lengths, loss_steps=10, val_size=30, fraction=0.25)
+    assert v == 30
+    for i, length in enumerate(lengths):
+        t_train = train.origins[train.series == i]
+        t_val = val.origins[val.series == i]
+        # training targets end before the held-out tail; validation targets lie inside it
+        assert t_train.max() + 10 <= length - 30 and (train.ends[train.series == i] == length - 30).all()
+        assert t_val.min() == length - 30 and t_val.max() == length - 10 and len(t_val) == 21
+        # few-shot: the last quarter of the candidate origins, consecutive
+        candidates = length - 30 - 10 - 8 + 1
+        assert len(t_train) == int(np.ceil(0.25 * candidates))
+        assert t_train.max() == length - 40 and (np.diff(t_train) == 1).all()
+
+
+def test_plan_windows_rejects_series_too_short():
+    with pytest.raises(InputError, match="too short to fine-tune"):
+        plan_windows([20, 25], loss_steps=10, val_size=None, fraction=0.5)
+
+
+def test_windows_hide_targets_beyond_end_and_horizon():
+    values = [np.arange(100, dtype=np.float32)[:, None]]
+    train, _, _ = plan_windows([100], loss_steps=4, val_size=10, fraction=1.0)
+    ds = SeriesWindows(values, train, context_length=16, prediction_length=8, loss_steps=4, freq_id=3)
+    last = ds[len(ds) - 1]
+    t = int(train.origins[-1])
+    np.testing.assert_array_equal(last["past_values"][:, 0], np.arange(t - 16, t))
+    np.testing.assert_array_equal(last["future_mask"][:, 0], [1, 1, 1, 1, 0, 0, 0, 0])
+    assert np.nanmax(last["future_values"]) < 100 - 10  # never a held-out point
+    first = ds[0] if train.origins[0] < 16 else None
+    if first is not None:  # short contexts are left-padded and masked
+        assert first["past_mask"][: 16 - int(train.origins[0])].sum() == 0
+
+
+# ----------------------------------------------------------------------------- training and selection
+
+
+def test_finetune_reduces_validation_loss_and_restores_best(tiny_checkpoint):
+    series = load_series(seasonal_frame())
+    model = load_model(tiny_checkpoint)
+    tuned, report = finetune_model(model, series, horizon=12, fraction=0.5, max_epochs=15, patience=3,
+                                   progress=False)
+    assert report.kept == "fine-tuned" and tuned is not model
+    assert report.val_loss_best < 0.8 * report.val_loss_before
+    # the returned weights are the best epoch's: re-measuring gives exactly the recorded best loss
+    _, val, _ = plan_windows(series.lengths.tolist(), 12, None, 0.5)
+    loader = DataLoader(SeriesWindows(series.values, val, 64, 16, 12, series.freq_info.token), batch_size=256,
+                        collate_fn=collate_windows)
+    task = ForecastingTask(model=tuned.config.to_dict())
+    task.model = tuned
+    assert _validation_loss(task, loader, "cpu") == pytest.approx(report.val_loss_best, rel=1e-6)
+    assert not any(p.requires_grad is False for p in tuned.parameters())
+
+
+def test_step_limit_inside_the_first_epoch_still_validates(tiny_checkpoint):
+    series = load_series(seasonal_frame(3, length=400))
+    _, report = finetune_model(load_model(tiny_checkpoint), series, horizon=12, fraction=1.0, max_steps=2,
+                               batch_size=32, progress=False)
+    assert report.steps == 2 and report.epochs == 1 and report.windows_seen == 64
+    assert np.isfinite(report.val_loss_best) and report.train_windows > 64
+
+
+def test_keep_best_weights_tracks_lowest_validation_loss():
+    class Trainer:
+        sanity_checking = False
+        current_epoch = 0
+        callback_metrics: dict = {}
+
+    module = ForecastingTask(model={"family": "ttm", "context_length": 16, "prediction_length": 4,
+                                    "patch_length": 8, "d_model": 8, "num_layers": 1, "adaptive_patching_levels": 1,
+                                    "decoder_d_model": 8, "decoder_num_layers": 1})
+    keep, trainer = KeepBestWeights(), Trainer()
+    snapshots = []
+    for epoch, loss in enumerate([3.0, 1.0, 2.0]):
+        with torch.no_grad():
+            module.model.head.proj.bias.fill_(float(epoch))
+        snapshots.append(module.model.head.proj.bias.clone())
+        trainer.current_epoch, trainer.callback_metrics = epoch, {"val_loss": torch.tensor(loss)}
+        keep.on_validation_end(trainer, module)
+    assert keep.best == 1.0 and keep.epoch == 1
+    torch.testing.assert_close(keep.state["head.proj.bias"], snapshots[1], rtol=0, atol=0)
+
+
+def test_head_mode_leaves_backbone_bit_identical(tiny_checkpoint):
+    series = load_series(seasonal_frame(2))
+    model = load_model(tiny_checkpoint)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned, report = finetune_model(model, series, horizon=12, fraction=0.3, max_epochs=2, progress=False)
+    assert report.kept == "fine-tuned" and report.frozen_parameters > 0
+    after = tuned.state_dict()
+    frozen = [k for k in before if k.startswith(("embedding.", "backbone."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(("decoder.", "head.")))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # input model untouched
+
+
+def test_full_mode_trains_everything_and_unknown_mode_fails(tiny_checkpoint):
+    model = load_model(tiny_checkpoint)
+    assert resolve_mode(model, "full") == ("full", ("",))
+    assert resolve_mode(model, "decoder")[1] == resolve_mode(model, "head")[1]
+    with pytest.raises(InputError, match="unknown fine-tuning mode"):
+        resolve_mode(model, "adapter")
+    model.finetune_modes = {"full": ("",)}  # a family without a separately pretrained head
+    assert resolve_mode(model, "head") == ("full", ("",))
+
+
+def test_zero_shot_weights_kept_when_finetuning_hurts(tiny_checkpoint):
+    series = load_series(seasonal_frame(2))
+    model = load_model(tiny_checkpoint)
+    kept, report = finetune_model(model, series, horizon=12, fraction=0.2, mode="full", learning_rate=50.0,
+                                  max_epochs=2, patience=1, progress=False)
+    assert report.kept == "zero-shot" and kept is model
+    assert not report.val_loss_best < report.val_loss_before
+
+
+def test_forecaster_finetune_save_and_load(tiny_checkpoint, tmp_path):
+    df = seasonal_frame(2)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=12).finetune(df, fraction=0.5, max_epochs=3, progress=False)
+    assert f.finetune_report_.kept == "fine-tuned"
+    fc = f.predict()
+    zero = Forecaster(model=str(tiny_checkpoint), horizon=12).fit(df).predict()
+    assert not np.allclose(fc["0.5"], zero["0.5"])
+    out = f.save(tmp_path / "tuned")
+    assert "fine-tuned checkpoint" in (out / "README.md").read_text()
+    again = Forecaster(model=str(out), horizon=12).fit(df).predict()
+    pd.testing.assert_frame_equal(again, fc)
+    pd.testing.assert_frame_equal(Forecaster.load(out).fit(df).predict(), fc)
+
+
+# ----------------------------------------------------------------------------- covariates
+
+
+def test_covariate_model_starts_as_the_zero_shot_model(tiny_checkpoint):
+    model = load_model(tiny_checkpoint)
+    exog_model, load = with_covariates(model, n_targets=1, n_past=1, n_future=1)
+    cfg = exog_model.config
+    assert (cfg.num_exog_channels, cfg.enable_exog_mixer, cfg.decoder_mode, cfg.num_input_channels) == (
+        2, True, "mix_channel", 3)
+    assert load["unexpected_keys"] == [] and load["mismatched_keys"] == []
+    new_modules = [k for k in load["missing_keys"] if "channel_mixer" in k or k.startswith("exog_mixer")]
+    assert load["missing_keys"] and new_modules == load["missing_keys"]
+    g = torch.Generator().manual_seed(0)
+    past = torch.randn(4, 64, 1, generator=g) * 5 + 10
+    past_exog, future_exog = torch.randn(4, 64, 2, generator=g), torch.randn(4, 16, 2, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(exog_model.eval()(past, past_exog=past_exog, future_exog=future_exog),
+                                   model(past), rtol=1e-5, atol=1e-5)
+
+
+def test_known_future_covariate_halves_the_error(tiny_checkpoint):
+    h = 16
+    history, future = split_future(covariate_frame(), h)
+    x_future = future[["unique_id", "ds", "x"]]
+    settings = dict(fraction=1.0, max_epochs=12, patience=4, progress=False)
+    with_x = Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
+        history, X_future=x_future, **settings)
+    without = Forecaster(model=str(tiny_checkpoint), horizon=h).finetune(history[["unique_id", "ds", "y"]], **settings)
+    forecast = with_x.predict()  # the X_future given to finetune
+    pd.testing.assert_frame_equal(forecast, with_x.predict(X_future=x_future))
+    err_with = np.abs(forecast["0.5"].to_numpy() - future["y"].to_numpy()).mean()
+    err_without = np.abs(without.predict()["0.5"].to_numpy() - future["y"].to_numpy()).mean()
+    assert with_x.finetune_report_.kept == "fine-tuned"
+    assert with_x.finetune_report_.missing_keys  # the exogenous mixer and channel mixers were added
+    assert err_with <= 0.5 * err_without, (err_with, err_without)
+
+
+def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path):
+    h = 8
+    history, future = split_future(covariate_frame(length=120), h)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
+        history, fraction=1.0, max_epochs=3, progress=False)
+    assert f.finetune_report_.kept == "fine-tuned"
+    with pytest.raises(InputError, match="known-future covariates"):
+        f.predict()
+    shifted = future[["unique_id", "ds", "x"]].copy()
+    shifted["ds"] = shifted["ds"] + pd.Timedelta(hours=1)
+    with pytest.raises(InputError, match="do not cover the next 8 steps"):
+        f.predict(X_future=shifted)
+    with pytest.raises(InputError, match="do not cover the next 8 steps"):
+        f.predict(X_future=future[["unique_id", "ds", "x"]].iloc[1:])
+    with pytest.raises(InputError, match="do not cover"):
+        Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
+            history, fraction=1.0, max_epochs=1, progress=False, X_future=shifted)
+    # a backtest reads the known-future values after the cutoff from the frame itself
+    full = pd.concat([history, future]).sort_values(["unique_id", "ds"])
+    cv = f.cross_validation(full, h=h, n_windows=1)
+    np.testing.assert_allclose(cv["0.5"].to_numpy(), f.predict(X_future=future[["unique_id", "ds", "x"]])["0.5"],
+                               rtol=1e-6)
+    # a saved covariate model remembers its columns and still needs their future values
+    out = f.save(tmp_path / "exog")
+    g = Forecaster(model=str(out), horizon=h).fit(history)
+    pd.testing.assert_frame_equal(g.predict(X_future=future[["unique_id", "ds", "x"]]),
+                                  f.predict(X_future=future[["unique_id", "ds", "x"]]))
+    with pytest.raises(InputError, match="covariate"):
+        Forecaster(model=str(out), horizon=h, future_exog=[]).fit(history).predict()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from tsfm.cli.finetune_cmd import finetune
+
+    app = typer.Typer()
+    app.command()(finetune)
+    app.command("noop")(lambda: None)  # two commands: typer keeps the subcommand name
+    csv = tmp_path / "data.csv"
+    seasonal_frame(2).to_csv(csv, index=False)
+    out = tmp_path / "tuned"
+    runner = CliRunner()
+    args = ["finetune", str(csv), "--model", str(tiny_checkpoint), "--output-dir", str(out), "--horizon", "12",
+            "--fraction", "0.5", "--max-epochs", "2", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # stdout is for data only
+    assert "validation loss" in result.stderr and "saved checkpoint" in result.stderr
+    report = json.loads((out / "finetune.json").read_text())
+    assert report["mode"] == "head" and report["train_windows"] > 0
+    assert len(Forecaster(model=str(out), horizon=12).fit(csv).predict()) == 2 * 12
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    bad = runner.invoke(app, [*args[:-1], "--overwrite", "--mode", "lora"])
+    assert bad.exit_code == 2 and "unknown fine-tuning mode" in bad.stderr
+    assert (out / "finetune.json").is_file()  # a failed run leaves the old checkpoint in place
+
+
+def test_cli_forecast_with_future_covariates(tiny_checkpoint, tmp_path):
+    """`tsfm forecast --model DIR --future FILE` feeds known-future values to a covariate model."""
+    from typer.testing import CliRunner
+
+    from tsfm.cli.main import app
+
+    h = 8
+    history, future = split_future(covariate_frame(length=120), h)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
+        history, fraction=1.0, max_epochs=2, progress=False)
+    model_dir = f.save(tmp_path / "exog")
+    data, fut, out = tmp_path / "data.csv", tmp_path / "future.csv", tmp_path / "out.csv"
+    history.to_csv(data, index=False)
+    future[["unique_id", "ds", "x"]].to_csv(fut, index=False)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["forecast", str(data), "--model", str(model_dir), "--horizon", str(h),
+                             "--future", str(fut), "-o", str(out)])
+    assert ok.exit_code == 0, ok.stderr
+    got = pd.read_csv(out)
+    want = f.predict(X_future=future[["unique_id", "ds", "x"]])
+    np.testing.assert_allclose(got["0.5"], want["0.5"], rtol=1e-5)
+    missing = runner.invoke(app, ["forecast", str(data), "--model", str(model_dir), "--horizon", str(h),
+                                  "-o", str(tmp_path / "none.csv")])
+    assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none.csv").exists()
