@@ -29,6 +29,14 @@ FAMILIES: dict[str, Family] = {
         "ttm", "tsfm.models.ttm", "TTMConfig", "TTM",
         "Tiny Time Mixers: patch/feature MLP-mixer with adaptive patching and resolution tokens",
     ),
+    "itransformer": Family(
+        "itransformer", "tsfm.models.itransformer", "ITransformerConfig", "ITransformer",
+        "iTransformer: each variate's lookback is one token; attention mixes variates (any count)",
+    ),
+    "s-mamba": Family(
+        "s-mamba", "tsfm.models.s_mamba", "SMambaConfig", "SMamba",
+        "S-Mamba: variate tokens mixed by a bidirectional Mamba (selective scan) plus FFN",
+    ),
 }
 
 

@@ -79,12 +79,14 @@ class ForecastingTask(pl.LightningModule):
         return loss
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups of the trainable parameters: no weight decay on vectors, norms and embeddings."""
+        """AdamW groups of the trainable parameters: no weight decay on vectors, norms, embeddings and
+        parameters a layer marks ``_no_weight_decay`` (Mamba's ``A_log``, as in mamba_ssm)."""
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
+            exempt = param.ndim < 2 or "norm" in name or "embedding" in name or getattr(param, "_no_weight_decay", False)
+            (no_decay if exempt else decay).append(param)
         return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self) -> dict[str, Any]:
