@@ -62,7 +62,7 @@ def test_output_is_in_input_scale() -> None:
 def test_default_config_size() -> None:
     model = ITransformer(ITransformerConfig())
     assert model.num_parameters() == 507_872
-    assert model.embedding.in_features == 2 * 512 and model.projection.out_features == 96 * 9
+    assert model.tokenizer.embedding.in_features == 2 * 512 and model.head.projection.out_features == 96 * 9
     assert len(model.encoder.layers) == 2
 
 
@@ -171,7 +171,7 @@ def test_variate_token_is_the_scaled_lookback_and_its_mask(mask_input: bool) -> 
     token tells them apart."""
     model = tiny(mask_input=mask_input)
     seen = []
-    model.embedding.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    model.tokenizer.embedding.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     x = series(2, 40, 3)
     x[1, 10:15, 2] = float("nan")
     model(x)

@@ -28,11 +28,10 @@ from torch import nn
 
 from tsfm.errors import InputError
 from tsfm.kernels import BACKENDS
-from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
-from tsfm.nn.heads import monotone_quantiles
+from tsfm.models.base import ForecastModel, ModelConfig
 from tsfm.nn.mamba import MambaBlock
-from tsfm.nn.patching import fit_to_length
-from tsfm.nn.scaling import SCALERS, get_scaler
+from tsfm.nn.scaling import SCALERS
+from tsfm.nn.variate_tokens import VariateQuantileHead, VariateTokenizer
 
 
 @dataclass
@@ -107,12 +106,12 @@ class SMamba(ForecastModel):
 
     def __init__(self, config: SMambaConfig) -> None:
         super().__init__(config)
-        self.scaler = get_scaler(config.scaling)
-        self.tokenizer = nn.Linear(config.context_length * (2 if config.mask_input else 1), config.d_model)
+        self.tokenizer = VariateTokenizer(config.context_length, config.d_model, config.scaling, config.mask_input)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(BiMambaLayer(config) for _ in range(config.e_layers))
         self.norm = nn.LayerNorm(config.d_model)
-        self.projection = nn.Linear(config.d_model, config.prediction_length * len(config.quantiles))
+        self.head = VariateQuantileHead(config.d_model, config.prediction_length, len(config.quantiles),
+                                        config.median_index)
 
     def forward(
         self,
@@ -122,37 +121,12 @@ class SMamba(ForecastModel):
         past_exog: torch.Tensor | None = None,
         future_exog: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if past_values.dim() != 3:
-            raise InputError(f"past_values must be [batch, time, channels], got shape {tuple(past_values.shape)}")
         if future_exog is not None:
             raise InputError("S-Mamba cannot use future_exog (known-future covariates); pass past_exog only")
-        dtype = self.tokenizer.weight.dtype
-        values, mask = self._fit_context(past_values.to(dtype), past_mask)
-        n_targets = values.shape[-1]
-        if past_exog is not None:
-            if past_exog.dim() != 3 or past_exog.shape[:2] != past_values.shape[:2]:
-                raise InputError(
-                    f"past_exog must be [batch, time, exog] aligned with past_values {tuple(past_values.shape)}, "
-                    f"got {tuple(past_exog.shape)}"
-                )
-            exog_values, exog_mask = self._fit_context(past_exog.to(dtype), None)
-            values, mask = torch.cat([values, exog_values], dim=-1), torch.cat([mask, exog_mask], dim=-1)
-
-        loc, scale = self.scaler(values, mask)
-        scaled = (values - loc) / scale * mask  # unobserved points are exactly 0
-        tokens = scaled.transpose(1, 2)  # [B, C, L]: one token per variate
-        if self.config.mask_input:
-            tokens = torch.cat([tokens, mask.transpose(1, 2)], dim=-1)
-        hidden = self.dropout(self.tokenizer(tokens))
+        tokens, loc, scale = self.tokenizer(past_values, past_mask, past_exog)
+        n_targets = past_values.shape[-1]
+        hidden = self.dropout(tokens)
         for layer in self.layers:
             hidden = layer(hidden)
         hidden = self.norm(hidden)[:, :n_targets]  # covariate tokens are not forecast
-        raw = self.projection(hidden).unflatten(-1, (self.config.prediction_length, len(self.quantiles)))
-        out = monotone_quantiles(raw, self.config.median_index).transpose(1, 2)  # [B, H, C, Q]
-        return out * scale[:, :, :n_targets, None] + loc[:, :, :n_targets, None]
-
-    def _fit_context(self, values: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """NaN-free values and float mask, cut or left-padded (masked) to ``context_length``."""
-        values, mask = prepare_inputs(values, mask)
-        length = self.config.context_length
-        return fit_to_length(values, length), fit_to_length(mask, length)
+        return self.head(hidden, loc, scale)
