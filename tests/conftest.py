@@ -36,6 +36,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "tiny-ttm")
 
 
+def seasonal_walks(batch: int, length: int, channels: int, seed: int = 0) -> torch.Tensor:
+    """[batch, length, channels] random walks with a season of 8 steps, level ~50 (model tests)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float32)[None, :, None]
+    season = torch.sin(2 * torch.pi * t / 8) * (1 + torch.rand(batch, 1, channels, generator=g))
+    return 50 + season + torch.randn(batch, length, channels, generator=g).cumsum(1) * 0.3
+
+
 def monthly_frame(n_series: int = 3, length: int = 60, seed: int = 0) -> pd.DataFrame:
     """Long frame of seasonal monthly series with different levels and lengths."""
     rng = np.random.default_rng(seed)

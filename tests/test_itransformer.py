@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import seasonal_walks as series
 from tsfm.errors import InputError
 from tsfm.hub import load_model, save_pretrained
 from tsfm.models.itransformer import ITransformer, ITransformerConfig
@@ -31,14 +32,6 @@ def _one_thread():
 def tiny(**overrides) -> ITransformer:
     torch.manual_seed(0)
     return ITransformer(ITransformerConfig.tiny(**overrides)).eval()
-
-
-def series(batch: int, length: int, channels: int, seed: int = 0) -> torch.Tensor:
-    """Random walks with a season, level ~50."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length, dtype=torch.float32)[None, :, None]
-    season = torch.sin(2 * torch.pi * t / 8) * (1 + torch.rand(batch, 1, channels, generator=g))
-    return 50 + season + torch.randn(batch, length, channels, generator=g).cumsum(1) * 0.3
 
 
 # ---------------------------------------------------------------- contract

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import seasonal_walks as series
 from tsfm.data.freq import FREQ_VOCAB, freq_token
 from tsfm.errors import InputError
 from tsfm.models.registry import build_model
@@ -30,14 +31,6 @@ def _one_thread():
 def tiny(**overrides) -> TTM:
     torch.manual_seed(0)
     return TTM(TTMConfig.tiny(**overrides)).eval()
-
-
-def series(batch: int, length: int, channels: int, seed: int = 0) -> torch.Tensor:
-    """Random walks with a daily-like season, level ~50."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length, dtype=torch.float32)[None, :, None]
-    season = torch.sin(2 * torch.pi * t / 8) * (1 + torch.rand(batch, 1, channels, generator=g))
-    return 50 + season + torch.randn(batch, length, channels, generator=g).cumsum(1) * 0.3
 
 
 # ---------------------------------------------------------------- contract
