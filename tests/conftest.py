@@ -25,6 +25,15 @@ def eval_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two shared cores: a second intra-op thread makes tiny-model steps up to 100x slower here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny TTM (context 64, horizon 16) saved as a checkpoint directory."""

@@ -27,12 +27,7 @@ from tsfm.train.finetune import (
 from tsfm.train.module import ForecastingTask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seasonal_frame(n_series: int = 3, length: int = 240, seed: int = 0) -> pd.DataFrame:

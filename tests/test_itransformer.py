@@ -20,13 +20,7 @@ from tsfm.nn.attention import MultiHeadSelfAttention
 H, L = 16, 64  # ITransformerConfig.tiny(): context 64, horizon 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: a second intra-op thread makes tiny-model steps much slower here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**overrides) -> ITransformer:

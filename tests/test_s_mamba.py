@@ -19,12 +19,7 @@ from tsfm.nn.mamba import MambaBlock
 H, L = 8, 32  # SMambaConfig.tiny(): context 32, horizon 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**overrides) -> SMamba:

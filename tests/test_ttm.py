@@ -19,13 +19,7 @@ from tsfm.models.ttm import TTM, TTMConfig
 H, L = 16, 64  # TTMConfig.tiny(): context 64, horizon 16, 8 patches of 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: a second intra-op thread makes tiny-model steps up to 100x slower here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**overrides) -> TTM:

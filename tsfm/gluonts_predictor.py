@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 from gluonts.dataset.common import Dataset
 from gluonts.model.forecast import QuantileForecast
 from gluonts.model.predictor import Predictor
@@ -18,7 +19,7 @@ class TSFMPredictor(Predictor):
         self.forecaster = forecaster
 
     def predict(self, dataset: Dataset, **kwargs) -> Iterator[QuantileForecast]:
-        from tsfm.data.gluonts_adapters import from_gluonts
+        from tsfm.data.gluonts_adapters import from_gluonts, period_freq
 
         entries = list(dataset)
         series = from_gluonts(entries, freq=self.forecaster.freq_)
@@ -28,7 +29,6 @@ class TSFMPredictor(Predictor):
         for i, entry in enumerate(entries):
             rows = frame.iloc[i * h:(i + 1) * h]
             arrays = np.stack([rows[name].to_numpy() for name in names] + [rows["mean"].to_numpy()])
-            start = (entry["start"] + len(np.asarray(entry["target"]).T)).asfreq(entry["start"].freq) \
-                if hasattr(entry["start"], "freq") else rows["ds"].iloc[0]
+            start = pd.Period(rows["ds"].iloc[0], freq=period_freq(series.freq))  # first forecast step
             yield QuantileForecast(arrays, start_date=start, forecast_keys=names + ["mean"],
                                    item_id=entry.get("item_id", series.ids[i]))
