@@ -230,6 +230,24 @@ def test_global_switch_reaches_the_scan(monkeypatch):
     assert calls == ["ref"]
 
 
+def test_auto_steps_sequences_of_one_chunk_with_the_reference(monkeypatch):
+    """Eager "auto" on CPU: the reference for a sequence no longer than one chunk (the chunked
+    path would take the same steps plus padding), the chunked backend beyond; a named backend
+    or the global switch is always obeyed."""
+    monkeypatch.delenv("TSFM_SCAN_BACKEND", raising=False)
+    calls = []
+    real_ref, real_chunked = SCAN_MODULE.scan_reference, SCAN_MODULE.scan_chunked
+    monkeypatch.setattr(SCAN_MODULE, "scan_reference", lambda *a: calls.append("ref") or real_ref(*a))
+    monkeypatch.setattr(SCAN_MODULE, "scan_chunked", lambda *a: calls.append("chunked") or real_chunked(*a))
+    for length in (1, 7, 16, 17, 40):
+        selective_scan(**make_inputs(1, 2, 2, length, "selective", torch.float32, requires_grad=False))
+    selective_scan(**make_inputs(1, 2, 2, 40, "selective", torch.float32, requires_grad=False), chunk_size=64)
+    selective_scan(**make_inputs(1, 2, 2, 7, "selective", torch.float32, requires_grad=False), backend="chunked")
+    with scan_backend("chunked"):
+        selective_scan(**make_inputs(1, 2, 2, 7, "selective", torch.float32, requires_grad=False))
+    assert calls == ["ref", "ref", "ref", "chunked", "chunked", "ref", "chunked", "chunked"]
+
+
 def test_default_chunk_size():
     assert [default_chunk_size(n) for n in (1, 128, 512, 2048, 10**6)] == [16, 16, 32, 64, 128]
 

@@ -96,6 +96,20 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def _automatic(backend: str) -> bool:
+    """Whether the backend was left to the dispatcher (neither the call nor the switch named one)."""
+    return backend == "auto" and get_default_backend() == "auto"
+
+
+def _fits_one_chunk(length, chunk_size: int | None) -> bool:
+    """An eager scan no longer than one chunk (S-Mamba's few variate tokens): the chunked path
+    would step through the same positions plus its padding. Exported graphs keep the chunked
+    form, whose size does not depend on the (dynamic) length."""
+    if not isinstance(length, int) or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    return length <= (chunk_size or default_chunk_size(length))
+
+
 def _check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; expected one of {BACKENDS}")
@@ -128,6 +142,8 @@ def selective_scan(
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(backend, u.device)
+    if name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):
+        name = "reference"  # one chunk = the same steps as the reference, plus padding and joins
     if name == "triton":
         from tsfm.kernels.selective_scan_triton import selective_scan_triton
 
