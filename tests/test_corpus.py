@@ -17,6 +17,7 @@ from tsfm.data.corpus import (
     iter_corpus,
     load_corpus,
     load_recipe,
+    open_corpus,
     read_manifest,
     recipe_hash,
     validate_recipe,
@@ -128,6 +129,29 @@ def test_entries_read_back_in_the_gluonts_format(tmp_path) -> None:
     assert all(np.array_equal(g["target"], m["target"]) for g, m in zip(via_gluonts, mine))
     streamed = list(iter_corpus(out, generators=["chaos_mv"]))
     assert len(streamed) == 2 and all(e["target"].shape[0] == 3 for e in streamed)
+
+
+def test_memory_mapped_targets_equal_the_loaded_ones_without_copies(tmp_path) -> None:
+    """The training path streams from the mapped Arrow files: same series, same order, views not
+    copies (nothing owns its data), and a pickled copy (a spawned worker) re-maps the files."""
+    import pickle
+
+    out = build_corpus(tiny(5), tmp_path / "c", progress=False)
+    for generators in (None, ["chaos_mv"], ["structural", "mixup"]):
+        loaded = load_corpus(out, generators=generators)
+        mapped = open_corpus(out, generators=generators)
+        assert len(mapped) == len(loaded) and mapped.freqs == [e["freq"] for e in loaded]
+        for i, entry in enumerate(loaded):
+            assert mapped[i].dtype == np.float32 and mapped[i].shape == entry["target"].shape
+            assert np.array_equal(mapped[i], entry["target"])
+            assert not mapped[i].flags.owndata and not mapped[i].flags.writeable
+        assert np.array_equal(mapped[-1], loaded[-1]["target"])
+        with pytest.raises(IndexError):
+            mapped[len(mapped)]
+    state = pickle.dumps(open_corpus(out))
+    assert len(state) < 2000  # the file list, not the values
+    again = pickle.loads(state)
+    assert all(np.array_equal(again[i], e["target"]) for i, e in enumerate(load_corpus(out)))
 
 
 def test_failing_dysts_systems_are_skipped_with_reasons(tmp_path, monkeypatch) -> None:

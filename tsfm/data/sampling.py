@@ -13,12 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
+
+if TYPE_CHECKING:
+    from tsfm.data.corpus import MappedTargets
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,14 @@ class WindowSpec:
 class Source:
     """One weighted pool of series (a corpus or a user's dataset)."""
 
-    targets: list[np.ndarray]  # each [T] or [C, T], float32
+    targets: Sequence[np.ndarray]  # each [T] or [C, T], float32 (a list, or MappedTargets)
     freq_names: list[str]  # canonical frequency name per series ("" if unknown)
     weight: float = 1.0
+
+    @classmethod
+    def from_mapped(cls, targets: "MappedTargets", weight: float = 1.0) -> "Source":
+        """A pool over memory-mapped corpus shards: series stay on disk until a window needs them."""
+        return cls(targets, [canonical_name(f) if f else "" for f in targets.freqs], weight)
 
     @classmethod
     def from_entries(cls, entries: Sequence[dict], weight: float = 1.0) -> "Source":

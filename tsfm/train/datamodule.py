@@ -86,13 +86,13 @@ class CorpusDataModule(pl.LightningDataModule):
         if self.sources:
             return
         if self.corpus:
-            from tsfm.data.corpus import build_corpus, load_corpus
+            from tsfm.data.corpus import build_corpus, open_corpus
 
             path = build_corpus(self.corpus, self._corpus_path(), num_workers=self.build_workers, progress=False)
             for name, generator in self.corpus["generators"].items():  # one pool per generator, at its weight
-                entries = load_corpus(path, generators=[name])
-                if entries and float(generator.get("weight", 1.0)) > 0:
-                    self.sources.append(Source.from_entries(entries, weight=float(generator.get("weight", 1.0))))
+                targets = open_corpus(path, generators=[name])  # memory-mapped: streams from disk
+                if len(targets) and float(generator.get("weight", 1.0)) > 0:
+                    self.sources.append(Source.from_mapped(targets, weight=float(generator.get("weight", 1.0))))
         for item in self.extra:
             from tsfm.data.sources import load_local_dataset
 
