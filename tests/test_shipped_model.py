@@ -1,17 +1,46 @@
-"""The shipped pretrained TTM: output contract on every visible eval CSV, and sanity of its forecasts."""
+"""The shipped pretrained models: output contract on every visible eval CSV (every shipped model,
+through the API and the CLI), and sanity of the default TTM's forecasts."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from conftest import eval_dir
 from tsfm import Forecaster, load_model
+from tsfm.cli.main import app
 from tsfm.data.frames import load_series
+from tsfm.hub import WEIGHTS_DIR, shipped_models
+from tsfm.models.registry import get_family
 
 EVAL = eval_dir()
 TASKS = json.loads((EVAL / "manifest.json").read_text())["tasks"] if EVAL else []
+SHIPPED = shipped_models()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_has_a_card_and_a_matching_family(name):
+    config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
+    assert get_family(name).name == config["family"]  # shipped under its family's name
+    card = (WEIGHTS_DIR / name / "README.md").read_text()
+    assert "synthetic" in card and "command" in card.lower()
+    model = load_model(name)
+    assert model.num_parameters() < 5_000_000 and 0.5 in model.quantiles
+
+
+@pytest.mark.skipif(EVAL is None, reason="the visible eval set (../shared/data/eval) is not beside the repo")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_cli_forecasts_an_eval_csv_with_every_shipped_model(name, tmp_path):
+    task = next(t for t in TASKS if t["name"] == "us_change")
+    out = tmp_path / "fc.csv"
+    result = CliRunner().invoke(app, ["forecast", str(EVAL / task["file"]), "--model", name,
+                                      "--horizon", str(task["horizon"]), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    fc = pd.read_csv(out)
+    assert len(fc) == task["horizon"] * pd.read_csv(EVAL / task["file"]).unique_id.nunique()
+    assert np.isfinite(fc.drop(columns=["unique_id", "ds"]).to_numpy()).all()
 
 
 def test_shipped_ttm_loads_offline_and_is_small():
@@ -22,11 +51,12 @@ def test_shipped_ttm_loads_offline_and_is_small():
 
 
 @pytest.mark.skipif(EVAL is None, reason="the visible eval set (../shared/data/eval) is not beside the repo")
+@pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("task", TASKS, ids=[t["name"] for t in TASKS])
-def test_forecast_contract_on_eval_csv(task):
+def test_forecast_contract_on_eval_csv(task, name):
     path = EVAL / task["file"]
     h = task["horizon"]
-    fc = Forecaster(model="ttm", horizon=h, quantiles=(0.1, 0.5, 0.9)).fit(path).predict()
+    fc = Forecaster(model=name, horizon=h, quantiles=(0.1, 0.5, 0.9)).fit(path).predict()
     df = pd.read_csv(path, parse_dates=["ds"])
     assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"]
     assert (fc.groupby("unique_id", sort=False).size() == h).all()
