@@ -37,6 +37,14 @@ FAMILIES: dict[str, Family] = {
         "s-mamba", "tsfm.models.s_mamba", "SMambaConfig", "SMamba",
         "S-Mamba: variate tokens mixed by a bidirectional Mamba (selective scan) plus FFN",
     ),
+    "moirai-moe": Family(
+        "moirai-moe", "tsfm.models.moirai_moe", "MoiraiMoEConfig", "MoiraiMoE",
+        "Moirai-MoE: decoder-only patch transformer, sparse mixture-of-experts FFNs, mixture head",
+    ),
+    "spacetime": Family(
+        "spacetime", "tsfm.models.spacetime", "SpaceTimeConfig", "SpaceTime",
+        "SpaceTime: companion-matrix SSMs with preprocessing SSMs and a closed-loop decoder",
+    ),
 }
 
 
