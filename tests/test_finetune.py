@@ -212,6 +212,24 @@ def test_covariate_model_starts_as_the_zero_shot_model(tiny_checkpoint):
                                    model(past), rtol=1e-5, atol=1e-5)
 
 
+def test_variate_token_families_take_past_covariates_without_new_weights():
+    """iTransformer / Moirai-MoE read covariates as extra tokens: same weights, the count recorded;
+    known-future covariates are refused in one line; a family without covariates says so."""
+    from tsfm.models.itransformer import ITransformer, ITransformerConfig
+    from tsfm.models.moirai_moe import MoiraiMoE, MoiraiMoEConfig
+    from tsfm.models.spacetime import SpaceTime, SpaceTimeConfig
+
+    for model in (ITransformer(ITransformerConfig.tiny()), MoiraiMoE(MoiraiMoEConfig.tiny())):
+        exog_model, load = with_covariates(model, n_targets=1, n_past=2, n_future=0)
+        assert exog_model.config.num_exog_channels == 2 and not any(load.values())
+        for key, value in model.state_dict().items():
+            assert torch.equal(exog_model.state_dict()[key], value)
+        with pytest.raises(InputError, match="known-future"):
+            with_covariates(model, n_targets=1, n_past=0, n_future=1)
+    with pytest.raises(InputError, match="does not take covariates"):
+        with_covariates(SpaceTime(SpaceTimeConfig.tiny()), n_targets=1, n_past=1, n_future=0)
+
+
 def test_known_future_covariate_halves_the_error(tiny_checkpoint):
     h = 16
     history, future = split_future(covariate_frame(), h)

@@ -162,7 +162,10 @@ def resolve_mode(model: ForecastModel, mode: str) -> tuple[str, tuple[str, ...]]
 
 
 def with_covariates(model: ForecastModel, n_targets: int, n_past: int, n_future: int) -> tuple[ForecastModel, dict]:
-    """The model rebuilt to take ``n_past + n_future`` covariate channels (TTM), pretrained weights loaded.
+    """The model rebuilt to take ``n_past + n_future`` covariate channels, pretrained weights loaded.
+
+    TTM gains its exogenous mixer and channel-mixing decoder; families that read covariates as
+    extra variate tokens (iTransformer, Moirai-MoE) only record the count and keep every weight.
 
     Returns the model and ``{"missing_keys", "unexpected_keys", "mismatched_keys"}`` of the load.
     Unchanged (and empty lists) when the model already has this covariate layout.
@@ -172,8 +175,12 @@ def with_covariates(model: ForecastModel, n_targets: int, n_past: int, n_future:
     report: dict[str, list[str]] = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
     if not hasattr(config, "num_exog_channels"):
         raise InputError(f"model family {config.family} does not take covariates; drop past_exog/future_exog")
+    if n_future and not hasattr(config, "enable_exog_mixer"):
+        raise InputError(f"model family {config.family} cannot use known-future covariates; "
+                         "pass them as past covariates or fine-tune ttm")
     wanted = dict(num_exog_channels=n_exog, enable_exog_mixer=n_future > 0, decoder_mode="mix_channel",
                   num_input_channels=n_targets + n_exog)
+    wanted = {k: v for k, v in wanted.items() if hasattr(config, k)}  # variate-token families: the count only
     if all(getattr(config, k) == v for k, v in wanted.items()):
         return model, report
     new = build_model(dataclasses.replace(config, **wanted))
