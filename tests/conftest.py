@@ -63,3 +63,16 @@ def monthly_frame(n_series: int = 3, length: int = 60, seed: int = 0) -> pd.Data
         rows.append(pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2010-01-01", periods=len(t), freq="MS"),
                                   "y": y}))
     return pd.concat(rows, ignore_index=True)
+
+
+def assert_checkpoint_round_trip(model: torch.nn.Module, directory: Path, *inputs, **kwargs) -> torch.nn.Module:
+    """``save_pretrained`` then ``load_model``: same class and config, eval mode, bit-identical outputs."""
+    from tsfm.hub import load_model, save_pretrained
+
+    model.eval()
+    loaded = load_model(save_pretrained(model, directory))
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*inputs, **kwargs), model(*inputs, **kwargs), rtol=0, atol=0)
+    return loaded
+

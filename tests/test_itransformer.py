@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_checkpoint_round_trip
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
-from tsfm.hub import load_model, save_pretrained
 from tsfm.models.itransformer import ITransformer, ITransformerConfig
 from tsfm.models.registry import build_model
 from tsfm.nn.attention import MultiHeadSelfAttention
@@ -199,11 +199,7 @@ def test_attention_mask_blocks_future_tokens() -> None:
 # ---------------------------------------------------------------- checkpoints and configs
 def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
     model = tiny(num_exog_channels=1, scaling="std", quantiles=(0.1, 0.5, 0.9))
-    directory = save_pretrained(model, tmp_path / "itr")
-    loaded = load_model(directory)
-    assert isinstance(loaded, ITransformer) and loaded.config == model.config and not loaded.training
-    x, exog = series(2, L, 3), torch.randn(2, L, 1)
-    assert torch.equal(model(x, past_exog=exog), loaded(x, past_exog=exog))
+    assert_checkpoint_round_trip(model, tmp_path / "itr", series(2, L, 3), past_exog=torch.randn(2, L, 1))
 
 
 def test_config_dict_round_trip_and_registry() -> None:

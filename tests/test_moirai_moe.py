@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import monthly_frame
+from conftest import assert_checkpoint_round_trip, monthly_frame
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
-from tsfm.hub import load_model, save_pretrained
+from tsfm.hub import save_pretrained
 from tsfm.models.moirai_moe import MoiraiMoE, MoiraiMoEConfig
 from tsfm.models.registry import build_model
 from tsfm.nn.distributions import mixture_log_prob, mixture_quantiles
@@ -300,13 +300,7 @@ def test_gradients_reach_every_parameter_and_a_short_run_lowers_the_loss() -> No
 
 # ---------------------------------------------------------------- checkpoints, Forecaster
 def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
-    model = tiny()
-    save_pretrained(model, tmp_path / "ckpt")
-    loaded = load_model(tmp_path / "ckpt")
-    assert isinstance(loaded, MoiraiMoE) and loaded.config == model.config
-    x = series(2, L, 3)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert_checkpoint_round_trip(tiny(), tmp_path / "ckpt", series(2, L, 3))
 
 
 def test_forecaster_predicts_from_a_checkpoint(tmp_path) -> None:

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import assert_checkpoint_round_trip
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
-from tsfm.hub import load_model, save_pretrained
 from tsfm.models.registry import build_model
 from tsfm.models.s_mamba import BiMambaLayer, SMamba, SMambaConfig
 from tsfm.nn.mamba import MambaBlock
@@ -210,12 +210,7 @@ def test_scan_backends_agree() -> None:
 def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
     model = tiny()
     randomise(model)
-    save_pretrained(model, tmp_path / "ckpt")
-    loaded = load_model(tmp_path / "ckpt")
-    assert isinstance(loaded, SMamba) and loaded.config == model.config
-    x = series(2, L, 3)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert_checkpoint_round_trip(model, tmp_path / "ckpt", series(2, L, 3))
 
 
 def test_gradients_reach_every_parameter() -> None:

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import monthly_frame
+from conftest import assert_checkpoint_round_trip, monthly_frame
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
-from tsfm.hub import load_model, save_pretrained
+from tsfm.hub import save_pretrained
 from tsfm.models.registry import build_model
 from tsfm.models.spacetime import SpaceTime, SpaceTimeConfig
 from tsfm.nn.ssm import ClosedLoopCompanionSSM, PreprocessSSM, normalise_a
@@ -316,12 +316,7 @@ def test_config_validates_and_registry_and_yaml_build_the_family() -> None:
 def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
     model = tiny()
     randomise(model, scale=0.1)
-    save_pretrained(model, tmp_path / "ckpt")
-    loaded = load_model(tmp_path / "ckpt")
-    assert isinstance(loaded, SpaceTime) and loaded.config == model.config
-    x = series(2, L, 3)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert_checkpoint_round_trip(model, tmp_path / "ckpt", series(2, L, 3))
 
 
 def test_gradients_reach_every_parameter() -> None:
