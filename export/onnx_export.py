@@ -66,6 +66,7 @@ class ExportSpec:
 
     input_names: tuple[str, ...]
     channels: int | None  # None = dynamic
+    example_channels: int | None = None  # a family's traced channel count; then dims are Dim.AUTO
 
     @property
     def uses_freq(self) -> bool:
@@ -75,10 +76,10 @@ class ExportSpec:
 def export_spec(model: ForecastModel) -> ExportSpec:
     """Graph inputs and channel rule of ``model``.
 
-    A family states ``uses_freq_id`` / ``onnx_channels`` on its class where the defaults do not
-    fit; otherwise TTM's config fields decide (``resolution_prefix_tuning``; ``decoder_mode ==
-    "mix_channel"`` fixes ``num_input_channels``). Covariate models are refused: the graph has
-    no covariate inputs yet.
+    A family states ``uses_freq_id`` / ``onnx_channels`` / ``onnx_example_channels`` on its class
+    where the defaults do not fit; otherwise TTM's config fields decide
+    (``resolution_prefix_tuning``; ``decoder_mode == "mix_channel"`` fixes ``num_input_channels``).
+    Covariate models are refused: the graph has no covariate inputs yet.
     """
     config = model.config
     if getattr(config, "num_exog_channels", 0) or getattr(config, "enable_exog_mixer", False):
@@ -93,7 +94,7 @@ def export_spec(model: ForecastModel) -> ExportSpec:
     if channels is None and getattr(config, "decoder_mode", "") == "mix_channel":
         channels = config.num_input_channels
     names = ("past_values", "past_mask") + (("freq_id",) if uses_freq else ())
-    return ExportSpec(names, channels)
+    return ExportSpec(names, channels, getattr(model, "onnx_example_channels", None))
 
 
 class ExportGraph(nn.Module):
@@ -172,7 +173,9 @@ def _export_proto(graph: ExportGraph, spec: ExportSpec, context: int) -> onnx.Mo
     from torch.export import Dim
 
     batch, channels = Dim("batch"), Dim("channels")
-    example = example_inputs(spec, context, batch=2, channels=3)
+    if spec.example_channels:  # the family's own trace shape; its guards are left to the exporter
+        batch = channels = Dim.AUTO
+    example = example_inputs(spec, context, batch=2, channels=spec.example_channels or 3)
     example["past_values"] = np.nan_to_num(example["past_values"])
     args = tuple(torch.from_numpy(example[name]) for name in spec.input_names)
     per_value = {0: batch} if spec.channels else {0: batch, 2: channels}

@@ -223,26 +223,20 @@ def test_gradients_reach_every_parameter() -> None:
 
 # ---------------------------------------------------------------- export
 def test_onnx_export_with_dynamic_batch_and_channels(tmp_path) -> None:
-    """Exported with 20 variates (three scan chunks of 8), run with 6 and 70 variates.
+    """``tsfm.export`` traces S-Mamba with ``onnx_example_channels`` variates (two scan chunks of 8
+    plus one; ``Dim.AUTO``) and checks parity itself; the graph then runs with 6 and 70 variates.
 
-    ``Dim.AUTO`` rather than a named ``Dim``: the chunk padding arithmetic emits guards the
-    exporter cannot prove for a named dim, and an example that fits in one chunk bakes in a
-    single chunk (the graph then fails for more variates than the chunk size). Chunks of 8
-    keep the unrolled graph (and this test) small.
+    An example inside one chunk would bake in a single chunk (the graph fails for more variates
+    than the chunk size), and a named ``Dim`` trips the exporter's guards on the chunk padding.
+    Chunks of 8 keep the unrolled graph (and this test) small.
     """
     onnxruntime = pytest.importorskip("onnxruntime")
-    from torch.export import Dim
+    from tsfm.export.onnx_export import export_onnx
 
     model = tiny(scan_backend="chunked", scan_chunk_size=8, e_layers=1)
     randomise(model)
-    path = tmp_path / "s_mamba.onnx"
-    example = (series(2, L, 20), torch.ones(2, L, 20))
-    dims = {0: Dim.AUTO, 2: Dim.AUTO}
-    torch.onnx.export(
-        model, example, str(path), dynamo=True, external_data=False,
-        input_names=["past_values", "past_mask"], output_names=["quantiles"],
-        dynamic_shapes={"past_values": dims, "past_mask": dims},
-    )
+    assert model.onnx_example_channels == 17
+    path = export_onnx(model, tmp_path / "s_mamba.onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, channels in [(5, 6), (1, 70)]:
         x = series(batch, L, channels, seed=3)

@@ -39,6 +39,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
+TRACED_CHUNK_SIZE = 32  # chunked backend's chunk when the length is symbolic (torch.export / compile)
 ENV_VAR = "TSFM_SCAN_BACKEND"
 _default_backend: str | None = None
 
@@ -274,7 +275,7 @@ def scan_chunked(
     """
     length = u.shape[-1]
     if chunk_size is None:
-        chunk_size = default_chunk_size(length) if isinstance(length, int) else 32
+        chunk_size = default_chunk_size(length) if isinstance(length, int) else TRACED_CHUNK_SIZE
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         chunks = _Chunks(u, delta, B, C, int(chunk_size))
         y, ends, _ = _chunked_forward(chunks, A, in_place=False, keep_states=False)

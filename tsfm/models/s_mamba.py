@@ -28,6 +28,7 @@ from torch import nn
 
 from tsfm.errors import InputError
 from tsfm.kernels import BACKENDS
+from tsfm.kernels.selective_scan import TRACED_CHUNK_SIZE
 from tsfm.models.base import ForecastModel, ModelConfig
 from tsfm.nn.mamba import MambaBlock
 from tsfm.nn.scaling import SCALERS
@@ -112,6 +113,13 @@ class SMamba(ForecastModel):
         self.norm = nn.LayerNorm(config.d_model)
         self.head = VariateQuantileHead(config.d_model, config.prediction_length, len(config.quantiles),
                                         config.median_index)
+
+    @property
+    def onnx_example_channels(self) -> int:
+        """ONNX export traces the scan over variate tokens with two chunks and one more token: an
+        example inside one chunk would bake in a single chunk, and a named ``Dim`` trips on the
+        chunk padding arithmetic (the exporter then uses ``Dim.AUTO``)."""
+        return 2 * (self.config.scan_chunk_size or TRACED_CHUNK_SIZE) + 1
 
     def forward(
         self,
