@@ -19,9 +19,10 @@ Training (:meth:`SpaceTime.training_loss`) follows the paper's three terms, weig
 from step ``kernel_dim - 1`` on as in the reference; (2) MSE between the closed loop's own next
 inputs ``u_hat = k^T x`` and the decoder inputs the encoder produces from the true future (the
 encoder is causal, so it runs once over lag + horizon and its lag part is what ``forward``
-sees, up to FFT rounding), divided by the mean square of the decoder inputs over the lag so that,
-like the pinball terms (``scaled_pinball_loss``, each window's scale), it does not depend on the
-feature scale.
+sees, up to FFT rounding), divided by each window's mean square of the decoder inputs over lag +
+horizon so that, like the pinball terms (``scaled_pinball_loss``, each window's scale), it does
+not depend on the feature scale and stays bounded (at ``k = 0`` it is at most (lag + horizon) /
+horizon; normalising by the lag alone gave ~1e4 on flat or padded histories).
 
 Deliberate differences from the paper / reference code (models.md §5):
 - quantile head (pinball loss) instead of the RMSE point output; mask-aware ``std_rel`` scaling
@@ -253,7 +254,9 @@ class SpaceTime(ForecastModel):
                                                        self.quantiles, past_values, past_mask, target_mask)
         if w_input:
             weight = future_observed.transpose(1, 2).reshape(-1, 1, horizon)
-            power = inputs[..., :lag].detach().pow(2).mean((1, 2), keepdim=True).clamp(min=1e-6)
+            # each window's decoder-input power over lag + horizon: over the lag alone it can be ~0 (a flat or
+            # mostly padded history before a change), and the ratio then blows up the whole batch's loss
+            power = inputs.detach().pow(2).mean((1, 2), keepdim=True).clamp(min=1e-6)
             error = (u_hat - inputs[..., lag:].detach()).pow(2).mean(1, keepdim=True) / power
             loss = loss + w_input * (error * weight).sum() / weight.sum().clamp(min=1.0)
         return loss
