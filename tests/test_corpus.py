@@ -178,6 +178,27 @@ def test_failing_dysts_systems_are_skipped_with_reasons(tmp_path, monkeypatch) -
     assert len(cached) == 1 and json.loads(cached[0].read_text())["working"] == ["Lorenz"]
 
 
+def test_held_out_dysts_systems_are_never_drawn(tmp_path, monkeypatch) -> None:
+    from tsfm.data.synthetic import chaos as chaos_module
+
+    recipe = tiny(systems=("Lorenz", "Henon"))
+    for name in ("chaos", "chaos_mv"):
+        recipe["generators"][name]["exclude_systems"] = ["Henon"]
+    corpus._probe_chaos(validate_recipe(recipe), None)  # the cached probe integrates every listed system once
+    drawn: list[str] = []
+    integrate = chaos_module.integrate
+
+    def recording(name, *args, **kwargs):
+        drawn.append(name)
+        return integrate(name, *args, **kwargs)
+
+    monkeypatch.setattr(chaos_module, "integrate", recording)
+    out = build_corpus(recipe, tmp_path / "c", progress=False)
+    assert set(drawn) == {"Lorenz"} and len(drawn) >= 6  # 4 trajectories x 2 views + 2 multivariate
+    assert read_manifest(out)["dysts"]["held_out"] == ["Henon"]
+    assert read_manifest(out)["generators"]["chaos"]["series"] == 8
+
+
 def test_bad_recipes_are_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="unknown kind 'nope'"):
         validate_recipe({"seed": 0, "generators": {"nope": {"count": 1}}})
@@ -191,6 +212,8 @@ def test_bad_recipes_are_one_line_input_errors() -> None:
         validate_recipe({"generators": {"mixup": {"count": 1, "sources": ["ghost"]}}})
     with pytest.raises(InputError, match="no source series"):
         validate_recipe({"generators": {"mixup": {"count": 1}, "structural": {"count": 0}}})
+    with pytest.raises(InputError, match="unknown dysts systems \\['Lorentz'\\]"):
+        validate_recipe({"generators": {"chaos": {"count": 1, "exclude_systems": ["Lorenz", "Lorentz"]}}})
     with pytest.raises(InputError, match="does not exist"):
         load_recipe("/nonexistent/recipe.yaml")
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+from functools import lru_cache
 import importlib.metadata
 import inspect
 import json
@@ -67,7 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Bump when a generator's output for a given recipe changes: old caches then stop matching.
+# Bump when the on-disk layout changes. Generator code changes need no bump: the recipe hash
+# covers a digest of the generator sources (``generator_code_digest``).
 CORPUS_FORMAT = 2
 MANIFEST = "manifest.json"
 _COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size"}
@@ -95,8 +97,9 @@ KINDS: dict[str, GeneratorKind] = {
     "structural": GeneratorKind(structural, 1000),
     "gluonts": GeneratorKind(gluonts_artificial, 250),
     # chaos: ~10 trajectories/s, so small shards keep the workers balanced; "systems" restricts
-    # the probed list, "probe" sets the probe's length / pts_per_period / max_evals / time_budget
-    "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe"}), frozenset({"failures"})),
+    # the probed list, "exclude_systems" holds systems out (for zero-shot evaluation on unseen
+    # dynamics), "probe" sets the probe's length / pts_per_period / max_evals / time_budget
+    "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe", "exclude_systems"}), frozenset({"failures"})),
     # mixup: "sources" names the generators whose series it mixes (default: all others)
     "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"})),
 }
@@ -147,6 +150,10 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
         weight = float(spec.get("weight", 1.0))
         if weight < 0:
             raise InputError(f"generator {name!r}: weight must be >= 0")
+        unknown_systems = sorted(set(spec.get("exclude_systems") or ()) - set(list_systems())) \
+            if kind == "chaos" else []
+        if unknown_systems:  # a typo would silently hold nothing out
+            raise InputError(f"generator {name!r}: exclude_systems names unknown dysts systems {unknown_systems}")
         spec.update(kind=kind, count=count, length_min=lo, length_max=hi, weight=weight,
                     shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
         out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
@@ -171,9 +178,24 @@ def _code_version() -> str:
         return getattr(tsfm, "__version__", "0+unknown")
 
 
+@lru_cache(maxsize=1)
+def generator_code_digest() -> str:
+    """SHA-256 of the sources that decide a corpus' bytes (this module and the generators).
+
+    Part of the recipe hash, so editing a generator invalidates cached corpora by itself: a
+    hand-bumped format number is easy to forget, and a stale cache trains on old data silently.
+    """
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve()
+    for path in [here, *sorted((here.parent / "synthetic").glob("*.py"))]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def recipe_hash(recipe: Mapping[str, Any]) -> str:
-    """SHA-256 of the validated recipe, the corpus format and the tsfm version."""
-    payload = json.dumps([validate_recipe(recipe), CORPUS_FORMAT, _code_version()], sort_keys=True)
+    """SHA-256 of the validated recipe, the corpus format, the tsfm version and the generator code."""
+    payload = json.dumps([validate_recipe(recipe), CORPUS_FORMAT, _code_version(), generator_code_digest()],
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -247,6 +269,7 @@ def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
         params.update(pool_size=pool_size, get=get)
     elif task["kind"] == "chaos":
         params.pop("probe", None)
+        params.pop("exclude_systems", None)
         params.update(systems=task["systems"], failures=failures)
     fn = KINDS[task["kind"]].fn
 
@@ -374,7 +397,8 @@ def build_corpus(
         for task in base:
             if task["kind"] == "chaos":
                 wanted = task["params"].get("systems")
-                task["systems"] = [s for s in working if not wanted or s in wanted]
+                held_out = set(task["params"].get("exclude_systems") or ())
+                task["systems"] = [s for s in working if (not wanted or s in wanted) and s not in held_out]
         base.sort(key=lambda t: t["kind"] != "chaos")  # slow shards first balances the pool
         mix = _tasks(recipe, tmp, {"mixup"})
         with tqdm(total=len(base) + len(mix), desc=f"corpus {recipe['name']}", file=sys.stderr,
@@ -449,15 +473,23 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
         "files": files,
         "totals": {"series": sum(f["series"] for f in files), "points": sum(f["points"] for f in files),
                    "bytes": sum(f["bytes"] for f in files)},
-        "dysts": _dysts_section(working, skipped, failed_draws) if working or skipped else None,
+        "dysts": _dysts_section(working, skipped, failed_draws, _held_out(recipe)) if working or skipped else None,
         "build": {"seconds": round(seconds, 2), "num_workers": num_workers,
                   "finished": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
                   "python": platform.python_version(), "numpy": np.__version__},
     }
 
 
-def _dysts_section(working: list[str], skipped: dict[str, str], failed: dict[str, Counter]) -> dict[str, Any]:
+def _held_out(recipe: Mapping[str, Any]) -> list[str]:
+    """dysts systems every chaos generator of the recipe holds out (never drawn into the corpus)."""
+    specs = [set(s.get("exclude_systems") or ()) for s in recipe["generators"].values() if s["kind"] == "chaos"]
+    return sorted(set.intersection(*specs)) if specs else []
+
+
+def _dysts_section(working: list[str], skipped: dict[str, str], failed: dict[str, Counter],
+                   held_out: list[str]) -> dict[str, Any]:
     return {
+        "held_out": held_out,
         "version": importlib.metadata.version("dysts"),
         "integrator": {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9},
         "working": working,
