@@ -115,6 +115,9 @@ def forecast(
             device=device, batch_size=batch_size, num_threads=num_threads,
         )
         forecaster.fit(input)
+        if forecaster.model_name_ != model:
+            typer.echo(f"model {forecaster.model_name_} (from suite {model}: median history "
+                       f"{forecaster.history_length_:g} points)", err=True)
         if horizon is None:
             typer.echo(f"horizon {forecaster.horizon_} (default for frequency {forecaster.freq_})", err=True)
         uses_covariates = bool(getattr(forecaster.model_.config, "num_exog_channels", 0))
@@ -181,11 +184,6 @@ def models() -> None:
     extra = sorted(shipped - set(FAMILIES))
     for name in extra:
         typer.echo(f"{name:<14}{'shipped':<10}checkpoint in {WEIGHTS_DIR / name}")
-
-
-from tsfm.cli.finetune_cmd import finetune  # noqa: E402  (typer and the standard library only: fast start)
-
-app.command()(finetune)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

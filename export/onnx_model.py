@@ -74,9 +74,10 @@ def load_onnx_model(path: str | Path, num_threads: int | None = None) -> OnnxFor
 class OnnxForecaster(Forecaster):
     """A ``Forecaster`` whose ``model`` is an exported ``.onnx`` file (CPU, onnxruntime)."""
 
-    def _load_model(self) -> None:
+    def _load_model(self, source: str | None = None) -> None:
         self.device_ = "cpu"
-        self.model_ = load_onnx_model(self.model, num_threads=self.num_threads)
+        self.model_ = load_onnx_model(source or self.model, num_threads=self.num_threads)
+        self.model_name_ = self._model_source = str(source or self.model)
 
 
 def forecast_with_onnx(model: str | Path, data: pd.DataFrame | str | Path, **forecaster_args: Any) -> pd.DataFrame:

@@ -134,10 +134,13 @@ class Forecaster:
             )
 
     # ----------------------------------------------------------------- fitting
-    def _load_model(self) -> None:
+    def _load_model(self, source: str | None = None) -> None:
+        """Load ``source`` (default: ``model``; a suite's variant when ``fit`` chose one)."""
         import torch
 
         from tsfm.hub import load_model
+
+        source = str(self.model) if source is None else source
 
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
@@ -149,13 +152,14 @@ class Forecaster:
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise InputError("--device cuda was asked for but no CUDA device is available: use --device cpu")
         self.device_ = device
-        if str(self.model).lower().endswith(".onnx"):  # an exported file: onnxruntime on the CPU
+        if source.lower().endswith(".onnx"):  # an exported file: onnxruntime on the CPU
             from tsfm.export.onnx_model import load_onnx_model
 
-            self.device_, self.model_ = "cpu", load_onnx_model(self.model, num_threads=self.num_threads)
+            self.device_, self.model_ = "cpu", load_onnx_model(source, num_threads=self.num_threads)
         else:
-            self.model_ = load_model(self.model, device=device)
-        self._checkpoint_roles = _checkpoint_roles(self.model)
+            self.model_ = load_model(source, device=device)
+        self.model_name_ = source
+        self._model_source = source
 
     def _series(self, df: pd.DataFrame | str | Path):
         from tsfm.data.frames import load_series
@@ -170,10 +174,21 @@ class Forecaster:
 
     def _covariate_roles(self) -> tuple[list[str], list[str]]:
         """Covariate column names: the constructor's, else those a fine-tuned checkpoint was trained with."""
-        saved = getattr(self, "_checkpoint_roles", {})
+        saved = _checkpoint_roles(self.model)
         past = _names(self.past_exog) if self.past_exog is not None else saved.get("past_exog", [])
         future = _names(self.future_exog) if self.future_exog is not None else saved.get("future_exog", [])
         return past, future
+
+    def _load_for(self, series) -> None:
+        """Load the model for these series: a suite (``ttm``) picks its variant by their length and season."""
+        from tsfm.hub import select_checkpoint
+
+        lengths = np.array([np.isfinite(v).any(axis=1).sum() for v in series.values])
+        self.history_length_ = float(np.median(lengths))
+        chosen = select_checkpoint(self.model, self.history_length_, series.freq_info.season)
+        fine_tuned = hasattr(self, "model_") and getattr(self, "_finetuned_from", None) == self.model  # keep it
+        if not fine_tuned and (getattr(self, "_model_source", None) != chosen or not hasattr(self, "model_")):
+            self._load_model(chosen)
 
     def _uses_covariates(self) -> bool:
         return bool(getattr(self.model_.config, "num_exog_channels", 0))
@@ -185,10 +200,8 @@ class Forecaster:
             raise InputError(f"horizon must be a positive integer, got {self.horizon!r}")
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
-        if not hasattr(self, "model_") or getattr(self, "_model_source", None) != self.model:
-            self._load_model()
-            self._model_source = self.model
         series = self._series(df)
+        self._load_for(series)
         self.series_ = series
         self.freq_ = series.freq
         self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
@@ -223,8 +236,7 @@ class Forecaster:
         """
         from tsfm.train.finetune import finetune_model
 
-        self._load_model()  # always from the named weights, never on top of an earlier fine-tune
-        self._model_source = self.model
+        self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
         self.fit(df)
         context = min(int(self.context_length or self.model_.config.context_length), self.model_.config.context_length)
         self.model_, self.finetune_report_ = finetune_model(
@@ -232,6 +244,7 @@ class Forecaster:
             max_epochs=max_epochs, max_steps=max_steps, val_size=val_size, learning_rate=learning_rate,
             batch_size=batch_size, patience=patience, progress=progress, device=self.device_,
         )
+        self._finetuned_from = self.model
         if progress:
             print(self.finetune_report_.summary(), file=sys.stderr)
         if X_future is not None:
@@ -272,7 +285,7 @@ class Forecaster:
         got = windows.get("past_exog")
         width = 0 if got is None else got.shape[-1]
         if width != expected:
-            saved = getattr(self, "_checkpoint_roles", {})
+            saved = _checkpoint_roles(self.model)
             named = [*saved.get("past_exog", []), *saved.get("future_exog", [])]
             hint = f" ({', '.join(named)})" if named else ""
             raise InputError(
@@ -419,7 +432,6 @@ class Forecaster:
             params["quantiles"] = tuple(params["quantiles"])
         forecaster = cls(**params)
         forecaster._load_model()
-        forecaster._model_source = forecaster.model
         return forecaster
 
     def export_onnx(self, path: str | Path, quantize: str = "none", target: str = "x86", **options: Any) -> Path:

@@ -8,6 +8,7 @@ Hugging Face Hub convention so a checkpoint directory can be published as is.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
+SUITE_FILE = "suite.json"
 
 
 def save_pretrained(model: ForecastModel, directory: str | Path, card: str | None = None) -> Path:
@@ -36,20 +38,66 @@ def save_pretrained(model: ForecastModel, directory: str | Path, card: str | Non
     return out
 
 
+@dataclass(frozen=True)
+class Suite:
+    """One shipped name (``ttm``) served by several checkpoints, one chosen per dataset.
+
+    granite-tsfm ships TTM as context/horizon revisions and picks one for the data at hand; a
+    suite does the same from ``tsfm/weights/<name>/suite.json``: each variant names a shipped
+    checkpoint and the shortest typical history it is meant for (``min_history``), and a
+    variant is only eligible when its context covers ``min_seasons`` seasons of the data's
+    frequency (a 96-step window is two days of half-hourly data but under two years of weekly).
+    """
+
+    name: str
+    default: str
+    variants: tuple[tuple[str, int], ...]  # (checkpoint name, min_history), ascending min_history
+    min_seasons: float = 2.0
+
+    def context_length(self, variant: str) -> int:
+        return int(json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())["context_length"])
+
+    def select(self, history: float, season: int) -> str:
+        """The variant for series whose typical (median) observed length is ``history``."""
+        eligible = [name for name, min_history in self.variants
+                    if history >= min_history and self.context_length(name) >= self.min_seasons * max(season, 1)]
+        return eligible[-1] if eligible else self.default
+
+
+def load_suite(name: str | Path) -> Suite | None:
+    """The suite shipped under ``name``, or None when ``name`` is not one."""
+    path = WEIGHTS_DIR / str(name).lower() / SUITE_FILE
+    if Path(name).is_dir() or not path.is_file():
+        return None
+    spec = json.loads(path.read_text())
+    variants = tuple(sorted(((v["name"], int(v["min_history"])) for v in spec["variants"]), key=lambda v: v[1]))
+    return Suite(str(name).lower(), spec["default"], variants, float(spec.get("min_seasons", 2.0)))
+
+
+def select_checkpoint(name_or_path: str | Path, history: float, season: int) -> str:
+    """The checkpoint to load for series of typical observed length ``history``: a suite's variant,
+    else the name itself."""
+    suite = load_suite(name_or_path)
+    return str(name_or_path) if suite is None else suite.select(history, season)
+
+
 def shipped_models() -> list[str]:
-    """Names of the checkpoints shipped inside the package."""
+    """Names shipped inside the package: checkpoints and suites."""
     if not WEIGHTS_DIR.is_dir():
         return []
-    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / CONFIG_FILE).is_file() or (p / SUITE_FILE).is_file())
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A checkpoint directory for a shipped name (``"ttm"``) or a path to one."""
+    """A checkpoint directory for a shipped name (``"ttm"``; a suite gives its default) or a path to one."""
     path = Path(name_or_path)
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise InputError(f"'{path}' is not a tsfm checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
         return path
+    suite = load_suite(name_or_path)
+    if suite is not None:
+        return resolve(suite.default)
     shipped = WEIGHTS_DIR / str(name_or_path).lower()
     if (shipped / CONFIG_FILE).is_file():
         return shipped

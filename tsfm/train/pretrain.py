@@ -31,6 +31,12 @@ def default_precision(accelerator: str) -> str:
 OmegaConf.register_new_resolver("tsfm_precision", default_precision, replace=True)
 
 
+def _held_out_note(corpus: dict | None) -> str:
+    """``; dysts systems held out: ...`` when the recipe's chaos generators hold systems out."""
+    held = sorted({n for g in (corpus or {}).get("generators", {}).values() for n in g.get("exclude_systems") or ()})
+    return f"; dysts systems held out: {', '.join(held)}" if held else ""
+
+
 def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command: str, val_loss: float | None) -> str:
     """A model card recording exactly how the weights were produced."""
     import torch
@@ -45,7 +51,8 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
         f"- context length {model.config.context_length}, prediction length {model.config.prediction_length}, "
         f"quantiles {list(model.config.quantiles)}",
         f"- command: `{command}`",
-        f"- training data: synthetic corpus (generators: {generators}; seed {corpus.get('seed') if corpus else '-'})"
+        f"- training data: synthetic corpus `{corpus.get('name') if corpus else '-'}` (generators: {generators}; "
+        f"seed {corpus.get('seed') if corpus else '-'}{_held_out_note(corpus)})"
         + (f" + {', '.join(extra)}" if extra else "") + "; no real evaluation data",
         f"- steps: {steps}; batch size {cfg.data.batch_size}; wall time {seconds / 60:.1f} min"
         + (f"; started from the weights in `{cfg.init_from}`" if cfg.get("init_from") else ""),

@@ -1,0 +1,79 @@
+"""Model suites: one shipped name served by several checkpoints, one chosen per dataset by the
+series' typical length and their frequency's season."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tsfm import hub
+from tsfm.models.ttm import TTM, TTMConfig
+
+from conftest import monthly_frame
+
+
+@pytest.fixture()
+def suite_dir(tmp_path, monkeypatch):
+    """Weights folder with tiny TTMs `mini-16` (context 16) and `mini-64` (context 64) and suite `mini`."""
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)
+    for context in (16, 64):
+        torch.manual_seed(context)
+        model = TTM(TTMConfig.tiny(context_length=context, patch_length=8, prediction_length=8)).eval()
+        hub.save_pretrained(model, tmp_path / f"mini-{context}")
+    (tmp_path / "mini").mkdir()
+    spec = {"default": "mini-64", "min_seasons": 2,
+            "variants": [{"name": "mini-64", "min_history": 40}, {"name": "mini-16", "min_history": 0}]}
+    (tmp_path / "mini" / hub.SUITE_FILE).write_text(json.dumps(spec))
+    return tmp_path
+
+
+def frame(length: int, freq: str, n_series: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.concat([pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2001-01-01", periods=length, freq=freq),
+                                    "y": 10 + rng.normal(size=length).cumsum()}) for i in range(n_series)])
+
+
+def test_suite_chooses_by_typical_length_and_season(suite_dir) -> None:
+    suite = hub.load_suite("mini")
+    assert suite.variants == (("mini-16", 0), ("mini-64", 40))
+    assert suite.select(30, season=1) == "mini-16"
+    assert suite.select(40, season=1) == "mini-64"
+    assert suite.select(30, season=12) == "mini-64"  # 16 steps cover less than two years of months
+    assert suite.select(30, season=4) == "mini-16"
+    assert hub.select_checkpoint("mini", 30, 1) == "mini-16"
+    assert hub.select_checkpoint("mini-16", 500, 1) == "mini-16"  # a checkpoint is itself
+
+
+def test_suite_name_loads_its_default_and_is_listed(suite_dir) -> None:
+    assert hub.shipped_models() == ["mini", "mini-16", "mini-64"]
+    assert hub.resolve("mini") == suite_dir / "mini-64"
+    assert hub.load_model("mini").config.context_length == 64
+
+
+def test_forecaster_loads_the_variant_for_its_data(suite_dir) -> None:
+    from tsfm import Forecaster
+
+    short, long_ = frame(30, "YS"), frame(200, "YS")
+    f = Forecaster(model="mini", horizon=4).fit(short)
+    assert f.model_name_ == "mini-16" and f.model_.config.context_length == 16 and f.history_length_ == 30
+    want = Forecaster(model="mini-16", horizon=4).fit(short).predict()
+    pd.testing.assert_frame_equal(f.predict(), want)
+    f.fit(long_)
+    assert f.model_name_ == "mini-64" and f.model_.config.context_length == 64
+    assert Forecaster(model="mini", horizon=4).fit(monthly_frame(2, 30)).model_name_ == "mini-64"  # season 12
+
+
+def test_cli_says_which_variant_it_chose(suite_dir, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tsfm.cli.main import app
+
+    path = tmp_path / "short.csv"
+    frame(30, "YS").to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["forecast", str(path), "--model", "mini", "--horizon", "3"])
+    assert result.exit_code == 0, result.output
+    assert "model mini-16 (from suite mini: median history 30 points)" in result.stderr
