@@ -7,6 +7,7 @@ no ``--output`` is given; logs and progress go to stderr.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -174,16 +175,22 @@ def evaluate(
 @app.command()
 def models() -> None:
     """List model families and the pretrained weights shipped with the package."""
-    from tsfm.hub import WEIGHTS_DIR, shipped_models
+    from tsfm.hub import WEIGHTS_DIR, load_suite, shipped_models
     from tsfm.models.registry import FAMILIES
 
     shipped = set(shipped_models())
     typer.echo(f"{'name':<14}{'weights':<10}description")
     for name, family in FAMILIES.items():
-        typer.echo(f"{name:<14}{'shipped' if name in shipped else '-':<10}{family.summary}")
-    extra = sorted(shipped - set(FAMILIES))
-    for name in extra:
-        typer.echo(f"{name:<14}{'shipped':<10}checkpoint in {WEIGHTS_DIR / name}")
+        suite = load_suite(name) if name in shipped else None
+        kind = "suite" if suite else "shipped" if name in shipped else "-"
+        typer.echo(f"{name:<14}{kind:<10}{family.summary}")
+        if suite:
+            rule = ", ".join(f"{v} from {h} points" for v, h in suite.variants)
+            typer.echo(f"{'':<24}picks a variant by median history length: {rule} (default {suite.default})")
+    for name in sorted(shipped - set(FAMILIES)):
+        config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
+        typer.echo(f"{name:<14}{'shipped':<10}{config['family']} checkpoint: context {config['context_length']}, "
+                   f"horizon {config['prediction_length']}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -13,22 +13,35 @@ from conftest import eval_dir
 from tsfm import Forecaster, load_model
 from tsfm.cli.main import app
 from tsfm.data.frames import load_series
-from tsfm.hub import WEIGHTS_DIR, shipped_models
-from tsfm.models.registry import get_family
+from tsfm.hub import WEIGHTS_DIR, load_suite, shipped_models
+from tsfm.models.registry import FAMILIES
 
 EVAL = eval_dir()
 TASKS = json.loads((EVAL / "manifest.json").read_text())["tasks"] if EVAL else []
 SHIPPED = shipped_models()
+CHECKPOINTS = [n for n in SHIPPED if (WEIGHTS_DIR / n / "config.json").is_file()]
+SUITES = [n for n in SHIPPED if load_suite(n) is not None]
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_model_has_a_card_and_a_matching_family(name):
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_every_shipped_checkpoint_has_a_card_and_a_matching_family(name):
     config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
-    assert get_family(name).name == config["family"]  # shipped under its family's name
+    assert config["family"] in FAMILIES
+    assert name == config["family"] or name.startswith(config["family"] + "-")  # named after its family
     card = (WEIGHTS_DIR / name / "README.md").read_text()
     assert "synthetic" in card and "command" in card.lower()
     model = load_model(name)
     assert model.num_parameters() < 5_000_000 and 0.5 in model.quantiles
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_every_suite_lists_shipped_variants_of_its_family(name):
+    suite = load_suite(name)
+    variants = [variant for variant, _ in suite.variants]
+    assert suite.default in variants and set(variants) <= set(CHECKPOINTS)
+    assert {json.loads((WEIGHTS_DIR / v / "config.json").read_text())["family"] for v in variants} == {name}
+    assert [min_history for _, min_history in suite.variants][0] == 0  # every history length has a variant
+    assert "README.md" in {p.name for p in (WEIGHTS_DIR / name).iterdir()}
 
 
 @pytest.mark.skipif(EVAL is None, reason="the visible eval set (../shared/data/eval) is not beside the repo")
@@ -113,7 +126,7 @@ def test_scaling_invariance_of_the_shipped_model():
     np.testing.assert_allclose(scaled["0.5"], 3.0 * base["0.5"] + 1000.0, rtol=1e-4)
 
 
-SCAN_MODELS = [n for n in SHIPPED if "scan_backend" in json.loads((WEIGHTS_DIR / n / "config.json").read_text())]
+SCAN_MODELS = [n for n in CHECKPOINTS if "scan_backend" in json.loads((WEIGHTS_DIR / n / "config.json").read_text())]
 
 
 @pytest.mark.parametrize("name", SCAN_MODELS)

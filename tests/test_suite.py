@@ -77,3 +77,18 @@ def test_cli_says_which_variant_it_chose(suite_dir, tmp_path) -> None:
     result = CliRunner().invoke(app, ["forecast", str(path), "--model", "mini", "--horizon", "3"])
     assert result.exit_code == 0, result.output
     assert "model mini-16 (from suite mini: median history 30 points)" in result.stderr
+
+
+def test_models_command_shows_suite_rule_and_variants(suite_dir, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from tsfm.cli.main import app
+    from tsfm.models import registry
+
+    monkeypatch.setitem(registry.FAMILIES, "mini", registry.FAMILIES["ttm"])
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("mini") and "suite" in line for line in lines)
+    assert "picks a variant by median history length: mini-16 from 0 points, mini-64 from 40 points" in result.stdout
+    assert any(line.startswith("mini-16") and "context 16, horizon 8" in line for line in lines)
