@@ -177,3 +177,11 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)
+
+
+def checkpoint_name(name: str) -> str:
+    """The one checkpoint a model name stands for: a suite (``ttm``) is measured through its default
+    variant, so every number of a run (size, export, parity, fine-tuning) is about the same weights."""
+    from tsfm.hub import resolve
+
+    return resolve(name).name

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    checkpoint_name,
     REPO_ROOT,
     RESULTS_DIR,
     markdown_table,
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     threads_env = pin_threads(1)
     use_checkout()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    model_name = args.model or default_model()
+    model_name = checkpoint_name(args.model or default_model())
     meta = run_metadata(threads_env, PACKAGES)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]

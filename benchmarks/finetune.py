@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    checkpoint_name,
     RESULTS_DIR,
     REPO_ROOT,
     markdown_table,
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     meta = run_metadata(threads, PACKAGES)
+    args.model = checkpoint_name(args.model)
     fractions = [float(x) for x in args.fractions.split(",") if x.strip()]
     models = ["TTM zero-shot", *[f"TTM few-shot {f:.0%}" for f in fractions]]
     tasks, results, table, speeds = [], {}, {}, []

@@ -147,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threads = pin_threads(args.num_threads)
     use_checkout()
-    from tsfm.hub import shipped_models
+    from tsfm.hub import load_suite, shipped_models
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or shipped_models()
+    # by default every shipped checkpoint: a suite's variants are measured under their own names
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or [
+        m for m in shipped_models() if load_suite(m) is None]
     meta = run_metadata(threads, PACKAGES)
     df = synthetic_frame(args.series, args.length)
     frames = {"one": df[df["unique_id"] == df["unique_id"].iloc[0]], "many": df}

@@ -188,6 +188,9 @@ def models() -> None:
             rule = ", ".join(f"{v} from {h} points" for v, h in suite.variants)
             typer.echo(f"{'':<24}picks a variant by median history length: {rule} (default {suite.default})")
     for name in sorted(shipped - set(FAMILIES)):
+        if load_suite(name):
+            typer.echo(f"{name:<14}{'suite':<10}variants: {', '.join(v for v, _ in load_suite(name).variants)}")
+            continue
         config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
         typer.echo(f"{name:<14}{'shipped':<10}{config['family']} checkpoint: context {config['context_length']}, "
                    f"horizon {config['prediction_length']}")

@@ -77,7 +77,7 @@ class OnnxForecaster(Forecaster):
     def _load_model(self, source: str | None = None) -> None:
         self.device_ = "cpu"
         self.model_ = load_onnx_model(source or self.model, num_threads=self.num_threads)
-        self.model_name_ = self._model_source = str(source or self.model)
+        self.model_name_ = str(source or self.model)
 
 
 def forecast_with_onnx(model: str | Path, data: pd.DataFrame | str | Path, **forecaster_args: Any) -> pd.DataFrame:

@@ -44,6 +44,7 @@ def test_suite_chooses_by_typical_length_and_season(suite_dir) -> None:
     assert suite.select(40, season=1) == "mini-64"
     assert suite.select(30, season=12) == "mini-64"  # 16 steps cover less than two years of months
     assert suite.select(30, season=4) == "mini-16"
+    assert suite.select(30, season=40) == "mini-64"  # no variant covers two seasons: the default
     assert hub.select_checkpoint("mini", 30, 1) == "mini-16"
     assert hub.select_checkpoint("mini-16", 500, 1) == "mini-16"  # a checkpoint is itself
 
@@ -92,3 +93,35 @@ def test_models_command_shows_suite_rule_and_variants(suite_dir, monkeypatch) ->
     assert any(line.startswith("mini") and "suite" in line for line in lines)
     assert "picks a variant by median history length: mini-16 from 0 points, mini-64 from 40 points" in result.stdout
     assert any(line.startswith("mini-16") and "context 16, horizon 8" in line for line in lines)
+
+
+def test_a_fine_tuned_model_is_kept_for_new_data_until_the_model_changes(suite_dir) -> None:
+    from tsfm import Forecaster
+
+    data = frame(120, "YS", n_series=4)
+    f = Forecaster(model="mini-16", horizon=4)
+    f.finetune(data, fraction=1.0, max_steps=2, progress=False)
+    tuned = f.model_
+    assert f.fit(frame(200, "YS")).model_ is tuned  # new data, same model: the fine-tune stays
+    f.set_params(model="mini-64").fit(data)
+    assert f.model_name_ == "mini-64"
+    f.set_params(model="mini-16").fit(data)
+    assert f.model_ is not tuned  # asked for the named weights again: fresh, not the old fine-tune
+    fresh = hub.load_model("mini-16").state_dict()
+    assert all(torch.equal(v, fresh[k]) for k, v in f.model_.state_dict().items())
+
+
+def test_unknown_model_fails_before_the_data_is_read(tmp_path) -> None:
+    from tsfm import Forecaster
+    from tsfm.errors import InputError
+
+    with pytest.raises(InputError, match="unknown model 'ttmm'"):
+        Forecaster(model="ttmm").fit(tmp_path / "missing.csv")
+
+
+def test_a_folder_cannot_be_both_suite_and_checkpoint(suite_dir) -> None:
+    from tsfm.errors import InputError
+
+    (suite_dir / "mini" / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="both a suite and a checkpoint"):
+        hub.load_suite("mini")

@@ -134,16 +134,10 @@ class Forecaster:
             )
 
     # ----------------------------------------------------------------- fitting
-    def _load_model(self, source: str | None = None) -> None:
-        """Load ``source`` (default: ``model``; a suite's variant when ``fit`` chose one)."""
+    def _device(self) -> str:
+        """The torch device ``device`` asks for (InputError when it is unknown or unavailable)."""
         import torch
 
-        from tsfm.hub import load_model
-
-        source = str(self.model) if source is None else source
-
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
             raise InputError(f"unknown device '{self.device}': use cpu, cuda or auto")
         device = self.device
@@ -151,15 +145,34 @@ class Forecaster:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise InputError("--device cuda was asked for but no CUDA device is available: use --device cpu")
-        self.device_ = device
+        return device
+
+    def _check_source(self) -> None:
+        """Fail on an unknown model or device before reading any data (one line naming the valid ones)."""
+        from tsfm.hub import resolve
+
+        self._device()
+        if not str(self.model).lower().endswith(".onnx"):
+            resolve(self.model)
+
+    def _load_model(self, source: str | None = None) -> None:
+        """Load ``source`` (default: ``model``; a suite's variant when ``fit`` chose one)."""
+        import torch
+
+        from tsfm.hub import load_model
+
+        source = str(self.model) if source is None else source
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        self.device_ = self._device()
         if source.lower().endswith(".onnx"):  # an exported file: onnxruntime on the CPU
             from tsfm.export.onnx_model import load_onnx_model
 
             self.device_, self.model_ = "cpu", load_onnx_model(source, num_threads=self.num_threads)
         else:
-            self.model_ = load_model(source, device=device)
+            self.model_ = load_model(source, device=self.device_)
         self.model_name_ = source
-        self._model_source = source
+        self.__dict__.pop("_finetuned_from", None)  # fresh weights: no fine-tune to keep
 
     def _series(self, df: pd.DataFrame | str | Path):
         from tsfm.data.frames import load_series
@@ -180,15 +193,18 @@ class Forecaster:
         return past, future
 
     def _load_for(self, series) -> None:
-        """Load the model for these series: a suite (``ttm``) picks its variant by their length and season."""
+        """Load the model for these series: a suite (``ttm``) picks its variant by their typical
+        observed length (at most ``context_length``) and their season. A fine-tuned model is kept."""
         from tsfm.hub import select_checkpoint
 
         lengths = np.array([np.isfinite(v).any(axis=1).sum() for v in series.values])
         self.history_length_ = float(np.median(lengths))
-        chosen = select_checkpoint(self.model, self.history_length_, series.freq_info.season)
-        fine_tuned = hasattr(self, "model_") and getattr(self, "_finetuned_from", None) == self.model  # keep it
-        if not fine_tuned and (getattr(self, "_model_source", None) != chosen or not hasattr(self, "model_")):
-            self._load_model(chosen)
+        usable = min(self.history_length_, self.context_length or np.inf)
+        chosen = select_checkpoint(self.model, usable, series.freq_info.season)
+        if hasattr(self, "model_") and (getattr(self, "_finetuned_from", None) == self.model
+                                        or getattr(self, "model_name_", None) == chosen):
+            return
+        self._load_model(chosen)
 
     def _uses_covariates(self) -> bool:
         return bool(getattr(self.model_.config, "num_exog_channels", 0))
@@ -200,6 +216,7 @@ class Forecaster:
             raise InputError(f"horizon must be a positive integer, got {self.horizon!r}")
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
+        self._check_source()
         series = self._series(df)
         self._load_for(series)
         self.series_ = series
@@ -412,7 +429,7 @@ class Forecaster:
         if report is not None:
             from tsfm.train.finetune import model_card
 
-            card = model_card(report, str(self.model))
+            card = model_card(report, str(self.model_name_))
         save_pretrained(self.model_, out, card=card)
         params = self.get_params()
         params["model"] = None  # the checkpoint is this directory

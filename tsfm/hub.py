@@ -58,10 +58,15 @@ class Suite:
         return int(json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())["context_length"])
 
     def select(self, history: float, season: int) -> str:
-        """The variant for series whose typical (median) observed length is ``history``."""
-        eligible = [name for name, min_history in self.variants
-                    if history >= min_history and self.context_length(name) >= self.min_seasons * max(season, 1)]
-        return eligible[-1] if eligible else self.default
+        """The variant for series whose typical (median) observed length is ``history``: among the
+        variants covering ``min_seasons`` seasons, the one for the longest ``min_history`` the
+        history reaches (else the shortest such one); the default when none covers them."""
+        covering = [(name, h) for name, h in self.variants
+                    if self.context_length(name) >= self.min_seasons * max(season, 1)]
+        if not covering:
+            return self.default
+        reached = [name for name, h in covering if history >= h]
+        return reached[-1] if reached else covering[0][0]
 
 
 def load_suite(name: str | Path) -> Suite | None:
@@ -69,6 +74,8 @@ def load_suite(name: str | Path) -> Suite | None:
     path = WEIGHTS_DIR / str(name).lower() / SUITE_FILE
     if Path(name).is_dir() or not path.is_file():
         return None
+    if (path.parent / CONFIG_FILE).exists():
+        raise InputError(f"{path.parent} holds both a suite and a checkpoint: remove one")
     spec = json.loads(path.read_text())
     variants = tuple(sorted(((v["name"], int(v["min_history"])) for v in spec["variants"]), key=lambda v: v[1]))
     return Suite(str(name).lower(), spec["default"], variants, float(spec.get("min_seasons", 2.0)))

@@ -63,7 +63,8 @@ from tsfm.errors import InputError
 
 __all__ = [
     "CORPUS_FORMAT", "GENERATOR_KINDS", "build_corpus", "corpus_dir", "default_cache_root",
-    "iter_corpus", "load_corpus", "load_recipe", "read_manifest", "recipe_hash", "validate_recipe",
+    "held_out_systems", "iter_corpus", "load_corpus", "load_recipe", "read_manifest", "recipe_hash",
+    "validate_recipe",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,10 +151,11 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
         weight = float(spec.get("weight", 1.0))
         if weight < 0:
             raise InputError(f"generator {name!r}: weight must be >= 0")
-        unknown_systems = sorted(set(spec.get("exclude_systems") or ()) - set(list_systems())) \
-            if kind == "chaos" else []
-        if unknown_systems:  # a typo would silently hold nothing out
-            raise InputError(f"generator {name!r}: exclude_systems names unknown dysts systems {unknown_systems}")
+        if kind == "chaos" and spec.get("exclude_systems"):
+            spec["exclude_systems"] = sorted(set(spec["exclude_systems"]))  # order does not change the corpus
+            unknown_systems = sorted(set(spec["exclude_systems"]) - set(list_systems()))
+            if unknown_systems:  # a typo would silently hold nothing out
+                raise InputError(f"generator {name!r}: exclude_systems names unknown dysts systems {unknown_systems}")
         spec.update(kind=kind, count=count, length_min=lo, length_max=hi, weight=weight,
                     shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
         out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
@@ -473,16 +475,17 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
         "files": files,
         "totals": {"series": sum(f["series"] for f in files), "points": sum(f["points"] for f in files),
                    "bytes": sum(f["bytes"] for f in files)},
-        "dysts": _dysts_section(working, skipped, failed_draws, _held_out(recipe)) if working or skipped else None,
+        "dysts": _dysts_section(working, skipped, failed_draws, held_out_systems(recipe)) if working or skipped else None,
         "build": {"seconds": round(seconds, 2), "num_workers": num_workers,
                   "finished": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
                   "python": platform.python_version(), "numpy": np.__version__},
     }
 
 
-def _held_out(recipe: Mapping[str, Any]) -> list[str]:
+def held_out_systems(recipe: Mapping[str, Any]) -> list[str]:
     """dysts systems every chaos generator of the recipe holds out (never drawn into the corpus)."""
-    specs = [set(s.get("exclude_systems") or ()) for s in recipe["generators"].values() if s["kind"] == "chaos"]
+    specs = [set(s.get("exclude_systems") or ()) for s in validate_recipe(recipe)["generators"].values()
+             if s["kind"] == "chaos"]
     return sorted(set.intersection(*specs)) if specs else []
 
 

@@ -32,8 +32,10 @@ OmegaConf.register_new_resolver("tsfm_precision", default_precision, replace=Tru
 
 
 def _held_out_note(corpus: dict | None) -> str:
-    """``; dysts systems held out: ...`` when the recipe's chaos generators hold systems out."""
-    held = sorted({n for g in (corpus or {}).get("generators", {}).values() for n in g.get("exclude_systems") or ()})
+    """``; dysts systems held out: ...`` for the systems no chaos generator of the recipe draws."""
+    from tsfm.data.corpus import held_out_systems
+
+    held = held_out_systems(corpus) if corpus else []
     return f"; dysts systems held out: {', '.join(held)}" if held else ""
 
 

@@ -1,10 +1,11 @@
 """Ship a trained checkpoint as package weights, with a model card assembled from its records.
 
-``python -m tsfm.train.release --name ttm --phase runs/a/checkpoint --phase runs/b/checkpoint``
+``python -m tsfm.train.release --name ttm-512 --phase runs/a/checkpoint --phase runs/b/checkpoint``
 copies the last phase's ``config.json`` + ``model.safetensors`` into ``tsfm/weights/<name>/`` and
 writes ``README.md`` from each phase's own card (command, data, steps, wall time) and the
-benchmark rows recorded in ``benchmarks/results/zero_shot.json``. Nothing in the card is typed
-by hand: every number comes from a file a run wrote.
+benchmark rows recorded in ``benchmarks/results/zero_shot.json``. ``--suite --name ttm`` writes
+the card of a suite (``tsfm/weights/ttm/suite.json``) from its variants' configs and cards. Nothing
+in a card is typed by hand: every number comes from a file a run wrote.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tsfm.hub import CARD_FILE, CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_FILE
+from tsfm.hub import CARD_FILE, CONFIG_FILE, SUITE_FILE, WEIGHTS_DIR, WEIGHTS_FILE, load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,8 @@ def _benchmark_table(results: Path, name: str) -> list[str]:
 def release(name: str, phases: list[Path], results: Path) -> Path:
     final = phases[-1]
     out = WEIGHTS_DIR / name
+    if (out / SUITE_FILE).exists():
+        raise SystemExit(f"error: {out} is a suite; release the checkpoint under a variant name (e.g. {name}-512)")
     out.mkdir(parents=True, exist_ok=True)
     for filename in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(final / filename, out / filename)
@@ -70,14 +73,52 @@ def release(name: str, phases: list[Path], results: Path) -> Path:
     return out
 
 
+def suite_card(name: str, results: Path) -> Path:
+    """Write the card of the suite ``name`` (its ``suite.json`` already in place) from its variants' cards."""
+    suite = load_suite(name)
+    if suite is None:
+        raise SystemExit(f"error: {WEIGHTS_DIR / name / SUITE_FILE} does not exist")
+    parts = [
+        f"# `{name}`: a suite of shipped {name.upper()} checkpoints",
+        "",
+        f"`{name}` is served by {len(suite.variants)} checkpoints; `Forecaster(model=\"{name}\")`, "
+        f"`tsfm forecast --model {name}` and the other entry points pick one per dataset by the median "
+        f"observed length of its series, among the variants whose context covers at least "
+        f"{suite.min_seasons:g} seasons of the data's frequency (granite-tsfm chooses among its TTM "
+        f"revisions the same way). Without data (`tsfm.load_model(\"{name}\")`, `tsfm export`) it is "
+        f"`{suite.default}`. Each variant is also offered by its own name.",
+        "",
+        "| variant | chosen from a median history of | context | horizon | parameters |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, min_history in suite.variants:
+        config = json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())
+        params = next((line.split("parameters: ")[1] for line in (WEIGHTS_DIR / variant / CARD_FILE).read_text()
+                       .splitlines() if "parameters: " in line), "?")
+        parts.append(f"| `{variant}` | {min_history} points | {config['context_length']} | "
+                     f"{config['prediction_length']} | {params} |")
+    parts += ["", "How each variant was trained: its own card (`tsfm/weights/<variant>/README.md`).", "",
+              "## Zero-shot accuracy", "", *_benchmark_table(results, name), ""]
+    out = WEIGHTS_DIR / name / CARD_FILE
+    out.write_text("\n".join(parts))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="shipped model name (tsfm/weights/<name>)")
-    parser.add_argument("--phase", action="append", required=True, type=Path,
+    parser.add_argument("--phase", action="append", type=Path,
                         help="checkpoint directory of a training phase, in order (the last one ships)")
+    parser.add_argument("--suite", action="store_true",
+                        help="write the card of the suite NAME (tsfm/weights/NAME/suite.json) instead")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
-    print(release(args.name, args.phase, args.results))
+    if args.suite:
+        print(suite_card(args.name, args.results))
+    elif not args.phase:
+        parser.error("--phase is required (or --suite)")
+    else:
+        print(release(args.name, args.phase, args.results))
 
 
 if __name__ == "__main__":
