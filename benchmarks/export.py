@@ -1,7 +1,7 @@
 """Export benchmark: size, parity, latency and accuracy of torch eager vs ONNX fp32 vs ONNX int8.
 
-    python benchmarks/export.py                          # shipped TTM weights (tsfm/weights/ttm)
-    python benchmarks/export.py --model runs/ttm_base/checkpoint
+    python benchmarks/export.py                          # shipped TTM weights (the ttm suite's default)
+    python benchmarks/export.py --model runs/ttm_512/checkpoint
     python benchmarks/export.py --model DIR --skip-accuracy --rounds 10 --threads 1
 
 Variants: the torch model (eager, ``torch.inference_mode``), its ONNX fp32 export, int8 dynamic
