@@ -11,10 +11,7 @@ from typing import Optional
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+from tsfm.cli.common import fail
 
 
 def default_output(model: str, quantize: str) -> Path:
@@ -46,25 +43,30 @@ def export(
     from tsfm.errors import InputError
 
     if context_length is not None and context_length < 1:
-        _fail("--context-length must be a positive integer")
+        fail("--context-length must be a positive integer")
     if horizon is not None and horizon < 1:
-        _fail("--horizon must be a positive integer")
+        fail("--horizon must be a positive integer")
     if calibration_series < 1:
-        _fail("--calibration-series must be a positive integer")
+        fail("--calibration-series must be a positive integer")
     output = output or default_output(model, quantize)
     if output.is_dir():
-        _fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
+        fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
     try:
         from tsfm.export.onnx_export import export_onnx
         from tsfm.export.runtime import __file__ as runtime_file
         from tsfm.export.runtime import load
+        from tsfm.hub import load_suite
 
+        suite = load_suite(model)
+        if suite is not None:
+            typer.echo(f"model {suite.default} (the default of suite {model}; export another variant by its name)",
+                       err=True)
         path = export_onnx(
             model, output, context_length=context_length, horizon=horizon, quantize=quantize, target=target,
             calibration_series=calibration_series, seed=seed, log=lambda line: typer.echo(line, err=True),
         )
     except InputError as err:
-        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+        fail(str(err).splitlines()[0] if str(err) else "bad input")
     edge = load(path)
     typer.echo(
         f"{path}: context {edge.context_length}, horizon {edge.default_horizon}"

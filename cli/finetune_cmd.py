@@ -18,17 +18,14 @@ from typing import Optional
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+from tsfm.cli.common import fail, say_variant
 
 
 def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
     if output_dir.exists() and not output_dir.is_dir():
-        _fail(f"--output-dir '{output_dir}' is a file: give a directory path")
+        fail(f"--output-dir '{output_dir}' is a file: give a directory path")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        _fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
+        fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
 
 
 def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
@@ -78,11 +75,11 @@ def finetune(
     from tsfm.errors import InputError
 
     if not input.is_file():
-        _fail(f"input file '{input}' does not exist")
+        fail(f"input file '{input}' does not exist")
     if horizon is not None and horizon < 1:
-        _fail("--horizon must be a positive integer")
+        fail("--horizon must be a positive integer")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
-        _fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
+        fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
     _check_output_dir(output_dir, overwrite)
     try:
         from tsfm.forecaster import Forecaster
@@ -97,11 +94,12 @@ def finetune(
             input, fraction=fraction, mode=mode, max_epochs=max_epochs, max_steps=max_steps, val_size=val_size,
             learning_rate=learning_rate, batch_size=batch_size, patience=patience, progress=not quiet,
         )
+        say_variant(forecaster, model)
         if quiet:
             typer.echo(forecaster.finetune_report_.summary(), err=True)
         _save(forecaster, output_dir, overwrite)
     except InputError as err:
-        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+        fail(str(err).splitlines()[0] if str(err) else "bad input")
     extra = " --future FUTURE.csv" if future_exog else ""
     typer.echo(f"saved checkpoint to {output_dir} (forecast with: tsfm forecast {input} --model {output_dir}{extra})",
                err=True)

@@ -16,6 +16,8 @@ from typing import Optional
 
 import typer
 
+from tsfm.cli.common import fail, say_variant
+
 FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
 
 app = typer.Typer(
@@ -25,11 +27,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _split_list(text: Optional[str]) -> list[str]:
@@ -43,9 +40,9 @@ def _levels_to_quantiles(levels: list[str]) -> list[str]:
         try:
             level = float(text)
         except ValueError:
-            _fail(f"--level '{text}' is not a number: give coverage percentages like 80,95")
+            fail(f"--level '{text}' is not a number: give coverage percentages like 80,95")
         if not 0 < level < 100:
-            _fail(f"--level {text} must be between 0 and 100 (a coverage percentage)")
+            fail(f"--level {text} must be between 0 and 100 (a coverage percentage)")
         lo, hi = (100 - level) / 200, (100 + level) / 200
         out += [f"{round(lo, 6):g}", f"{round(hi, 6):g}"]
     return out
@@ -94,17 +91,17 @@ def forecast(
     from tsfm.errors import InputError
 
     if horizon is not None and horizon < 1:
-        _fail("--horizon must be a positive integer")
+        fail("--horizon must be a positive integer")
     if context_length is not None and context_length < 1:
-        _fail("--context-length must be a positive integer")
+        fail("--context-length must be a positive integer")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
-        _fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
+        fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
     names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
     names = sorted(dict.fromkeys(names), key=lambda q: float(q) if q.replace(".", "", 1).isdigit() else -1)
     if not input.is_file():
-        _fail(f"input file '{input}' does not exist")
+        fail(f"input file '{input}' does not exist")
     if future is not None and not future.is_file():
-        _fail(f"--future file '{future}' does not exist")
+        fail(f"--future file '{future}' does not exist")
     try:
         from tsfm.data.frames import read_table
         from tsfm.forecaster import Forecaster
@@ -116,9 +113,7 @@ def forecast(
             device=device, batch_size=batch_size, num_threads=num_threads,
         )
         forecaster.fit(input)
-        if forecaster.model_name_ != model:
-            typer.echo(f"model {forecaster.model_name_} (from suite {model}: median history "
-                       f"{forecaster.history_length_:g} points)", err=True)
+        say_variant(forecaster, model)
         if horizon is None:
             typer.echo(f"horizon {forecaster.horizon_} (default for frequency {forecaster.freq_})", err=True)
         uses_covariates = bool(getattr(forecaster.model_.config, "num_exog_channels", 0))
@@ -132,7 +127,7 @@ def forecast(
 
             plot_forecast(forecaster, plot, h=forecaster.horizon_)
     except InputError as err:
-        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+        fail(str(err).splitlines()[0] if str(err) else "bad input")
     if output is None:
         result.to_csv(sys.stdout, index=False, float_format=FLOAT_FORMAT)
     else:
@@ -156,9 +151,9 @@ def evaluate(
     from tsfm.errors import InputError
 
     if not input.is_file():
-        _fail(f"input file '{input}' does not exist")
+        fail(f"input file '{input}' does not exist")
     if n_windows < 1 or (horizon is not None and horizon < 1):
-        _fail("--horizon and --n-windows must be positive integers")
+        fail("--horizon and --n-windows must be positive integers")
     try:
         from tsfm.forecaster import Forecaster
 
@@ -167,7 +162,7 @@ def evaluate(
                                 time_col=time_col, target=target)
         scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
     except InputError as err:
-        _fail(str(err).splitlines()[0] if str(err) else "bad input")
+        fail(str(err).splitlines()[0] if str(err) else "bad input")
     for name, value in scores.items():
         typer.echo(f"{name}\t{value:.6g}")
 
