@@ -4,7 +4,8 @@
 copies the last phase's ``config.json`` + ``model.safetensors`` into ``tsfm/weights/<name>/`` and
 writes ``README.md`` from each phase's own card (command, data, steps, wall time) and the
 benchmark rows recorded in ``benchmarks/results/zero_shot.json``. ``--suite --name ttm`` writes
-the card of a suite (``tsfm/weights/ttm/suite.json``) from its variants' configs and cards. Nothing
+the card of a suite (``tsfm/weights/ttm/suite.json``) from its variants' configs and cards;
+``--refresh --name NAME`` only rewrites a shipped card's zero-shot table from newer results. Nothing
 in a card is typed by hand: every number comes from a file a run wrote.
 """
 
@@ -73,6 +74,21 @@ def release(name: str, phases: list[Path], results: Path) -> Path:
     return out
 
 
+def refresh_card(name: str, results: Path) -> Path:
+    """Rewrite the zero-shot table of a shipped card (checkpoint or suite) from ``results``; the rest stays."""
+    if load_suite(name) is not None:
+        return suite_card(name, results)
+    path = WEIGHTS_DIR / name / CARD_FILE
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist")
+    head, marker, tail = path.read_text().partition("## Zero-shot accuracy")
+    if not marker:
+        raise SystemExit(f"error: {path} has no '## Zero-shot accuracy' section")
+    rest = tail[tail.index("\n## "):] if "\n## " in tail else "\n"
+    path.write_text(head + marker + "\n\n" + "\n".join(_benchmark_table(results, name)) + "\n" + rest)
+    return path
+
+
 def suite_card(name: str, results: Path) -> Path:
     """Write the card of the suite ``name`` (its ``suite.json`` already in place) from its variants' cards."""
     suite = load_suite(name)
@@ -111,9 +127,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="checkpoint directory of a training phase, in order (the last one ships)")
     parser.add_argument("--suite", action="store_true",
                         help="write the card of the suite NAME (tsfm/weights/NAME/suite.json) instead")
+    parser.add_argument("--refresh", action="store_true",
+                        help="only rewrite the zero-shot table of NAME's shipped card from --results")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
-    if args.suite:
+    if args.refresh:
+        print(refresh_card(args.name, args.results))
+    elif args.suite:
         print(suite_card(args.name, args.results))
     elif not args.phase:
         parser.error("--phase is required (or --suite)")

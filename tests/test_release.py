@@ -1,0 +1,44 @@
+"""Shipping weights: cards are assembled from the runs' own cards and the benchmark results file."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tsfm import hub
+from tsfm.models.ttm import TTM, TTMConfig
+from tsfm.train import release
+
+
+def results_file(path, rows: dict[str, float]):
+    aggregate = {m: {"MASE": v, "sMAPE": v, "WQL": v, "coverage_10_90": 0.8} for m, v in rows.items()}
+    path.write_text(json.dumps({"meta": {"command": "bench", "date": "today"}, "aggregate": aggregate}))
+    return path
+
+
+def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(release, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "weights")
+    torch.manual_seed(0)
+    model = TTM(TTMConfig.tiny())
+    run = hub.save_pretrained(model, tmp_path / "run",
+                              card="# run\n\n- family: `ttm`; parameters: 1,234\n- steps: 10\n\n## Config\nx\n")
+    out = release.release("ttm-64", [run], results_file(tmp_path / "a.json", {"ttm-64": 0.9, "Naive": 1.2}))
+    card = (out / "README.md").read_text()
+    assert "- steps: 10" in card and "| **ttm-64** | 0.900 |" in card and "| Naive | 1.200 |" in card
+    shipped = hub.load_model("ttm-64").state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
+
+    release.refresh_card("ttm-64", results_file(tmp_path / "b.json", {"ttm-64": 0.7}))
+    refreshed = (out / "README.md").read_text()
+    assert "| **ttm-64** | 0.700 |" in refreshed and "| **ttm-64** | 0.900 |" not in refreshed
+    assert "| Naive |" not in refreshed
+    assert refreshed.split("## Zero-shot accuracy")[0] == card.split("## Zero-shot accuracy")[0]
+    assert refreshed.split("## Config")[1] == card.split("## Config")[1]
+
+    (tmp_path / "weights" / "ttm").mkdir()
+    (tmp_path / "weights" / "ttm" / hub.SUITE_FILE).write_text(json.dumps(
+        {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}]}))
+    suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
+    assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 |" in suite
