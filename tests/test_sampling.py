@@ -61,6 +61,45 @@ def test_truncation_shortens_context():
     assert min(counts) >= 8 and np.mean(counts) < 100
 
 
+def test_full_context_windows_fill_the_context():
+    """full_context_prob=1: only series long enough are drawn, and no context step is padding,
+    even after downsampling; a pool without long series falls back to padded windows."""
+    rng = np.random.default_rng(2)
+    entries = [{"target": rng.normal(size=30).astype(np.float32), "freq": "h"} for _ in range(30)]
+    entries.append({"target": np.arange(400, dtype=np.float32), "freq": "h"})
+    source = Source.from_entries(entries)
+    spec = WindowSpec(context_length=64, prediction_length=16, downsample_prob=0.5,
+                      downsample_factors=(2, 4, 12), full_context_prob=1.0)
+    for seed in range(40):
+        w = sample_window([source], spec, np.random.default_rng(seed))
+        assert w["past_mask"].all()  # only the 400-point ramp can fill 64 + 4 steps
+        steps = np.diff(w["past_values"][:, 0])
+        assert steps.min() == steps.max() and steps[0] in (1, 2, 4)  # factor 12 leaves < 68 points
+    plain = WindowSpec(context_length=64, prediction_length=16)
+    padded = sum(not sample_window([source], plain, np.random.default_rng(s))["past_mask"].all() for s in range(40))
+    assert padded > 30  # without the option most windows come from the 30-point series
+    short_only = Source.from_entries(entries[:-1])
+    w = sample_window([short_only], spec, np.random.default_rng(0))
+    assert 0 < w["past_mask"].sum() < 64
+
+
+def test_mapped_lengths_match_the_series(tmp_path):
+    from gluonts.dataset.arrow import ArrowWriter
+
+    from tsfm.data.corpus import MappedTargets
+
+    rng = np.random.default_rng(3)
+    entries = [{"target": rng.normal(size=n).astype(np.float32), "freq": "D", "start": "2020-01-01"}
+               for n in (5, 17, 300)]
+    multivariate = [{"target": rng.normal(size=(2, 9)).astype(np.float32), "freq": "D", "start": "2020-01-01"}]
+    ArrowWriter(compression=None).write_to_file(entries, tmp_path / "uni.arrow")
+    ArrowWriter(compression=None).write_to_file(multivariate, tmp_path / "multi.arrow")
+    mapped = MappedTargets([tmp_path / "uni.arrow", tmp_path / "multi.arrow"])
+    assert mapped[3].shape == (2, 9)
+    assert mapped.lengths().tolist() == [5, 17, 300, 9]
+    assert Source.from_mapped(mapped).long_series(17).tolist() == [1, 2]
+
+
 def _long_sources():
     rng = np.random.default_rng(1)
     return [Source.from_entries([{"target": rng.normal(size=2000).astype(np.float32), "freq": "h"}

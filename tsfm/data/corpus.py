@@ -582,6 +582,16 @@ class MappedTargets(Sequence):
         series = values[offsets[local]: offsets[local + 1]]
         return series.reshape(shapes[local]) if shapes is not None else series
 
+    def lengths(self) -> np.ndarray:
+        """Time steps of every series (the last axis of a multivariate one), without reading values."""
+        out = []
+        for _, offsets, shapes in self._chunks:
+            if shapes is None:
+                out.append(np.diff(offsets))
+            else:
+                out.append(np.array([shape[-1] for shape in shapes], dtype=np.int64))
+        return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"files": self.files}
 

@@ -36,6 +36,11 @@ class WindowSpec:
     downsample_factors: tuple[int, ...] = (2, 3, 4, 6, 12, 24)
     truncate_prob: float = 0.0  # chance to keep only a random-length tail of the context
     min_future_fraction: float = 0.25  # fewest observed future points, as a fraction of H
+    full_context_prob: float = 0.0  # chance to draw a window whose whole context is observed (never truncated)
+
+    @property
+    def min_future(self) -> int:
+        return max(1, int(math.ceil(self.min_future_fraction * self.prediction_length)))
 
 
 @dataclass
@@ -45,6 +50,15 @@ class Source:
     targets: Sequence[np.ndarray]  # each [T] or [C, T], float32 (a list, or MappedTargets)
     freq_names: list[str]  # canonical frequency name per series ("" if unknown)
     weight: float = 1.0
+
+    def long_series(self, length: int) -> np.ndarray:
+        """Indices of the series with at least ``length`` time steps (computed once per length)."""
+        cache = self.__dict__.setdefault("_long", {})
+        if length not in cache:
+            sizes = self.targets.lengths() if hasattr(self.targets, "lengths") else \
+                np.array([np.shape(t)[-1] for t in self.targets], dtype=np.int64)
+            cache[length] = np.flatnonzero(sizes >= length)
+        return cache[length]
 
     @classmethod
     def from_mapped(cls, targets: "MappedTargets", weight: float = 1.0) -> "Source":
@@ -65,9 +79,12 @@ def _pick_channel(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return target[rng.integers(target.shape[0])]
 
 
-def _downsample(series: np.ndarray, name: str, spec: WindowSpec, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Keep every f-th point (random phase); the token follows the new resolution when one exists."""
-    factors = [f for f in spec.downsample_factors if len(series) // f >= spec.min_past + 2]
+def _downsample(series: np.ndarray, name: str, spec: WindowSpec, rng: np.random.Generator,
+                min_length: int = 0) -> tuple[np.ndarray, str]:
+    """Keep every f-th point (random phase); the token follows the new resolution when one exists.
+    Only factors that leave at least ``min_length`` (and ``min_past + 2``) points are drawn."""
+    least = max(spec.min_past + 2, min_length)
+    factors = [f for f in spec.downsample_factors if len(series) // f >= least]
     if not factors:
         return series, name
     factor = int(rng.choice(factors))
@@ -76,25 +93,36 @@ def _downsample(series: np.ndarray, name: str, spec: WindowSpec, rng: np.random.
 
 
 def sample_window(sources: Sequence[Source], spec: WindowSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One training window: past/future values and masks [L,1]/[H,1], and the resolution token."""
+    """One training window: past/future values and masks [L,1]/[H,1], and the resolution token.
+
+    With ``spec.full_context_prob`` a window is drawn, that often, from the series long enough to
+    fill the whole context (and its origin at least L steps in): uniform origins over a corpus of
+    mostly short series leave most contexts of a long-context model half padded, so without it a
+    512-step model rarely sees 512 observed steps (falls back to a plain draw when a pool has no
+    such series).
+    """
     weights = np.array([s.weight for s in sources], dtype=np.float64)
     source = sources[rng.choice(len(sources), p=weights / weights.sum())]
-    index = int(rng.integers(len(source.targets)))
+    L, H = spec.context_length, spec.prediction_length
+    full = spec.full_context_prob > 0 and rng.random() < spec.full_context_prob
+    candidates = source.long_series(L + spec.min_future) if full else None
+    full = full and len(candidates) > 0
+    index = int(candidates[rng.integers(len(candidates))]) if full else int(rng.integers(len(source.targets)))
     series = _pick_channel(source.targets[index], rng)
     name = source.freq_names[index]
     if spec.downsample_prob > 0 and rng.random() < spec.downsample_prob:
-        series, name = _downsample(series, name, spec, rng)
+        series, name = _downsample(series, name, spec, rng, min_length=L + spec.min_future if full else 0)
 
-    L, H = spec.context_length, spec.prediction_length
     n = len(series)
-    min_future = max(1, int(math.ceil(spec.min_future_fraction * H)))
+    min_future = spec.min_future
     min_past = min(spec.min_past, max(1, n - min_future))
-    # the forecast origin: at least min_past points before it and min_future after it
-    low, high = min_past, max(min_past, n - min_future)
+    # the forecast origin: at least min_past (a full context: L) points before it, min_future after
+    low = L if full else min_past
+    high = max(low, n - min_future)
     origin = int(rng.integers(low, high + 1))
 
     past = series[max(0, origin - L):origin]
-    if spec.truncate_prob > 0 and rng.random() < spec.truncate_prob and len(past) > min_past:
+    if not full and spec.truncate_prob > 0 and rng.random() < spec.truncate_prob and len(past) > min_past:
         keep = int(np.exp(rng.uniform(np.log(min_past), np.log(len(past)))))
         past = past[-max(keep, min_past):]
     future = series[origin:origin + H]
