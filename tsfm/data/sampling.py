@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,15 +50,17 @@ class Source:
     targets: Sequence[np.ndarray]  # each [T] or [C, T], float32 (a list, or MappedTargets)
     freq_names: list[str]  # canonical frequency name per series ("" if unknown)
     weight: float = 1.0
+    _long: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def long_series(self, length: int) -> np.ndarray:
-        """Indices of the series with at least ``length`` time steps (computed once per length)."""
-        cache = self.__dict__.setdefault("_long", {})
-        if length not in cache:
+        """Indices of the series with at least ``length`` time steps (computed once per length).
+
+        Mapped corpora give their lengths from the Arrow offsets, without reading any values."""
+        if length not in self._long:
             sizes = self.targets.lengths() if hasattr(self.targets, "lengths") else \
                 np.array([np.shape(t)[-1] for t in self.targets], dtype=np.int64)
-            cache[length] = np.flatnonzero(sizes >= length)
-        return cache[length]
+            self._long[length] = np.flatnonzero(sizes >= length)
+        return self._long[length]
 
     @classmethod
     def from_mapped(cls, targets: "MappedTargets", weight: float = 1.0) -> "Source":
