@@ -103,12 +103,16 @@ class ForecastModel(nn.Module):
         freq_id: torch.Tensor | None = None,
         past_exog: torch.Tensor | None = None,
         future_exog: torch.Tensor | None = None,
+        loss_scale: str = "mad",
     ) -> torch.Tensor:
-        """Scale-free pinball loss of ``forward``; families with another native head override it."""
+        """Scale-free pinball loss of ``forward``; families with another native head override it.
+
+        ``loss_scale`` is each window's unit of error (``tsfm.train.losses``: "mad" or "naive")."""
         from tsfm.train.losses import scaled_pinball_loss
 
         pred = self(past_values, past_mask, freq_id, past_exog, future_exog)
-        return scaled_pinball_loss(pred, future_values, self.quantiles, past_values, past_mask, future_mask)
+        return scaled_pinball_loss(pred, future_values, self.quantiles, past_values, past_mask, future_mask,
+                                   scale_kind=loss_scale)
 
 
 def prepare_inputs(

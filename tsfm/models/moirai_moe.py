@@ -334,8 +334,15 @@ class MoiraiMoE(ForecastModel):
         freq_id: torch.Tensor | None = None,
         past_exog: torch.Tensor | None = None,
         future_exog: torch.Tensor | None = None,
+        loss_scale: str = "mad",
     ) -> torch.Tensor:
-        """Mean NLL (scaled space) of every observed next-patch value + weighted load-balancing loss."""
+        """Mean NLL (scaled space) of every observed next-patch value + weighted load-balancing loss.
+
+        The likelihood lives in the scaler's space, so ``loss_scale`` (a pinball-loss setting) has no
+        meaning here: only the default is accepted."""
+        if loss_scale != "mad":
+            raise ValueError(f"moirai-moe trains on its mixture likelihood; loss_scale={loss_scale!r} applies "
+                             "to the pinball-loss families only")
         values, mask = self._variates(past_values, past_mask, past_exog, future_exog)
         n_targets, p = past_values.shape[-1], self.config.patch_size
         future, fmask = prepare_inputs(future_values.to(values.dtype), future_mask)

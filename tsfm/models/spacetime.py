@@ -231,6 +231,7 @@ class SpaceTime(ForecastModel):
         freq_id: torch.Tensor | None = None,
         past_exog: torch.Tensor | None = None,
         future_exog: torch.Tensor | None = None,
+        loss_scale: str = "mad",
     ) -> torch.Tensor:
         """``w0 * closed-loop pinball + w1 * open-loop next-step pinball + w2 * u_hat MSE`` (module docstring)."""
         self._refuse_covariates(past_exog, future_exog)
@@ -244,14 +245,14 @@ class SpaceTime(ForecastModel):
 
         outputs, u_hat = self.decoder.forecast(inputs[..., :lag], horizon)
         loss = w_closed * scaled_pinball_loss(self.quantiles_from(outputs, loc, scale), future_values,
-                                              self.quantiles, past_values, past_mask, future_mask)
+                                              self.quantiles, past_values, past_mask, future_mask, loss_scale)
         if w_open:
             start = min(self.config.kernel_dim - 1, lag - 1)
             open_loop = self.decoder(inputs[..., :-1])[..., start:]  # output at t -> value at t + 1
             targets = torch.cat([values, future], 1)[:, start + 1:]
             target_mask = torch.cat([mask, future_observed], 1)[:, start + 1:]
             loss = loss + w_open * scaled_pinball_loss(self.quantiles_from(open_loop, loc, scale), targets,
-                                                       self.quantiles, past_values, past_mask, target_mask)
+                                                       self.quantiles, past_values, past_mask, target_mask, loss_scale)
         if w_input:
             weight = future_observed.transpose(1, 2).reshape(-1, 1, horizon)
             # each window's decoder-input power over lag + horizon: over the lag alone it can be ~0 (a flat or

@@ -1,7 +1,15 @@
 """Losses shared by every family.
 
 The loss is computed in each window's own scale (pinball / context scale), so that a series
-measured in millions and one measured in fractions weigh the same during pretraining.
+measured in millions and one measured in fractions weigh the same during pretraining. Two scales:
+
+- ``"mad"``: the context's mean absolute deviation (its spread around the mean level);
+- ``"naive"``: the context's mean absolute one-step change, the denominator of MASE (m = 1), as
+  N-BEATS trains on MASE. On a smooth series (a trend, a slow cycle) the one-step change is a
+  small part of the spread, so under ``"mad"`` an error of one step's change costs almost nothing
+  and the model never learns to extrapolate it precisely; under ``"naive"`` it costs what it
+  costs in MASE. Floored at ``NAIVE_FLOOR`` x the MAD so that near-constant contexts with a few
+  jumps do not get unbounded weight.
 """
 
 from __future__ import annotations
@@ -10,12 +18,19 @@ from collections.abc import Sequence
 
 import torch
 
+LOSS_SCALES = ("mad", "naive")
+NAIVE_FLOOR = 0.05  # the naive scale is at least this share of the MAD: weights at most 20x "mad"'s
 
-def context_scale(past_values: torch.Tensor, past_mask: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
-    """Per-window, per-channel scale [B, 1, C]: mean absolute deviation from the observed mean.
+
+def context_scale(
+    past_values: torch.Tensor, past_mask: torch.Tensor | None, eps: float = 1e-5, kind: str = "mad"
+) -> torch.Tensor:
+    """Per-window, per-channel scale [B, 1, C] of the observed context (module docstring: ``kind``).
 
     Falls back to the mean absolute level (then 1) for flat contexts so the loss never divides by 0.
     """
+    if kind not in LOSS_SCALES:
+        raise ValueError(f"unknown loss scale {kind!r}; choose one of {', '.join(LOSS_SCALES)}")
     observed = ~torch.isnan(past_values)
     mask = observed.to(past_values.dtype)
     if past_mask is not None:
@@ -24,6 +39,11 @@ def context_scale(past_values: torch.Tensor, past_mask: torch.Tensor | None, eps
     count = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
     mean = (values * mask).sum(dim=1, keepdim=True) / count
     mad = ((values - mean).abs() * mask).sum(dim=1, keepdim=True) / count
+    if kind == "naive":
+        pairs = mask[:, 1:] * mask[:, :-1]  # consecutive observed points
+        steps = ((values[:, 1:] - values[:, :-1]).abs() * pairs).sum(dim=1, keepdim=True)
+        naive = steps / pairs.sum(dim=1, keepdim=True).clamp(min=1.0)
+        mad = torch.maximum(naive, NAIVE_FLOOR * mad)
     level = mean.abs()
     scale = torch.where(mad > eps, mad, torch.where(level > eps, level, torch.ones_like(level)))
     return scale
@@ -45,6 +65,7 @@ def scaled_pinball_loss(
     past_values: torch.Tensor,
     past_mask: torch.Tensor | None = None,
     future_mask: torch.Tensor | None = None,
+    scale_kind: str = "mad",
 ) -> torch.Tensor:
     """Mean pinball loss over observed targets, each window/channel divided by its context scale."""
     observed = ~torch.isnan(future_values)
@@ -52,6 +73,6 @@ def scaled_pinball_loss(
     if future_mask is not None:
         mask = mask * future_mask.to(pred.dtype)
     target = torch.where(mask > 0, future_values, torch.zeros_like(future_values))
-    scale = context_scale(past_values, past_mask)  # [B, 1, C]
+    scale = context_scale(past_values, past_mask, kind=scale_kind)  # [B, 1, C]
     loss = pinball_loss(pred, target, quantiles).mean(dim=-1) / scale  # [B, H, C]
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)

@@ -22,7 +22,12 @@ class ForecastingTask(pl.LightningModule):
         weight_decay: float = 0.05,
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.05,
+        loss_scale: str = "mad",
     ) -> None:
+        from tsfm.train.losses import LOSS_SCALES
+
+        if loss_scale not in LOSS_SCALES:
+            raise ValueError(f"unknown optim.loss_scale {loss_scale!r}; choose one of {', '.join(LOSS_SCALES)}")
         super().__init__()
         self.save_hyperparameters()
         self.model: ForecastModel = build_model(dict(model))
@@ -40,6 +45,7 @@ class ForecastingTask(pl.LightningModule):
             freq_id=batch.get("freq_id"),
             past_exog=batch.get("past_exog"),
             future_exog=batch.get("future_exog"),
+            loss_scale=self.hparams.loss_scale,
         )
 
     def on_train_epoch_start(self) -> None:

@@ -60,7 +60,8 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
         + (f"; started from the weights in `{cfg.init_from}`" if cfg.get("init_from") else ""),
         f"- hardware: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"accelerator `{cfg.trainer.get('accelerator', 'cpu')}`",
-        f"- final validation loss (the family's training loss on synthetic windows): "
+        f"- final validation loss (the family's training loss on synthetic windows, loss scale "
+        f"`{cfg.optim.get('loss_scale', 'mad')}`): "
         + (f"{val_loss:.4f}" if val_loss is not None else "n/a"),
         "",
         "## Config",
