@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tsfm import hub
@@ -42,3 +43,35 @@ def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
         {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}]}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
     assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 |" in suite
+
+
+def test_extend_appends_phases_to_a_shipped_card_only_from_its_exact_weights(tmp_path, monkeypatch) -> None:
+    """Earlier phases come from the shipped card; a run that did not start from the shipped bytes is refused."""
+    monkeypatch.setattr(release, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "weights")
+    torch.manual_seed(0)
+    first = hub.save_pretrained(TTM(TTMConfig.tiny()), tmp_path / "one",
+                                card="# run\n\n- family: `ttm`; parameters: 1,234\n- steps: 10\n\n## Config\nx\n")
+    results = results_file(tmp_path / "a.json", {"ttm-64": 0.9})
+    release.release("ttm-64", [first], results)
+    shipped_copy = tmp_path / "copy"  # a run directory restored from the shipped files
+    shipped_copy.mkdir()
+    for name in (hub.CONFIG_FILE, hub.WEIGHTS_FILE):
+        (shipped_copy / name).write_bytes((tmp_path / "weights" / "ttm-64" / name).read_bytes())
+
+    def run(path, init_from):
+        torch.manual_seed(1)
+        card = (f"# run\n\n- family: `ttm`; parameters: 1,234\n- steps: 20; started from the weights in "
+                f"`{init_from}`\n\n## Config\nx\n")
+        return hub.save_pretrained(TTM(TTMConfig.tiny()), path, card=card)
+
+    second = run(tmp_path / "two", shipped_copy)
+    card = (release.release("ttm-64", [second], results, extend=True) / "README.md").read_text()
+    assert card.index("### Phase 1 (") < card.index("- steps: 10") < card.index("### Phase 2 (") < card.index("- steps: 20")
+    assert card.count("### Phase") == 2 and (tmp_path / "weights" / "ttm-64" / hub.WEIGHTS_FILE).read_bytes() == \
+        (second / hub.WEIGHTS_FILE).read_bytes()
+
+    stale = run(tmp_path / "three", shipped_copy)  # shipped_copy no longer holds the shipped weights
+    with pytest.raises(SystemExit, match="is not the shipped"):
+        release.release("ttm-64", [stale], results, extend=True)
+    assert (tmp_path / "weights" / "ttm-64" / hub.WEIGHTS_FILE).read_bytes() == (second / hub.WEIGHTS_FILE).read_bytes()

@@ -5,14 +5,19 @@ copies the last phase's ``config.json`` + ``model.safetensors`` into ``tsfm/weig
 writes ``README.md`` from each phase's own card (command, data, steps, wall time) and the
 benchmark rows recorded in ``benchmarks/results/zero_shot.json``. ``--suite --name ttm`` writes
 the card of a suite (``tsfm/weights/ttm/suite.json``) from its variants' configs and cards;
-``--refresh --name NAME`` only rewrites a shipped card's zero-shot table from newer results. Nothing
-in a card is typed by hand: every number comes from a file a run wrote.
+``--refresh --name NAME`` only rewrites a shipped card's zero-shot table from newer results.
+``--extend`` adds phases to a shipped model whose earlier run directories are gone (``runs/`` is not
+in git): the earlier phases come from the shipped card, and the first new phase must have started
+from exactly the shipped weights (same SHA-256). Nothing in a card is typed by hand: every number
+comes from a file a run wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -22,8 +27,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _card_lines(card: str) -> list[str]:
-    """The bullet list of a phase's card (everything before its config dump)."""
-    return [line for line in card.split("## Config")[0].splitlines() if line.startswith("- ")]
+    """The bullet list of a phase's card (everything before its config dump), plus its optimiser
+    settings read from that dump (the loss scale decides what its validation loss means)."""
+    import yaml
+
+    head, _, dump = card.partition("## Config")
+    lines = [line for line in head.splitlines() if line.startswith("- ")]
+    try:
+        optim = (yaml.safe_load(dump.partition("```yaml")[2].partition("```")[0]) or {}).get("optim")
+    except yaml.YAMLError:
+        optim = None
+    if isinstance(optim, dict) and "lr" in optim:
+        lines.append(f"- optimiser: AdamW, peak lr {optim['lr']:g}, weight decay {optim.get('weight_decay', 0):g}, "
+                     f"{optim.get('warmup_steps', 0)} warm-up steps then cosine; loss scale "
+                     f"`{optim.get('loss_scale', 'mad')}` (tsfm/train/losses.py)")
+    return lines
 
 
 def _benchmark_table(results: Path, name: str) -> list[str]:
@@ -48,11 +66,36 @@ def _benchmark_table(results: Path, name: str) -> list[str]:
     return lines
 
 
-def release(name: str, phases: list[Path], results: Path) -> Path:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shipped_phases(name: str, first_new: Path) -> list[str]:
+    """The "### Phase" sections of ``name``'s shipped card, after checking that ``first_new`` was
+    trained from exactly the shipped weights (its card names the ``init_from`` directory)."""
+    out = WEIGHTS_DIR / name
+    card = (out / CARD_FILE).read_text() if (out / CARD_FILE).is_file() else ""
+    trained = card.partition("## How it was trained")[2].partition("\n## ")[0]
+    sections = re.split(r"\n(?=### Phase )", trained.strip())
+    if not trained or not sections[0].startswith("### Phase "):
+        raise SystemExit(f"error: {out / CARD_FILE} has no '## How it was trained' phases to extend")
+    started = re.search(r"started from the weights in `([^`]+)`", (first_new / CARD_FILE).read_text())
+    if started is None:
+        raise SystemExit(f"error: {first_new} did not start from earlier weights (init_from): nothing to extend")
+    source = Path(started.group(1))
+    source = source if source.is_absolute() else REPO / source
+    if not (source / WEIGHTS_FILE).is_file() or _sha256(source / WEIGHTS_FILE) != _sha256(out / WEIGHTS_FILE):
+        raise SystemExit(f"error: {first_new} started from {source}, whose {WEIGHTS_FILE} is not the shipped "
+                         f"{name}'s: the shipped card's phases would not describe its history")
+    return sections
+
+
+def release(name: str, phases: list[Path], results: Path, extend: bool = False) -> Path:
     final = phases[-1]
     out = WEIGHTS_DIR / name
     if (out / SUITE_FILE).exists():
         raise SystemExit(f"error: {out} is a suite; release the checkpoint under a variant name (e.g. {name}-512)")
+    earlier = _shipped_phases(name, phases[0]) if extend else []
     out.mkdir(parents=True, exist_ok=True)
     for filename in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(final / filename, out / filename)
@@ -66,7 +109,9 @@ def release(name: str, phases: list[Path], results: Path) -> Path:
         "",
         "## How it was trained",
     ]
-    for i, phase in enumerate(phases, 1):
+    for section in earlier:
+        parts += ["", *section.strip().splitlines()]
+    for i, phase in enumerate(phases, len(earlier) + 1):
         parts += ["", f"### Phase {i} (`{phase}`)", *_card_lines((phase / CARD_FILE).read_text())]
     parts += ["", "## Zero-shot accuracy", "", *_benchmark_table(results, name), ""]
     parts += ["## Config", "", "```json", json.dumps(config, indent=2), "```", ""]
@@ -129,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="write the card of the suite NAME (tsfm/weights/NAME/suite.json) instead")
     parser.add_argument("--refresh", action="store_true",
                         help="only rewrite the zero-shot table of NAME's shipped card from --results")
+    parser.add_argument("--extend", action="store_true",
+                        help="append the --phase runs to NAME's shipped phases (the first must start from its weights)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
     if args.refresh:
@@ -138,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     elif not args.phase:
         parser.error("--phase is required (or --suite)")
     else:
-        print(release(args.name, args.phase, args.results))
+        print(release(args.name, args.phase, args.results, extend=args.extend))
 
 
 if __name__ == "__main__":
