@@ -22,6 +22,12 @@ LOSS_SCALES = ("mad", "naive")
 NAIVE_FLOOR = 0.05  # the naive scale is at least this share of the MAD: weights at most 20x "mad"'s
 
 
+def check_loss_scale(kind: str) -> None:
+    """Fail with one line naming the valid scales (called before training and by ``context_scale``)."""
+    if kind not in LOSS_SCALES:
+        raise ValueError(f"unknown loss scale {kind!r} (optim.loss_scale); choose one of {', '.join(LOSS_SCALES)}")
+
+
 def context_scale(
     past_values: torch.Tensor, past_mask: torch.Tensor | None, eps: float = 1e-5, kind: str = "mad"
 ) -> torch.Tensor:
@@ -29,8 +35,7 @@ def context_scale(
 
     Falls back to the mean absolute level (then 1) for flat contexts so the loss never divides by 0.
     """
-    if kind not in LOSS_SCALES:
-        raise ValueError(f"unknown loss scale {kind!r}; choose one of {', '.join(LOSS_SCALES)}")
+    check_loss_scale(kind)
     observed = ~torch.isnan(past_values)
     mask = observed.to(past_values.dtype)
     if past_mask is not None:
@@ -38,15 +43,13 @@ def context_scale(
     values = torch.where(mask > 0, past_values, torch.zeros_like(past_values))
     count = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
     mean = (values * mask).sum(dim=1, keepdim=True) / count
-    mad = ((values - mean).abs() * mask).sum(dim=1, keepdim=True) / count
+    scale = ((values - mean).abs() * mask).sum(dim=1, keepdim=True) / count  # the MAD
     if kind == "naive":
         pairs = mask[:, 1:] * mask[:, :-1]  # consecutive observed points
         steps = ((values[:, 1:] - values[:, :-1]).abs() * pairs).sum(dim=1, keepdim=True)
-        naive = steps / pairs.sum(dim=1, keepdim=True).clamp(min=1.0)
-        mad = torch.maximum(naive, NAIVE_FLOOR * mad)
+        scale = torch.maximum(steps / pairs.sum(dim=1, keepdim=True).clamp(min=1.0), NAIVE_FLOOR * scale)
     level = mean.abs()
-    scale = torch.where(mad > eps, mad, torch.where(level > eps, level, torch.ones_like(level)))
-    return scale
+    return torch.where(scale > eps, scale, torch.where(level > eps, level, torch.ones_like(level)))
 
 
 def pinball_loss(

@@ -24,10 +24,9 @@ class ForecastingTask(pl.LightningModule):
         min_lr_ratio: float = 0.05,
         loss_scale: str = "mad",
     ) -> None:
-        from tsfm.train.losses import LOSS_SCALES
+        from tsfm.train.losses import check_loss_scale
 
-        if loss_scale not in LOSS_SCALES:
-            raise ValueError(f"unknown optim.loss_scale {loss_scale!r}; choose one of {', '.join(LOSS_SCALES)}")
+        check_loss_scale(loss_scale)  # before any step, not at the first batch
         super().__init__()
         self.save_hyperparameters()
         self.model: ForecastModel = build_model(dict(model))
