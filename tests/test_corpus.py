@@ -231,3 +231,22 @@ def test_smoke_recipe_builds_fast_with_every_kind(tmp_path, capsys) -> None:
     assert {g["kind"] for g in manifest["generators"].values()} == set(corpus.GENERATOR_KINDS)
     assert seconds < 30  # about 2 s on one idle core; generous for a shared CI machine
     assert corpus.main(["/nonexistent.yaml", "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("recipe_path", sorted((REPO / "configs" / "corpus").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_corpus_recipe_validates(recipe_path: Path) -> None:
+    recipe = load_recipe(recipe_path)
+    assert recipe["generators"] and all(g["count"] > 0 for g in recipe["generators"].values())
+
+
+def test_every_experiment_composes_with_its_corpus() -> None:
+    """Each configs/experiment/*.yaml composes, and the corpus it names is a valid recipe."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    names = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
+    with initialize_config_module(config_module="tsfm.configs", version_base="1.3"):
+        for name in names:
+            cfg = compose("pretrain", overrides=[f"experiment={name}"])
+            validate_recipe(OmegaConf.to_container(cfg.data.corpus, resolve=True))
+    assert {"ttm_96_free_cycles", "ttm_96_cycles"} <= set(names)

@@ -107,6 +107,19 @@ def test_forecasts_follow_a_clear_seasonal_pattern():
     assert mae < 0.25 * np.abs(truth - truth.mean()).mean()
 
 
+def test_forecasts_continue_a_cycle_at_a_non_calendar_period():
+    """Yearly cycles of 9.6-13.7 years (lynx, sunspots): no calendar gives the period, the values do.
+    The weights before the free-cycle phases scored 0.65-0.91 of the naive error here; now 0.21-0.58."""
+    t = np.arange(160)
+    ratios = []
+    for period in (9.6, 11.0, 13.7):
+        y = 50 + 30 * np.sin(2 * np.pi * t / period + 0.7)
+        df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1800-01-01", periods=148, freq="YS"), "y": y[:148]})
+        fc = Forecaster(horizon=12).fit(df).predict()
+        ratios.append(np.abs(fc["0.5"].to_numpy() - y[148:]).mean() / np.abs(y[147] - y[148:]).mean())
+    assert max(ratios) < 0.7 and np.mean(ratios) < 0.55
+
+
 def test_short_yearly_series_get_sensible_forecasts():
     """Tens of points (masked padding): forecasts stay near the recent level, not near zero padding."""
     rng = np.random.default_rng(0)

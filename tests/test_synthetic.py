@@ -225,3 +225,22 @@ def test_work_budget_stops_every_kind_of_system(name: str) -> None:
         chaos_mod.integrate(name, 300, pts_per_period=10, max_evals=50)
     with pytest.raises(chaos_mod.ChaosFailure, match="exceeded time budget of 0 s"):
         chaos_mod.integrate(name, 300, pts_per_period=10, time_budget=0.0)
+
+
+def test_free_cycles_sit_at_periods_no_calendar_has() -> None:
+    """free_cycle puts cycles at arbitrary periods (11 years, 16 steps...), not at calendar seasons."""
+    rng = np.random.default_rng(21)
+    length, dominant = 300, []
+    for _ in range(60):
+        s = structural(rng, length, kinds={"free_cycle": 1.0}, outlier_prob=0.0)
+        assert s.freq == "YS"  # yearly: no calendar season competes with the cycle
+        y = np.log(s.target) if np.all(s.target > 0) else s.target.astype(np.float64)
+        t = np.arange(length)
+        y = y - np.polyval(np.polyfit(t, y, 2), t)  # the trend would dominate the spectrum
+        power = np.abs(np.fft.rfft(y * np.hanning(length))) ** 2
+        k = int(np.argmax(power[2:])) + 2  # skip the slowest wanderings
+        dominant.append(length / k)
+    assert len({round(p) for p in dominant}) >= 20
+    integer_share = np.mean([abs(p - round(p)) < 0.05 * p and round(p) in (4, 7, 12, 24, 52)
+                             for p in dominant])
+    assert integer_share < 0.3

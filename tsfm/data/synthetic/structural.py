@@ -26,6 +26,11 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
 - ``quasi_cycle``: sunspot-like asymmetric cycles (period jitter 5-15 %, per-cycle amplitude
   log-N(0, 0.35)), lynx-like log-scale cycles (log range U[1.5, 6]) or AR(2) stochastic cycles
   (root modulus U[0.85, 0.99]); mean period by frequency (years 4-15, quarters 12-48, ...).
+- ``free_cycle``: one or two cycles whose periods are not calendar periods (log-U[2.5, L/2.5]
+  steps, at most 200, mostly non-integer: sunspot- or business-cycle-like), labelled yearly,
+  harmonic shapes drifting slowly, amplitude envelope, optional trend, noise as in
+  ``seasonal_trend``. Calendar-tied seasons alone taught the model to damp every other period:
+  ttm-96 forecast a clean sine of period 11 or 16 worse than the naive forecast.
 - ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
   envelope and a cloud process.
 - Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
@@ -44,6 +49,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from tsfm.data.synthetic import (
+    MAX_LENGTH,
     SEASONAL_PERIODS,
     Sample,
     choose,
@@ -56,7 +62,7 @@ from tsfm.data.synthetic import (
 
 __all__ = [
     "STRUCTURAL_KINDS", "structural", "seasonal_trend", "arima", "random_walk", "intermittent",
-    "positive", "quasi_cycle", "solar", "gluonts_artificial",
+    "positive", "quasi_cycle", "free_cycle", "solar", "gluonts_artificial",
 ]
 
 
@@ -342,6 +348,37 @@ def quasi_cycle(rng: np.random.Generator, length: int) -> Sample:
     return Sample(_rescale(rng, y, True), freq, ())
 
 
+# The frequency labels a free cycle carries: yearly, where real data has cycles at free periods
+# (sunspots, lynx, business cycles) and no calendar season competes. Labelling them with seasonal
+# frequencies too (monthly, hourly...) cost the model its calendar prior: forecasts of short
+# seasonal series got worse (benchmarks/results/cycles.md, docs/training.md).
+_FREE_CYCLE_FREQ_WEIGHTS: dict[str, float] = {"YS": 1.0}
+
+
+def free_cycle(rng: np.random.Generator, length: int) -> Sample:
+    """Yearly cycles at periods no calendar has (the 11-year sunspot cycle, 16 steps, ...)."""
+    fit = {f: w for f, w in _FREE_CYCLE_FREQ_WEIGHTS.items() if length <= MAX_LENGTH[f]}
+    freq = choose(rng, fit) if fit else "D"
+    high = max(3.0, min(length / 2.5, 200.0))
+    periods = [log_uniform(rng, 2.5, high)]
+    if rng.random() < 0.3:
+        periods.append(log_uniform(rng, 2.5, high))
+    x = np.zeros(length)
+    for i, p in enumerate(periods):
+        amp = 1.0 if i == 0 else rng.uniform(0.2, 0.8)
+        x += amp * _season(rng, length, p if rng.random() < 0.85 else float(round(p)))
+    envelope = np.exp(rng.uniform(0.0, 0.3) * _smooth_path(rng, length))  # slowly changing amplitude
+    multiplicative = rng.random() < 0.4
+    a = rng.uniform(0.05, 0.6)
+    noise = _noise(rng, length, a * log_uniform(rng, 0.01, 0.5))
+    g = _trend(rng, length) if rng.random() < 0.5 else np.zeros(length)
+    if multiplicative:
+        y = np.exp(g + a * envelope * x + noise)
+    else:
+        y = 1.0 + g + a * envelope * x + noise
+    return Sample(_rescale(rng, y, multiplicative), freq, ())
+
+
 def solar(rng: np.random.Generator, length: int) -> Sample:
     """Sub-daily solar power: clear-sky day bumps, zero at night, clouds, a slow annual swing."""
     freq = choose(rng, {"30min": 0.4, "h": 0.3, "15min": 0.2, "10min": 0.1})
@@ -365,6 +402,7 @@ STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
     "intermittent": intermittent,
     "positive": positive,
     "quasi_cycle": quasi_cycle,
+    "free_cycle": free_cycle,
     "solar": solar,
 }
 
