@@ -27,7 +27,8 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
   log-N(0, 0.35)), lynx-like log-scale cycles (log range U[1.5, 6]) or AR(2) stochastic cycles
   (root modulus U[0.85, 0.99]); mean period by frequency (years 4-15, quarters 12-48, ...).
 - ``free_cycle``: one or two cycles whose periods are not calendar periods (log-U[2.5, L/2.5]
-  steps, at most 200, mostly non-integer: sunspot- or business-cycle-like), labelled yearly,
+  steps, at most 200, mostly non-integer: sunspot- or business-cycle-like), labelled yearly
+  (daily past the yearly length cap, so recipes keep free cycles <= 320 steps),
   harmonic shapes drifting slowly, amplitude envelope, optional trend, noise as in
   ``seasonal_trend``. Calendar-tied seasons alone taught the model to damp every other period:
   ttm-96 forecast a clean sine of period 11 or 16 worse than the naive forecast.
