@@ -249,4 +249,4 @@ def test_every_experiment_composes_with_its_corpus() -> None:
         for name in names:
             cfg = compose("pretrain", overrides=[f"experiment={name}"])
             validate_recipe(OmegaConf.to_container(cfg.data.corpus, resolve=True))
-    assert {"ttm_96_free_cycles", "ttm_96_cycles"} <= set(names)
+    assert {"ttm_96_free_cycles", "ttm_96_cycles", "ttm_512_growth"} <= set(names)

@@ -244,3 +244,24 @@ def test_free_cycles_sit_at_periods_no_calendar_has() -> None:
     integer_share = np.mean([abs(p - round(p)) < 0.05 * p and round(p) in (4, 7, 12, 24, 52)
                              for p in dominant])
     assert integer_share < 0.3
+
+
+def _trend_to_residual(y: np.ndarray) -> float:
+    """Change of the least-squares line over ``y`` relative to the spread around it."""
+    t = np.arange(len(y))
+    coef = np.polyfit(t, y, 1)
+    return abs(coef[0] * len(y)) / (np.std(y - np.polyval(coef, t)) + 1e-12)
+
+
+@pytest.mark.parametrize("length", [96, 512])
+def test_growth_trends_dominate_the_window(length: int) -> None:
+    """growth makes trends that stand out of season and noise within a model's window, which the
+    trends of seasonal_trend (spread over the whole series, sometimes absent) do much less."""
+    ratios = {}
+    for kind in ("growth", "seasonal_trend"):
+        rng = np.random.default_rng(5)
+        ratios[kind] = np.median([
+            _trend_to_residual(structural(rng, length, kinds={kind: 1.0}, outlier_prob=0.0).target.astype(np.float64))
+            for _ in range(100)])
+    assert ratios["growth"] > 4.0
+    assert ratios["growth"] > 1.4 * ratios["seasonal_trend"]

@@ -32,6 +32,12 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
   harmonic shapes drifting slowly, amplitude envelope, optional trend, noise as in
   ``seasonal_trend``. Calendar-tied seasons alone taught the model to damp every other period:
   ttm-96 forecast a clean sine of period 11 or 16 worse than the naive forecast.
+- ``growth``: a trend that dominates the series: total change +-log-U[0.3, 3] (rising w.p.
+  0.65; log units when multiplicative, w.p. 0.5; a fall at most -2 multiplicative, -0.9
+  additive), shapes linear / damped / exponential / piecewise (.4/.15/.2/.25) with
+  ``seasonal_trend``'s level shifts and stochastic level; one natural season w.p. 0.6
+  (amplitude U[0.03, 0.4]); noise sd |change| x log-U[0.003, 0.3], from negligible to larger
+  than the trend's steps. Recipes give it window-like lengths (40-512 or 512-2048).
 - ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
   envelope and a cloud process.
 - Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
@@ -63,7 +69,7 @@ from tsfm.data.synthetic import (
 
 __all__ = [
     "STRUCTURAL_KINDS", "structural", "seasonal_trend", "arima", "random_walk", "intermittent",
-    "positive", "quasi_cycle", "free_cycle", "solar", "gluonts_artificial",
+    "positive", "quasi_cycle", "free_cycle", "growth", "solar", "gluonts_artificial",
 ]
 
 
@@ -82,12 +88,18 @@ def _ar1(rng: np.random.Generator, length: int, phi: float, sd: float) -> np.nda
     return lfilter([1.0], [1.0, -phi], e)
 
 
-def _trend(rng: np.random.Generator, length: int) -> np.ndarray:
-    """A trend path starting at 0 (level units): one of six shapes, shifts, stochastic level."""
+_TREND_SHAPES: dict[str, float] = {"none": 0.15, "linear": 0.3, "damped": 0.15, "exponential": 0.1,
+                                   "logistic": 0.1, "piecewise": 0.2}
+
+
+def _trend(rng: np.random.Generator, length: int, total: float | None = None,
+           shapes: Mapping[str, float] = _TREND_SHAPES) -> np.ndarray:
+    """A trend path starting at 0 (level units): one of six shapes, shifts, stochastic level.
+
+    ``total`` (the change over the series) defaults to a draw from U[-0.8, 1.5]."""
     u = np.arange(length) / max(length - 1, 1)
-    total = rng.uniform(-0.8, 1.5)
-    kind = choose(rng, {"none": 0.15, "linear": 0.3, "damped": 0.15, "exponential": 0.1,
-                        "logistic": 0.1, "piecewise": 0.2})
+    total = rng.uniform(-0.8, 1.5) if total is None else total
+    kind = choose(rng, shapes)
     if kind == "linear":
         g = total * u
     elif kind == "damped":
@@ -302,6 +314,42 @@ def positive(rng: np.random.Generator, length: int) -> Sample:
     return Sample(_rescale(rng, np.exp(z), True), freq, tuple(periods))
 
 
+# Trend shapes of ``growth``: always a trend (no "none"), mostly ones that keep their slope.
+_GROWTH_SHAPES: dict[str, float] = {"linear": 0.4, "damped": 0.15, "exponential": 0.2, "piecewise": 0.25}
+
+
+def growth(rng: np.random.Generator, length: int) -> Sample:
+    """A trend that dominates the window (co2's rise under its season, air passengers, a
+    fertility decline, a noisy line).
+
+    ``seasonal_trend`` spreads a change of at most 1.5 over the whole series, so a model's window
+    of a long series barely slopes, and the TTMs learnt to hold the last level. Here the change
+    is log-U[0.3, 3] (either sign, log units when multiplicative) over a series of window-like
+    length, the noise ranges from negligible to larger than the trend's steps, and a season
+    rides on it w.p. 0.6 (growing with the level when multiplicative). ttm-512's phase 5 trains
+    on it (co2_weekly's error fell by a third); for ttm-96 the trial did not pay
+    (docs/training.md)."""
+    freq = seasonal_freq(rng, length) if rng.random() < 0.6 else nonseasonal_freq(rng, length)
+    periods = usable_periods(freq, length, 2.0)[:1]
+    multiplicative = rng.random() < 0.5
+    total = float(rng.choice([-1.0, 1.0], p=[0.35, 0.65])) * log_uniform(rng, 0.3, 3.0)
+    if multiplicative:
+        total = max(total, -2.0)  # a decline to ~14 %, not to zero
+    else:
+        total = max(total, -0.9)  # additive level 1 + trend stays positive before the noise
+    g = _trend(rng, length, total=total, shapes=_GROWTH_SHAPES)
+    season = np.zeros(length)
+    if periods:
+        amp = rng.uniform(0.03, 0.4) * np.exp(rng.uniform(0.0, 0.3) * _smooth_path(rng, length))
+        season = amp * _season(rng, length, periods[0])
+    noise = _noise(rng, length, abs(total) * log_uniform(rng, 0.003, 0.3))
+    if multiplicative:
+        y = np.exp(g + noise) * np.clip(1.0 + np.minimum(season, 0.9), 0.05, None)
+    else:
+        y = 1.0 + g + season + noise
+    return Sample(_rescale(rng, y, multiplicative), freq, tuple(periods))
+
+
 # Mean cycle length range (in steps) of quasi-cycles per frequency label.
 _CYCLE_RANGE: dict[str, tuple[float, float]] = {
     "YS": (4.0, 15.0), "QS": (12.0, 48.0), "MS": (24.0, 170.0), "W-SUN": (26.0, 300.0),
@@ -404,6 +452,7 @@ STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
     "positive": positive,
     "quasi_cycle": quasi_cycle,
     "free_cycle": free_cycle,
+    "growth": growth,
     "solar": solar,
 }
 
