@@ -37,7 +37,7 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
   additive), shapes linear / damped / exponential / piecewise (.4/.15/.2/.25) with
   ``seasonal_trend``'s level shifts and stochastic level; one natural season w.p. 0.6
   (amplitude U[0.03, 0.4]); noise sd |change| x log-U[0.003, 0.3], from negligible to larger
-  than the trend's steps. Recipes give it window-like lengths (40-512 or 512-2048).
+  than the trend's steps. Recipes give it window-like lengths (growth_long_heldout: 512-2048).
 - ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
   envelope and a cloud process.
 - Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
@@ -327,7 +327,7 @@ def growth(rng: np.random.Generator, length: int) -> Sample:
     is log-U[0.3, 3] (either sign, log units when multiplicative) over a series of window-like
     length, the noise ranges from negligible to larger than the trend's steps, and a season
     rides on it w.p. 0.6 (growing with the level when multiplicative). ttm-512's phase 5 trains
-    on it (co2_weekly's error fell by a third); for ttm-96 the trial did not pay
+    on it (co2_weekly's error fell by a quarter to a third); for ttm-96 the trials did not pay
     (docs/training.md)."""
     freq = seasonal_freq(rng, length) if rng.random() < 0.6 else nonseasonal_freq(rng, length)
     periods = usable_periods(freq, length, 2.0)[:1]
