@@ -1,10 +1,12 @@
 """Selective scan: reference semantics, chunked vs reference (values, last state, all
-gradients), dtypes, backend dispatch, and ONNX export of the chunked path."""
+gradients) in both of its CPU forms (the compiled kernel and torch operations), dtypes, backend
+dispatch, and ONNX export of the chunked path."""
 
 from __future__ import annotations
 
 import importlib
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -19,11 +21,20 @@ from tsfm.kernels import (
     selective_scan,
     set_default_backend,
 )
+from tsfm.kernels import cpu_scan
 
 TOL = {torch.float64: 1e-5, torch.float32: 1e-3}
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 # the package re-exports the function under the module's name: fetch the module itself
 SCAN_MODULE = importlib.import_module("tsfm.kernels.selective_scan")
+FORMS = ["kernel", "torch"]  # the chunked backend's CPU forms
+
+
+def chunked_form(form: str):
+    """Run the chunked backend as the compiled kernel or as torch operations."""
+    if form == "kernel" and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler: the chunked backend runs on torch operations only")
+    return cpu_scan.kernel_enabled(form == "kernel")
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -101,25 +112,32 @@ def test_softplus_threshold_is_the_cuda_kernels():
     assert torch.allclose(delta[0, 0], expected, rtol=1e-14, atol=0)
 
 
-CASES = [  # (b, d, n, length, chunk_size): odd lengths, length % chunk != 0, length < chunk
-    (2, 3, 1, 1, 16),
-    (2, 3, 4, 37, 8),
-    (1, 4, 16, 70, 16),
+CASES = [  # (b, d, n, length, chunk_size): odd lengths, length % chunk != 0, length < chunk;
+    (2, 3, 1, 1, 16),  # the kernel: channels not a multiple of its 16 lanes, several blocks,
+    (2, 3, 4, 37, 8),  # length % its checkpoint interval != 0, state sizes with a fixed loop
+    (1, 4, 16, 70, 16),  # (2, 4, 16) and without (1, 3, 8)
     (3, 2, 4, 64, 16),
     (2, 2, 16, 5, None),
+    (2, 37, 16, 50, 16),
+    (1, 20, 8, 33, 8),
+    (2, 17, 2, 19, None),
+    (1, 5, 3, 16, 16),
 ]
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["selective", "time_invariant", "var_c"])
 @pytest.mark.parametrize("case", CASES)
-def test_chunked_matches_reference(case, layout, dtype):
+def test_chunked_matches_reference(case, layout, dtype, form):
     b, d, n, length, chunk = case
     inputs = make_inputs(b, d, n, length, layout, dtype, seed=length + n)
     weights = torch.randn(b, d, length, generator=torch.Generator().manual_seed(1)).to(dtype)
     results = {}
     for backend in ("reference", "chunked"):
-        y, last = run(inputs, backend, chunk_size=chunk)
+        with chunked_form(form):
+            assert cpu_scan.usable(*inputs.values()) == (form == "kernel")
+            y, last = run(inputs, backend, chunk_size=chunk)
         loss = (y * weights).sum() + last.pow(2).sum()
         grads = torch.autograd.grad(loss, list(inputs.values()))
         results[backend] = (y, last, grads)
@@ -178,14 +196,21 @@ def test_half_precision_accumulates_in_float32():
     assert rel_err(exact, y32) < 0.1  # sanity: bf16 inputs are close to the fp32 ones
 
 
-def test_long_sequence_strong_decay_is_finite():
-    """Large delta * |A| over many chunks: segment-sum never forms exp(+large)."""
+@pytest.mark.parametrize("form", FORMS)
+def test_long_sequence_strong_decay_is_finite(form):
+    """Large delta * |A| over many chunks: segment-sum never forms exp(+large), the kernel's
+    exp holds its floor; gradients stay finite too."""
     inputs = make_inputs(1, 2, 4, 300, "selective", torch.float32, requires_grad=False)
     inputs["delta"] = inputs["delta"].abs() * 20
     inputs["A"] = inputs["A"] * 10
     y0, last0 = run(inputs, "reference")
-    y1, last1 = run(inputs, "chunked", chunk_size=16)
+    for t in inputs.values():
+        t.requires_grad_(True)
+    with chunked_form(form):
+        y1, last1 = run(inputs, "chunked", chunk_size=16)
+        grads = torch.autograd.grad(y1.sum() + last1.sum(), list(inputs.values()))
     assert torch.isfinite(y1).all() and torch.isfinite(last1).all()
+    assert all(torch.isfinite(g).all() for g in grads)
     assert rel_err(y1, y0) <= 1e-3
 
 
@@ -231,10 +256,11 @@ def test_global_switch_reaches_the_scan(monkeypatch):
 
 
 def test_auto_steps_sequences_of_one_chunk_with_the_reference(monkeypatch):
-    """Eager "auto" on CPU: the reference for a sequence no longer than one chunk (the chunked
-    path would take the same steps plus padding), the chunked backend beyond; a named backend
-    or the global switch is always obeyed."""
+    """Eager "auto" on CPU without the compiled kernel: the reference for a sequence no longer
+    than one chunk (the chunked path would take the same steps plus padding), the chunked
+    backend beyond; a named backend or the global switch is always obeyed."""
     monkeypatch.delenv("TSFM_SCAN_BACKEND", raising=False)
+    monkeypatch.setenv("TSFM_CPU_KERNEL", "0")
     calls = []
     real_ref, real_chunked = SCAN_MODULE.scan_reference, SCAN_MODULE.scan_chunked
     monkeypatch.setattr(SCAN_MODULE, "scan_reference", lambda *a: calls.append("ref") or real_ref(*a))
@@ -246,6 +272,68 @@ def test_auto_steps_sequences_of_one_chunk_with_the_reference(monkeypatch):
     with scan_backend("chunked"):
         selective_scan(**make_inputs(1, 2, 2, 7, "selective", torch.float32, requires_grad=False))
     assert calls == ["ref", "ref", "ref", "chunked", "chunked", "ref", "chunked", "chunked"]
+
+
+def test_auto_takes_the_built_kernel_even_for_one_chunk(monkeypatch):
+    """The kernel has no padding or joins, so once built it beats the reference at any length."""
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.delenv("TSFM_SCAN_BACKEND", raising=False)
+    monkeypatch.delenv("TSFM_CPU_KERNEL", raising=False)
+    assert cpu_scan.extension() is not None
+    calls = []
+    real = cpu_scan.scan_fused
+    monkeypatch.setattr(cpu_scan, "scan_fused", lambda *a: calls.append("kernel") or real(*a))
+    inputs = make_inputs(1, 2, 2, 7, "selective", torch.float32, requires_grad=False)
+    y = selective_scan(**inputs)
+    assert calls == ["kernel"]
+    assert rel_err(y, selective_scan(**inputs, backend="reference")) < 1e-5
+
+
+def test_kernel_is_built_only_for_gradients(monkeypatch):
+    """Inference never waits for a compiler: without gradients an unbuilt kernel is not built."""
+    monkeypatch.setattr(cpu_scan, "extension", _never_built)
+    x = torch.randn(1, 2, 40)
+    assert not cpu_scan.usable(x, build=False)
+    inputs = make_inputs(1, 2, 2, 40, "selective", torch.float32, requires_grad=False)
+    y = selective_scan(**inputs, backend="chunked")  # would raise if it tried to build
+    assert rel_err(y, selective_scan(**inputs, backend="reference")) < 1e-5
+
+
+def _never_built():
+    raise AssertionError("the kernel was built for a call without gradients")
+
+
+_never_built.cache_info = lambda: type("Info", (), {"currsize": 0})()
+
+
+def test_kernel_results_do_not_depend_on_threads():
+    """Partial sums over channels and batch have fixed slots: bitwise equal for 1 and 2 threads."""
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    inputs = make_inputs(3, 40, 16, 45, "selective", torch.float32, seed=3)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            y, last = run(inputs, "chunked")
+            results.append([y, last, *torch.autograd.grad(y.square().sum() + last.sum(),
+                                                          list(inputs.values()))])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_kernel_switch(monkeypatch):
+    x = torch.randn(1, 2, 3)
+    monkeypatch.setenv("TSFM_CPU_KERNEL", "0")
+    assert not cpu_scan.usable(x)
+    with cpu_scan.kernel_enabled(True):
+        assert cpu_scan.enabled()
+    assert not cpu_scan.enabled()
+    assert not cpu_scan.usable(x.to(torch.float16))
 
 
 def test_default_chunk_size():

@@ -12,7 +12,9 @@ dtype of ``u``; the optional last state [b, d, n] stays in the accumulation dtyp
 
 Backends
     reference  plain loop over time; the truth for tests (float64-capable).
-    chunked    pure torch, CPU default and the ONNX path: the sequence is cut into chunks of
+    chunked    CPU default and the ONNX path. Eager CPU calls run a fused C++ kernel
+               (``cpu_scan``, compiled on first use; the torch form below where no compiler is
+               found). In torch operations: the sequence is cut into chunks of
                length T; the T positions of a chunk are stepped through for all chunks at once
                (a fixed, L-independent number of steps), and the chunks are joined by a
                segment-sum (exp of segment sums of log-decays, never exp(+large)) in exported
@@ -37,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from tsfm.kernels import cpu_scan
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
 TRACED_CHUNK_SIZE = 32  # chunked backend's chunk when the length is symbolic (torch.export / compile)
@@ -143,7 +147,8 @@ def selective_scan(
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(backend, u.device)
-    if name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):
+    if (name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size)
+            and not cpu_scan.usable(u, delta, A, B, C, build=False)):
         name = "reference"  # one chunk = the same steps as the reference, plus padding and joins
     if name == "triton":
         from tsfm.kernels.selective_scan_triton import selective_scan_triton
@@ -268,19 +273,28 @@ def scan_chunked(
     [nc, nc] chunk-to-chunk decays; (3) step again from the true chunk start states and read y.
     The padding past ``l`` uses delta = 0 (decay 1, no input) so the last state survives it.
 
-    Eagerly this runs as a custom autograd function whose steps work in place (no allocation
+    Eagerly on CPU this is the compiled kernel of :mod:`tsfm.kernels.cpu_scan` when it is
+    built (it is built on the first call that needs gradients: training, where its build time
+    pays off); otherwise a custom autograd function whose steps work in place (no allocation
     per step), whose chunks are joined one after the other, and whose backward is the chunked
-    adjoint scan; under torch.export / torch.compile the same steps run out of place and the
+    adjoint scan. Under torch.export / torch.compile the same steps run out of place and the
     join is the segment-sum, so the graph is functional and its size independent of l.
+    ``chunk_size`` applies to the torch-operation forms (the kernel keeps its own checkpoints).
     """
     length = u.shape[-1]
     if chunk_size is None:
         chunk_size = default_chunk_size(length) if isinstance(length, int) else TRACED_CHUNK_SIZE
+    if cpu_scan.usable(u, delta, A, B, C, build=_needs_grad(u, delta, A, B, C)):
+        return cpu_scan.scan_fused(u, delta, A, B, C)
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         chunks = _Chunks(u, delta, B, C, int(chunk_size))
         y, ends, _ = _chunked_forward(chunks, A, in_place=False, keep_states=False)
         return chunks.unsteps(y, length), ends[:, -1]
     return _ChunkedScan.apply(u, delta, A, B, C, int(chunk_size))
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class _Chunks:
