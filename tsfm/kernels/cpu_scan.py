@@ -2,15 +2,17 @@
 
 Whole-tensor torch operations cannot take a selective scan much below the reference on a CPU:
 every operation makes one pass over the [b, d, l, n] states and a forward+backward needs about a
-dozen of them (benchmarks/results/scan.md). The fused kernel makes none: it walks each
-(batch, channel) row through time with the state in registers, computes exp(dt A) where it is
-used, and keeps a checkpoint of the state every ``CHECKPOINT_EVERY`` steps, from which the
-backward recomputes one chunk of states at a time.
+dozen of them (benchmarks/results/scan.md). The fused kernel makes none: a task walks one batch
+row and 16 channels (the lanes of one vector) through time with the states in registers,
+computes exp(dt A) where it is used, and keeps the state every ``CHECKPOINT_EVERY`` steps, from
+which the backward recomputes one chunk of states at a time.
 
-It is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler is needed; the
-build is cached under ``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). When
-no compiler is found, when ``TSFM_CPU_KERNEL=0``, or under torch.export / torch.compile, the
-chunked backend runs its torch-operation form instead, with the same numerics within tolerance.
+It is compiled with ``torch.utils.cpp_extension`` on the first call that needs gradients
+(training, where the build's minute pays off; inference uses it only once it is built) and
+cached under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), one build per
+instruction set. Without a C++ compiler or ninja, with ``TSFM_CPU_KERNEL=0``, or under
+torch.export / torch.compile / tracing, the chunked backend runs its torch-operation form, with
+the same numerics within tolerance.
 """
 
 from __future__ import annotations
@@ -121,16 +123,6 @@ def scan_fused(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tup
     return _FusedScan.apply(u, delta, A, B, C)
 
 
-def _lanes(x: Tensor, padded: int) -> Tensor:
-    """[b, d, l] -> [b, l, dp] with the channels padded to ``padded``: the kernel's rows."""
-    return F.pad(x, (0, 0, 0, padded - x.shape[1])).transpose(1, 2).contiguous()
-
-
-def _unlanes(x: Tensor, d: int) -> Tensor:
-    """[b, l, dp] -> [b, d, l]."""
-    return x[..., :d].transpose(1, 2)
-
-
 def _per_channel(x: Tensor, padded: int) -> Tensor:
     """[d, n] -> [n, dp] (A, or a time-invariant B or C)."""
     return F.pad(x, (0, 0, 0, padded - x.shape[0])).t().contiguous()
@@ -150,30 +142,26 @@ class _FusedScan(torch.autograd.Function):
         d = u.shape[1]
         padded = -(-d // LANES) * LANES
         keep = any(ctx.needs_input_grad[:5])
-        args = (_lanes(u, padded), _lanes(delta, padded), _per_channel(A, padded),
+        args = (u.contiguous(), delta.contiguous(), _per_channel(A, padded),
                 B.transpose(1, 2).contiguous() if B.dim() == 3 else _per_channel(B, padded),
                 C.transpose(1, 2).contiguous() if C.dim() == 3 else _per_channel(C, padded))
         y, last, checkpoints = ext.forward(*args, CHECKPOINT_EVERY, keep)
         if keep:
             ctx.save_for_backward(*args, checkpoints)
-            ctx.d = d
         b, n = u.shape[0], A.shape[1]
-        last = last.transpose(2, 3).reshape(b, padded, n)[:, :d]
-        return _unlanes(y, d), last
+        return y, last.transpose(2, 3).reshape(b, padded, n)[:, :d]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dlast):
         u, delta, A, B, C, checkpoints = ctx.saved_tensors
-        b, _, padded = u.shape
-        d, n = ctx.d, A.shape[0]
-        dy = u.new_zeros(b, padded, u.shape[1]) if dy is None else dy.to(u.dtype)
+        b, d, _ = u.shape
+        n, padded = A.shape
+        dy = torch.zeros_like(u) if dy is None else dy.to(u.dtype).contiguous()
         dlast = u.new_zeros(b, d, n) if dlast is None else dlast.to(u.dtype)
         du, ddt, dA, dB, dC = extension().backward(
-            u, delta, A, B, C, checkpoints, _lanes(dy, padded), _state_blocks(dlast, padded),
-            CHECKPOINT_EVERY)
-        return (_unlanes(du, d), _unlanes(ddt, d), dA.sum(0)[:, :d].t(), _reduce_partial(dB, d),
-                _reduce_partial(dC, d))
+            u, delta, A, B, C, checkpoints, dy, _state_blocks(dlast, padded), CHECKPOINT_EVERY)
+        return (du, ddt, dA.sum(0)[:, :d].t(), _reduce_partial(dB, d), _reduce_partial(dC, d))
 
 
 def _reduce_partial(part: Tensor, d: int) -> Tensor:

@@ -6,9 +6,10 @@
 // for the CPU), and exp(dt A) is computed where it is used. The backward recomputes the states
 // of one chunk of K steps at a time from checkpoints the forward keeps every K steps.
 //
-// Layouts (prepared by tsfm/kernels/cpu_scan.py; dp = d rounded up to a multiple of W, the
-// padding has u = dt = A = 0, which keeps its state at zero):
-//   u, dt, y, du, ddt    [b, l, dp]         A, dA partial  [n, dp] / [b, n, dp]
+// Layouts (prepared by tsfm/kernels/cpu_scan.py; dp = d rounded up to a multiple of W):
+//   u, dt, y, du, ddt    [b, d, l] (a task copies its block to [l, W] and back; the lanes
+//                        past d are zero, which keeps their state at zero)
+//   A, dA partial        [n, dp] (zero-padded), [b, n, dp]
 //   selective B or C     [b, l, n]          time-invariant B or C  [n, dp]
 //   checkpoints          [b, blocks, nk, n, W]   last state  [b, blocks, n, W]
 //   dB / dC partials     selective [blocks, b, l, n]; time-invariant [b, n, dp]
@@ -32,57 +33,63 @@ namespace {
 
 constexpr int64_t W = 16;  // channels per task = lanes of one AVX-512 float register
 
-// exp by 2^k * p(r), |r| <= ln2 / 2, with no calls so that the loops using it vectorise.
-// Relative error ~1e-8 (float), ~1e-16 (double). The input is held in [one above the log of
-// the smallest normal number, log of the largest]: results stay normal (x86's subnormal
-// path is 10-40x slower), and a decay below that floor is off by less than 1e-37.
-template <typename T> struct Exp;
+// W lanes of T as one value (GCC/Clang vector extension): the compiler maps it to the widest
+// registers the build targets (one AVX-512 register for 16 floats), with no scalar fallback
+// between the steps of a loop.
+template <typename T> struct Lanes;
+template <> struct Lanes<float> {
+  typedef float type __attribute__((vector_size(W * sizeof(float))));
+  typedef int32_t bits __attribute__((vector_size(W * sizeof(int32_t))));
+};
+template <> struct Lanes<double> {
+  typedef double type __attribute__((vector_size(W * sizeof(double))));
+  typedef int64_t bits __attribute__((vector_size(W * sizeof(int64_t))));
+};
+template <typename T> using V = typename Lanes<T>::type;
 
-template <> struct Exp<float> {
-  static inline float eval(float x) {
-    x = x < -86.3f ? -86.3f : (x > 88.0f ? 88.0f : x);
-    const float k = std::nearbyint(x * 1.44269504088896341f);
-    const float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-  }
+template <typename T> inline V<T> load(const T* p) {
+  V<T> x;
+  std::memcpy(&x, p, sizeof x);
+  return x;
+}
+template <typename T> inline void store(T* p, const V<T>& x) { std::memcpy(p, &x, sizeof x); }
+template <typename T> inline V<T> splat(T x) { return V<T>{} + x; }
+
+// exp by 2^k * p(r), |r| <= ln2 / 2: relative error ~1e-8 (float), ~1e-16 (double). The input
+// is held in [one above the log of the smallest normal number, log of the largest]: results
+// stay normal (x86's subnormal path is 10-40x slower), and a decay below that floor is off by
+// less than 1e-37. k is rounded with the 1.5 * 2^mantissa trick.
+template <typename T> struct ExpConstants;
+template <> struct ExpConstants<float> {
+  static constexpr float lo = -86.3f, hi = 88.0f, log2e = 1.44269504088896341f,
+                         ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f,
+                         round = 12582912.0f;  // 1.5 * 2^23
+  static constexpr int degree = 7, mantissa = 23, bias = 127;
+};
+template <> struct ExpConstants<double> {
+  static constexpr double lo = -707.4, hi = 709.0, log2e = 1.4426950408889634,
+                          ln2_hi = 0.6931471803691238, ln2_lo = 1.9082149292705877e-10,
+                          round = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int degree = 13, mantissa = 52, bias = 1023;
 };
 
-template <> struct Exp<double> {
-  static inline double eval(double x) {
-    x = x < -707.4 ? -707.4 : (x > 709.0 ? 709.0 : x);
-    const double k = std::nearbyint(x * 1.4426950408889634);
-    const double r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
-    double p = 1.0 / 6227020800.0;  // 1/13!, then Horner down to 1
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    const int64_t bits = (static_cast<int64_t>(k) + 1023) << 52;
-    double scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+template <typename T> inline V<T> vexp(V<T> x) {
+  using E = ExpConstants<T>;
+  using Bits = typename Lanes<T>::bits;
+  x = x < E::lo ? splat<T>(E::lo) : x;
+  x = x > E::hi ? splat<T>(E::hi) : x;
+  const V<T> k = (x * E::log2e + E::round) - E::round;
+  const V<T> r = (x - k * E::ln2_hi) - k * E::ln2_lo;
+  T coefficient = 1;  // 1 / degree!
+  for (int i = 2; i <= E::degree; ++i) coefficient /= T(i);
+  V<T> p = splat<T>(coefficient);
+  for (int i = E::degree - 1; i >= 0; --i) {  // Horner with 1 / i!
+    coefficient *= T(i + 1);
+    p = p * r + coefficient;
   }
-};
+  const Bits scale = (__builtin_convertvector(k, Bits) + E::bias) << E::mantissa;
+  return p * reinterpret_cast<const V<T>&>(scale);
+}
 
 // out[j] = sum over the W lanes of tile[j] for j < n. A reduction per row costs about as much
 // as the scan step it follows, so 16 float rows are summed at once with AVX-512: a
@@ -119,142 +126,155 @@ inline void row_sums(const T* tile, T* out, int64_t n) {
 }
 
 struct Dims {
-  int64_t b, dp, l, n, K, nk, blocks;
+  int64_t b, d, dp, l, n, K, nk, blocks;
 };
 
-// B_t or C_t for state j: a scalar shared by the block (selective) or one value per channel.
+// A block's W channels of a [b, d, l] tensor as [l, W] (time-major, lanes contiguous) and
+// back; channels past d read as zero.
+template <typename T>
+void gather_block(const Dims& s, const T* x, T* out, int64_t bi, int64_t d0) {
+  for (int64_t w = 0; w < W; ++w) {
+    const T* src = x + (bi * s.d + d0 + w) * s.l;
+    const bool real = d0 + w < s.d;
+    for (int64_t t = 0; t < s.l; ++t) out[t * W + w] = real ? src[t] : T(0);
+  }
+}
+
+template <typename T>
+void scatter_block(const Dims& s, const T* in, T* x, int64_t bi, int64_t d0) {
+  for (int64_t w = 0; w < W && d0 + w < s.d; ++w) {
+    T* dst = x + (bi * s.d + d0 + w) * s.l;
+    for (int64_t t = 0; t < s.l; ++t) dst[t] = in[t * W + w];
+  }
+}
+
+// B_t or C_t for state j over the block's lanes: one scalar for all of them (selective) or one
+// value per channel (time-invariant).
 template <typename T, bool Selective> struct Input {
   const T* base;
   const Dims& s;
-  inline const T* at(int64_t bi, int64_t t, int64_t j, int64_t d0) const {
-    return Selective ? base + (bi * s.l + t) * s.n + j : base + j * s.dp + d0;
+  inline V<T> at(int64_t bi, int64_t t, int64_t j, int64_t d0) const {
+    return Selective ? splat<T>(base[(bi * s.l + t) * s.n + j]) : load(base + j * s.dp + d0);
   }
-  static inline T lane(const T* p, int64_t w) { return Selective ? p[0] : p[w]; }
+};
+
+// Fixed-size storage for the common state sizes (N > 0), heap storage otherwise.
+template <typename T, int N> struct States {
+  std::vector<V<T>> heap;
+  alignas(64) V<T> fixed[N > 0 ? N : 1];
+  V<T>* data;
+  explicit States(int64_t n) : heap(N > 0 ? 0 : n), data(N > 0 ? fixed : heap.data()) {
+    for (int64_t j = 0; j < n; ++j) data[j] = V<T>{};
+  }
 };
 
 template <typename T, int N, bool SelB, bool SelC>
-void forward_block(const Dims& s, const T* u, const T* dt, const T* A, Input<T, SelB> B,
-                   Input<T, SelC> C, T* y, T* last, T* ck, int64_t bi, int64_t blk) {
+void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Input<T, SelB> B,
+                   Input<T, SelC> C, T* y_out, T* last, T* ck, int64_t bi, int64_t blk) {
   const int64_t n = N > 0 ? N : s.n, d0 = blk * W;
-  std::vector<T> state(n * W, T(0));
-  T* h = state.data();
+  States<T, N> state(n);
+  V<T>* h = state.data;
+  std::vector<T> u_block(s.l * W), dt_block(s.l * W), y_block(s.l * W);
+  gather_block(s, u_in, u_block.data(), bi, d0);
+  gather_block(s, dt_in, dt_block.data(), bi, d0);
+  const T *u = u_block.data(), *dt = dt_block.data();
   T* next_checkpoint = ck == nullptr ? nullptr : ck + (bi * s.blocks + blk) * s.nk * n * W;
   for (int64_t t = 0, until_checkpoint = 0; t < s.l; ++t, --until_checkpoint) {
     if (next_checkpoint != nullptr && until_checkpoint == 0) {
-      next_checkpoint = std::copy(h, h + n * W, next_checkpoint);
+      for (int64_t j = 0; j < n; ++j, next_checkpoint += W) store(next_checkpoint, h[j]);
       until_checkpoint = s.K;
     }
-    const int64_t row = (bi * s.l + t) * s.dp + d0;
-    T step[W], v[W], acc[W];
-    for (int64_t w = 0; w < W; ++w) {
-      step[w] = dt[row + w];
-      v[w] = step[w] * u[row + w];
-      acc[w] = 0;
-    }
+    const int64_t row = t * W;
+    const V<T> step = load(dt + row), v = step * load(u + row);
+    V<T> acc{};
 #pragma GCC unroll 16
     for (int64_t j = 0; j < n; ++j) {
-      const T* a = A + j * s.dp + d0;
-      const T* bj = B.at(bi, t, j, d0);
-      const T* cj = C.at(bi, t, j, d0);
-      T* hj = h + j * W;
-#pragma omp simd
-      for (int64_t w = 0; w < W; ++w) {
-        hj[w] = Exp<T>::eval(step[w] * a[w]) * hj[w] + v[w] * B.lane(bj, w);
-        acc[w] += hj[w] * C.lane(cj, w);
-      }
+      h[j] = vexp<T>(step * load(A + j * s.dp + d0)) * h[j] + v * B.at(bi, t, j, d0);
+      acc += h[j] * C.at(bi, t, j, d0);
     }
-    std::copy(acc, acc + W, y + row);
+    store(y_block.data() + row, acc);
   }
-  std::copy(h, h + n * W, last + (bi * s.blocks + blk) * n * W);
+  scatter_block(s, y_block.data(), y_out, bi, d0);
+  for (int64_t j = 0; j < n; ++j) store(last + ((bi * s.blocks + blk) * n + j) * W, h[j]);
 }
 
 template <typename T, int N, bool SelB, bool SelC>
-void backward_block(const Dims& s, const T* u, const T* dt, const T* A, Input<T, SelB> B,
-                    Input<T, SelC> C, const T* ck, const T* dy, const T* dlast, T* du, T* ddt,
+void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Input<T, SelB> B,
+                    Input<T, SelC> C, const T* ck, const T* dy_in, const T* dlast, T* du_out,
+                    T* ddt_out,
                     T* dA_part, T* dB_part, T* dC_part, int64_t bi, int64_t blk) {
   const int64_t n = N > 0 ? N : s.n, K = s.K, d0 = blk * W, nw = n * W;
-  std::vector<T> hs((K + 1) * nw), decay(K * nw), carry(nw), dA(nw, T(0)), dBw(nw, T(0)),
-      dCw(nw, T(0));
-  std::copy(dlast + (bi * s.blocks + blk) * nw, dlast + (bi * s.blocks + blk + 1) * nw,
-            carry.begin());
-  T* r = carry.data();
+  // states and decays of one chunk; the adjoint carry r = exp(dt_{t+1} A) g_{t+1}; sums
+  std::vector<V<T>> hs((K + 1) * n), decay(K * n), r(n), dA(n, V<T>{}), dBw(n, V<T>{}),
+      dCw(n, V<T>{});
+  std::vector<T> u_block(s.l * W), dt_block(s.l * W), dy_block(s.l * W), du_block(s.l * W),
+      ddt_block(s.l * W);
+  gather_block(s, u_in, u_block.data(), bi, d0);
+  gather_block(s, dt_in, dt_block.data(), bi, d0);
+  gather_block(s, dy_in, dy_block.data(), bi, d0);
+  const T *u = u_block.data(), *dt = dt_block.data(), *dy = dy_block.data();
+  T *du = du_block.data(), *ddt = ddt_block.data();
+  for (int64_t j = 0; j < n; ++j) r[j] = load(dlast + (bi * s.blocks + blk) * nw + j * W);
   for (int64_t k = s.nk - 1; k >= 0; --k) {
     const int64_t t0 = k * K, len = std::min(K, s.l - t0);
     const T* start = ck + ((bi * s.blocks + blk) * s.nk + k) * nw;
-    std::copy(start, start + nw, hs.begin());
+    for (int64_t j = 0; j < n; ++j) hs[j] = load(start + j * W);
     for (int64_t i = 0; i < len; ++i) {  // the chunk's decays and states, again
-      const int64_t t = t0 + i, row = (bi * s.l + t) * s.dp + d0;
+      const int64_t t = t0 + i, row = t * W;
+      const V<T> step = load(dt + row), v = step * load(u + row);
+      const V<T>* hp = hs.data() + i * n;
+      V<T>* hn = hs.data() + (i + 1) * n;
+      V<T>* e = decay.data() + i * n;
 #pragma GCC unroll 16
       for (int64_t j = 0; j < n; ++j) {
-        const T* a = A + j * s.dp + d0;
-        const T* bj = B.at(bi, t, j, d0);
-        const T* hp = hs.data() + i * nw + j * W;
-        T* hn = hs.data() + (i + 1) * nw + j * W;
-        T* e = decay.data() + i * nw + j * W;
-#pragma omp simd
-        for (int64_t w = 0; w < W; ++w) {
-          e[w] = Exp<T>::eval(dt[row + w] * a[w]);
-          hn[w] = e[w] * hp[w] + dt[row + w] * u[row + w] * B.lane(bj, w);
-        }
+        e[j] = vexp<T>(step * load(A + j * s.dp + d0));
+        hn[j] = e[j] * hp[j] + v * B.at(bi, t, j, d0);
       }
     }
     for (int64_t i = len - 1; i >= 0; --i) {  // adjoint, newest step first
-      const int64_t t = t0 + i, row = (bi * s.l + t) * s.dp + d0;
-      T step[W], v[W], gy[W], sum_sa[W], sum_gb[W];
-      for (int64_t w = 0; w < W; ++w) {
-        step[w] = dt[row + w];
-        v[w] = step[w] * u[row + w];
-        gy[w] = dy[row + w];
-        sum_sa[w] = 0;
-        sum_gb[w] = 0;
-      }
+      const int64_t t = t0 + i, row = t * W;
+      const V<T> step = load(dt + row), v = step * load(u + row), gy = load(dy + row);
+      const V<T>* hp = hs.data() + i * n;
+      const V<T>* hn = hs.data() + (i + 1) * n;
+      const V<T>* e = decay.data() + i * n;
+      V<T> sum_sa{}, sum_gb{};
 #pragma GCC unroll 16
       for (int64_t j = 0; j < n; ++j) {
-        const T* a = A + j * s.dp + d0;
-        const T* bj = B.at(bi, t, j, d0);
-        const T* cj = C.at(bi, t, j, d0);
-        const T* hp = hs.data() + i * nw + j * W;
-        const T* hn = hs.data() + (i + 1) * nw + j * W;
-        const T* e = decay.data() + i * nw + j * W;
-        T* rj = r + j * W;
-        T* dAj = dA.data() + j * W;
-        T* dBj = dBw.data() + j * W;
-        T* dCj = dCw.data() + j * W;
-#pragma omp simd
-        for (int64_t w = 0; w < W; ++w) {
-          const T g = rj[w] + C.lane(cj, w) * gy[w];  // adjoint of h_t
-          const T sv = g * e[w] * hp[w];              // adjoint of the log-decay dt A
-          dAj[w] += sv * step[w];
-          sum_sa[w] += sv * a[w];
-          sum_gb[w] += g * B.lane(bj, w);
-          dBj[w] = (SelB ? T(0) : dBj[w]) + g * v[w];  // per step, or summed over time
-          dCj[w] = (SelC ? T(0) : dCj[w]) + hn[w] * gy[w];
-          rj[w] = g * e[w];
-        }
+        const V<T> g = r[j] + C.at(bi, t, j, d0) * gy;  // adjoint of h_t
+        const V<T> sv = g * e[j] * hp[j];                // adjoint of the log-decay dt A
+        dA[j] += sv * step;
+        sum_sa += sv * load(A + j * s.dp + d0);
+        sum_gb += g * B.at(bi, t, j, d0);
+        dBw[j] = (SelB ? V<T>{} : dBw[j]) + g * v;  // per step, or summed over time
+        dCw[j] = (SelC ? V<T>{} : dCw[j]) + hn[j] * gy;
+        r[j] = g * e[j];
       }
       // a selective B/C gets one gradient per step, summed over the block's channels
-      if (SelB) row_sums<T, N>(dBw.data(), dB_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
-      if (SelC) row_sums<T, N>(dCw.data(), dC_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
-      for (int64_t w = 0; w < W; ++w) {
-        ddt[row + w] = sum_sa[w] + u[row + w] * sum_gb[w];
-        du[row + w] = step[w] * sum_gb[w];
-      }
+      if (SelB) row_sums<T, N>(reinterpret_cast<const T*>(dBw.data()),
+                               dB_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
+      if (SelC) row_sums<T, N>(reinterpret_cast<const T*>(dCw.data()),
+                               dC_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
+      store(ddt + row, sum_sa + load(u + row) * sum_gb);
+      store(du + row, step * sum_gb);
     }
   }
+  scatter_block(s, du, du_out, bi, d0);
+  scatter_block(s, ddt, ddt_out, bi, d0);
   for (int64_t j = 0; j < n; ++j) {
     const int64_t at = (bi * s.n + j) * s.dp + d0;
-    std::copy(dA.data() + j * W, dA.data() + (j + 1) * W, dA_part + at);
-    if (!SelB) std::copy(dBw.data() + j * W, dBw.data() + (j + 1) * W, dB_part + at);
-    if (!SelC) std::copy(dCw.data() + j * W, dCw.data() + (j + 1) * W, dC_part + at);
+    store(dA_part + at, dA[j]);
+    if (!SelB) store(dB_part + at, dBw[j]);
+    if (!SelC) store(dC_part + at, dCw[j]);
   }
 }
 
 Dims dims_of(const torch::Tensor& u, const torch::Tensor& A, int64_t K) {
-  TORCH_CHECK(u.size(2) % W == 0, "channels must be padded to a multiple of ", W);
+  TORCH_CHECK(A.size(1) % W == 0, "A's channels must be padded to a multiple of ", W);
   Dims s;
   s.b = u.size(0);
-  s.l = u.size(1);
-  s.dp = u.size(2);
+  s.d = u.size(1);
+  s.l = u.size(2);
+  s.dp = A.size(1);
   s.n = A.size(0);
   s.K = K;
   s.nk = (s.l + K - 1) / K;
