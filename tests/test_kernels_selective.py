@@ -184,6 +184,21 @@ def test_optional_arguments_and_plain_output():
     assert rel_err(selective_scan(**core, backend="chunked", chunk_size=4), y_ref) < 1e-12
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_gradients_without_the_gate(form):
+    """No D, z, bias or softplus: the kernel's ungated path, gradients of u, delta, A, B, C."""
+    inputs = make_inputs(2, 19, 16, 23, "selective", torch.float64, seed=5)
+    core = {k: inputs[k] for k in ("u", "delta", "A", "B", "C")}
+    grads = []
+    for backend in ("reference", "chunked"):
+        with chunked_form(form):
+            y, last = selective_scan(**core, return_last_state=True, backend=backend)
+            grads.append(torch.autograd.grad((y.sin()).sum() + last.square().sum(),
+                                             list(core.values())))
+    for name, ga, gb in zip(INPUT_NAMES, grads[1], grads[0]):
+        assert rel_err(ga, gb) <= TOL[torch.float64], name
+
+
 def test_half_precision_accumulates_in_float32():
     inputs = make_inputs(2, 4, 4, 40, "selective", torch.float32, requires_grad=False)
     y32, last32 = run(inputs, "reference")

@@ -117,10 +117,11 @@ def extension() -> ModuleType | None:
         return None
 
 
-def scan_fused(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
-    """Same contract as ``scan_reference``: inputs upcast, ``delta`` discretised; returns
-    ``(y [b, d, l], h_last [b, d, n])``."""
-    return _FusedScan.apply(u, delta, A, B, C)
+def scan_fused(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+               D: Tensor | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Inputs upcast, ``delta`` discretised. Returns ``((y + D u) * silu(z) [b, d, l],
+    h_last [b, d, n])``; without D and z, ``y`` and the last state as ``scan_reference``."""
+    return _FusedScan.apply(u, delta, A, B, C, D, z)
 
 
 def _per_channel(x: Tensor, padded: int) -> Tensor:
@@ -137,31 +138,36 @@ def _state_blocks(h: Tensor, padded: int) -> Tensor:
 
 class _FusedScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C):
+    def forward(ctx, u, delta, A, B, C, D, z):
         ext = extension()
         d = u.shape[1]
         padded = -(-d // LANES) * LANES
-        keep = any(ctx.needs_input_grad[:5])
+        keep = any(ctx.needs_input_grad)
+        none = u.new_empty(0)
         args = (u.contiguous(), delta.contiguous(), _per_channel(A, padded),
                 B.transpose(1, 2).contiguous() if B.dim() == 3 else _per_channel(B, padded),
-                C.transpose(1, 2).contiguous() if C.dim() == 3 else _per_channel(C, padded))
-        y, last, checkpoints = ext.forward(*args, CHECKPOINT_EVERY, keep)
+                C.transpose(1, 2).contiguous() if C.dim() == 3 else _per_channel(C, padded),
+                none if D is None else F.pad(D, (0, padded - d)).contiguous(),
+                none if z is None else z.contiguous())
+        out, last, checkpoints = ext.forward(*args, CHECKPOINT_EVERY, keep)
         if keep:
             ctx.save_for_backward(*args, checkpoints)
         b, n = u.shape[0], A.shape[1]
-        return y, last.transpose(2, 3).reshape(b, padded, n)[:, :d]
+        return out, last.transpose(2, 3).reshape(b, padded, n)[:, :d]
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dy, dlast):
-        u, delta, A, B, C, checkpoints = ctx.saved_tensors
+    def backward(ctx, dout, dlast):
+        u, delta, A, B, C, D, z, checkpoints = ctx.saved_tensors
         b, d, _ = u.shape
         n, padded = A.shape
-        dy = torch.zeros_like(u) if dy is None else dy.to(u.dtype).contiguous()
+        dout = torch.zeros_like(u) if dout is None else dout.to(u.dtype).contiguous()
         dlast = u.new_zeros(b, d, n) if dlast is None else dlast.to(u.dtype)
-        du, ddt, dA, dB, dC = extension().backward(
-            u, delta, A, B, C, checkpoints, dy, _state_blocks(dlast, padded), CHECKPOINT_EVERY)
-        return (du, ddt, dA.sum(0)[:, :d].t(), _reduce_partial(dB, d), _reduce_partial(dC, d))
+        du, ddt, dA, dB, dC, dz, dD = extension().backward(
+            u, delta, A, B, C, D, z, checkpoints, dout, _state_blocks(dlast, padded),
+            CHECKPOINT_EVERY)
+        return (du, ddt, dA.sum(0)[:, :d].t(), _reduce_partial(dB, d), _reduce_partial(dC, d),
+                dD.sum(0)[:d] if D.numel() else None, dz if z.numel() else None)
 
 
 def _reduce_partial(part: Tensor, d: int) -> Tensor:

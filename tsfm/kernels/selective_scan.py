@@ -159,6 +159,13 @@ def selective_scan(
     acc = accumulation_dtype(u.dtype)
     uf, dt = discretisation_inputs(u, delta, delta_bias, delta_softplus, acc)
     Af, Bf, Cf = A.to(acc), B.to(acc), C.to(acc)
+    if name == "chunked" and cpu_scan.usable(uf, dt, Af, Bf, Cf,
+                                             build=_needs_grad(uf, dt, Af, Bf, Cf, D, z)):
+        # the compiled kernel fuses the gate as well, as mamba_ssm's kernel does
+        out, last = cpu_scan.scan_fused(uf, dt, Af, Bf, Cf, *(None if x is None else x.to(acc)
+                                                                for x in (D, z)))
+        out = out.to(u.dtype)
+        return (out, last) if return_last_state else out
     if name == "reference":
         y, last = scan_reference(uf, dt, Af, Bf, Cf)
     else:
@@ -293,8 +300,8 @@ def scan_chunked(
     return _ChunkedScan.apply(u, delta, A, B, C, int(chunk_size))
 
 
-def _needs_grad(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 class _Chunks:

@@ -91,6 +91,9 @@ template <typename T> inline V<T> vexp(V<T> x) {
   return p * reinterpret_cast<const V<T>&>(scale);
 }
 
+template <typename T> inline V<T> sigmoid(const V<T>& x) { return T(1) / (T(1) + vexp<T>(-x)); }
+template <typename T> inline V<T> silu(const V<T>& x) { return x * sigmoid<T>(x); }
+
 // out[j] = sum over the W lanes of tile[j] for j < n. A reduction per row costs about as much
 // as the scan step it follows, so 16 float rows are summed at once with AVX-512: a
 // transpose-and-add tree of 15 additions, then one permutation back into row order.
@@ -170,14 +173,18 @@ template <typename T, int N> struct States {
 
 template <typename T, int N, bool SelB, bool SelC>
 void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Input<T, SelB> B,
-                   Input<T, SelC> C, T* y_out, T* last, T* ck, int64_t bi, int64_t blk) {
+                   Input<T, SelC> C, const T* D, const T* z_in, T* y_out, T* last, T* ck,
+                   int64_t bi, int64_t blk) {
   const int64_t n = N > 0 ? N : s.n, d0 = blk * W;
   States<T, N> state(n);
   V<T>* h = state.data;
   std::vector<T> u_block(s.l * W), dt_block(s.l * W), y_block(s.l * W);
   gather_block(s, u_in, u_block.data(), bi, d0);
   gather_block(s, dt_in, dt_block.data(), bi, d0);
+  std::vector<T> z_block(z_in == nullptr ? 0 : s.l * W);
+  if (z_in != nullptr) gather_block(s, z_in, z_block.data(), bi, d0);
   const T *u = u_block.data(), *dt = dt_block.data();
+  const V<T> skip = D == nullptr ? V<T>{} : load(D + d0);
   T* next_checkpoint = ck == nullptr ? nullptr : ck + (bi * s.blocks + blk) * s.nk * n * W;
   for (int64_t t = 0, until_checkpoint = 0; t < s.l; ++t, --until_checkpoint) {
     if (next_checkpoint != nullptr && until_checkpoint == 0) {
@@ -192,6 +199,8 @@ void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Inp
       h[j] = vexp<T>(step * load(A + j * s.dp + d0)) * h[j] + v * B.at(bi, t, j, d0);
       acc += h[j] * C.at(bi, t, j, d0);
     }
+    acc += skip * load(u + row);  // (y + D u) * silu(z)
+    if (z_in != nullptr) acc *= silu<T>(load(z_block.data() + row));
     store(y_block.data() + row, acc);
   }
   scatter_block(s, y_block.data(), y_out, bi, d0);
@@ -200,9 +209,9 @@ void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Inp
 
 template <typename T, int N, bool SelB, bool SelC>
 void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Input<T, SelB> B,
-                    Input<T, SelC> C, const T* ck, const T* dy_in, const T* dlast, T* du_out,
-                    T* ddt_out,
-                    T* dA_part, T* dB_part, T* dC_part, int64_t bi, int64_t blk) {
+                    Input<T, SelC> C, const T* D, const T* z_in, const T* ck,
+                    const T* dy_in, const T* dlast, T* du_out, T* ddt_out, T* dz_out,
+                    T* dD_part, T* dA_part, T* dB_part, T* dC_part, int64_t bi, int64_t blk) {
   const int64_t n = N > 0 ? N : s.n, K = s.K, d0 = blk * W, nw = n * W;
   // states and decays of one chunk; the adjoint carry r = exp(dt_{t+1} A) g_{t+1}; sums
   std::vector<V<T>> hs((K + 1) * n), decay(K * n), r(n), dA(n, V<T>{}), dBw(n, V<T>{}),
@@ -212,8 +221,12 @@ void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, In
   gather_block(s, u_in, u_block.data(), bi, d0);
   gather_block(s, dt_in, dt_block.data(), bi, d0);
   gather_block(s, dy_in, dy_block.data(), bi, d0);
+  std::vector<T> z_block(z_in == nullptr ? 0 : s.l * W), dz_block(z_block.size());
+  if (z_in != nullptr) gather_block(s, z_in, z_block.data(), bi, d0);
   const T *u = u_block.data(), *dt = dt_block.data(), *dy = dy_block.data();
   T *du = du_block.data(), *ddt = ddt_block.data();
+  const V<T> skip = D == nullptr ? V<T>{} : load(D + d0);
+  V<T> dD{};
   for (int64_t j = 0; j < n; ++j) r[j] = load(dlast + (bi * s.blocks + blk) * nw + j * W);
   for (int64_t k = s.nk - 1; k >= 0; --k) {
     const int64_t t0 = k * K, len = std::min(K, s.l - t0);
@@ -233,11 +246,15 @@ void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, In
     }
     for (int64_t i = len - 1; i >= 0; --i) {  // adjoint, newest step first
       const int64_t t = t0 + i, row = t * W;
-      const V<T> step = load(dt + row), v = step * load(u + row), gy = load(dy + row);
+      const V<T> step = load(dt + row), ut = load(u + row), v = step * ut, dout = load(dy + row);
+      // through the gate (y + D u) * silu(z): gy is the gradient of the scan's y
+      const V<T> zt = z_in == nullptr ? V<T>{} : load(z_block.data() + row);
+      const V<T> gate_sig = z_in == nullptr ? V<T>{} : sigmoid<T>(zt);
+      const V<T> gy = z_in == nullptr ? dout : dout * zt * gate_sig;
       const V<T>* hp = hs.data() + i * n;
       const V<T>* hn = hs.data() + (i + 1) * n;
       const V<T>* e = decay.data() + i * n;
-      V<T> sum_sa{}, sum_gb{};
+      V<T> sum_sa{}, sum_gb{}, y{};
 #pragma GCC unroll 16
       for (int64_t j = 0; j < n; ++j) {
         const V<T> g = r[j] + C.at(bi, t, j, d0) * gy;  // adjoint of h_t
@@ -248,18 +265,25 @@ void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, In
         dBw[j] = (SelB ? V<T>{} : dBw[j]) + g * v;  // per step, or summed over time
         dCw[j] = (SelC ? V<T>{} : dCw[j]) + hn[j] * gy;
         r[j] = g * e[j];
+        if (z_in != nullptr) y += hn[j] * C.at(bi, t, j, d0);  // y_t again, for dz
       }
+      if (z_in != nullptr)  // d silu(z) / dz = sigmoid(z) (1 + z (1 - sigmoid(z)))
+        store(dz_block.data() + row,
+              dout * (y + skip * ut) * gate_sig * (T(1) + zt * (T(1) - gate_sig)));
+      dD += gy * ut;
       // a selective B/C gets one gradient per step, summed over the block's channels
       if (SelB) row_sums<T, N>(reinterpret_cast<const T*>(dBw.data()),
                                dB_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
       if (SelC) row_sums<T, N>(reinterpret_cast<const T*>(dCw.data()),
                                dC_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
       store(ddt + row, sum_sa + load(u + row) * sum_gb);
-      store(du + row, step * sum_gb);
+      store(du + row, step * sum_gb + gy * skip);
     }
   }
   scatter_block(s, du, du_out, bi, d0);
   scatter_block(s, ddt, ddt_out, bi, d0);
+  if (z_in != nullptr) scatter_block(s, dz_block.data(), dz_out, bi, d0);
+  store(dD_part + bi * s.dp + d0, dD);
   for (int64_t j = 0; j < n; ++j) {
     const int64_t at = (bi * s.n + j) * s.dp + d0;
     store(dA_part + at, dA[j]);
@@ -307,8 +331,10 @@ void for_each_block(const Dims& s, F fn) {
   });
 }
 
+// D [dp] and z [b, d, l] are optional (empty tensors): out = (y + D u) * silu(z).
 std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Tensor A,
-                                   torch::Tensor B, torch::Tensor C, int64_t K, bool keep) {
+                                   torch::Tensor B, torch::Tensor C, torch::Tensor D,
+                                   torch::Tensor z, int64_t K, bool keep) {
   const Dims s = dims_of(u, A, K);
   auto y = torch::empty_like(u);
   auto last = torch::empty({s.b, s.blocks, s.n, W}, u.options());
@@ -321,8 +347,9 @@ std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Ten
       Input<T, SC> in_c{C.data_ptr<T>(), s};
       for_each_block(s, [&](int64_t bi, int64_t blk) {
         forward_block<T, decltype(size)::value, SB, SC>(
-            s, u.data_ptr<T>(), dt.data_ptr<T>(), A.data_ptr<T>(), in_b, in_c, y.data_ptr<T>(),
-            last.data_ptr<T>(), keep ? ck.data_ptr<T>() : nullptr, bi, blk);
+            s, u.data_ptr<T>(), dt.data_ptr<T>(), A.data_ptr<T>(), in_b, in_c,
+            D.numel() ? D.data_ptr<T>() : nullptr, z.numel() ? z.data_ptr<T>() : nullptr,
+            y.data_ptr<T>(), last.data_ptr<T>(), keep ? ck.data_ptr<T>() : nullptr, bi, blk);
       });
     });
   });
@@ -330,13 +357,16 @@ std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Ten
 }
 
 std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt, torch::Tensor A,
-                                    torch::Tensor B, torch::Tensor C, torch::Tensor ck,
-                                    torch::Tensor dy, torch::Tensor dlast, int64_t K) {
+                                    torch::Tensor B, torch::Tensor C, torch::Tensor D,
+                                    torch::Tensor z, torch::Tensor ck, torch::Tensor dy,
+                                    torch::Tensor dlast, int64_t K) {
   const Dims s = dims_of(u, A, K);
   const bool sel_b = B.dim() == 3, sel_c = C.dim() == 3;
   auto du = torch::empty_like(u);
   auto ddt = torch::empty_like(u);
   auto dA_part = torch::empty({s.b, s.n, s.dp}, u.options());
+  auto dz = torch::empty({z.numel() ? s.b : 0, s.d, s.l}, u.options());
+  auto dD_part = torch::empty({s.b, s.dp}, u.options());
   auto partial = [&](bool selective) {
     return selective ? torch::empty({s.blocks, s.b, s.l, s.n}, u.options())
                      : torch::empty({s.b, s.n, s.dp}, u.options());
@@ -351,18 +381,20 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt, torch::Te
       Input<T, SC> in_c{C.data_ptr<T>(), s};
       for_each_block(s, [&](int64_t bi, int64_t blk) {
         backward_block<T, decltype(size)::value, SB, SC>(
-            s, u.data_ptr<T>(), dt.data_ptr<T>(), A.data_ptr<T>(), in_b, in_c, ck.data_ptr<T>(),
-            dy.data_ptr<T>(), dlast.data_ptr<T>(), du.data_ptr<T>(), ddt.data_ptr<T>(),
+            s, u.data_ptr<T>(), dt.data_ptr<T>(), A.data_ptr<T>(), in_b, in_c,
+            D.numel() ? D.data_ptr<T>() : nullptr, z.numel() ? z.data_ptr<T>() : nullptr,
+            ck.data_ptr<T>(), dy.data_ptr<T>(), dlast.data_ptr<T>(), du.data_ptr<T>(),
+            ddt.data_ptr<T>(), z.numel() ? dz.data_ptr<T>() : nullptr, dD_part.data_ptr<T>(),
             dA_part.data_ptr<T>(), dB_part.data_ptr<T>(), dC_part.data_ptr<T>(), bi, blk);
       });
     });
   });
-  return {du, ddt, dA_part, dB_part, dC_part};
+  return {du, ddt, dA_part, dB_part, dC_part, dz, dD_part};
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "fused selective scan, forward: (y, last state, checkpoints)");
-  m.def("backward", &backward, "fused selective scan, backward: (du, ddt, dA, dB, dC partials)");
+  m.def("forward", &forward, "fused selective scan, forward: (gated output, last state, checkpoints)");
+  m.def("backward", &backward, "fused selective scan, backward: (du, ddt, dA, dB, dC, dz, dD partials)");
 }
