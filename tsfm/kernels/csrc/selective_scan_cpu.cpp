@@ -1,5 +1,6 @@
 // Fused selective scan for CPUs: forward and backward of
-//     h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t,   y_t = <h_t, C_t>
+//     h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t,   y_t = <h_t, C_t>,
+//     out_t = (y_t + D u_t) * silu(z_t)   (D and z optional; the gate as mamba_ssm fuses it)
 // without ever writing a [b, d, l, n] tensor. A task owns one batch row and a block of W
 // channels; the W channels sit in the lanes of one vector register, so every step is W-wide
 // arithmetic on n independent states (no reductions in the forward, plenty of independent work
@@ -7,8 +8,9 @@
 // of one chunk of K steps at a time from checkpoints the forward keeps every K steps.
 //
 // Layouts (prepared by tsfm/kernels/cpu_scan.py; dp = d rounded up to a multiple of W):
-//   u, dt, y, du, ddt    [b, d, l] (a task copies its block to [l, W] and back; the lanes
-//                        past d are zero, which keeps their state at zero)
+//   u, dt, z, out, du, ddt, dz  [b, d, l] (a task copies its block to [l, W] and back; the
+//                        lanes past d are zero, which keeps their state at zero)
+//   D, dD partial        [dp] (zero-padded), [b, dp]
 //   A, dA partial        [n, dp] (zero-padded), [b, n, dp]
 //   selective B or C     [b, l, n]          time-invariant B or C  [n, dp]
 //   checkpoints          [b, blocks, nk, n, W]   last state  [b, blocks, n, W]
