@@ -147,9 +147,6 @@ def selective_scan(
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(backend, u.device)
-    if (name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size)
-            and not cpu_scan.usable(u, delta, A, B, C, build=False)):
-        name = "reference"  # one chunk = the same steps as the reference, plus padding and joins
     if name == "triton":
         from tsfm.kernels.selective_scan_triton import selective_scan_triton
 
@@ -161,16 +158,19 @@ def selective_scan(
     Af, Bf, Cf = A.to(acc), B.to(acc), C.to(acc)
     if name == "chunked" and cpu_scan.usable(uf, dt, Af, Bf, Cf,
                                              build=_needs_grad(uf, dt, Af, Bf, Cf, D, z)):
-        # the compiled kernel fuses the gate as well, as mamba_ssm's kernel does
+        # the compiled kernel fuses the gate as well, as mamba_ssm's kernel does; it has no
+        # padding or joins, so it serves every length
         out, last = cpu_scan.scan_fused(uf, dt, Af, Bf, Cf, *(None if x is None else x.to(acc)
                                                                 for x in (D, z)))
-        out = out.to(u.dtype)
-        return (out, last) if return_last_state else out
-    if name == "reference":
-        y, last = scan_reference(uf, dt, Af, Bf, Cf)
     else:
-        y, last = scan_chunked(uf, dt, Af, Bf, Cf, chunk_size)
-    out = gate_output(y, uf, D, z).to(u.dtype)
+        if name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):
+            name = "reference"  # one chunk = the reference's steps, plus padding and joins
+        if name == "reference":
+            y, last = scan_reference(uf, dt, Af, Bf, Cf)
+        else:
+            y, last = scan_chunked(uf, dt, Af, Bf, Cf, chunk_size)
+        out = gate_output(y, uf, D, z)
+    out = out.to(u.dtype)
     return (out, last) if return_last_state else out
 
 
@@ -280,19 +280,16 @@ def scan_chunked(
     [nc, nc] chunk-to-chunk decays; (3) step again from the true chunk start states and read y.
     The padding past ``l`` uses delta = 0 (decay 1, no input) so the last state survives it.
 
-    Eagerly on CPU this is the compiled kernel of :mod:`tsfm.kernels.cpu_scan` when it is
-    built (it is built on the first call that needs gradients: training, where its build time
-    pays off); otherwise a custom autograd function whose steps work in place (no allocation
+    This is the chunked backend in torch operations (eager CPU calls of :func:`selective_scan`
+    take the compiled kernel of :mod:`tsfm.kernels.cpu_scan` instead, where it is built).
+    Eagerly it runs as a custom autograd function whose steps work in place (no allocation
     per step), whose chunks are joined one after the other, and whose backward is the chunked
-    adjoint scan. Under torch.export / torch.compile the same steps run out of place and the
+    adjoint scan; under torch.export / torch.compile the same steps run out of place and the
     join is the segment-sum, so the graph is functional and its size independent of l.
-    ``chunk_size`` applies to the torch-operation forms (the kernel keeps its own checkpoints).
     """
     length = u.shape[-1]
     if chunk_size is None:
         chunk_size = default_chunk_size(length) if isinstance(length, int) else TRACED_CHUNK_SIZE
-    if cpu_scan.usable(u, delta, A, B, C, build=_needs_grad(u, delta, A, B, C)):
-        return cpu_scan.scan_fused(u, delta, A, B, C)
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         chunks = _Chunks(u, delta, B, C, int(chunk_size))
         y, ends, _ = _chunked_forward(chunks, A, in_place=False, keep_states=False)

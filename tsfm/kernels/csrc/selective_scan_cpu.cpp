@@ -156,6 +156,7 @@ void scatter_block(const Dims& s, const T* in, T* x, int64_t bi, int64_t d0) {
 // B_t or C_t for state j over the block's lanes: one scalar for all of them (selective) or one
 // value per channel (time-invariant).
 template <typename T, bool Selective> struct Input {
+  using Scalar = T;
   const T* base;
   const Dims& s;
   inline V<T> at(int64_t bi, int64_t t, int64_t j, int64_t d0) const {
@@ -333,6 +334,25 @@ void for_each_block(const Dims& s, F fn) {
   });
 }
 
+// Runs fn(size, B input, C input, batch row, block) for every task, with the scalar type, the
+// state size and the B/C layouts resolved at compile time.
+template <typename F>
+void launch(const Dims& s, const torch::Tensor& u, const torch::Tensor& B,
+            const torch::Tensor& C, F fn) {
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "tsfm_selective_scan", [&] {
+    dispatch(s.n, B.dim() == 3, C.dim() == 3, [&](auto size, auto sel_b, auto sel_c) {
+      Input<scalar_t, decltype(sel_b)::value> in_b{B.data_ptr<scalar_t>(), s};
+      Input<scalar_t, decltype(sel_c)::value> in_c{C.data_ptr<scalar_t>(), s};
+      for_each_block(s, [&](int64_t bi, int64_t blk) { fn(size, in_b, in_c, bi, blk); });
+    });
+  });
+}
+
+// The data of a tensor, or nullptr for an empty one (an optional argument or output).
+template <typename T> T* data(const torch::Tensor& x) {
+  return x.numel() ? x.data_ptr<T>() : nullptr;
+}
+
 // D [dp] and z [b, d, l] are optional (empty tensors): out = (y + D u) * silu(z).
 std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Tensor A,
                                    torch::Tensor B, torch::Tensor C, torch::Tensor D,
@@ -341,19 +361,11 @@ std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Ten
   auto y = torch::empty_like(u);
   auto last = torch::empty({s.b, s.blocks, s.n, W}, u.options());
   auto ck = torch::empty({keep ? s.b : 0, s.blocks, s.nk, s.n, W}, u.options());
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "tsfm_selective_scan_fwd", [&] {
-    using T = scalar_t;
-    dispatch(s.n, B.dim() == 3, C.dim() == 3, [&](auto size, auto sel_b, auto sel_c) {
-      constexpr bool SB = decltype(sel_b)::value, SC = decltype(sel_c)::value;
-      Input<T, SB> in_b{B.data_ptr<T>(), s};
-      Input<T, SC> in_c{C.data_ptr<T>(), s};
-      for_each_block(s, [&](int64_t bi, int64_t blk) {
-        forward_block<T, decltype(size)::value, SB, SC>(
-            s, u.data_ptr<T>(), dt.data_ptr<T>(), A.data_ptr<T>(), in_b, in_c,
-            D.numel() ? D.data_ptr<T>() : nullptr, z.numel() ? z.data_ptr<T>() : nullptr,
-            y.data_ptr<T>(), last.data_ptr<T>(), keep ? ck.data_ptr<T>() : nullptr, bi, blk);
-      });
-    });
+  launch(s, u, B, C, [&](auto size, auto in_b, auto in_c, int64_t bi, int64_t blk) {
+    using T = typename decltype(in_b)::Scalar;
+    forward_block<T, decltype(size)::value>(
+        s, data<T>(u), data<T>(dt), data<T>(A), in_b, in_c, data<T>(D), data<T>(z), data<T>(y),
+        data<T>(last), data<T>(ck), bi, blk);
   });
   return {y, last, ck};
 }
@@ -363,7 +375,6 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt, torch::Te
                                     torch::Tensor z, torch::Tensor ck, torch::Tensor dy,
                                     torch::Tensor dlast, int64_t K) {
   const Dims s = dims_of(u, A, K);
-  const bool sel_b = B.dim() == 3, sel_c = C.dim() == 3;
   auto du = torch::empty_like(u);
   auto ddt = torch::empty_like(u);
   auto dA_part = torch::empty({s.b, s.n, s.dp}, u.options());
@@ -373,23 +384,14 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt, torch::Te
     return selective ? torch::empty({s.blocks, s.b, s.l, s.n}, u.options())
                      : torch::empty({s.b, s.n, s.dp}, u.options());
   };
-  auto dB_part = partial(sel_b);
-  auto dC_part = partial(sel_c);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "tsfm_selective_scan_bwd", [&] {
-    using T = scalar_t;
-    dispatch(s.n, sel_b, sel_c, [&](auto size, auto sb, auto sc) {
-      constexpr bool SB = decltype(sb)::value, SC = decltype(sc)::value;
-      Input<T, SB> in_b{B.data_ptr<T>(), s};
-      Input<T, SC> in_c{C.data_ptr<T>(), s};
-      for_each_block(s, [&](int64_t bi, int64_t blk) {
-        backward_block<T, decltype(size)::value, SB, SC>(
-            s, u.data_ptr<T>(), dt.data_ptr<T>(), A.data_ptr<T>(), in_b, in_c,
-            D.numel() ? D.data_ptr<T>() : nullptr, z.numel() ? z.data_ptr<T>() : nullptr,
-            ck.data_ptr<T>(), dy.data_ptr<T>(), dlast.data_ptr<T>(), du.data_ptr<T>(),
-            ddt.data_ptr<T>(), z.numel() ? dz.data_ptr<T>() : nullptr, dD_part.data_ptr<T>(),
-            dA_part.data_ptr<T>(), dB_part.data_ptr<T>(), dC_part.data_ptr<T>(), bi, blk);
-      });
-    });
+  auto dB_part = partial(B.dim() == 3);
+  auto dC_part = partial(C.dim() == 3);
+  launch(s, u, B, C, [&](auto size, auto in_b, auto in_c, int64_t bi, int64_t blk) {
+    using T = typename decltype(in_b)::Scalar;
+    backward_block<T, decltype(size)::value>(
+        s, data<T>(u), data<T>(dt), data<T>(A), in_b, in_c, data<T>(D), data<T>(z), data<T>(ck),
+        data<T>(dy), data<T>(dlast), data<T>(du), data<T>(ddt), data<T>(dz), data<T>(dD_part),
+        data<T>(dA_part), data<T>(dB_part), data<T>(dC_part), bi, blk);
   });
   return {du, ddt, dA_part, dB_part, dC_part, dz, dD_part};
 }
