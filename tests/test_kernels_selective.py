@@ -185,6 +185,36 @@ def test_optional_arguments_and_plain_output():
 
 
 @pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("bias, softplus", [(True, True), (False, True), (True, False)])
+def test_discretisation_over_its_range(form, dtype, bias, softplus):
+    """dt = softplus(delta + bias) for delta + bias across [-45, 45] (both sides of the identity
+    threshold at 20, and steps down to 1e-20), read off a one-step scan whose output is dt
+    itself (A = 0, u = B = C = 1); every element to a few ulp, and so is its gradient."""
+    delta = torch.linspace(-45, 45, 4 * 37, dtype=torch.float64).reshape(4, 37, 1).to(dtype)
+    shift = torch.linspace(-0.5, 0.5, 37, dtype=dtype) if bias else None
+    ones = torch.ones(4, 1, 1, dtype=dtype)
+    delta.requires_grad_(True)
+    if shift is not None:
+        shift.requires_grad_(True)
+    with chunked_form(form):
+        dt = selective_scan(ones.expand(4, 37, 1).contiguous(), delta,
+                            torch.zeros(37, 1, dtype=dtype), ones, ones, delta_bias=shift,
+                            delta_softplus=softplus, backend="chunked")
+    x = (delta + shift[:, None] if bias else delta).detach().double()
+    expected = F.softplus(x) if softplus else x
+    weights = torch.linspace(-1, 1, dt.numel(), dtype=dtype).reshape(dt.shape)
+    grads = torch.autograd.grad((dt * weights).sum(), [delta] + ([shift] if bias else []))
+    slope = torch.sigmoid(x).masked_fill(x > 20, 1.0) if softplus else torch.ones_like(x)
+    rtol = 1e-13 if dtype == torch.float64 else 4e-7
+    torch.testing.assert_close(dt.double(), expected, rtol=rtol, atol=0)
+    torch.testing.assert_close(grads[0].double(), slope * weights.double(), rtol=rtol, atol=0)
+    if bias:
+        torch.testing.assert_close(grads[1].double(), (slope * weights.double()).sum((0, 2)),
+                                   rtol=rtol, atol=10 * rtol)  # sums of 4 terms of size <= 1
+
+
+@pytest.mark.parametrize("form", FORMS)
 def test_gradients_without_the_gate(form):
     """No D, z, bias or softplus: the kernel's ungated path, gradients of u, delta, A, B, C."""
     inputs = make_inputs(2, 19, 16, 23, "selective", torch.float64, seed=5)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-CHECKPOINT_EVERY = 16  # steps between the states the forward keeps for the backward
+CHECKPOINT_EVERY = 32  # steps between the states the forward keeps for the backward
 LANES = 16  # channels per kernel task (csrc: W)
 ENV_VAR = "TSFM_CPU_KERNEL"
 SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
@@ -118,10 +118,13 @@ def extension() -> ModuleType | None:
 
 
 def scan_fused(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-               D: Tensor | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Inputs upcast, ``delta`` discretised. Returns ``((y + D u) * silu(z) [b, d, l],
-    h_last [b, d, n])``; without D and z, ``y`` and the last state as ``scan_reference``."""
-    return _FusedScan.apply(u, delta, A, B, C, D, z)
+               D: Tensor | None = None, z: Tensor | None = None,
+               delta_bias: Tensor | None = None, delta_softplus: bool = False
+               ) -> tuple[Tensor, Tensor]:
+    """Inputs upcast; ``delta`` raw: the kernel forms softplus(delta + delta_bias) itself.
+    Returns ``((y + D u) * silu(z) [b, d, l], h_last [b, d, n])``; without D and z, ``y`` and
+    the last state as ``scan_reference``."""
+    return _FusedScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 def _per_channel(x: Tensor, padded: int) -> Tensor:
@@ -138,7 +141,7 @@ def _state_blocks(h: Tensor, padded: int) -> Tensor:
 
 class _FusedScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         ext = extension()
         d = u.shape[1]
         padded = -(-d // LANES) * LANES
@@ -148,28 +151,33 @@ class _FusedScan(torch.autograd.Function):
                 B.transpose(1, 2).contiguous() if B.dim() == 3 else _per_channel(B, padded),
                 C.transpose(1, 2).contiguous() if C.dim() == 3 else _per_channel(C, padded),
                 none if D is None else F.pad(D, (0, padded - d)).contiguous(),
-                none if z is None else z.contiguous())
-        out, last, checkpoints = ext.forward(*args, CHECKPOINT_EVERY, keep)
+                none if z is None else z.contiguous(),
+                none if delta_bias is None else F.pad(delta_bias, (0, padded - d)).contiguous())
+        out, last, checkpoints = ext.forward(*args, bool(delta_softplus), CHECKPOINT_EVERY, keep)
         if keep:
             ctx.save_for_backward(*args, checkpoints)
+            ctx.delta_softplus = bool(delta_softplus)
+            ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         b, n = u.shape[0], A.shape[1]
         return out, last.transpose(2, 3).reshape(b, padded, n)[:, :d]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dlast):
-        u, delta, A, B, C, D, z, checkpoints = ctx.saved_tensors
-        b, d, _ = u.shape
-        n, padded = A.shape
+        u, delta, A, B, C, D, z, delta_bias, checkpoints = ctx.saved_tensors
+        d, padded = u.shape[1], A.shape[1]
         dout = torch.zeros_like(u) if dout is None else dout.to(u.dtype).contiguous()
-        dlast = u.new_zeros(b, d, n) if dlast is None else dlast.to(u.dtype)
-        du, ddt, dA, dB, dC, dz, dD = extension().backward(
-            u, delta, A, B, C, D, z, checkpoints, dout, _state_blocks(dlast, padded),
+        dlast = u.new_empty(0) if dlast is None else _state_blocks(dlast.to(u.dtype), padded)
+        du, ddelta, dA, dB, dC, dz, dD, dbias = extension().backward(
+            u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, checkpoints, dout, dlast,
             CHECKPOINT_EVERY)
-        return (du, ddt, dA.sum(0)[:, :d].t(), _reduce_partial(dB, d), _reduce_partial(dC, d),
-                dD.sum(0)[:d] if D.numel() else None, dz if z.numel() else None)
+        return (du, ddelta, dA.sum(0)[:, :d].t(), _reduce_partial(dB, d, B.dim() == 3),
+                _reduce_partial(dC, d, C.dim() == 3),
+                dD.sum(0)[:d] if D.numel() else None, dz if z.numel() else None,
+                dbias.sum(0)[:d] if delta_bias.numel() else None, None)
 
 
-def _reduce_partial(part: Tensor, d: int) -> Tensor:
-    """Selective partials [blocks, b, l, n] -> [b, n, l]; time-invariant [b, n, dp] -> [d, n]."""
-    return part.sum(0).transpose(1, 2) if part.dim() == 4 else part.sum(0)[:, :d].t()
+def _reduce_partial(part: Tensor, d: int, selective: bool) -> Tensor:
+    """Selective [b, l, n] (summed by the kernel) -> [b, n, l]; time-invariant partials
+    [b, n, dp] -> [d, n]."""
+    return part.transpose(1, 2) if selective else part.sum(0)[:, :d].t()

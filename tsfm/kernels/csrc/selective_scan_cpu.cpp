@@ -1,22 +1,25 @@
 // Fused selective scan for CPUs: forward and backward of
+//     dt_t = softplus(delta_t + delta_bias)   (bias and softplus optional)
 //     h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t,   y_t = <h_t, C_t>,
 //     out_t = (y_t + D u_t) * silu(z_t)   (D and z optional; the gate as mamba_ssm fuses it)
 // without ever writing a [b, d, l, n] tensor. A task owns one batch row and a block of W
 // channels; the W channels sit in the lanes of one vector register, so every step is W-wide
 // arithmetic on n independent states (no reductions in the forward, plenty of independent work
-// for the CPU), and exp(dt A) is computed where it is used. The backward recomputes the states
-// of one chunk of K steps at a time from checkpoints the forward keeps every K steps.
+// for the CPU), and softplus, exp(dt A) and the gate are computed where they are used. The
+// backward recomputes the states of one chunk of K steps at a time from checkpoints the
+// forward keeps every K steps.
 //
 // Layouts (prepared by tsfm/kernels/cpu_scan.py; dp = d rounded up to a multiple of W):
-//   u, dt, z, out, du, ddt, dz  [b, d, l] (a task copies its block to [l, W] and back; the
-//                        lanes past d are zero, which keeps their state at zero)
-//   D, dD partial        [dp] (zero-padded), [b, dp]
+//   u, delta, z, out, du, ddelta, dz  [b, d, l] (a task copies its block to [l, W] and back;
+//                        the lanes past d are zero, which keeps their state at zero)
+//   D, delta_bias and their partials   [dp] (zero-padded), [b, dp]
 //   A, dA partial        [n, dp] (zero-padded), [b, n, dp]
 //   selective B or C     [b, l, n]          time-invariant B or C  [n, dp]
 //   checkpoints          [b, blocks, nk, n, W]   last state  [b, blocks, n, W]
-//   dB / dC partials     selective [blocks, b, l, n]; time-invariant [b, n, dp]
-// Every partial sum over channels or batch has its own slot, reduced in Python in a fixed
-// order, so results do not depend on the number of threads.
+//   dB / dC partials     selective [blocks, b, l, n] (summed over blocks here, returned as
+//                        [b, l, n]); time-invariant [b, n, dp]
+// Every partial sum over channels or batch has its own slot, reduced in a fixed order (here or
+// in Python), so results do not depend on the number of threads.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -24,6 +27,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -57,7 +62,8 @@ template <typename T> inline V<T> load(const T* p) {
 template <typename T> inline void store(T* p, const V<T>& x) { std::memcpy(p, &x, sizeof x); }
 template <typename T> inline V<T> splat(T x) { return V<T>{} + x; }
 
-// exp by 2^k * p(r), |r| <= ln2 / 2: relative error ~1e-8 (float), ~1e-16 (double). The input
+// exp for the per-element functions (softplus, sigmoid), where accuracy matters more than
+// speed: 2^k * p(r), |r| <= ln2 / 2: relative error ~1e-8 (float), ~1e-16 (double). The input
 // is held in [one above the log of the smallest normal number, log of the largest]: results
 // stay normal (x86's subnormal path is 10-40x slower), and a decay below that floor is off by
 // less than 1e-37. k is rounded with the 1.5 * 2^mantissa trick.
@@ -93,8 +99,96 @@ template <typename T> inline V<T> vexp(V<T> x) {
   return p * reinterpret_cast<const V<T>&>(scale);
 }
 
-template <typename T> inline V<T> sigmoid(const V<T>& x) { return T(1) / (T(1) + vexp<T>(-x)); }
+// 2^x for the state decays, exp(dt A) = 2^(dt A log2(e)) with A scaled once per block (as
+// mamba_ssm's CUDA kernel does): 9 vector operations with AVX-512 where exp takes 17, and exp
+// is most of the scan's arithmetic. x = k + f with k = round(x), |f| <= 1/2; 2^f by a
+// polynomial (float: degree 5 fitted for relative error, 2.2e-7, about 2 ulp as CUDA's exp2f;
+// double: Taylor to degree 13); 2^k goes into the exponent (AVX-512: vscalefps, which also
+// overflows to inf; the tasks run with subnormals flushed to zero, see for_each_block). The
+// portable path builds the exponent bits by hand from x held in [-125, 127] (float), which
+// also keeps its results normal.
+template <typename T> struct Exp2Constants;
+template <> struct Exp2Constants<float> {
+  static constexpr float lo = -125.0f, hi = 127.0f, round = 12582912.0f;  // 1.5 * 2^23
+  static constexpr int degree = 5, mantissa = 23, bias = 127;
+  static constexpr float coefficients[degree + 1] = {
+      1.0000000710297001f, 0.6931469491610647f, 0.24022121753561726f, 0.05550742616002661f,
+      0.009675459745518308f, 0.0013266970386403858f};
+};
+template <> struct Exp2Constants<double> {
+  static constexpr double lo = -1021.0, hi = 1023.0, round = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int degree = 13, mantissa = 52, bias = 1023;
+  static constexpr double coefficients[degree + 1] = {  // ln(2)^i / i!
+      1.0, 0.6931471805599453, 0.2402265069591007, 0.055504108664821576,
+      0.009618129107628477, 0.0013333558146428441, 0.00015403530393381606,
+      1.5252733804059838e-05, 1.3215486790144305e-06, 1.0178086009239696e-07,
+      7.054911620801121e-09, 4.44553827187081e-10, 2.5678435993488196e-11,
+      1.3691488853904124e-12};
+};
+
+template <typename T> inline V<T> exp2_fraction(const V<T>& f) {
+  using E = Exp2Constants<T>;
+  V<T> p = splat<T>(E::coefficients[E::degree]);
+  for (int i = E::degree - 1; i >= 0; --i) p = p * f + E::coefficients[i];
+  return p;
+}
+
+template <typename T> inline V<T> vexp2(V<T> x) {
+  using E = Exp2Constants<T>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && W == 16) {
+    const __m512 k = _mm512_roundscale_ps(__m512(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return V<T>(_mm512_scalef_ps(__m512(exp2_fraction<T>(x - V<T>(k))), k));
+  }
+#endif
+  using Bits = typename Lanes<T>::bits;
+  x = x < E::lo ? splat<T>(E::lo) : x;
+  x = x > E::hi ? splat<T>(E::hi) : x;
+  const V<T> k = (x + E::round) - E::round;
+  const Bits scale = (__builtin_convertvector(k, Bits) + E::bias) << E::mantissa;
+  return exp2_fraction<T>(x - k) * reinterpret_cast<const V<T>&>(scale);
+}
+
+// 1 / x; with AVX-512 (float) a 14-bit estimate and one Newton step (about 1 ulp), which
+// takes a fraction of a vector division's time.
+template <typename T> inline V<T> reciprocal(const V<T>& x) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && W == 16) {
+    const V<T> r = V<T>(_mm512_rcp14_ps(__m512(x)));
+    return r * (T(2) - x * r);
+  }
+#endif
+  return T(1) / x;
+}
+
+template <typename T> inline V<T> sigmoid(const V<T>& x) {
+  return reciprocal<T>(T(1) + vexp<T>(-x));
+}
 template <typename T> inline V<T> silu(const V<T>& x) { return x * sigmoid<T>(x); }
+
+// log1p(y) for 0 <= y <= 1 as 2 atanh(s), s = y / (2 + y) <= 1/3, by the odd series of atanh
+// (float to s^15, double to s^33: below one ulp); no 1 + y is formed, so tiny y keep their bits.
+template <typename T> inline V<T> log1p_unit(const V<T>& y) {
+  constexpr int terms = std::is_same_v<T, float> ? 8 : 17;
+  const V<T> s = y * reciprocal<T>(T(2) + y), s2 = s * s;
+  V<T> p = splat<T>(T(1) / T(2 * terms - 1));
+  for (int k = terms - 2; k >= 0; --k) p = p * s2 + T(1) / T(2 * k + 1);
+  return T(2) * s * p;
+}
+
+constexpr double SOFTPLUS_THRESHOLD = 20;  // torch's and the CUDA kernel's: identity above
+
+// softplus(x) = max(x, 0) + log1p(exp(-|x|)), identity above the threshold.
+template <typename T> inline V<T> softplus(const V<T>& x) {
+  const V<T> magnitude = x < T(0) ? -x : x;
+  const V<T> soft = (x > T(0) ? x : V<T>{}) + log1p_unit<T>(vexp<T>(-magnitude));
+  return x > T(SOFTPLUS_THRESHOLD) ? x : soft;
+}
+
+// d softplus(x) / dx = sigmoid(x), 1 above the threshold.
+template <typename T> inline V<T> softplus_slope(const V<T>& x) {
+  return x > T(SOFTPLUS_THRESHOLD) ? splat<T>(1) : sigmoid<T>(x);
+}
 
 // out[j] = sum over the W lanes of tile[j] for j < n. A reduction per row costs about as much
 // as the scan step it follows, so 16 float rows are summed at once with AVX-512: a
@@ -130,27 +224,94 @@ inline void row_sums(const T* tile, T* out, int64_t n) {
   }
 }
 
+// The per-step gradient of a selective B or C: row (t, j) is summed over the block's W lanes.
+// Rows are collected in a tile of W rows, W / n steps of them when n divides W, so that a small
+// state size still fills one transpose-and-add tree, and summed when the tile's first step is
+// reached (the adjoint walks time backwards); out is this task's [l, n].
+template <typename T> class StepSums {
+  std::vector<V<T>> tile_;
+  T* out_;
+  int64_t n_, l_, steps_;  // steps per tile
+ public:
+  StepSums(T* out, int64_t n, int64_t l)
+      : tile_(std::max(W, n)), out_(out), n_(n), l_(l), steps_(W % n == 0 ? W / n : 1) {}
+  V<T>& row(int64_t t, int64_t j) { return tile_[(t % steps_) * n_ + j]; }
+  void step_done(int64_t t) {
+    if (t % steps_ != 0) return;
+    const T* rows = reinterpret_cast<const T*>(tile_.data());
+    const int64_t count = std::min(steps_, l_ - t) * n_;  // the last tile may pass the end
+    if (count == W) return row_sums<T, W>(rows, out_ + t * n_, W);
+    if (steps_ == 1) return row_sums<T, 0>(rows, out_ + t * n_, n_);
+    T sums[W];
+    row_sums<T, W>(rows, sums, W);
+    std::copy(sums, sums + count, out_ + t * n_);
+  }
+};
+
 struct Dims {
   int64_t b, d, dp, l, n, K, nk, blocks;
 };
 
+// Transposes a 16 x 16 tile of floats (rows in_stride apart) into rows out_stride apart;
+// returns false where the build has no AVX-512 (the caller copies element by element).
+// Unpacking pairs of 32- and 64-bit elements leaves 4 x 4 blocks in 128-bit lanes, which
+// two rounds of lane shuffles put in place: 64 instructions for 256 elements, against 256
+// strided scalar stores, which took a third of the kernel's time.
+template <typename T>
+inline bool transpose_tile(const T* in, int64_t in_stride, T* out, int64_t out_stride) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && W == 16) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * in_stride);
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    auto pd = [](__m512 x) { return _mm512_castps_pd(x); };
+    for (int i = 0; i < 16; i += 4) {  // r[i + c] holds column c (+ 4, 8, 12) of rows i..i+3
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i]), pd(t[i + 2])));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i]), pd(t[i + 2])));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i + 1]), pd(t[i + 3])));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i + 1]), pd(t[i + 3])));
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m512 even_lo = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88),
+                   odd_lo = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD),
+                   even_hi = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88),
+                   odd_hi = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+      _mm512_storeu_ps(out + c * out_stride, _mm512_shuffle_f32x4(even_lo, even_hi, 0x88));
+      _mm512_storeu_ps(out + (8 + c) * out_stride, _mm512_shuffle_f32x4(even_lo, even_hi, 0xDD));
+      _mm512_storeu_ps(out + (4 + c) * out_stride, _mm512_shuffle_f32x4(odd_lo, odd_hi, 0x88));
+      _mm512_storeu_ps(out + (12 + c) * out_stride, _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xDD));
+    }
+    return true;
+  }
+#endif
+  return false;
+}
+
 // A block's W channels of a [b, d, l] tensor as [l, W] (time-major, lanes contiguous) and
-// back; channels past d read as zero.
+// back; channels past d read as zero. Whole 16-step tiles of a full block are transposed.
 template <typename T>
 void gather_block(const Dims& s, const T* x, T* out, int64_t bi, int64_t d0) {
+  const T* src = x + (bi * s.d + d0) * s.l;
+  int64_t t0 = 0;
+  if (d0 + W <= s.d)
+    for (; t0 + W <= s.l && transpose_tile(src + t0, s.l, out + t0 * W, W); t0 += W) {}
   for (int64_t w = 0; w < W; ++w) {
-    const T* src = x + (bi * s.d + d0 + w) * s.l;
     const bool real = d0 + w < s.d;
-    for (int64_t t = 0; t < s.l; ++t) out[t * W + w] = real ? src[t] : T(0);
+    for (int64_t t = t0; t < s.l; ++t) out[t * W + w] = real ? src[w * s.l + t] : T(0);
   }
 }
 
 template <typename T>
 void scatter_block(const Dims& s, const T* in, T* x, int64_t bi, int64_t d0) {
-  for (int64_t w = 0; w < W && d0 + w < s.d; ++w) {
-    T* dst = x + (bi * s.d + d0 + w) * s.l;
-    for (int64_t t = 0; t < s.l; ++t) dst[t] = in[t * W + w];
-  }
+  T* dst = x + (bi * s.d + d0) * s.l;
+  int64_t t0 = 0;
+  if (d0 + W <= s.d)
+    for (; t0 + W <= s.l && transpose_tile(in + t0 * W, W, dst + t0, s.l); t0 += W) {}
+  for (int64_t w = 0; w < W && d0 + w < s.d; ++w)
+    for (int64_t t = t0; t < s.l; ++t) dst[w * s.l + t] = in[t * W + w];
 }
 
 // B_t or C_t for state j over the block's lanes: one scalar for all of them (selective) or one
@@ -164,6 +325,14 @@ template <typename T, bool Selective> struct Input {
   }
 };
 
+// A block's [l, W] rows, left uninitialised: every row is written before it is read.
+template <typename T> class Rows {
+  std::unique_ptr<T[]> rows_;
+ public:
+  explicit Rows(int64_t size) : rows_(size > 0 ? new T[size] : nullptr) {}
+  T* data() const { return rows_.get(); }
+};
+
 // Fixed-size storage for the common state sizes (N > 0), heap storage otherwise.
 template <typename T, int N> struct States {
   std::vector<V<T>> heap;
@@ -174,17 +343,38 @@ template <typename T, int N> struct States {
   }
 };
 
+// A's block scaled by log2(e), for vexp2: exp(dt A) = 2^(dt A2).
+template <typename T, int N>
+void scaled_decay_rates(const Dims& s, const T* A, int64_t d0, States<T, N>& a2) {
+  for (int64_t j = 0; j < s.n; ++j) a2.data[j] = load(A + j * s.dp + d0) * T(1.4426950408889634);
+}
+
+// The block's steps, in place over its [l, W] rows: dt = softplus(delta + bias) (either part
+// optional); with slope, also d dt / d delta for the backward (softplus only).
+template <typename T>
+void discretise(const Dims& s, T* dt, T* slope, const T* bias, bool use_softplus, int64_t d0) {
+  if (bias == nullptr && !use_softplus) return;
+  const V<T> shift = bias == nullptr ? V<T>{} : load(bias + d0);
+  for (int64_t row = 0; row < s.l * W; row += W) {
+    const V<T> x = load(dt + row) + shift;
+    store(dt + row, use_softplus ? softplus<T>(x) : x);
+    if (slope != nullptr) store(slope + row, softplus_slope<T>(x));
+  }
+}
+
 template <typename T, int N, bool SelB, bool SelC>
-void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Input<T, SelB> B,
-                   Input<T, SelC> C, const T* D, const T* z_in, T* y_out, T* last, T* ck,
-                   int64_t bi, int64_t blk) {
+void forward_block(const Dims& s, const T* u_in, const T* delta_in, const T* A, Input<T, SelB> B,
+                   Input<T, SelC> C, const T* D, const T* z_in, const T* bias,
+                   bool use_softplus, T* y_out, T* last, T* ck, int64_t bi, int64_t blk) {
   const int64_t n = N > 0 ? N : s.n, d0 = blk * W;
-  States<T, N> state(n);
+  States<T, N> state(n), a2(n);
   V<T>* h = state.data;
-  std::vector<T> u_block(s.l * W), dt_block(s.l * W), y_block(s.l * W);
+  scaled_decay_rates(s, A, d0, a2);
+  Rows<T> u_block(s.l * W), dt_block(s.l * W), y_block(s.l * W);
   gather_block(s, u_in, u_block.data(), bi, d0);
-  gather_block(s, dt_in, dt_block.data(), bi, d0);
-  std::vector<T> z_block(z_in == nullptr ? 0 : s.l * W);
+  gather_block(s, delta_in, dt_block.data(), bi, d0);
+  discretise(s, dt_block.data(), static_cast<T*>(nullptr), bias, use_softplus, d0);
+  Rows<T> z_block(z_in == nullptr ? 0 : s.l * W);
   if (z_in != nullptr) gather_block(s, z_in, z_block.data(), bi, d0);
   const T *u = u_block.data(), *dt = dt_block.data();
   const V<T> skip = D == nullptr ? V<T>{} : load(D + d0);
@@ -199,7 +389,7 @@ void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Inp
     V<T> acc{};
 #pragma GCC unroll 16
     for (int64_t j = 0; j < n; ++j) {
-      h[j] = vexp<T>(step * load(A + j * s.dp + d0)) * h[j] + v * B.at(bi, t, j, d0);
+      h[j] = vexp2<T>(step * a2.data[j]) * h[j] + v * B.at(bi, t, j, d0);
       acc += h[j] * C.at(bi, t, j, d0);
     }
     acc += skip * load(u + row);  // (y + D u) * silu(z)
@@ -211,30 +401,54 @@ void forward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Inp
 }
 
 template <typename T, int N, bool SelB, bool SelC>
-void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, Input<T, SelB> B,
-                    Input<T, SelC> C, const T* D, const T* z_in, const T* ck,
-                    const T* dy_in, const T* dlast, T* du_out, T* ddt_out, T* dz_out,
-                    T* dD_part, T* dA_part, T* dB_part, T* dC_part, int64_t bi, int64_t blk) {
+void backward_block(const Dims& s, const T* u_in, const T* delta_in, const T* A, Input<T, SelB> B,
+                    Input<T, SelC> C, const T* D, const T* z_in, const T* bias,
+                    bool use_softplus, const T* ck, const T* dy_in, const T* dlast, T* du_out,
+                    T* ddelta_out, T* dz_out, T* dD_part, T* dbias_part, T* dA_part,
+                    T* dB_part, T* dC_part, int64_t bi, int64_t blk) {
   const int64_t n = N > 0 ? N : s.n, K = s.K, d0 = blk * W, nw = n * W;
+  States<T, N> a2(n);
+  scaled_decay_rates(s, A, d0, a2);
   // states and decays of one chunk; the adjoint carry r = exp(dt_{t+1} A) g_{t+1}; sums
   std::vector<V<T>> hs((K + 1) * n), decay(K * n), r(n), dA(n, V<T>{}), dBw(n, V<T>{}),
-      dCw(n, V<T>{});
-  std::vector<T> u_block(s.l * W), dt_block(s.l * W), dy_block(s.l * W), du_block(s.l * W),
+      dCw(n, V<T>{});  // time-invariant B, C: gradients summed over time
+  const int64_t task_rows = (blk * s.b + bi) * s.l * s.n;
+  StepSums<T> step_dB(SelB ? dB_part + task_rows : nullptr, n, s.l),
+      step_dC(SelC ? dC_part + task_rows : nullptr, n, s.l);
+  Rows<T> u_block(s.l * W), dt_block(s.l * W), dy_block(s.l * W), du_block(s.l * W),
       ddt_block(s.l * W);
   gather_block(s, u_in, u_block.data(), bi, d0);
-  gather_block(s, dt_in, dt_block.data(), bi, d0);
+  gather_block(s, delta_in, dt_block.data(), bi, d0);
+  Rows<T> slope_block(use_softplus ? s.l * W : 0);
+  discretise(s, dt_block.data(), use_softplus ? slope_block.data() : nullptr, bias, use_softplus,
+             d0);
   gather_block(s, dy_in, dy_block.data(), bi, d0);
-  std::vector<T> z_block(z_in == nullptr ? 0 : s.l * W), dz_block(z_block.size());
-  if (z_in != nullptr) gather_block(s, z_in, z_block.data(), bi, d0);
+  // through the gate (y + D u) * silu(z), element by element: dy becomes the gradient of
+  // y + D u, and dz_block holds dout * silu'(z) until the adjoint multiplies in y + D u
+  // (recomputed there: cheaper than keeping it from the forward); silu'(z) =
+  // sigmoid(z) (1 + z (1 - sigmoid(z)))
+  Rows<T> dz_block(z_in == nullptr ? 0 : s.l * W);
+  if (z_in != nullptr) {
+    gather_block(s, z_in, dz_block.data(), bi, d0);
+    for (int64_t row = 0; row < s.l * W; row += W) {
+      const V<T> zt = load(dz_block.data() + row), sig = sigmoid<T>(zt),
+                 dout = load(dy_block.data() + row);
+      store(dz_block.data() + row, dout * sig * (T(1) + zt * (T(1) - sig)));
+      store(dy_block.data() + row, dout * zt * sig);
+    }
+  }
   const T *u = u_block.data(), *dt = dt_block.data(), *dy = dy_block.data();
   T *du = du_block.data(), *ddt = ddt_block.data();
   const V<T> skip = D == nullptr ? V<T>{} : load(D + d0);
   V<T> dD{};
-  for (int64_t j = 0; j < n; ++j) r[j] = load(dlast + (bi * s.blocks + blk) * nw + j * W);
+  for (int64_t j = 0; j < n; ++j)  // no gradient of the last state: an empty dlast
+    r[j] = dlast == nullptr ? V<T>{} : load(dlast + (bi * s.blocks + blk) * nw + j * W);
   for (int64_t k = s.nk - 1; k >= 0; --k) {
     const int64_t t0 = k * K, len = std::min(K, s.l - t0);
     const T* start = ck + ((bi * s.blocks + blk) * s.nk + k) * nw;
     for (int64_t j = 0; j < n; ++j) hs[j] = load(start + j * W);
+    if (k > 0)  // the next checkpoint was written long ago by the forward: fetch it meanwhile
+      for (int64_t at = 0; at < nw; at += 64 / sizeof(T)) __builtin_prefetch(start - nw + at);
     for (int64_t i = 0; i < len; ++i) {  // the chunk's decays and states, again
       const int64_t t = t0 + i, row = t * W;
       const V<T> step = load(dt + row), v = step * load(u + row);
@@ -243,17 +457,13 @@ void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, In
       V<T>* e = decay.data() + i * n;
 #pragma GCC unroll 16
       for (int64_t j = 0; j < n; ++j) {
-        e[j] = vexp<T>(step * load(A + j * s.dp + d0));
+        e[j] = vexp2<T>(step * a2.data[j]);
         hn[j] = e[j] * hp[j] + v * B.at(bi, t, j, d0);
       }
     }
     for (int64_t i = len - 1; i >= 0; --i) {  // adjoint, newest step first
       const int64_t t = t0 + i, row = t * W;
-      const V<T> step = load(dt + row), ut = load(u + row), v = step * ut, dout = load(dy + row);
-      // through the gate (y + D u) * silu(z): gy is the gradient of the scan's y
-      const V<T> zt = z_in == nullptr ? V<T>{} : load(z_block.data() + row);
-      const V<T> gate_sig = z_in == nullptr ? V<T>{} : sigmoid<T>(zt);
-      const V<T> gy = z_in == nullptr ? dout : dout * zt * gate_sig;
+      const V<T> step = load(dt + row), ut = load(u + row), v = step * ut, gy = load(dy + row);
       const V<T>* hp = hs.data() + i * n;
       const V<T>* hn = hs.data() + (i + 1) * n;
       const V<T>* e = decay.data() + i * n;
@@ -265,26 +475,30 @@ void backward_block(const Dims& s, const T* u_in, const T* dt_in, const T* A, In
         dA[j] += sv * step;
         sum_sa += sv * load(A + j * s.dp + d0);
         sum_gb += g * B.at(bi, t, j, d0);
-        dBw[j] = (SelB ? V<T>{} : dBw[j]) + g * v;  // per step, or summed over time
-        dCw[j] = (SelC ? V<T>{} : dCw[j]) + hn[j] * gy;
+        if constexpr (SelB) step_dB.row(t, j) = g * v; else dBw[j] += g * v;
+        if constexpr (SelC) step_dC.row(t, j) = hn[j] * gy; else dCw[j] += hn[j] * gy;
         r[j] = g * e[j];
         if (z_in != nullptr) y += hn[j] * C.at(bi, t, j, d0);  // y_t again, for dz
       }
-      if (z_in != nullptr)  // d silu(z) / dz = sigmoid(z) (1 + z (1 - sigmoid(z)))
-        store(dz_block.data() + row,
-              dout * (y + skip * ut) * gate_sig * (T(1) + zt * (T(1) - gate_sig)));
+      if (z_in != nullptr) store(dz_block.data() + row, load(dz_block.data() + row) * (y + skip * ut));
       dD += gy * ut;
-      // a selective B/C gets one gradient per step, summed over the block's channels
-      if (SelB) row_sums<T, N>(reinterpret_cast<const T*>(dBw.data()),
-                               dB_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
-      if (SelC) row_sums<T, N>(reinterpret_cast<const T*>(dCw.data()),
-                               dC_part + ((blk * s.b + bi) * s.l + t) * s.n, n);
+      if constexpr (SelB) step_dB.step_done(t);
+      if constexpr (SelC) step_dC.step_done(t);
       store(ddt + row, sum_sa + load(u + row) * sum_gb);
       store(du + row, step * sum_gb + gy * skip);
     }
   }
+  // through dt = softplus(delta + bias): the kernel's gradient is w.r.t. delta
+  V<T> dbias{};
+  for (int64_t row = 0; row < s.l * W; row += W) {
+    const V<T> ddelta = use_softplus ? load(ddt + row) * load(slope_block.data() + row)
+                                     : load(ddt + row);
+    store(ddt + row, ddelta);
+    dbias += ddelta;
+  }
+  if (bias != nullptr) store(dbias_part + bi * s.dp + d0, dbias);
   scatter_block(s, du, du_out, bi, d0);
-  scatter_block(s, ddt, ddt_out, bi, d0);
+  scatter_block(s, ddt, ddelta_out, bi, d0);
   if (z_in != nullptr) scatter_block(s, dz_block.data(), dz_out, bi, d0);
   store(dD_part + bi * s.dp + d0, dD);
   for (int64_t j = 0; j < n; ++j) {
@@ -327,10 +541,20 @@ void dispatch(int64_t n, bool sel_b, bool sel_c, F fn) {
   }
 }
 
+// Runs fn(batch row, block) for every task across torch's threads. With AVX-512 the tasks run
+// with subnormal results and inputs flushed to zero (MXCSR FTZ and DAZ, restored after): a
+// decay below 2^-126 becomes 0 instead of taking x86's slow subnormal path.
 template <typename F>
 void for_each_block(const Dims& s, F fn) {
   at::parallel_for(0, s.b * s.blocks, 1, [&](int64_t begin, int64_t end) {
+#if defined(__AVX512F__)
+    const unsigned control = _mm_getcsr();
+    _mm_setcsr(control | _MM_FLUSH_ZERO_ON | 0x0040 /* denormals are zero */);
+#endif
     for (int64_t task = begin; task < end; ++task) fn(task / s.blocks, task % s.blocks);
+#if defined(__AVX512F__)
+    _mm_setcsr(control);
+#endif
   });
 }
 
@@ -353,10 +577,30 @@ template <typename T> T* data(const torch::Tensor& x) {
   return x.numel() ? x.data_ptr<T>() : nullptr;
 }
 
-// D [dp] and z [b, d, l] are optional (empty tensors): out = (y + D u) * silu(z).
-std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Tensor A,
+// Selective partials [blocks, b, l, n] summed over blocks in a fixed order -> [b, l, n]; a
+// time-invariant partial [b, n, dp] is returned as it is (summed in Python).
+torch::Tensor sum_blocks(const torch::Tensor& part) {
+  if (part.dim() != 4) return part;
+  auto out = torch::empty({part.size(1), part.size(2), part.size(3)}, part.options());
+  const int64_t blocks = part.size(0), row = out.numel(), grain = 1 << 14;
+  AT_DISPATCH_FLOATING_TYPES(part.scalar_type(), "tsfm_sum_blocks", [&] {
+    const scalar_t* in = part.data_ptr<scalar_t>();
+    scalar_t* sum = out.data_ptr<scalar_t>();
+    at::parallel_for(0, row, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) sum[i] = in[i];
+      for (int64_t blk = 1; blk < blocks; ++blk)
+        for (int64_t i = begin; i < end; ++i) sum[i] += in[blk * row + i];
+    });
+  });
+  return out;
+}
+
+// D and delta_bias [dp], z [b, d, l] are optional (empty tensors):
+//     dt = softplus(delta + delta_bias) (softplus when asked), out = (y + D u) * silu(z).
+std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor delta, torch::Tensor A,
                                    torch::Tensor B, torch::Tensor C, torch::Tensor D,
-                                   torch::Tensor z, int64_t K, bool keep) {
+                                   torch::Tensor z, torch::Tensor delta_bias, bool softplus,
+                                   int64_t K, bool keep) {
   const Dims s = dims_of(u, A, K);
   auto y = torch::empty_like(u);
   auto last = torch::empty({s.b, s.blocks, s.n, W}, u.options());
@@ -364,41 +608,52 @@ std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor dt, torch::Ten
   launch(s, u, B, C, [&](auto size, auto in_b, auto in_c, int64_t bi, int64_t blk) {
     using T = typename decltype(in_b)::Scalar;
     forward_block<T, decltype(size)::value>(
-        s, data<T>(u), data<T>(dt), data<T>(A), in_b, in_c, data<T>(D), data<T>(z), data<T>(y),
-        data<T>(last), data<T>(ck), bi, blk);
+        s, data<T>(u), data<T>(delta), data<T>(A), in_b, in_c, data<T>(D), data<T>(z),
+        data<T>(delta_bias), softplus, data<T>(y), data<T>(last), data<T>(ck), bi, blk);
   });
   return {y, last, ck};
 }
 
-std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt, torch::Tensor A,
+std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor delta, torch::Tensor A,
                                     torch::Tensor B, torch::Tensor C, torch::Tensor D,
-                                    torch::Tensor z, torch::Tensor ck, torch::Tensor dy,
-                                    torch::Tensor dlast, int64_t K) {
+                                    torch::Tensor z, torch::Tensor delta_bias, bool softplus,
+                                    torch::Tensor ck, torch::Tensor dy, torch::Tensor dlast,
+                                    int64_t K) {
   const Dims s = dims_of(u, A, K);
   auto du = torch::empty_like(u);
-  auto ddt = torch::empty_like(u);
+  auto ddelta = torch::empty_like(u);
+  auto dbias_part = torch::empty({delta_bias.numel() ? s.b : 0, s.dp}, u.options());
   auto dA_part = torch::empty({s.b, s.n, s.dp}, u.options());
   auto dz = torch::empty({z.numel() ? s.b : 0, s.d, s.l}, u.options());
   auto dD_part = torch::empty({s.b, s.dp}, u.options());
-  auto partial = [&](bool selective) {
-    return selective ? torch::empty({s.blocks, s.b, s.l, s.n}, u.options())
+  // selective partials [blocks, b, l, n] go to memory kept between calls (fresh memory costs a
+  // page fault per 4 KiB: a tenth of the backward) and are summed over blocks below
+  static std::mutex scratch_mutex;
+  static std::vector<unsigned char> scratch;
+  std::lock_guard<std::mutex> hold(scratch_mutex);
+  const int64_t selective_numel = s.blocks * s.b * s.l * s.n;
+  scratch.resize(std::max<size_t>(scratch.size(), 2 * selective_numel * u.element_size()));
+  auto partial = [&](bool selective, int64_t slot) {
+    return selective ? torch::from_blob(scratch.data() + slot * selective_numel * u.element_size(),
+                                        {s.blocks, s.b, s.l, s.n}, u.options())
                      : torch::empty({s.b, s.n, s.dp}, u.options());
   };
-  auto dB_part = partial(B.dim() == 3);
-  auto dC_part = partial(C.dim() == 3);
+  auto dB_part = partial(B.dim() == 3, 0);
+  auto dC_part = partial(C.dim() == 3, 1);
   launch(s, u, B, C, [&](auto size, auto in_b, auto in_c, int64_t bi, int64_t blk) {
     using T = typename decltype(in_b)::Scalar;
     backward_block<T, decltype(size)::value>(
-        s, data<T>(u), data<T>(dt), data<T>(A), in_b, in_c, data<T>(D), data<T>(z), data<T>(ck),
-        data<T>(dy), data<T>(dlast), data<T>(du), data<T>(ddt), data<T>(dz), data<T>(dD_part),
-        data<T>(dA_part), data<T>(dB_part), data<T>(dC_part), bi, blk);
+        s, data<T>(u), data<T>(delta), data<T>(A), in_b, in_c, data<T>(D), data<T>(z),
+        data<T>(delta_bias), softplus, data<T>(ck), data<T>(dy), data<T>(dlast), data<T>(du),
+        data<T>(ddelta), data<T>(dz), data<T>(dD_part), data<T>(dbias_part), data<T>(dA_part),
+        data<T>(dB_part), data<T>(dC_part), bi, blk);
   });
-  return {du, ddt, dA_part, dB_part, dC_part, dz, dD_part};
+  return {du, ddelta, dA_part, sum_blocks(dB_part), sum_blocks(dC_part), dz, dD_part, dbias_part};
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "fused selective scan, forward: (gated output, last state, checkpoints)");
-  m.def("backward", &backward, "fused selective scan, backward: (du, ddt, dA, dB, dC, dz, dD partials)");
+  m.def("backward", &backward, "fused selective scan, backward: (du, ddelta, dA partial, dB, dC (selective: [b, l, n]; else partials), dz, dD and ddelta_bias partials)");
 }
