@@ -122,6 +122,7 @@ CASES = [  # (b, d, n, length, chunk_size): odd lengths, length % chunk != 0, le
     (1, 20, 8, 33, 8),
     (2, 17, 2, 19, None),
     (1, 5, 3, 16, 16),
+    (1, 18, 24, 40, 16),  # n > 16: the kernel's per-step dB/dC rows exceed one tile of 16
 ]
 
 
@@ -212,6 +213,26 @@ def test_discretisation_over_its_range(form, dtype, bias, softplus):
     if bias:
         torch.testing.assert_close(grads[1].double(), (slope * weights.double()).sum((0, 2)),
                                    rtol=rtol, atol=10 * rtol)  # sums of 4 terms of size <= 1
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_zero_decay_keeps_the_state_exactly(form):
+    """A = 0 gives decays of exp(0) = 1: a state set at the first step must survive 2,000
+    steps unchanged (a decay of 1 + 1 ulp would drift by 2.4e-4 in float32)."""
+    length, d = 2000, 20
+    u = torch.zeros(2, d, length)
+    u[:, :, 0] = 1.0
+    ones = torch.ones(2, 1, length)
+    inputs = dict(u=u, delta=torch.ones(2, d, length), A=torch.zeros(d, 1), B=ones, C=ones)
+    with chunked_form(form):
+        y = selective_scan(**{k: v.clone().requires_grad_(True) for k, v in inputs.items()},
+                           backend="chunked")
+    assert (y.detach() - 1).abs().max() <= 1e-6
+
+
+def test_empty_inputs_never_reach_the_kernel():
+    assert not cpu_scan.usable(torch.zeros(2, 0, 5), build=False)
+    assert not cpu_scan.usable(torch.zeros(2, 3, 5), torch.zeros(3, 0), build=False)
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -77,7 +77,8 @@ def usable(*tensors: Tensor, build: bool = True) -> bool:
         return False
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
-    if any(t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) for t in tensors):
+    if any(t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64)
+           or t.numel() == 0 for t in tensors):
         return False
     if not build and extension.cache_info().currsize == 0:
         return False
@@ -156,7 +157,7 @@ class _FusedScan(torch.autograd.Function):
         out, last, checkpoints = ext.forward(*args, bool(delta_softplus), CHECKPOINT_EVERY, keep)
         if keep:
             ctx.save_for_backward(*args, checkpoints)
-            ctx.delta_softplus = bool(delta_softplus)
+            ctx.delta_softplus, ctx.checkpoint_every = bool(delta_softplus), CHECKPOINT_EVERY
             ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         b, n = u.shape[0], A.shape[1]
         return out, last.transpose(2, 3).reshape(b, padded, n)[:, :d]
@@ -170,7 +171,7 @@ class _FusedScan(torch.autograd.Function):
         dlast = u.new_empty(0) if dlast is None else _state_blocks(dlast.to(u.dtype), padded)
         du, ddelta, dA, dB, dC, dz, dD, dbias = extension().backward(
             u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, checkpoints, dout, dlast,
-            CHECKPOINT_EVERY)
+            ctx.checkpoint_every)
         return (du, ddelta, dA.sum(0)[:, :d].t(), _reduce_partial(dB, d, B.dim() == 3),
                 _reduce_partial(dC, d, C.dim() == 3),
                 dD.sum(0)[:d] if D.numel() else None, dz if z.numel() else None,

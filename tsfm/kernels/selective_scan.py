@@ -154,14 +154,14 @@ def selective_scan(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
         )
     acc = accumulation_dtype(u.dtype)
-    uf, Af, Bf, Cf = u.to(acc), A.to(acc), B.to(acc), C.to(acc)
+    uf, deltaf, Af, Bf, Cf = (x.to(acc) for x in (u, delta, A, B, C))
+    optional = [None if x is None else x.to(acc) for x in (D, z, delta_bias)]
     if name == "chunked" and cpu_scan.usable(
-            uf, Af, Bf, Cf, build=_needs_grad(u, delta, A, B, C, D, z, delta_bias)):
+            uf, deltaf, Af, Bf, Cf, *(x for x in optional if x is not None),
+            build=_needs_grad(u, delta, A, B, C, D, z, delta_bias)):
         # the compiled kernel fuses the discretisation and the gate as well, as mamba_ssm's
         # kernel does; it has no padding or joins, so it serves every length
-        out, last = cpu_scan.scan_fused(
-            uf, delta.to(acc), Af, Bf, Cf,
-            *(None if x is None else x.to(acc) for x in (D, z, delta_bias)), delta_softplus)
+        out, last = cpu_scan.scan_fused(uf, deltaf, Af, Bf, Cf, *optional, delta_softplus)
     else:
         _, dt = discretisation_inputs(u, delta, delta_bias, delta_softplus, acc)
         if name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):

@@ -11,7 +11,7 @@
 //
 // Layouts (prepared by tsfm/kernels/cpu_scan.py; dp = d rounded up to a multiple of W):
 //   u, delta, z, out, du, ddelta, dz  [b, d, l] (a task copies its block to [l, W] and back;
-//                        the lanes past d are zero, which keeps their state at zero)
+//                        the lanes past d read u = 0, which keeps their state at zero)
 //   D, delta_bias and their partials   [dp] (zero-padded), [b, dp]
 //   A, dA partial        [n, dp] (zero-padded), [b, n, dp]
 //   selective B or C     [b, l, n]          time-invariant B or C  [n, dp]
@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <type_traits>
@@ -61,12 +62,20 @@ template <typename T> inline V<T> load(const T* p) {
 }
 template <typename T> inline void store(T* p, const V<T>& x) { std::memcpy(p, &x, sizeof x); }
 template <typename T> inline V<T> splat(T x) { return V<T>{} + x; }
+// The floats whose bit patterns are the lanes of an integer vector.
+template <typename T> inline V<T> from_bits(const typename Lanes<T>::bits& b) {
+  V<T> x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+constexpr double LOG2E = 1.4426950408889634;  // log2(e)
 
 // exp for the per-element functions (softplus, sigmoid), where accuracy matters more than
 // speed: 2^k * p(r), |r| <= ln2 / 2: relative error ~1e-8 (float), ~1e-16 (double). The input
 // is held in [one above the log of the smallest normal number, log of the largest]: results
-// stay normal (x86's subnormal path is 10-40x slower), and a decay below that floor is off by
-// less than 1e-37. k is rounded with the 1.5 * 2^mantissa trick.
+// stay normal (x86's subnormal path is 10-40x slower) and finite. k is rounded with the
+// 1.5 * 2^mantissa trick.
 template <typename T> struct ExpConstants;
 template <> struct ExpConstants<float> {
   static constexpr float lo = -86.3f, hi = 88.0f, log2e = 1.44269504088896341f,
@@ -96,24 +105,26 @@ template <typename T> inline V<T> vexp(V<T> x) {
     p = p * r + coefficient;
   }
   const Bits scale = (__builtin_convertvector(k, Bits) + E::bias) << E::mantissa;
-  return p * reinterpret_cast<const V<T>&>(scale);
+  return p * from_bits<T>(scale);
 }
 
 // 2^x for the state decays, exp(dt A) = 2^(dt A log2(e)) with A scaled once per block (as
 // mamba_ssm's CUDA kernel does): 9 vector operations with AVX-512 where exp takes 17, and exp
 // is most of the scan's arithmetic. x = k + f with k = round(x), |f| <= 1/2; 2^f by a
-// polynomial (float: degree 5 fitted for relative error, 2.2e-7, about 2 ulp as CUDA's exp2f;
-// double: Taylor to degree 13); 2^k goes into the exponent (AVX-512: vscalefps, which also
-// overflows to inf; the tasks run with subnormals flushed to zero, see for_each_block). The
-// portable path builds the exponent bits by hand from x held in [-125, 127] (float), which
-// also keeps its results normal.
+// polynomial with p(0) = 1 exactly, so that a decay of exp(0) keeps a state unchanged (float:
+// degree 5 fitted for relative error, 1.8e-7, about 2 ulp as CUDA's exp2f; double: Taylor to
+// degree 13); 2^k goes into the exponent. With AVX-512 that is vscalefps, which overflows to
+// inf by itself; x is held above -150, where 2^x is 0 in float, and the tasks run with
+// subnormals flushed to zero (see FlushSubnormals). The portable path builds the exponent bits
+// by hand from x held in [-125, 127] (float), which also keeps its results normal.
 template <typename T> struct Exp2Constants;
 template <> struct Exp2Constants<float> {
-  static constexpr float lo = -125.0f, hi = 127.0f, round = 12582912.0f;  // 1.5 * 2^23
+  static constexpr float lo = -125.0f, hi = 127.0f, zero_below = -150.0f,
+                         round = 12582912.0f;  // 1.5 * 2^23
   static constexpr int degree = 5, mantissa = 23, bias = 127;
   static constexpr float coefficients[degree + 1] = {
-      1.0000000710297001f, 0.6931469491610647f, 0.24022121753561726f, 0.05550742616002661f,
-      0.009675459745518308f, 0.0013266970386403858f};
+      1.0f, 0.6931468844413757f, 0.24022237956523895f, 0.05550893023610115f,
+      0.009671698324382305f, 0.0013218672247603536f};
 };
 template <> struct Exp2Constants<double> {
   static constexpr double lo = -1021.0, hi = 1023.0, round = 6755399441055744.0;  // 1.5 * 2^52
@@ -137,6 +148,7 @@ template <typename T> inline V<T> vexp2(V<T> x) {
   using E = Exp2Constants<T>;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float> && W == 16) {
+    x = x < E::zero_below ? splat<T>(E::zero_below) : x;  // -inf gives 0, NaN stays NaN
     const __m512 k = _mm512_roundscale_ps(__m512(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     return V<T>(_mm512_scalef_ps(__m512(exp2_fraction<T>(x - V<T>(k))), k));
   }
@@ -146,11 +158,11 @@ template <typename T> inline V<T> vexp2(V<T> x) {
   x = x > E::hi ? splat<T>(E::hi) : x;
   const V<T> k = (x + E::round) - E::round;
   const Bits scale = (__builtin_convertvector(k, Bits) + E::bias) << E::mantissa;
-  return exp2_fraction<T>(x - k) * reinterpret_cast<const V<T>&>(scale);
+  return exp2_fraction<T>(x - k) * from_bits<T>(scale);
 }
 
-// 1 / x; with AVX-512 (float) a 14-bit estimate and one Newton step (about 1 ulp), which
-// takes a fraction of a vector division's time.
+// 1 / x for finite, nonzero x; with AVX-512 (float) a 14-bit estimate and one Newton step
+// (about 1 ulp), which takes a fraction of a vector division's time.
 template <typename T> inline V<T> reciprocal(const V<T>& x) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float> && W == 16) {
@@ -291,7 +303,8 @@ inline bool transpose_tile(const T* in, int64_t in_stride, T* out, int64_t out_s
 }
 
 // A block's W channels of a [b, d, l] tensor as [l, W] (time-major, lanes contiguous) and
-// back; channels past d read as zero. Whole 16-step tiles of a full block are transposed.
+// back; channels past d read as zero. Whole 16-step tiles of a full block are transposed with
+// AVX-512 (float); everything else is copied element by element.
 template <typename T>
 void gather_block(const Dims& s, const T* x, T* out, int64_t bi, int64_t d0) {
   const T* src = x + (bi * s.d + d0) * s.l;
@@ -346,7 +359,7 @@ template <typename T, int N> struct States {
 // A's block scaled by log2(e), for vexp2: exp(dt A) = 2^(dt A2).
 template <typename T, int N>
 void scaled_decay_rates(const Dims& s, const T* A, int64_t d0, States<T, N>& a2) {
-  for (int64_t j = 0; j < s.n; ++j) a2.data[j] = load(A + j * s.dp + d0) * T(1.4426950408889634);
+  for (int64_t j = 0; j < s.n; ++j) a2.data[j] = load(A + j * s.dp + d0) * T(LOG2E);
 }
 
 // The block's steps, in place over its [l, W] rows: dt = softplus(delta + bias) (either part
@@ -509,7 +522,16 @@ void backward_block(const Dims& s, const T* u_in, const T* delta_in, const T* A,
   }
 }
 
-Dims dims_of(const torch::Tensor& u, const torch::Tensor& A, int64_t K) {
+constexpr int64_t SCRATCH_BYTES = int64_t(64) << 20;  // the most the backward keeps between calls
+
+// The layouts cpu_scan.py prepares: CPU, one dtype, contiguous, nothing empty but the optional.
+Dims dims_of(const torch::Tensor& u, const torch::Tensor& A, int64_t K,
+             std::initializer_list<const torch::Tensor*> others) {
+  TORCH_CHECK(u.numel() > 0 && A.numel() > 0, "empty scan inputs");
+  for (const torch::Tensor* x : others) {
+    TORCH_CHECK(x->device().is_cpu() && x->scalar_type() == u.scalar_type() &&
+                x->is_contiguous(), "scan inputs must be contiguous CPU tensors of one dtype");
+  }
   TORCH_CHECK(A.size(1) % W == 0, "A's channels must be padded to a multiple of ", W);
   Dims s;
   s.b = u.size(0);
@@ -541,20 +563,24 @@ void dispatch(int64_t n, bool sel_b, bool sel_c, F fn) {
   }
 }
 
-// Runs fn(batch row, block) for every task across torch's threads. With AVX-512 the tasks run
-// with subnormal results and inputs flushed to zero (MXCSR FTZ and DAZ, restored after): a
-// decay below 2^-126 becomes 0 instead of taking x86's slow subnormal path.
+// While alive, the calling thread flushes subnormal results and inputs to zero (MXCSR FTZ and
+// DAZ; AVX-512 builds, whose vexp2 relies on it): a decay below 2^-126 becomes 0 instead of
+// taking x86's slow subnormal path. The previous mode comes back even if a task throws.
+class FlushSubnormals {
+#if defined(__AVX512F__)
+  const unsigned saved_ = _mm_getcsr();
+ public:
+  FlushSubnormals() { _mm_setcsr(saved_ | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON); }
+  ~FlushSubnormals() { _mm_setcsr(saved_); }
+#endif
+};
+
+// Runs fn(batch row, block) for every task across torch's threads.
 template <typename F>
 void for_each_block(const Dims& s, F fn) {
   at::parallel_for(0, s.b * s.blocks, 1, [&](int64_t begin, int64_t end) {
-#if defined(__AVX512F__)
-    const unsigned control = _mm_getcsr();
-    _mm_setcsr(control | _MM_FLUSH_ZERO_ON | 0x0040 /* denormals are zero */);
-#endif
+    const FlushSubnormals flush;
     for (int64_t task = begin; task < end; ++task) fn(task / s.blocks, task % s.blocks);
-#if defined(__AVX512F__)
-    _mm_setcsr(control);
-#endif
   });
 }
 
@@ -601,7 +627,7 @@ std::vector<torch::Tensor> forward(torch::Tensor u, torch::Tensor delta, torch::
                                    torch::Tensor B, torch::Tensor C, torch::Tensor D,
                                    torch::Tensor z, torch::Tensor delta_bias, bool softplus,
                                    int64_t K, bool keep) {
-  const Dims s = dims_of(u, A, K);
+  const Dims s = dims_of(u, A, K, {&u, &delta, &A, &B, &C, &D, &z, &delta_bias});
   auto y = torch::empty_like(u);
   auto last = torch::empty({s.b, s.blocks, s.n, W}, u.options());
   auto ck = torch::empty({keep ? s.b : 0, s.blocks, s.nk, s.n, W}, u.options());
@@ -619,27 +645,34 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor delta, torch:
                                     torch::Tensor z, torch::Tensor delta_bias, bool softplus,
                                     torch::Tensor ck, torch::Tensor dy, torch::Tensor dlast,
                                     int64_t K) {
-  const Dims s = dims_of(u, A, K);
+  const Dims s =
+      dims_of(u, A, K, {&u, &delta, &A, &B, &C, &D, &z, &delta_bias, &ck, &dy, &dlast});
   auto du = torch::empty_like(u);
   auto ddelta = torch::empty_like(u);
   auto dbias_part = torch::empty({delta_bias.numel() ? s.b : 0, s.dp}, u.options());
   auto dA_part = torch::empty({s.b, s.n, s.dp}, u.options());
   auto dz = torch::empty({z.numel() ? s.b : 0, s.d, s.l}, u.options());
   auto dD_part = torch::empty({s.b, s.dp}, u.options());
-  // selective partials [blocks, b, l, n] go to memory kept between calls (fresh memory costs a
-  // page fault per 4 KiB: a tenth of the backward) and are summed over blocks below
+  // selective partials [blocks, b, l, n] go to memory kept between calls, up to SCRATCH_BYTES
+  // (fresh memory costs a page fault per 4 KiB: a tenth of the backward), and are summed over
+  // blocks below; larger ones are allocated per call
   static std::mutex scratch_mutex;
   static std::vector<unsigned char> scratch;
   std::lock_guard<std::mutex> hold(scratch_mutex);
-  const int64_t selective_numel = s.blocks * s.b * s.l * s.n;
-  scratch.resize(std::max<size_t>(scratch.size(), 2 * selective_numel * u.element_size()));
-  auto partial = [&](bool selective, int64_t slot) {
-    return selective ? torch::from_blob(scratch.data() + slot * selective_numel * u.element_size(),
-                                        {s.blocks, s.b, s.l, s.n}, u.options())
-                     : torch::empty({s.b, s.n, s.dp}, u.options());
+  const int64_t part_bytes = s.blocks * s.b * s.l * s.n * u.element_size();
+  const int64_t needed = (int64_t(B.dim() == 3) + int64_t(C.dim() == 3)) * part_bytes;
+  const bool reuse = needed <= SCRATCH_BYTES;
+  if (reuse && int64_t(scratch.size()) < needed) scratch.resize(needed);
+  int64_t used = 0;
+  auto partial = [&](bool selective) {
+    if (!selective) return torch::empty({s.b, s.n, s.dp}, u.options());
+    if (!reuse) return torch::empty({s.blocks, s.b, s.l, s.n}, u.options());
+    used += part_bytes;
+    return torch::from_blob(scratch.data() + used - part_bytes, {s.blocks, s.b, s.l, s.n},
+                            u.options());
   };
-  auto dB_part = partial(B.dim() == 3, 0);
-  auto dC_part = partial(C.dim() == 3, 1);
+  auto dB_part = partial(B.dim() == 3);
+  auto dC_part = partial(C.dim() == 3);
   launch(s, u, B, C, [&](auto size, auto in_b, auto in_c, int64_t bi, int64_t blk) {
     using T = typename decltype(in_b)::Scalar;
     backward_block<T, decltype(size)::value>(
