@@ -242,8 +242,8 @@ def main() -> None:
         f"- medians of {args.repeats} repeats after one warm-up; backends interleaved in every "
         "repeat; float32; fwd+bwd = forward + backward from a fixed random gradient of the "
         "output w.r.t. every input (the scan's own work); fwd+bwd+loss = forward + backward of "
-        "mean(out^2), whose square, mean and their backward (about 7 ms at 16x128x16, one "
-        "thread) are timed as well",
+        "mean(out^2), whose square, mean and their backward are timed as well (the same for "
+        "every backend, so it lowers the ratios)",
         f"- {triton_note}",
         "- selective scan sizes are b x d x n (batch x d_inner x d_state); B/C input-dependent, "
         f"D, z, delta_bias, softplus on (the S-Mamba call); A = -{args.a_scale:g} x (1..n) (S4D-real); the "

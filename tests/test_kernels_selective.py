@@ -104,8 +104,7 @@ def test_reference_matches_mamba_semantics(layout):
 def test_softplus_threshold_is_the_cuda_kernels():
     """delta + bias above 20 passes through unchanged; at or below, log1p(exp(x))."""
     pre = torch.tensor([[[19.5, 20.5, -3.0]]], dtype=torch.float64)
-    _, delta = SCAN_MODULE.discretisation_inputs(pre, pre, torch.zeros(1, dtype=torch.float64),
-                                                 True, torch.float64)
+    delta = SCAN_MODULE.step_sizes(pre, torch.zeros(1, dtype=torch.float64), True, torch.float64)
     expected = torch.tensor([19.5 + math.log1p(math.exp(-19.5)), 20.5, math.log1p(math.exp(-3.0))],
                             dtype=torch.float64)
     assert delta[0, 0, 1] == 20.5 and delta[0, 0, 0] != 19.5

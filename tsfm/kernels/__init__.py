@@ -2,8 +2,8 @@
 
 Every scan has one function with a ``backend`` argument: ``"reference"`` (plain loop, the
 truth), ``"chunked"`` (CPU default, ONNX-exportable: a compiled C++ kernel eagerly on CPU,
-see :mod:`tsfm.kernels.cpu_scan`, torch operations in exported graphs and as the fallback), ``"triton"`` (fused GPU
-kernels; importing triton is deferred until used) or ``"auto"``. ``"auto"`` follows
+see :mod:`tsfm.kernels.cpu_scan`, torch operations in exported graphs and as the fallback),
+``"triton"`` (fused GPU kernels; importing triton is deferred until used) or ``"auto"``. ``"auto"`` follows
 :func:`set_default_backend`, then ``$TSFM_SCAN_BACKEND``, then picks triton for CUDA tensors
 when triton is installed and chunked otherwise.
 """

@@ -155,22 +155,22 @@ def selective_scan(
         )
     acc = accumulation_dtype(u.dtype)
     uf, deltaf, Af, Bf, Cf = (x.to(acc) for x in (u, delta, A, B, C))
-    optional = [None if x is None else x.to(acc) for x in (D, z, delta_bias)]
+    Df, zf, biasf = (None if x is None else x.to(acc) for x in (D, z, delta_bias))
     if name == "chunked" and cpu_scan.usable(
-            uf, deltaf, Af, Bf, Cf, *(x for x in optional if x is not None),
+            uf, deltaf, Af, Bf, Cf, *(x for x in (Df, zf, biasf) if x is not None),
             build=_needs_grad(u, delta, A, B, C, D, z, delta_bias)):
         # the compiled kernel fuses the discretisation and the gate as well, as mamba_ssm's
         # kernel does; it has no padding or joins, so it serves every length
-        out, last = cpu_scan.scan_fused(uf, deltaf, Af, Bf, Cf, *optional, delta_softplus)
+        out, last = cpu_scan.scan_fused(uf, deltaf, Af, Bf, Cf, Df, zf, biasf, delta_softplus)
     else:
-        _, dt = discretisation_inputs(u, delta, delta_bias, delta_softplus, acc)
+        dt = step_sizes(deltaf, biasf, delta_softplus, acc)
         if name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):
             name = "reference"  # one chunk = the reference's steps, plus padding and joins
         if name == "reference":
             y, last = scan_reference(uf, dt, Af, Bf, Cf)
         else:
             y, last = scan_chunked(uf, dt, Af, Bf, Cf, chunk_size)
-        out = gate_output(y, uf, D, z)
+        out = gate_output(y, uf, Df, zf)
     out = out.to(u.dtype)
     return (out, last) if return_last_state else out
 
@@ -193,16 +193,15 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def discretisation_inputs(
-    u: Tensor, delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool, acc: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """Upcast ``u`` and form the step size delta (bias, then softplus with threshold 20)."""
+def step_sizes(delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool,
+               acc: torch.dtype) -> Tensor:
+    """The step size dt in the accumulation dtype: delta + bias, then softplus (threshold 20)."""
     delta = delta.to(acc)
     if delta_bias is not None:
         delta = delta + delta_bias.to(acc)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)  # beta=1, threshold=20: the CUDA kernel's rule
-    return u.to(acc), delta
+    return delta
 
 
 def gate_output(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:

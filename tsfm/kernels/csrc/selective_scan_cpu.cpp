@@ -203,12 +203,12 @@ template <typename T> inline V<T> softplus_slope(const V<T>& x) {
 }
 
 // out[j] = sum over the W lanes of tile[j] for j < n. A reduction per row costs about as much
-// as the scan step it follows, so 16 float rows are summed at once with AVX-512: a
-// transpose-and-add tree of 15 additions, then one permutation back into row order.
-template <typename T, int N>
+// as the scan step it follows, so a full tile of 16 float rows is summed at once with AVX-512:
+// a transpose-and-add tree of 15 additions, then one permutation back into row order.
+template <typename T>
 inline void row_sums(const T* tile, T* out, int64_t n) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float> && N == 16 && W == 16) {
+  if constexpr (std::is_same_v<T, float> && W == 16) if (n == 16) {
     __m512 r[16], l1[8], l2[4], l3[2];
     for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(tile + 16 * i);
     for (int i = 0; i < 8; ++i)
@@ -252,10 +252,12 @@ template <typename T> class StepSums {
     if (t % steps_ != 0) return;
     const T* rows = reinterpret_cast<const T*>(tile_.data());
     const int64_t count = std::min(steps_, l_ - t) * n_;  // the last tile may pass the end
-    if (count == W) return row_sums<T, W>(rows, out_ + t * n_, W);
-    if (steps_ == 1) return row_sums<T, 0>(rows, out_ + t * n_, n_);
+    if (count == W || steps_ == 1) {  // a full tile, or n rows of one step
+      row_sums<T>(rows, out_ + t * n_, count);
+      return;
+    }
     T sums[W];
-    row_sums<T, W>(rows, sums, W);
+    row_sums<T>(rows, sums, W);
     std::copy(sums, sums + count, out_ + t * n_);
   }
 };
