@@ -199,6 +199,29 @@ def test_held_out_dysts_systems_are_never_drawn(tmp_path, monkeypatch) -> None:
     assert read_manifest(out)["generators"]["chaos"]["series"] == 8
 
 
+def test_a_label_relabels_every_series_of_its_generator_and_only_them(tmp_path) -> None:
+    recipe = {"name": "labels", "seed": 3, "generators": {
+        "yearly": {"kind": "structural", "count": 20, "length_min": 20, "length_max": 300, "label": "YS"},
+        "own": {"kind": "structural", "count": 20, "length_min": 20, "length_max": 300},
+    }}
+    plain = {"name": "labels", "seed": 3, "generators": {
+        "yearly": {"kind": "structural", "count": 20, "length_min": 20, "length_max": 300},
+        "own": recipe["generators"]["own"],
+    }}
+    labelled, unlabelled = (load_corpus(build_corpus(r, tmp_path / n, progress=False))
+                            for n, r in (("l", recipe), ("u", plain)))
+    yearly = [e for e in labelled if e["item_id"].startswith("yearly-")]
+    assert len(yearly) == 20 and {e["freq"] for e in yearly} == {"YS"}
+    for e in yearly:  # a yearly start on the calendar's grid
+        assert pd.Timestamp(e["start"]) == pd.Timestamp(e["start"]).to_period("Y").to_timestamp()
+    same_draws = [e for e in unlabelled if e["item_id"].startswith("yearly-")]
+    assert len({e["freq"] for e in same_draws}) > 1  # the structural kinds draw many labels themselves
+    assert all(np.array_equal(a["target"], b["target"]) for a, b in zip(yearly, same_draws))  # values unchanged
+    assert [e["freq"] for e in labelled if e["item_id"].startswith("own-")] == \
+        [e["freq"] for e in unlabelled if e["item_id"].startswith("own-")]
+    assert recipe_hash(validate_recipe(recipe)) != recipe_hash(validate_recipe(plain))
+
+
 def test_bad_recipes_are_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="unknown kind 'nope'"):
         validate_recipe({"seed": 0, "generators": {"nope": {"count": 1}}})
@@ -214,6 +237,10 @@ def test_bad_recipes_are_one_line_input_errors() -> None:
         validate_recipe({"generators": {"mixup": {"count": 1}, "structural": {"count": 0}}})
     with pytest.raises(InputError, match="unknown dysts systems \\['Lorentz'\\]"):
         validate_recipe({"generators": {"chaos": {"count": 1, "exclude_systems": ["Lorenz", "Lorentz"]}}})
+    with pytest.raises(InputError, match="label 'annual' is not one of"):
+        validate_recipe({"generators": {"structural": {"count": 1, "label": "annual"}}})
+    with pytest.raises(InputError, match="labelled YS are at most 320 steps"):
+        validate_recipe({"generators": {"structural": {"count": 1, "length_max": 400, "label": "YS"}}})
     with pytest.raises(InputError, match="does not exist"):
         load_recipe("/nonexistent/recipe.yaml")
 

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tsfm.data.synthetic import Sample
+from tsfm.data.synthetic import MAX_LENGTH, Sample
 from tsfm.data.synthetic.chaos import ChaosFailure, chaos_views, list_systems, working_systems
 from tsfm.data.synthetic.kernel_synth import kernel_synth
 from tsfm.data.synthetic.mixup import tsmixup
@@ -73,7 +73,9 @@ log = logging.getLogger(__name__)
 # covers a digest of the generator sources (``generator_code_digest``).
 CORPUS_FORMAT = 2
 MANIFEST = "manifest.json"
-_COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size"}
+# "label": a frequency alias every series of the generator carries instead of its own (a yearly
+# specialist's corpus labels trends and cycles yearly: yearly data has no calendar season).
+_COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size", "label"}
 
 
 # ----------------------------------------------------------------------------- generator kinds
@@ -156,6 +158,13 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
             unknown_systems = sorted(set(spec["exclude_systems"]) - set(list_systems()))
             if unknown_systems:  # a typo would silently hold nothing out
                 raise InputError(f"generator {name!r}: exclude_systems names unknown dysts systems {unknown_systems}")
+        label = spec.get("label")
+        if label is not None:
+            if label not in MAX_LENGTH:
+                raise InputError(f"generator {name!r}: label {label!r} is not one of {', '.join(MAX_LENGTH)}")
+            if hi > MAX_LENGTH[label]:
+                raise InputError(f"generator {name!r}: series labelled {label} are at most {MAX_LENGTH[label]} "
+                                 f"steps long (calendar range); lower length_max from {hi}")
         spec.update(kind=kind, count=count, length_min=lo, length_max=hi, weight=weight,
                     shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
         out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
@@ -288,6 +297,8 @@ def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
         attempts += 1
         length = _log_uniform_length(rng, task["length_min"], task["length_max"])
         for sample in generate(rng, length)[: task["count"] - len(entries)]:
+            if task["label"]:
+                sample = sample._replace(freq=task["label"])
             entries.append({
                 "item_id": f"{task['name']}-{task['shard']:05d}-{len(entries):05d}",
                 "start": _random_start(rng, sample.freq, sample.target.shape[-1]),
@@ -336,7 +347,7 @@ def _tasks(recipe: dict[str, Any], out_dir: Path, kinds: set[str]) -> list[dict[
                 "seed": recipe["seed"], "name": name, "kind": spec["kind"], "shard": shard,
                 "count": min(spec["shard_size"], spec["count"] - begin), "params": params,
                 "length_min": spec["length_min"], "length_max": spec["length_max"],
-                "out_dir": str(out_dir),
+                "label": spec.get("label"), "out_dir": str(out_dir),
             })
     return tasks
 
