@@ -16,7 +16,12 @@ def fail(message: str, code: int = 2) -> None:
 
 def say_variant(forecaster, model: str) -> None:
     """When ``model`` is a suite (``ttm``), say on stderr which checkpoint the data chose."""
+    from tsfm.hub import load_suite
+
     chosen = getattr(forecaster, "model_name_", model)
     if chosen != model:
-        typer.echo(f"model {chosen} (from suite {model}: median history {forecaster.history_length_:g} points)",
-                   err=True)
+        suite = load_suite(model)
+        freq = forecaster.series_.freq_info.name
+        why = (f"{freq} data" if suite is not None and suite.for_frequency(freq) == chosen
+               else f"median history {forecaster.history_length_:g} points")
+        typer.echo(f"model {chosen} (from suite {model}: {why})", err=True)

@@ -193,14 +193,14 @@ class Forecaster:
         return past, future
 
     def _load_for(self, series) -> None:
-        """Load the model for these series: a suite (``ttm``) picks its variant by their typical
-        observed length (at most ``context_length``) and their season. A fine-tuned model is kept."""
+        """Load the model for these series: a suite (``ttm``) picks its variant by their resolution,
+        typical observed length (at most ``context_length``) and season. A fine-tuned model is kept."""
         from tsfm.hub import select_checkpoint
 
         lengths = np.array([np.isfinite(v).any(axis=1).sum() for v in series.values])
         self.history_length_ = float(np.median(lengths))
         usable = min(self.history_length_, self.context_length or np.inf)
-        chosen = select_checkpoint(self.model, usable, series.freq_info.season)
+        chosen = select_checkpoint(self.model, usable, series.freq_info.season, series.freq_info.name)
         if hasattr(self, "model_") and (getattr(self, "_finetuned_from", None) == self.model
                                         or getattr(self, "model_name_", None) == chosen):
             return

@@ -47,20 +47,31 @@ class Suite:
     checkpoint and the shortest typical history it is meant for (``min_history``), and a
     variant is only eligible when its context covers ``min_seasons`` seasons of the data's
     frequency (a 96-step window is two days of half-hourly data but under two years of weekly).
+    ``by_frequency`` names variants trained for one resolution (canonical names, ``"Y"``: yearly
+    data, whose cycles have no calendar period); data of that resolution gets its variant
+    whatever its length, as granite-tsfm offers frequency-tuned TTM revisions.
     """
 
     name: str
     default: str
     variants: tuple[tuple[str, int], ...]  # (checkpoint name, min_history), ascending min_history
     min_seasons: float = 2.0
+    by_frequency: tuple[tuple[str, str], ...] = ()  # (canonical frequency name, checkpoint name)
 
     def context_length(self, variant: str) -> int:
         return int(json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())["context_length"])
 
-    def select(self, history: float, season: int) -> str:
-        """The variant for series whose typical (median) observed length is ``history``: among the
-        variants covering ``min_seasons`` seasons, the one for the longest ``min_history`` the
-        history reaches (else the shortest such one); the default when none covers them."""
+    def for_frequency(self, freq: str) -> str | None:
+        """The variant trained for the resolution ``freq`` (canonical name), if the suite has one."""
+        return dict(self.by_frequency).get(freq)
+
+    def select(self, history: float, season: int, freq: str = "") -> str:
+        """The variant for series of resolution ``freq`` whose typical (median) observed length is
+        ``history``: the variant for that resolution when there is one; else, among the variants
+        covering ``min_seasons`` seasons, the one for the longest ``min_history`` the history
+        reaches (else the shortest such one); the default when none covers them."""
+        if self.for_frequency(freq):
+            return self.for_frequency(freq)
         covering = [(name, h) for name, h in self.variants
                     if self.context_length(name) >= self.min_seasons * max(season, 1)]
         if not covering:
@@ -78,14 +89,15 @@ def load_suite(name: str | Path) -> Suite | None:
         raise InputError(f"{path.parent} holds both a suite and a checkpoint: remove one")
     spec = json.loads(path.read_text())
     variants = tuple(sorted(((v["name"], int(v["min_history"])) for v in spec["variants"]), key=lambda v: v[1]))
-    return Suite(str(name).lower(), spec["default"], variants, float(spec.get("min_seasons", 2.0)))
+    by_frequency = tuple(sorted(spec.get("by_frequency", {}).items()))
+    return Suite(str(name).lower(), spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency)
 
 
-def select_checkpoint(name_or_path: str | Path, history: float, season: int) -> str:
-    """The checkpoint to load for series of typical observed length ``history``: a suite's variant,
-    else the name itself."""
+def select_checkpoint(name_or_path: str | Path, history: float, season: int, freq: str = "") -> str:
+    """The checkpoint to load for series of resolution ``freq`` and typical observed length
+    ``history``: a suite's variant, else the name itself."""
     suite = load_suite(name_or_path)
-    return str(name_or_path) if suite is None else suite.select(history, season)
+    return str(name_or_path) if suite is None else suite.select(history, season, freq)
 
 
 def shipped_models() -> list[str]:
