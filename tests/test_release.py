@@ -43,6 +43,14 @@ def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
         {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}]}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
     assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 |" in suite
+    assert "served by 1 checkpoints" in suite and "resolutions" not in suite
+
+    release.release("ttm-64-yearly", [run], tmp_path / "b.json")
+    (tmp_path / "weights" / "ttm" / hub.SUITE_FILE).write_text(json.dumps(
+        {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}], "by_frequency": {"Y": "ttm-64-yearly"}}))
+    suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
+    assert "served by 2 checkpoints" in suite and "data of the resolutions Y get the variant" in suite
+    assert "| `ttm-64-yearly` | any length, for Y data | 64 | 16 | 1,234 |" in suite
 
 
 def test_extend_appends_phases_to_a_shipped_card_only_from_its_exact_weights(tmp_path, monkeypatch) -> None:
@@ -59,8 +67,8 @@ def test_extend_appends_phases_to_a_shipped_card_only_from_its_exact_weights(tmp
     for name in (hub.CONFIG_FILE, hub.WEIGHTS_FILE):
         (shipped_copy / name).write_bytes((tmp_path / "weights" / "ttm-64" / name).read_bytes())
 
-    def run(path, init_from):
-        torch.manual_seed(1)
+    def run(path, init_from, seed=1):
+        torch.manual_seed(seed)
         card = (f"# run\n\n- family: `ttm`; parameters: 1,234\n- steps: 20; started from the weights in "
                 f"`{init_from}`\n\n## Config\nx\n")
         return hub.save_pretrained(TTM(TTMConfig.tiny()), path, card=card)
@@ -70,6 +78,16 @@ def test_extend_appends_phases_to_a_shipped_card_only_from_its_exact_weights(tmp
     assert card.index("### Phase 1 (") < card.index("- steps: 10") < card.index("### Phase 2 (") < card.index("- steps: 20")
     assert card.count("### Phase") == 2 and (tmp_path / "weights" / "ttm-64" / hub.WEIGHTS_FILE).read_bytes() == \
         (second / hub.WEIGHTS_FILE).read_bytes()
+
+    # a specialist trained on from the shipped weights, named by the shipped name (init_from=ttm-64)
+    special = run(tmp_path / "four", "ttm-64", seed=2)
+    card = (release.release("ttm-64-special", [special], results, extend=True, base="ttm-64") / "README.md").read_text()
+    assert card.count("### Phase") == 3 and card.index("- steps: 10") < card.index("### Phase 3 (") \
+        and "started from the weights in `ttm-64`" in card
+    assert (tmp_path / "weights" / "ttm-64" / hub.WEIGHTS_FILE).read_bytes() == (second / hub.WEIGHTS_FILE).read_bytes()
+    with pytest.raises(SystemExit, match="is not the shipped"):  # the base is not where the run started
+        release.release("ttm-64-other", [run(tmp_path / "five", "ttm-64")], results, extend=True,
+                        base="ttm-64-special")
 
     stale = run(tmp_path / "three", shipped_copy)  # shipped_copy no longer holds the shipped weights
     with pytest.raises(SystemExit, match="is not the shipped"):

@@ -8,7 +8,8 @@ the card of a suite (``tsfm/weights/ttm/suite.json``) from its variants' configs
 ``--refresh --name NAME`` only rewrites a shipped card's zero-shot table from newer results.
 ``--extend`` adds phases to a shipped model whose earlier run directories are gone (``runs/`` is not
 in git): the earlier phases come from the shipped card, and the first new phase must have started
-from exactly the shipped weights (same SHA-256). Nothing in a card is typed by hand: every number
+from exactly the shipped weights (same SHA-256). ``--extend --base ttm-96 --name ttm-96-yearly``
+does the same for a new checkpoint trained on from another shipped one (a suite's specialist). Nothing in a card is typed by hand: every number
 comes from a file a run wrote.
 """
 
@@ -72,7 +73,8 @@ def _sha256(path: Path) -> str:
 
 def _shipped_phases(name: str, first_new: Path) -> list[str]:
     """The "### Phase" sections of ``name``'s shipped card, after checking that ``first_new`` was
-    trained from exactly the shipped weights (its card names the ``init_from`` directory)."""
+    trained from exactly the shipped weights (its card names the ``init_from`` directory, or the
+    shipped name itself)."""
     out = WEIGHTS_DIR / name
     card = (out / CARD_FILE).read_text() if (out / CARD_FILE).is_file() else ""
     trained = card.partition("## How it was trained")[2].partition("\n## ")[0]
@@ -84,18 +86,21 @@ def _shipped_phases(name: str, first_new: Path) -> list[str]:
         raise SystemExit(f"error: {first_new} did not start from earlier weights (init_from): nothing to extend")
     source = Path(started.group(1))
     source = source if source.is_absolute() else REPO / source
+    if not source.is_dir() and (WEIGHTS_DIR / started.group(1)).is_dir():  # init_from=<shipped name>
+        source = WEIGHTS_DIR / started.group(1)
     if not (source / WEIGHTS_FILE).is_file() or _sha256(source / WEIGHTS_FILE) != _sha256(out / WEIGHTS_FILE):
         raise SystemExit(f"error: {first_new} started from {source}, whose {WEIGHTS_FILE} is not the shipped "
                          f"{name}'s: the shipped card's phases would not describe its history")
     return sections
 
 
-def release(name: str, phases: list[Path], results: Path, extend: bool = False) -> Path:
+def release(name: str, phases: list[Path], results: Path, extend: bool = False, base: str | None = None) -> Path:
+    """Ship ``phases[-1]`` as ``name``; with ``extend``, after the shipped phases of ``base`` (default ``name``)."""
     final = phases[-1]
     out = WEIGHTS_DIR / name
     if (out / SUITE_FILE).exists():
         raise SystemExit(f"error: {out} is a suite; release the checkpoint under a variant name (e.g. {name}-512)")
-    earlier = _shipped_phases(name, phases[0]) if extend else []
+    earlier = _shipped_phases(base or name, phases[0]) if extend else []
     out.mkdir(parents=True, exist_ok=True)
     for filename in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(final / filename, out / filename)
@@ -142,22 +147,26 @@ def suite_card(name: str, results: Path) -> Path:
     parts = [
         f"# `{name}`: a suite of shipped {name.upper()} checkpoints",
         "",
-        f"`{name}` is served by {len(suite.variants)} checkpoints; `Forecaster(model=\"{name}\")`, "
+        f"`{name}` is served by {len(suite.variants) + len(suite.by_frequency)} checkpoints; `Forecaster(model=\"{name}\")`, "
         f"`tsfm forecast --model {name}` and the other entry points pick one per dataset by the median "
         f"observed length of its series, among the variants whose context covers at least "
         f"{suite.min_seasons:g} seasons of the data's frequency (granite-tsfm chooses among its TTM "
-        f"revisions the same way). Without data (`tsfm.load_model(\"{name}\")`, `tsfm export`) it is "
+        f"revisions the same way)"
+        + (f"; data of the resolutions {', '.join(f for f, _ in suite.by_frequency)} get the variant trained "
+           f"for it, whatever their length" if suite.by_frequency else "")
+        + f". Without data (`tsfm.load_model(\"{name}\")`, `tsfm export`) it is "
         f"`{suite.default}`. Each variant is also offered by its own name.",
         "",
         "| variant | chosen from a median history of | context | horizon | parameters |",
         "|---|---|---|---|---|",
     ]
-    for variant, min_history in suite.variants:
+    rows = [(v, f"{h} points") for v, h in suite.variants]
+    rows += [(v, f"any length, for {f} data") for f, v in suite.by_frequency]
+    for variant, chosen in rows:
         config = json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())
         params = next((line.split("parameters: ")[1] for line in (WEIGHTS_DIR / variant / CARD_FILE).read_text()
                        .splitlines() if "parameters: " in line), "?")
-        parts.append(f"| `{variant}` | {min_history} points | {config['context_length']} | "
-                     f"{config['prediction_length']} | {params} |")
+        parts.append(f"| `{variant}` | {chosen} | {config['context_length']} | {config['prediction_length']} | {params} |")
     parts += ["", "How each variant was trained: its own card (`tsfm/weights/<variant>/README.md`).", "",
               "## Zero-shot accuracy", "", *_benchmark_table(results, name), ""]
     out = WEIGHTS_DIR / name / CARD_FILE
@@ -176,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="only rewrite the zero-shot table of NAME's shipped card from --results")
     parser.add_argument("--extend", action="store_true",
                         help="append the --phase runs to NAME's shipped phases (the first must start from its weights)")
+    parser.add_argument("--base", help="with --extend: the shipped model the first phase started from (default NAME)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
     if args.refresh:
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     elif not args.phase:
         parser.error("--phase is required (or --suite)")
     else:
-        print(release(args.name, args.phase, args.results, extend=args.extend))
+        print(release(args.name, args.phase, args.results, extend=args.extend, base=args.base))
 
 
 if __name__ == "__main__":
