@@ -43,13 +43,13 @@ def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
         {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}]}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
     assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 |" in suite
-    assert "served by 1 checkpoints" in suite and "resolutions" not in suite
+    assert "served by 1 checkpoints" in suite and "of its own" not in suite
 
     release.release("ttm-64-yearly", [run], tmp_path / "b.json")
     (tmp_path / "weights" / "ttm" / hub.SUITE_FILE).write_text(json.dumps(
         {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}], "by_frequency": {"Y": "ttm-64-yearly"}}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
-    assert "served by 2 checkpoints" in suite and "data of the resolutions Y get the variant" in suite
+    assert "served by 2 checkpoints" in suite and "a resolution with a variant of its own (Y) gets that variant" in suite
     assert "| `ttm-64-yearly` | any length, for Y data | 64 | 16 | 1,234 |" in suite
 
 

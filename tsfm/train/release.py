@@ -152,8 +152,8 @@ def suite_card(name: str, results: Path) -> Path:
         f"observed length of its series, among the variants whose context covers at least "
         f"{suite.min_seasons:g} seasons of the data's frequency (granite-tsfm chooses among its TTM "
         f"revisions the same way)"
-        + (f"; data of the resolutions {', '.join(f for f, _ in suite.by_frequency)} get the variant trained "
-           f"for it, whatever their length" if suite.by_frequency else "")
+        + (f"; data at a resolution with a variant of its own ({', '.join(f for f, _ in suite.by_frequency)}) "
+           f"gets that variant, whatever its length" if suite.by_frequency else "")
         + f". Without data (`tsfm.load_model(\"{name}\")`, `tsfm export`) it is "
         f"`{suite.default}`. Each variant is also offered by its own name.",
         "",
