@@ -222,6 +222,18 @@ def test_a_label_relabels_every_series_of_its_generator_and_only_them(tmp_path) 
     assert recipe_hash(validate_recipe(recipe)) != recipe_hash(validate_recipe(plain))
 
 
+def test_keep_freqs_keeps_only_the_generators_own_draws_of_those_labels(tmp_path) -> None:
+    recipe = {"name": "monthly", "seed": 4, "generators": {
+        "structural": {"count": 25, "length_min": 36, "length_max": 400, "keep_freqs": ["MS"]},
+        "mixup": {"count": 5, "length_min": 36, "length_max": 200, "keep_freqs": ["MS"]},
+    }}
+    entries = load_corpus(build_corpus(recipe, tmp_path / "m", progress=False))
+    assert len(entries) == 30 and {e["freq"] for e in entries} == {"MS"}
+    everything = load_corpus(build_corpus({**recipe, "generators": {"structural": {
+        "count": 25, "length_min": 36, "length_max": 400}}}, tmp_path / "a", progress=False))
+    assert len({e["freq"] for e in everything}) > 2  # without the filter the labels vary
+
+
 def test_bad_recipes_are_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="unknown kind 'nope'"):
         validate_recipe({"seed": 0, "generators": {"nope": {"count": 1}}})
@@ -241,6 +253,8 @@ def test_bad_recipes_are_one_line_input_errors() -> None:
         validate_recipe({"generators": {"structural": {"count": 1, "label": "annual"}}})
     with pytest.raises(InputError, match="labelled YS are at most 320 steps"):
         validate_recipe({"generators": {"structural": {"count": 1, "length_max": 400, "label": "YS"}}})
+    with pytest.raises(InputError, match="keep_freqs must be a non-empty list"):
+        validate_recipe({"generators": {"structural": {"count": 1, "keep_freqs": ["monthly"]}}})
     with pytest.raises(InputError, match="does not exist"):
         load_recipe("/nonexistent/recipe.yaml")
 

@@ -75,7 +75,9 @@ CORPUS_FORMAT = 2
 MANIFEST = "manifest.json"
 # "label": a frequency alias every series of the generator carries instead of its own (a yearly
 # specialist's corpus labels trends and cycles yearly: yearly data has no calendar season).
-_COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size", "label"}
+# "keep_freqs": only series the generator itself labels with one of these aliases are kept (a
+# monthly specialist's corpus keeps the monthly draws, their seasons on the calendar's periods).
+_COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size", "label", "keep_freqs"}
 
 
 # ----------------------------------------------------------------------------- generator kinds
@@ -165,6 +167,9 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
             if hi > MAX_LENGTH[label]:
                 raise InputError(f"generator {name!r}: series labelled {label} are at most {MAX_LENGTH[label]} "
                                  f"steps long (calendar range); lower length_max from {hi}")
+        keep = spec.get("keep_freqs")
+        if keep is not None and (not isinstance(keep, list) or not keep or set(keep) - set(MAX_LENGTH)):
+            raise InputError(f"generator {name!r}: keep_freqs must be a non-empty list of {', '.join(MAX_LENGTH)}")
         spec.update(kind=kind, count=count, length_min=lo, length_max=hi, weight=weight,
                     shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
         out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
@@ -296,7 +301,10 @@ def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
     while len(entries) < task["count"] and attempts < 10 * task["count"] + 10:
         attempts += 1
         length = _log_uniform_length(rng, task["length_min"], task["length_max"])
-        for sample in generate(rng, length)[: task["count"] - len(entries)]:
+        samples = generate(rng, length)
+        if task.get("keep_freqs"):
+            samples = [sample for sample in samples if sample.freq in task["keep_freqs"]]
+        for sample in samples[: task["count"] - len(entries)]:
             if task["label"]:
                 sample = sample._replace(freq=task["label"])
             entries.append({
@@ -347,7 +355,7 @@ def _tasks(recipe: dict[str, Any], out_dir: Path, kinds: set[str]) -> list[dict[
                 "seed": recipe["seed"], "name": name, "kind": spec["kind"], "shard": shard,
                 "count": min(spec["shard_size"], spec["count"] - begin), "params": params,
                 "length_min": spec["length_min"], "length_max": spec["length_max"],
-                "label": spec.get("label"), "out_dir": str(out_dir),
+                "label": spec.get("label"), "keep_freqs": spec.get("keep_freqs"), "out_dir": str(out_dir),
             })
     return tasks
 
