@@ -22,6 +22,6 @@ def say_variant(forecaster, model: str) -> None:
     if chosen != model:
         suite = load_suite(model)
         freq = forecaster.series_.freq_info.name
-        why = (f"{freq} data" if suite is not None and suite.for_frequency(freq) == chosen
-               else f"median history {forecaster.history_length_:g} points")
-        typer.echo(f"model {chosen} (from suite {model}: {why})", err=True)
+        special = suite is not None and any(f == freq and v == chosen for f, _, v in suite.by_frequency)
+        typer.echo(f"model {chosen} (from suite {model}: median history {forecaster.history_length_:g} points"
+                   f"{f', {freq} data' if special else ''})", err=True)

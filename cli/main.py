@@ -182,8 +182,8 @@ def models() -> None:
         if suite:
             rule = ", ".join(f"{v} from {h} points" for v, h in suite.variants)
             typer.echo(f"{'':<24}picks a variant by median history length: {rule} (default {suite.default})")
-            for freq, variant in suite.by_frequency:
-                typer.echo(f"{'':<24}{freq} data: {variant}, whatever its length")
+            for freq, general, special in suite.by_frequency:
+                typer.echo(f"{'':<24}{freq} data: {special} in place of {general}")
     for name in sorted(shipped - set(FAMILIES)):
         if load_suite(name):
             typer.echo(f"{name:<14}{'suite':<10}variants: {', '.join(v for v, _ in load_suite(name).variants)}")

@@ -43,14 +43,15 @@ def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
         {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}]}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
     assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 |" in suite
-    assert "served by 1 checkpoints" in suite and "of its own" not in suite
+    assert "served by 1 checkpoints" in suite and "specialist" not in suite
 
     release.release("ttm-64-yearly", [run], tmp_path / "b.json")
     (tmp_path / "weights" / "ttm" / hub.SUITE_FILE).write_text(json.dumps(
-        {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}], "by_frequency": {"Y": "ttm-64-yearly"}}))
+        {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}],
+         "by_frequency": {"Y": {"ttm-64": "ttm-64-yearly"}}}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
-    assert "served by 2 checkpoints" in suite and "a resolution with a variant of its own (Y) gets that variant" in suite
-    assert "| `ttm-64-yearly` | any length, for Y data | 64 | 16 | 1,234 |" in suite
+    assert "served by 2 checkpoints" in suite and "a specialist trained on for it stands in" in suite
+    assert "| `ttm-64-yearly` | in place of `ttm-64` for Y data | 64 | 16 | 1,234 |" in suite
 
 
 def test_extend_appends_phases_to_a_shipped_card_only_from_its_exact_weights(tmp_path, monkeypatch) -> None:

@@ -39,12 +39,12 @@ def test_every_shipped_checkpoint_has_a_card_and_a_matching_family(name):
 def test_every_suite_lists_shipped_variants_of_its_family(name):
     suite = load_suite(name)
     variants = [variant for variant, _ in suite.variants]
-    specialists = [variant for _, variant in suite.by_frequency]
+    specialists = [special for _, _, special in suite.by_frequency]
     assert suite.default in variants and set(variants + specialists) <= set(CHECKPOINTS)
     assert {json.loads((WEIGHTS_DIR / v / "config.json").read_text())["family"] for v in variants + specialists} \
         == {name}
     assert [min_history for _, min_history in suite.variants][0] == 0  # every history length has a variant
-    assert all(f in FREQ_VOCAB for f, _ in suite.by_frequency)  # canonical resolution names
+    assert all(f in FREQ_VOCAB and general in variants for f, general, _ in suite.by_frequency)
     assert "README.md" in {p.name for p in (WEIGHTS_DIR / name).iterdir()}
 
 

@@ -51,29 +51,35 @@ def test_suite_chooses_by_typical_length_and_season(suite_dir) -> None:
 
 @pytest.fixture()
 def yearly_suite(suite_dir):
-    """Suite `minif`: `mini-64` for every history, `mini-16` for yearly data."""
+    """Suite `minif`: `mini-16` from 0 points, `mini-64` from 40; on yearly data `mini-64-y` (a copy
+    of `mini-64`) stands in for `mini-64`."""
+    import shutil
+
+    shutil.copytree(suite_dir / "mini-64", suite_dir / "mini-64-y")
     (suite_dir / "minif").mkdir()
-    spec = {"default": "mini-64", "variants": [{"name": "mini-64", "min_history": 0}],
-            "by_frequency": {"Y": "mini-16"}}
+    spec = {"default": "mini-64", "by_frequency": {"Y": {"mini-64": "mini-64-y"}},
+            "variants": [{"name": "mini-16", "min_history": 0}, {"name": "mini-64", "min_history": 40}]}
     (suite_dir / "minif" / hub.SUITE_FILE).write_text(json.dumps(spec))
     return suite_dir
 
 
-def test_a_frequency_variant_serves_its_resolution_whatever_the_length(yearly_suite) -> None:
+def test_a_specialist_stands_in_for_its_variant_on_its_resolution(yearly_suite) -> None:
     from tsfm import Forecaster
 
     suite = hub.load_suite("minif")
-    assert suite.by_frequency == (("Y", "mini-16"),) and suite.for_frequency("Q") is None
-    assert [suite.select(h, 1, "Y") for h in (10, 500)] == ["mini-16", "mini-16"]
-    assert [suite.select(h, 4, "Q") for h in (10, 500)] == ["mini-64", "mini-64"]
-    assert hub.select_checkpoint("minif", 500, 1, "Y") == "mini-16"
+    assert suite.by_frequency == (("Y", "mini-64", "mini-64-y"),)
+    assert suite.specialist("mini-64", "Y") == "mini-64-y" and suite.specialist("mini-16", "Y") is None
+    assert [suite.select(h, 1, "Y") for h in (10, 500)] == ["mini-16", "mini-64-y"]  # the length rule first
+    assert [suite.select(h, 4, "Q") for h in (10, 500)] == ["mini-16", "mini-64"]
+    assert hub.select_checkpoint("minif", 500, 1, "Y") == "mini-64-y"
     assert hub.load_suite("mini").by_frequency == ()  # optional in suite.json
-    assert Forecaster(model="minif", horizon=3).fit(frame(200, "YS")).model_name_ == "mini-16"
+    assert Forecaster(model="minif", horizon=3).fit(frame(200, "YS")).model_name_ == "mini-64-y"
+    assert Forecaster(model="minif", horizon=3).fit(frame(200, "YE")).model_name_ == "mini-64-y"  # any yearly alias
     assert Forecaster(model="minif", horizon=3).fit(frame(200, "QS")).model_name_ == "mini-64"
-    assert Forecaster(model="minif", horizon=3).fit(frame(200, "YE")).model_name_ == "mini-16"  # any yearly alias
+    assert Forecaster(model="minif", horizon=3).fit(frame(30, "YS")).model_name_ == "mini-16"
 
 
-def test_cli_says_a_frequency_variant_was_chosen_for_the_resolution(yearly_suite, tmp_path, monkeypatch) -> None:
+def test_cli_says_a_specialist_was_chosen_for_the_resolution(yearly_suite, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
     from tsfm.cli.main import app
@@ -81,13 +87,12 @@ def test_cli_says_a_frequency_variant_was_chosen_for_the_resolution(yearly_suite
 
     monkeypatch.setitem(registry.FAMILIES, "minif", registry.FAMILIES["ttm"])
     listing = CliRunner().invoke(app, ["models"])
-    assert listing.exit_code == 0 and "Y data: mini-16, whatever its length" in listing.stdout
-
+    assert listing.exit_code == 0 and "Y data: mini-64-y in place of mini-64" in listing.stdout
     path = tmp_path / "yearly.csv"
-    frame(30, "YS").to_csv(path, index=False)
+    frame(60, "YS").to_csv(path, index=False)
     result = CliRunner().invoke(app, ["forecast", str(path), "--model", "minif", "--horizon", "3"])
     assert result.exit_code == 0, result.output
-    assert "model mini-16 (from suite minif: Y data)" in result.stderr
+    assert "model mini-64-y (from suite minif: median history 60 points, Y data)" in result.stderr
 
 
 def test_suite_name_loads_its_default_and_is_listed(suite_dir) -> None:

@@ -47,31 +47,33 @@ class Suite:
     checkpoint and the shortest typical history it is meant for (``min_history``), and a
     variant is only eligible when its context covers ``min_seasons`` seasons of the data's
     frequency (a 96-step window is two days of half-hourly data but under two years of weekly).
-    ``by_frequency`` names variants trained for one resolution (canonical names, ``"Y"``: yearly
-    data, whose cycles have no calendar period); data of that resolution gets its variant
-    whatever its length, as granite-tsfm offers frequency-tuned TTM revisions.
+    ``by_frequency`` names specialists: variants trained on for one resolution (canonical names:
+    ``"Y"`` yearly, ``"M"`` monthly) that stand in for a general variant on data of that
+    resolution, as granite-tsfm offers frequency-tuned TTM revisions.
     """
 
     name: str
     default: str
     variants: tuple[tuple[str, int], ...]  # (checkpoint name, min_history), ascending min_history
     min_seasons: float = 2.0
-    by_frequency: tuple[tuple[str, str], ...] = ()  # (canonical frequency name, checkpoint name)
+    by_frequency: tuple[tuple[str, str, str], ...] = ()  # (canonical frequency, general variant, specialist)
 
     def context_length(self, variant: str) -> int:
         return int(json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())["context_length"])
 
-    def for_frequency(self, freq: str) -> str | None:
-        """The variant trained for the resolution ``freq`` (canonical name), if the suite has one."""
-        return dict(self.by_frequency).get(freq)
+    def specialist(self, variant: str, freq: str) -> str | None:
+        """The variant that stands in for ``variant`` on data of resolution ``freq``, if any."""
+        return next((s for f, v, s in self.by_frequency if f == freq and v == variant), None)
 
     def select(self, history: float, season: int, freq: str = "") -> str:
         """The variant for series of resolution ``freq`` whose typical (median) observed length is
-        ``history``: the variant for that resolution when there is one; else, among the variants
-        covering ``min_seasons`` seasons, the one for the longest ``min_history`` the history
-        reaches (else the shortest such one); the default when none covers them."""
-        if self.for_frequency(freq):
-            return self.for_frequency(freq)
+        ``history``: among the variants covering ``min_seasons`` seasons, the one for the longest
+        ``min_history`` the history reaches (else the shortest such one), the default when none
+        covers them; then its specialist for ``freq`` when the suite has one."""
+        chosen = self._by_length(history, season)
+        return self.specialist(chosen, freq) or chosen
+
+    def _by_length(self, history: float, season: int) -> str:
         covering = [(name, h) for name, h in self.variants
                     if self.context_length(name) >= self.min_seasons * max(season, 1)]
         if not covering:
@@ -89,7 +91,8 @@ def load_suite(name: str | Path) -> Suite | None:
         raise InputError(f"{path.parent} holds both a suite and a checkpoint: remove one")
     spec = json.loads(path.read_text())
     variants = tuple(sorted(((v["name"], int(v["min_history"])) for v in spec["variants"]), key=lambda v: v[1]))
-    by_frequency = tuple(sorted(spec.get("by_frequency", {}).items()))
+    by_frequency = tuple(sorted((freq, general, special) for freq, pairs in spec.get("by_frequency", {}).items()
+                                for general, special in pairs.items()))
     return Suite(str(name).lower(), spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency)
 
 

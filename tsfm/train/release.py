@@ -2,15 +2,15 @@
 
 ``python -m tsfm.train.release --name ttm-512 --phase runs/a/checkpoint --phase runs/b/checkpoint``
 copies the last phase's ``config.json`` + ``model.safetensors`` into ``tsfm/weights/<name>/`` and
-writes ``README.md`` from each phase's own card (command, data, steps, wall time) and the
-benchmark rows recorded in ``benchmarks/results/zero_shot.json``. ``--suite --name ttm`` writes
-the card of a suite (``tsfm/weights/ttm/suite.json``) from its variants' configs and cards;
-``--refresh --name NAME`` only rewrites a shipped card's zero-shot table from newer results.
-``--extend`` adds phases to a shipped model whose earlier run directories are gone (``runs/`` is not
-in git): the earlier phases come from the shipped card, and the first new phase must have started
-from exactly the shipped weights (same SHA-256). ``--extend --base ttm-96 --name ttm-96-yearly``
-does the same for a new checkpoint trained on from another shipped one (a suite's specialist). Nothing in a card is typed by hand: every number
-comes from a file a run wrote.
+writes ``README.md`` from each phase's own card (command, data, steps, wall time) and the benchmark
+rows recorded in ``benchmarks/results/zero_shot.json``. ``--suite --name ttm`` writes the card of a
+suite (``tsfm/weights/ttm/suite.json``) from its variants' configs and cards; ``--refresh --name
+NAME`` only rewrites a shipped card's zero-shot table from newer results. ``--extend`` adds phases
+to a shipped model whose earlier run directories are gone (``runs/`` is not in git): the earlier
+phases come from the shipped card, and the first new phase must have started from exactly the
+shipped weights (same SHA-256). ``--extend --base ttm-96 --name ttm-96-yearly`` does the same for a
+new checkpoint trained on from another shipped one (a suite's specialist). Nothing in a card is
+typed by hand: every number comes from a file a run wrote.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def suite_card(name: str, results: Path) -> Path:
         f"observed length of its series, among the variants whose context covers at least "
         f"{suite.min_seasons:g} seasons of the data's frequency (granite-tsfm chooses among its TTM "
         f"revisions the same way)"
-        + (f"; data at a resolution with a variant of its own ({', '.join(f for f, _ in suite.by_frequency)}) "
-           f"gets that variant, whatever its length" if suite.by_frequency else "")
+        + ("; on data of some resolutions a specialist trained on for it stands in for the chosen variant"
+           if suite.by_frequency else "")
         + f". Without data (`tsfm.load_model(\"{name}\")`, `tsfm export`) it is "
         f"`{suite.default}`. Each variant is also offered by its own name.",
         "",
@@ -161,12 +161,13 @@ def suite_card(name: str, results: Path) -> Path:
         "|---|---|---|---|---|",
     ]
     rows = [(v, f"{h} points") for v, h in suite.variants]
-    rows += [(v, f"any length, for {f} data") for f, v in suite.by_frequency]
+    rows += [(s, f"in place of `{v}` for {f} data") for f, v, s in suite.by_frequency]
     for variant, chosen in rows:
         config = json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())
         params = next((line.split("parameters: ")[1] for line in (WEIGHTS_DIR / variant / CARD_FILE).read_text()
                        .splitlines() if "parameters: " in line), "?")
-        parts.append(f"| `{variant}` | {chosen} | {config['context_length']} | {config['prediction_length']} | {params} |")
+        parts.append(f"| `{variant}` | {chosen} | {config['context_length']} | "
+                     f"{config['prediction_length']} | {params} |")
     parts += ["", "How each variant was trained: its own card (`tsfm/weights/<variant>/README.md`).", "",
               "## Zero-shot accuracy", "", *_benchmark_table(results, name), ""]
     out = WEIGHTS_DIR / name / CARD_FILE
