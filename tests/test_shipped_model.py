@@ -125,14 +125,16 @@ def test_forecasts_continue_a_cycle_at_a_non_calendar_period():
     assert max(ratios) < 0.4 and np.mean(ratios) < 0.3
 
 
-def test_ttm_serves_yearly_data_with_its_yearly_variant():
-    """suite.json: yearly data of any length gets ttm-96-yearly; other resolutions keep the length rule."""
+def test_ttm_serves_yearly_and_monthly_data_with_their_specialists():
+    """suite.json: ttm-96-yearly and ttm-96-monthly stand in for ttm-96 on their resolutions; long
+    monthly histories keep ttm-512, quarterly data keeps ttm-96."""
     def frame(n: int, freq: str) -> pd.DataFrame:
         return pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1800-01-01", periods=n, freq=freq),
                              "y": np.linspace(1.0, 2.0, n)})
 
     assert [Forecaster(horizon=3).fit(frame(n, "YS")).model_name_ for n in (20, 300)] == ["ttm-96-yearly"] * 2
     assert Forecaster(horizon=3).fit(frame(60, "QS")).model_name_ == "ttm-96"
+    assert Forecaster(horizon=3).fit(frame(100, "MS")).model_name_ == "ttm-96-monthly"
     assert Forecaster(horizon=3).fit(frame(600, "MS")).model_name_ == "ttm-512"
 
 
