@@ -174,22 +174,24 @@ def models() -> None:
     from tsfm.models.registry import FAMILIES
 
     shipped = set(shipped_models())
-    typer.echo(f"{'name':<14}{'weights':<10}description")
+    width = max(14, *(len(n) + 2 for n in shipped | set(FAMILIES)))
+    indent = " " * (width + 10)
+    typer.echo(f"{'name':<{width}}{'weights':<10}description")
     for name, family in FAMILIES.items():
         suite = load_suite(name) if name in shipped else None
         kind = "suite" if suite else "shipped" if name in shipped else "-"
-        typer.echo(f"{name:<14}{kind:<10}{family.summary}")
+        typer.echo(f"{name:<{width}}{kind:<10}{family.summary}")
         if suite:
             rule = ", ".join(f"{v} from {h} points" for v, h in suite.variants)
-            typer.echo(f"{'':<24}picks a variant by median history length: {rule} (default {suite.default})")
+            typer.echo(f"{indent}picks a variant by median history length: {rule} (default {suite.default})")
             for freq, general, special in suite.by_frequency:
-                typer.echo(f"{'':<24}{freq} data: {special} in place of {general}")
+                typer.echo(f"{indent}{freq} data: {special} in place of {general}")
     for name in sorted(shipped - set(FAMILIES)):
         if load_suite(name):
-            typer.echo(f"{name:<14}{'suite':<10}variants: {', '.join(v for v, _ in load_suite(name).variants)}")
+            typer.echo(f"{name:<{width}}{'suite':<10}variants: {', '.join(v for v, _ in load_suite(name).variants)}")
             continue
         config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
-        typer.echo(f"{name:<14}{'shipped':<10}{config['family']} checkpoint: context {config['context_length']}, "
+        typer.echo(f"{name:<{width}}{'shipped':<10}{config['family']} checkpoint: context {config['context_length']}, "
                    f"horizon {config['prediction_length']}")
 
 

@@ -139,6 +139,8 @@ def test_models_command_shows_suite_rule_and_variants(suite_dir, monkeypatch) ->
     assert any(line.startswith("mini") and "suite" in line for line in lines)
     assert "picks a variant by median history length: mini-16 from 0 points, mini-64 from 40 points" in result.stdout
     assert any(line.startswith("mini-16") and "context 16, horizon 8" in line for line in lines)
+    starts = {line.index("shipped") for line in lines if " shipped " in line}
+    assert len(starts) == 1  # one column for every name, the longest included
 
 
 def test_a_fine_tuned_model_is_kept_for_new_data_until_the_model_changes(suite_dir) -> None:
