@@ -132,7 +132,10 @@ def test_models_command_shows_suite_rule_and_variants(suite_dir, monkeypatch) ->
     from tsfm.cli.main import app
     from tsfm.models import registry
 
+    import shutil
+
     monkeypatch.setitem(registry.FAMILIES, "mini", registry.FAMILIES["ttm"])
+    shutil.copytree(suite_dir / "mini-16", suite_dir / "mini-16-a-long-name")
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
