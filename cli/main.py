@@ -186,13 +186,16 @@ def models() -> None:
             typer.echo(f"{indent}picks a variant by median history length: {rule} (default {suite.default})")
             for freq, general, special in suite.by_frequency:
                 typer.echo(f"{indent}{freq} data: {special} in place of {general}")
+    suites = {n: load_suite(n) for n in shipped if load_suite(n)}
+    roles = {special: f"; in suite {n}, stands in for {general} on {freq} data"
+             for n, suite in suites.items() for freq, general, special in suite.by_frequency}
     for name in sorted(shipped - set(FAMILIES)):
-        if load_suite(name):
-            typer.echo(f"{name:<{width}}{'suite':<10}variants: {', '.join(v for v, _ in load_suite(name).variants)}")
+        if name in suites:
+            typer.echo(f"{name:<{width}}{'suite':<10}variants: {', '.join(v for v, _ in suites[name].variants)}")
             continue
         config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
         typer.echo(f"{name:<{width}}{'shipped':<10}{config['family']} checkpoint: context {config['context_length']}, "
-                   f"horizon {config['prediction_length']}")
+                   f"horizon {config['prediction_length']}{roles.get(name, '')}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

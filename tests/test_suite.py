@@ -88,6 +88,8 @@ def test_cli_says_a_specialist_was_chosen_for_the_resolution(yearly_suite, tmp_p
     monkeypatch.setitem(registry.FAMILIES, "minif", registry.FAMILIES["ttm"])
     listing = CliRunner().invoke(app, ["models"])
     assert listing.exit_code == 0 and "Y data: mini-64-y in place of mini-64" in listing.stdout
+    assert any(line.startswith("mini-64-y ") and line.endswith("; in suite minif, stands in for mini-64 on Y data")
+               for line in listing.stdout.splitlines())
     path = tmp_path / "yearly.csv"
     frame(60, "YS").to_csv(path, index=False)
     result = CliRunner().invoke(app, ["forecast", str(path), "--model", "minif", "--horizon", "3"])
