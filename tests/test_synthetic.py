@@ -265,3 +265,24 @@ def test_growth_trends_dominate_the_window(length: int) -> None:
             for _ in range(100)])
     assert ratios["growth"] > 4.0
     assert ratios["growth"] > 1.4 * ratios["seasonal_trend"]
+
+
+def test_local_trend_slopes_persist() -> None:
+    """local_trend's last slope is the best guess of its next: continuing the recent drift beats
+    holding the last value, and its steps are strongly autocorrelated (a random walk's are not)."""
+    rng = np.random.default_rng(8)
+    length, horizon, drift_wins, step_corr = 60, 8, [], []
+    while len(drift_wins) < 60:
+        s = structural(rng, length, kinds={"local_trend": 1.0}, outlier_prob=0.0)
+        _check_sample(s, length)
+        if s.periods:  # seasons would mask the slope; the trend is what is tested here
+            continue
+        y = s.target.astype(np.float64)
+        past, future = y[:-horizon], y[-horizon:]
+        slope = (past[-1] - past[-11]) / 10.0
+        drift = past[-1] + slope * np.arange(1, horizon + 1)
+        drift_wins.append(np.abs(drift - future).mean() < np.abs(past[-1] - future).mean())
+        d = np.diff(y)
+        step_corr.append(np.corrcoef(d[:-1], d[1:])[0, 1])
+    assert np.mean(drift_wins) > 0.75
+    assert np.median(step_corr) > 0.5

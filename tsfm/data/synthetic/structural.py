@@ -38,6 +38,10 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
   ``seasonal_trend``'s level shifts and stochastic level; one natural season w.p. 0.6
   (amplitude U[0.03, 0.4]); noise sd |change| x log-U[0.003, 0.3], from negligible to larger
   than the trend's steps. Recipes give it window-like lengths (growth_long_heldout: 512-2048).
+- ``local_trend``: Harvey's local linear trend, smooth and integrated: a slope that persists
+  (random walk w.p. 0.5, else AR(1) phi U[0.9, 0.995]) with innovations log-U[0.01, 0.3],
+  level noise log-U[0.001, 0.3] and observation noise log-U[0.001, 1] of a step, total change
+  log-U[0.2, 3] (log units w.p. 0.3), a natural season w.p. 0.4 (amplitude U[0.02, 0.3]).
 - ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
   envelope and a cloud process.
 - Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
@@ -69,7 +73,7 @@ from tsfm.data.synthetic import (
 
 __all__ = [
     "STRUCTURAL_KINDS", "structural", "seasonal_trend", "arima", "random_walk", "intermittent",
-    "positive", "quasi_cycle", "free_cycle", "growth", "solar", "gluonts_artificial",
+    "positive", "quasi_cycle", "free_cycle", "growth", "local_trend", "solar", "gluonts_artificial",
 ]
 
 
@@ -444,6 +448,38 @@ def solar(rng: np.random.Generator, length: int) -> Sample:
     return Sample(_rescale(rng, y, True), freq, (day,))
 
 
+def local_trend(rng: np.random.Generator, length: int) -> Sample:
+    """Harvey's local linear trend: a smooth path whose slope persists and drifts (fertility
+    declines, money stocks, population), with little noise, under a season w.p. 0.4.
+
+    ``growth`` draws a trend *shape* over the series, so at any cut its slope may be about to
+    bend; real macro series are integrated, and their last slope is the best guess of the next.
+    The slope is a random walk (w.p. 0.5) or an AR(1) with phi U[0.9, 0.995] (damped), its
+    innovations log-U[0.01, 0.3] of the initial slope's scale; level noise log-U[0.001, 0.3] and
+    observation noise log-U[0.001, 1] of a typical step; total change log-U[0.2, 3] (either sign;
+    log units when multiplicative, w.p. 0.3)."""
+    freq = seasonal_freq(rng, length) if rng.random() < 0.4 else nonseasonal_freq(rng, length)
+    periods = usable_periods(freq, length, 2.0)[:1]
+    phi = 1.0 if rng.random() < 0.5 else rng.uniform(0.9, 0.995)
+    slope_sd = log_uniform(rng, 0.01, 0.3)
+    shocks = rng.standard_normal(length) * slope_sd
+    shocks[0] = rng.choice([-1.0, 1.0], p=[0.4, 0.6]) * rng.uniform(0.3, 1.0)
+    slope = lfilter([1.0], [1.0, -phi], shocks)
+    step = np.abs(slope).mean() + 1e-12
+    level = np.cumsum(slope + rng.standard_normal(length) * step * log_uniform(rng, 0.001, 0.3))
+    total = log_uniform(rng, 0.2, 3.0)
+    g = (level - level[0]) * total / (np.abs(level - level[0]).max() + 1e-12)
+    noise_sd = total / length * log_uniform(rng, 0.001, 1.0)
+    season = np.zeros(length)
+    if periods:
+        season = rng.uniform(0.02, 0.3) * _season(rng, length, periods[0])
+    if rng.random() < 0.3:  # multiplicative: the level in log units, a season growing with it
+        y = np.exp(np.clip(g, -2.0, None) + _noise(rng, length, noise_sd)) * (1.0 + season)
+        return Sample(_rescale(rng, y, True), freq, tuple(periods))
+    y = 1.0 + g + season * total + _noise(rng, length, noise_sd)
+    return Sample(_rescale(rng, y, False), freq, tuple(periods))
+
+
 STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
     "seasonal_trend": seasonal_trend,
     "arima": arima,
@@ -454,6 +490,7 @@ STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
     "free_cycle": free_cycle,
     "growth": growth,
     "solar": solar,
+    "local_trend": local_trend,
 }
 
 DEFAULT_KIND_WEIGHTS: dict[str, float] = {
