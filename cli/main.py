@@ -174,11 +174,12 @@ def models() -> None:
     from tsfm.models.registry import FAMILIES
 
     shipped = set(shipped_models())
+    suites = {n: suite for n in sorted(shipped) if (suite := load_suite(n))}
     width = max(14, *(len(n) + 2 for n in shipped | set(FAMILIES)))
     indent = " " * (width + 10)
     typer.echo(f"{'name':<{width}}{'weights':<10}description")
     for name, family in FAMILIES.items():
-        suite = load_suite(name) if name in shipped else None
+        suite = suites.get(name)
         kind = "suite" if suite else "shipped" if name in shipped else "-"
         typer.echo(f"{name:<{width}}{kind:<10}{family.summary}")
         if suite:
@@ -186,7 +187,6 @@ def models() -> None:
             typer.echo(f"{indent}picks a variant by median history length: {rule} (default {suite.default})")
             for freq, general, special in suite.by_frequency:
                 typer.echo(f"{indent}{freq} data: {special} in place of {general}")
-    suites = {n: load_suite(n) for n in shipped if load_suite(n)}
     roles = {special: f"; in suite {n}, stands in for {general} on {freq} data"
              for n, suite in suites.items() for freq, general, special in suite.by_frequency}
     for name in sorted(shipped - set(FAMILIES)):
