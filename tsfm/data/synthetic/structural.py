@@ -42,6 +42,10 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
   (random walk w.p. 0.5, else AR(1) phi U[0.9, 0.995]) with innovations log-U[0.01, 0.3],
   level noise log-U[0.001, 0.3] and observation noise log-U[0.001, 1] of a step, total change
   log-U[0.2, 3] (log units w.p. 0.3), a natural season w.p. 0.4 (amplitude U[0.02, 0.3]).
+- ``evolving_season``: Harvey's basic structural model: ``local_trend``'s level (w.p. 0.7, total
+  log-U[0.05, 2]) or a random walk under a season whose per-step pattern is a random walk across
+  cycles (total drift log-U[0.3, 2] of its size) and whose amplitude trends (exp(U[-1.5, 1.5]
+  t/T), w.p. 0.6); amplitude U[0.05, 0.5], multiplicative w.p. 0.35.
 - ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
   envelope and a cloud process.
 - Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
@@ -73,7 +77,8 @@ from tsfm.data.synthetic import (
 
 __all__ = [
     "STRUCTURAL_KINDS", "structural", "seasonal_trend", "arima", "random_walk", "intermittent",
-    "positive", "quasi_cycle", "free_cycle", "growth", "local_trend", "solar", "gluonts_artificial",
+    "positive", "quasi_cycle", "free_cycle", "growth", "local_trend", "evolving_season", "solar",
+    "gluonts_artificial",
 ]
 
 
@@ -130,6 +135,24 @@ def _trend(rng: np.random.Generator, length: int, total: float | None = None,
     if rng.random() < 0.4:
         g += np.cumsum(rng.standard_normal(length)) * log_uniform(rng, 0.002, 0.03)
     return g
+
+
+def _local_linear_trend(rng: np.random.Generator, length: int, low: float, high: float
+                        ) -> tuple[np.ndarray, float]:
+    """Harvey's local linear trend from 0, its largest excursion ``total`` ~ log-U[low, high].
+
+    The slope is a random walk (w.p. 0.5) or an AR(1) with phi U[0.9, 0.995] (damped), its
+    innovations log-U[0.01, 0.3] of the initial slope's scale; level noise log-U[0.001, 0.3]
+    of a typical step. Returns the path and ``total``."""
+    phi = 1.0 if rng.random() < 0.5 else rng.uniform(0.9, 0.995)
+    slope_sd = log_uniform(rng, 0.01, 0.3)
+    shocks = rng.standard_normal(length) * slope_sd
+    shocks[0] = rng.choice([-1.0, 1.0], p=[0.4, 0.6]) * rng.uniform(0.3, 1.0)
+    slope = lfilter([1.0], [1.0, -phi], shocks)
+    step = np.abs(slope).mean() + 1e-12
+    level = np.cumsum(slope + rng.standard_normal(length) * step * log_uniform(rng, 0.001, 0.3))
+    total = log_uniform(rng, low, high)
+    return (level - level[0]) * total / (np.abs(level - level[0]).max() + 1e-12), total
 
 
 def _season(rng: np.random.Generator, length: int, period: float) -> np.ndarray:
@@ -460,15 +483,7 @@ def local_trend(rng: np.random.Generator, length: int) -> Sample:
     log units when multiplicative, w.p. 0.3)."""
     freq = seasonal_freq(rng, length) if rng.random() < 0.4 else nonseasonal_freq(rng, length)
     periods = usable_periods(freq, length, 2.0)[:1]
-    phi = 1.0 if rng.random() < 0.5 else rng.uniform(0.9, 0.995)
-    slope_sd = log_uniform(rng, 0.01, 0.3)
-    shocks = rng.standard_normal(length) * slope_sd
-    shocks[0] = rng.choice([-1.0, 1.0], p=[0.4, 0.6]) * rng.uniform(0.3, 1.0)
-    slope = lfilter([1.0], [1.0, -phi], shocks)
-    step = np.abs(slope).mean() + 1e-12
-    level = np.cumsum(slope + rng.standard_normal(length) * step * log_uniform(rng, 0.001, 0.3))
-    total = log_uniform(rng, 0.2, 3.0)
-    g = (level - level[0]) * total / (np.abs(level - level[0]).max() + 1e-12)
+    g, total = _local_linear_trend(rng, length, 0.2, 3.0)
     noise_sd = total / length * log_uniform(rng, 0.001, 1.0)
     season = np.zeros(length)
     if periods:
@@ -478,6 +493,54 @@ def local_trend(rng: np.random.Generator, length: int) -> Sample:
         return Sample(_rescale(rng, y, True), freq, tuple(periods))
     y = 1.0 + g + season * total + _noise(rng, length, noise_sd)
     return Sample(_rescale(rng, y, False), freq, tuple(periods))
+
+
+def _evolving_pattern(rng: np.random.Generator, length: int, period: float) -> np.ndarray:
+    """A zero-mean season whose per-step pattern is a random walk across cycles (a dummy
+    seasonal of Harvey's model, smoothed circularly for long periods); initial max |value| 1."""
+    p = max(int(round(period)), 2)
+    cycles = int(np.ceil(length / p))
+    first = _season(rng, p, float(p))
+    drift = log_uniform(rng, 0.3, 2.0) / np.sqrt(cycles)
+    steps = rng.standard_normal((cycles, p))
+    for _ in range(int(rng.integers(0, 3)) + (2 if p > 12 else 0)):
+        steps = 0.25 * np.roll(steps, 1, axis=1) + 0.5 * steps + 0.25 * np.roll(steps, -1, axis=1)
+    steps *= drift / (steps.std() + 1e-12)
+    pattern = first[None, :] + np.cumsum(steps, axis=0) - steps[0]
+    pattern -= pattern.mean(axis=1, keepdims=True)
+    return pattern.reshape(-1)[:length]
+
+
+def evolving_season(rng: np.random.Generator, length: int) -> Sample:
+    """Harvey's basic structural model: a local trend or level under a season whose pattern
+    evolves from cycle to cycle, its amplitude trending w.p. 0.6, so the latest season, not the
+    average one, is the best guess of the next (German inflation's shrinking quarterly swing,
+    wine and passenger seasons growing with sales).
+
+    ``seasonal_trend``'s and ``local_trend``'s seasons barely drift, so the TTMs learnt to forecast
+    the average season of their context: a quarterly season that shrank from 1.5 to 0.6 was
+    forecast 45 % too large. The pattern's total drift is log-U[0.3, 2] of its initial size, the
+    amplitude envelope exp(U[-1.5, 1.5] t/T), the level ``_local_linear_trend`` (total change
+    log-U[0.05, 2], w.p. 0.7) or a random walk (log-U[0.05, 1]); season amplitude U[0.05, 0.5],
+    noise sd log-U[0.02, 0.3] of it; multiplicative (log units) w.p. 0.35."""
+    freq = seasonal_freq(rng, length)
+    periods = usable_periods(freq, length, 2.0)[:1]
+    if rng.random() < 0.7:
+        g, _ = _local_linear_trend(rng, length, 0.05, 2.0)
+    else:
+        walk = np.cumsum(rng.standard_normal(length))
+        g = (walk - walk[0]) * log_uniform(rng, 0.05, 1.0) / (np.abs(walk - walk[0]).max() + 1e-12)
+    amp = rng.uniform(0.05, 0.5)
+    season = np.zeros(length)
+    if periods:
+        season = _evolving_pattern(rng, length, periods[0])
+        if rng.random() < 0.6:
+            season *= np.exp(rng.uniform(-1.5, 1.5) * np.arange(length) / length)
+    noise = _noise(rng, length, amp * log_uniform(rng, 0.02, 0.3))
+    if rng.random() < 0.35:
+        y = np.exp(np.clip(g, -2.0, None) + noise) * np.clip(1.0 + amp * season, 0.05, None)
+        return Sample(_rescale(rng, y, True), freq, tuple(periods))
+    return Sample(_rescale(rng, 1.0 + g + amp * season + noise, False), freq, tuple(periods))
 
 
 STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
@@ -491,6 +554,7 @@ STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
     "growth": growth,
     "solar": solar,
     "local_trend": local_trend,
+    "evolving_season": evolving_season,
 }
 
 DEFAULT_KIND_WEIGHTS: dict[str, float] = {
