@@ -27,3 +27,25 @@ def test_smoke_pretraining_produces_a_loadable_checkpoint(tmp_path):
     out = model(x)
     assert out.shape == (4, 16, 1, 9) and torch.isfinite(out).all()
     assert np.all(np.diff(out.detach().numpy(), axis=-1) >= 0)
+
+
+def test_a_later_phase_may_switch_a_weight_free_setting_but_not_the_model(tmp_path):
+    """init_from continues a checkpoint with TTM's `anchor_last` switched on (it adds no weights);
+    a setting that changes the weights is refused."""
+    cache = tmp_path / "cache"
+
+    def pretrain(run_dir, *overrides):
+        cmd = [sys.executable, "-m", "tsfm.train.pretrain", "experiment=smoke", f"hydra.run.dir={run_dir}",
+               f"data.cache_dir={cache}", *overrides]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    first = pretrain(tmp_path / "a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    start = tmp_path / "a" / "checkpoint"
+    second = pretrain(tmp_path / "b", f"init_from={start}", "+model.anchor_last=true")
+    assert second.returncode == 0, second.stderr[-3000:]
+    before, after = load_model(start), load_model(tmp_path / "b" / "checkpoint")
+    assert after.config.anchor_last and not before.config.anchor_last
+    assert not torch.equal(before.head.proj.weight, after.head.proj.weight)
+    refused = pretrain(tmp_path / "c", f"init_from={start}", "model.d_model=32")
+    assert refused.returncode != 0 and "another model config" in refused.stderr

@@ -14,7 +14,7 @@ from conftest import seasonal_walks as series
 from tsfm.data.freq import FREQ_VOCAB, freq_token
 from tsfm.errors import InputError
 from tsfm.models.registry import build_model
-from tsfm.models.ttm import TTM, TTMConfig
+from tsfm.models.ttm import TTM, TTMConfig, last_observed
 
 H, L = 16, 64  # TTMConfig.tiny(): context 64, horizon 16, 8 patches of 8
 
@@ -335,3 +335,40 @@ def test_onnx_export_with_dynamic_batch_and_channels(tmp_path) -> None:
         expected = model(x, mask, freq).numpy()
     assert got.shape == (5, H, 4, len(model.quantiles))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- anchor_last
+def test_last_observed_skips_padding_and_trailing_gaps() -> None:
+    values = torch.tensor([[[0.0, 0.0], [1.0, 5.0], [2.0, 6.0], [3.0, 0.0]]])  # [1, 4, 2]
+    mask = torch.tensor([[[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 0.0]]])
+    torch.testing.assert_close(last_observed(values, mask), torch.tensor([[3.0, 6.0]]))
+    assert torch.equal(last_observed(values, torch.zeros_like(mask)), torch.zeros(1, 2))
+
+
+def test_anchored_median_starts_from_the_last_observed_value() -> None:
+    """With the head's median output zeroed, an anchored TTM forecasts the last observed value
+    (after padding and a trailing gap); the plain TTM forecasts the context mean."""
+    x = series(3, 40, 2) * 10.0 + 100.0
+    x[1, -2:, 0] = float("nan")  # the last observed value of this channel is x[1, -3, 0]
+    forecasts = {}
+    for anchor in (False, True):
+        model = tiny(anchor_last=anchor)
+        with torch.no_grad():
+            model.head.proj.weight.zero_()
+            model.head.proj.bias.zero_()
+        forecasts[anchor] = model(x)[..., model.config.median_index]  # [B, H, C]
+    last = x[:, -1].clone()
+    last[1, 0] = x[1, -3, 0]
+    torch.testing.assert_close(forecasts[True], last[:, None, :].expand_as(forecasts[True]), rtol=1e-5, atol=1e-3)
+    mean = torch.nanmean(x, dim=1)
+    torch.testing.assert_close(forecasts[False], mean[:, None, :].expand_as(forecasts[False]), rtol=1e-5, atol=1e-3)
+
+
+def test_anchor_is_weight_free_and_stays_equivariant() -> None:
+    plain, anchored = tiny(), tiny(anchor_last=True)
+    assert plain.state_dict().keys() == anchored.state_dict().keys()
+    anchored.load_state_dict(plain.state_dict())
+    x = series(2, L, 1)
+    torch.testing.assert_close(anchored(3.0 * x - 7.0), 3.0 * anchored(x) - 7.0, rtol=1e-4, atol=1e-3)
+    assert "anchor_last" in TTMConfig.weight_free_fields
+

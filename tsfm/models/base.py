@@ -27,6 +27,8 @@ class ModelConfig:
     context_length: int = 512
     prediction_length: int = 96
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    # Settings that add no weights, so a checkpoint can continue training with them changed.
+    weight_free_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         self.quantiles = tuple(float(q) for q in self.quantiles)
@@ -56,6 +58,13 @@ class ModelConfig:
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def fits_weights_of(self, other: "ModelConfig") -> bool:
+        """Whether a model trained with ``other`` can continue with this config: equal settings,
+        except those in ``weight_free_fields``."""
+        def kept(config: "ModelConfig") -> dict[str, Any]:
+            return {k: v for k, v in config.to_dict().items() if k not in self.weight_free_fields}
+        return kept(self) == kept(other)
 
     @property
     def median_index(self) -> int:

@@ -42,6 +42,9 @@ class TTMConfig(ModelConfig):
     ``H × Q`` values instead of ``H``: 64 would put the default config at ~1.3M parameters.
     ``num_input_channels`` is the channel count the decoder mixes in ``mix_channel`` mode:
     targets plus exogenous channels when ``past_exog`` is passed.
+    ``anchor_last`` adds the last observed (scaled) value to the head's output, so the head predicts
+    the change from where the history ends: with mean/std scaling alone, a forecast of a smooth
+    trend had to rebuild the last level through the network and started up to a few steps off it.
     """
 
     family: ClassVar[str] = "ttm"
@@ -66,6 +69,10 @@ class TTMConfig(ModelConfig):
     exog_context_length: int = 1
     exog_mix_layers: int = 2
     exog_prepend_past: bool = True
+    anchor_last: bool = False
+
+    # Settings that add no weights: a checkpoint may continue training with them changed.
+    weight_free_fields: ClassVar[tuple[str, ...]] = ("anchor_last",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -224,6 +231,13 @@ class ExogMixer(nn.Module):
         return self.out(self.gate(hidden.flatten(-2))).squeeze(-1)
 
 
+def last_observed(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[B, C]``: each channel's value at its last observed step of ``values [B, L, C]`` (0 if none)."""
+    steps = torch.arange(1, values.shape[1] + 1, device=values.device, dtype=values.dtype)[None, :, None]
+    last = (mask * steps).argmax(dim=1, keepdim=True)  # the latest step whose mask is 1
+    return values.gather(1, last).squeeze(1) * mask.amax(dim=1)
+
+
 class TTM(ForecastModel):
     """Tiny Time Mixer: ``forward(past_values [B, L, C], ...) -> quantiles [B, H, C, Q]`` (see module doc)."""
 
@@ -272,6 +286,8 @@ class TTM(ForecastModel):
         if past_exog is not None:
             hidden = hidden[:, :n_targets]
         out = self.head(hidden).transpose(1, 2)  # [B, H, C, Q], scaled units
+        if self.config.anchor_last:
+            out = out + last_observed(scaled[..., :n_targets], mask[..., :n_targets])[:, None, :, None]
 
         if self.exog_mixer is not None and future_exog is not None:
             out = out + self._exog_correction(out, scaled, loc, scale, future_exog, n_targets).unsqueeze(-1)

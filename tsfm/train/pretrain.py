@@ -98,7 +98,7 @@ def train(cfg: DictConfig) -> Path:
         from tsfm.hub import load_model
 
         start_model = load_model(cfg.init_from)
-        if start_model.config.to_dict() != task.model.config.to_dict():
+        if not task.model.config.fits_weights_of(start_model.config):
             raise ValueError(f"init_from={cfg.init_from} has another model config than model=...: "
                              "pass the same model settings")
         task.model.load_state_dict(start_model.state_dict())
