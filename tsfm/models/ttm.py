@@ -71,7 +71,6 @@ class TTMConfig(ModelConfig):
     exog_prepend_past: bool = True
     anchor_last: bool = False
 
-    # Settings that add no weights: a checkpoint may continue training with them changed.
     weight_free_fields: ClassVar[tuple[str, ...]] = ("anchor_last",)
 
     def __post_init__(self) -> None:

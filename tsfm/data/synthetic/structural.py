@@ -137,6 +137,11 @@ def _trend(rng: np.random.Generator, length: int, total: float | None = None,
     return g
 
 
+def _excursion(path: np.ndarray, total: float) -> np.ndarray:
+    """``path`` moved to start at 0 and scaled so that its largest excursion is ``total``."""
+    return (path - path[0]) * total / (np.abs(path - path[0]).max() + 1e-12)
+
+
 def _local_linear_trend(rng: np.random.Generator, length: int, low: float, high: float
                         ) -> tuple[np.ndarray, float]:
     """Harvey's local linear trend from 0, its largest excursion ``total`` ~ log-U[low, high].
@@ -152,7 +157,7 @@ def _local_linear_trend(rng: np.random.Generator, length: int, low: float, high:
     step = np.abs(slope).mean() + 1e-12
     level = np.cumsum(slope + rng.standard_normal(length) * step * log_uniform(rng, 0.001, 0.3))
     total = log_uniform(rng, low, high)
-    return (level - level[0]) * total / (np.abs(level - level[0]).max() + 1e-12), total
+    return _excursion(level, total), total
 
 
 def _season(rng: np.random.Generator, length: int, period: float) -> np.ndarray:
@@ -528,8 +533,7 @@ def evolving_season(rng: np.random.Generator, length: int) -> Sample:
     if rng.random() < 0.7:
         g, _ = _local_linear_trend(rng, length, 0.05, 2.0)
     else:
-        walk = np.cumsum(rng.standard_normal(length))
-        g = (walk - walk[0]) * log_uniform(rng, 0.05, 1.0) / (np.abs(walk - walk[0]).max() + 1e-12)
+        g = _excursion(np.cumsum(rng.standard_normal(length)), log_uniform(rng, 0.05, 1.0))
     amp = rng.uniform(0.05, 0.5)
     season = np.zeros(length)
     if periods:
