@@ -83,6 +83,10 @@ def forecast(
     batch_size: int = typer.Option(256, "--batch-size", help="Windows per model call"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     fill: str = typer.Option("mask", "--fill", help="Gaps: mask (default), none, ffill, interpolate or zero"),
+    nonnegative: Optional[bool] = typer.Option(
+        None, "--nonnegative/--allow-negative",
+        help="Floor every forecast at zero / never floor (default: floor series whose context has no negative value)",
+    ),
     num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Torch threads"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output CSV (default: stdout)"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of history + median + 80% band"),
@@ -110,7 +114,7 @@ def forecast(
             model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
             id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
             past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
-            device=device, batch_size=batch_size, num_threads=num_threads,
+            nonnegative=nonnegative, device=device, batch_size=batch_size, num_threads=num_threads,
         )
         forecaster.fit(input)
         say_variant(forecaster, model)

@@ -20,7 +20,10 @@ It does what the tsfm package does around the model, so that both give the same 
   every quantile path is fed back as context and the Q x Q values per step are reduced to
   empirical quantiles; quantiles are sorted at the end;
 - a channel whose observed history is one repeated value gets exactly that value as forecast
-  (``tsfm.inference.pin_constants``).
+  (``tsfm.inference.pin_constants``);
+- a channel whose observed context has no negative value gets no negative forecast
+  (``tsfm.inference.floor_at_zero``; ``predict(..., nonnegative=False)`` turns it off, ``True``
+  floors every channel).
 
 A file that is not a tsfm export (truncated, another tool's ONNX, wrong inputs) raises
 ``ModelFileError`` (a ``ValueError``) with one line saying what is wrong.
@@ -238,14 +241,18 @@ class EdgeModel:
         past_mask=None,
         freq: str | int | Sequence[str | int] | None = None,
         horizon: int | None = None,
+        nonnegative: bool | None = None,
     ) -> np.ndarray:
         """Quantile forecasts ``[B, horizon, C, Q]`` (levels in ``self.quantiles``).
 
         ``past_values``: ``[L]``, ``[B, L]`` or ``[B, L, C]`` raw values, NaN where missing;
         ``past_mask``: same shape, 1 = observed (optional); ``freq``: one alias or token for the
         batch, or one per series; ``horizon``: steps (default ``default_horizon``), rolled out
-        past the graph's ``horizon``.
+        past the graph's ``horizon``; ``nonnegative``: floor at zero the channels whose context
+        has no negative value (None), every channel (True) or none (False).
         """
+        if nonnegative not in (None, True, False):
+            raise ValueError(f"nonnegative must be None, True or False, got {nonnegative!r}")
         horizon = self.default_horizon if horizon is None else int(horizon)
         if horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
@@ -253,7 +260,7 @@ class EdgeModel:
         values, mask = self.fit_context(values, mask)
         freq_id = self._freq_ids(freq, values.shape[0])
         result = self._rollout(values, mask, freq_id, horizon)
-        return pin_constants(result, values, mask)
+        return floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)
 
     def _rollout(self, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int) -> np.ndarray:
         """``tsfm.inference.forecast_arrays`` in numpy: quantile paths fed back past ``self.horizon``."""
@@ -286,6 +293,20 @@ def pin_constants(quantiles: np.ndarray, past_values: np.ndarray, past_mask: np.
     level = np.where(observed, past_values, 0.0).sum(axis=1) / np.maximum(observed.sum(axis=1), 1)
     pinned = np.broadcast_to(level[:, None, :, None], quantiles.shape)
     return np.where(const[:, None, :, None], pinned, quantiles).astype(np.float32)
+
+
+def floor_at_zero(quantiles: np.ndarray, past_values: np.ndarray, past_mask: np.ndarray,
+                  nonnegative: bool | None = None) -> np.ndarray:
+    """Quantiles below zero raised to zero on channels that cannot go negative (``predict``)."""
+    if nonnegative is False:
+        return quantiles
+    observed = (past_mask > 0) & np.isfinite(past_values)
+    floored = observed.any(axis=1) & ~(np.where(observed, past_values, 0.0) < 0).any(axis=1)  # [N, C]
+    if nonnegative is True:
+        floored = np.ones_like(floored)
+    if not floored.any():
+        return quantiles
+    return np.where(floored[:, None, :, None], np.maximum(quantiles, 0.0), quantiles).astype(np.float32)
 
 
 def session_options(num_threads: int | None = None) -> ort.SessionOptions:

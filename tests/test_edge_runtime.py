@@ -27,7 +27,7 @@ import torch
 
 from tsfm.export.onnx_export import export_onnx
 from tsfm.hub import load_model
-from tsfm.inference import forecast_arrays, pin_constants
+from tsfm.inference import floor_at_zero, forecast_arrays, pin_constants
 
 RUNTIME = Path(__file__).resolve().parents[1] / "export" / "runtime.py"
 ALLOWED_IMPORTS = {"__future__", "json", "re", "collections", "pathlib", "numpy", "onnxruntime"}
@@ -137,10 +137,12 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     pad = np.full((4, 14, 3), np.nan, np.float32)
     padded, padded_mask = np.concatenate([pad, values], 1), np.concatenate([np.zeros_like(pad), mask], 1)
     padded_mask = padded_mask * ~np.isnan(padded)
-    want_multi = pin_constants(forecast_arrays(model, padded, padded_mask, np.full(4, 11), 40), padded, padded_mask)
+    want_multi = floor_at_zero(pin_constants(forecast_arrays(model, padded, padded_mask, np.full(4, 11), 40), padded,
+                                             padded_mask), padded, padded_mask)
     one = np.concatenate([np.full(14, np.nan, np.float32), single])[None, :, None]
     one_mask = (~np.isnan(one)).astype(np.float32)
-    want_single = pin_constants(forecast_arrays(model, one, one_mask, np.full(1, 7), 10), one, one_mask)
+    want_single = floor_at_zero(pin_constants(forecast_arrays(model, one, one_mask, np.full(1, 7), 10), one, one_mask),
+                                one, one_mask)
 
     run = subprocess.run([str(edge_python), "-E", "-s", "drive.py"], cwd=device, capture_output=True, text=True,
                          env=_clean_env(), timeout=120)

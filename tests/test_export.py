@@ -24,7 +24,7 @@ from tsfm.export.onnx_export import export_forecaster, export_spec, plan_lengths
 from tsfm.export.onnx_model import forecast_with_onnx
 from tsfm.export.quantize import calibration_windows, quantize_onnx
 from tsfm.hub import load_model, save_pretrained
-from tsfm.inference import forecast_arrays, pin_constants
+from tsfm.inference import floor_at_zero, forecast_arrays, pin_constants
 from tsfm.models.ttm import TTM, TTMConfig
 
 torch.set_num_threads(1)
@@ -107,18 +107,38 @@ def test_onnxruntime_matches_torch_at_other_batch_and_channels(exported, model):
 
 
 def test_runtime_matches_package_path_short_history_nan_rollout(exported, model):
-    """EdgeModel.predict == forecast_arrays + pin_constants on NaN-padded windows (what Forecaster runs)."""
+    """EdgeModel.predict == forecast_arrays + pin_constants + floor_at_zero on NaN-padded windows (what Forecaster runs)."""
     values, mask = _windows(batch=3, length=40, channels=2, seed=3)  # shorter than the context 64
     edge = runtime.load(exported[0], num_threads=1, batch_size=2)  # batches of 2: the split must not matter
     got = edge.predict(values, mask, freq="MS", horizon=40)  # 40 > 16: two rollout steps
     padded = np.concatenate([np.full((3, 24, 2), np.nan, np.float32), values], axis=1)
     padded_mask = np.concatenate([np.zeros((3, 24, 2), np.float32), mask], axis=1)
     freq = np.full(3, freq_token("MS"))
-    want = pin_constants(forecast_arrays(model, padded, padded_mask, freq, 40), padded, padded_mask)
+    want = floor_at_zero(pin_constants(forecast_arrays(model, padded, padded_mask, freq, 40), padded, padded_mask),
+                        padded, padded_mask)
     assert got.shape == (3, 40, 2, 9)
     assert _rel(got, want) < 1e-4
     assert np.all(got[1, :, 1] == 7.5)  # constant history -> exactly constant forecast
     assert np.all(np.diff(got, axis=-1) >= 0)
+
+
+def test_runtime_floors_nonnegative_contexts_like_the_package(exported, model):
+    """Contexts near zero: the raw graph goes below it; predict floors the channels with no negative value."""
+    rng = np.random.default_rng(5)
+    values = np.abs(rng.normal(0, 0.05, (3, 64, 2))).astype(np.float32)
+    values[2, 10, 1] = -0.01  # one negative value: this channel is left alone
+    mask = np.ones_like(values)
+    edge = runtime.load(exported[0], num_threads=1)
+    raw = edge.predict(values, mask, freq="MS", horizon=20, nonnegative=False)
+    assert (raw < 0).any(axis=(1, 3)).all()  # every channel has something to floor
+    got = edge.predict(values, mask, freq="MS", horizon=20)
+    want = floor_at_zero(pin_constants(forecast_arrays(model, values, mask, np.full(3, freq_token("MS")), 20),
+                                       values, mask), values, mask)
+    assert _rel(got, want) < 1e-4
+    assert (got[:2] >= 0).all() and (got[2, :, 0] >= 0).all() and np.array_equal(got[2, :, 1], raw[2, :, 1])
+    assert (edge.predict(values, mask, freq="MS", horizon=20, nonnegative=True) >= 0).all()
+    with pytest.raises(ValueError, match="nonnegative"):
+        edge.predict(values, mask, nonnegative="auto")
 
 
 def test_runtime_input_shapes_and_truncation(exported, model):
@@ -226,7 +246,7 @@ def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
     with torch.no_grad():
         want = plain(torch.from_numpy(values), torch.from_numpy(mask)).numpy()[:, :8]  # pads 48 -> 64 inside
     got = edge.predict(values, mask, freq="h")  # freq ignored by this graph
-    assert got.shape == (2, 8, 3, 9) and _rel(pin_constants(want, values, mask), got) < 1e-4
+    assert got.shape == (2, 8, 3, 9) and _rel(floor_at_zero(pin_constants(want, values, mask), values, mask), got) < 1e-4
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint):

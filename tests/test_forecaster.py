@@ -81,6 +81,8 @@ def test_bad_quantiles_and_horizon(tiny_checkpoint):
         Forecaster(model=str(tiny_checkpoint), horizon=0).fit(df)
     with pytest.raises(InputError, match="model's range"):
         Forecaster(model=str(tiny_checkpoint), horizon=2, quantiles=(0.01, 0.5)).fit(df).predict()
+    with pytest.raises(InputError, match="nonnegative"):
+        Forecaster(model=str(tiny_checkpoint), horizon=2, nonnegative="auto").fit(df)
 
 
 def test_cross_validation_windows(tiny_checkpoint):

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from tsfm.errors import InputError
-from tsfm.inference import constant_channels, forecast_arrays, interpolate_levels, pin_constants
+from tsfm.inference import (
+    constant_channels,
+    floor_at_zero,
+    forecast_arrays,
+    interpolate_levels,
+    nonnegative_channels,
+    pin_constants,
+)
 from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
 
 
@@ -74,3 +81,22 @@ def test_constant_history_is_pinned():
     pinned = pin_constants(q, past, mask)
     assert np.all(pinned[0] == 5.0) and np.all(pinned[1, :, 0] == 5.0)
     assert np.array_equal(pinned[1, :, 1], q[1, :, 1])
+
+
+def test_floor_at_zero_only_where_the_context_has_no_negative_value():
+    past = np.ones((2, 6, 2), dtype=np.float32)
+    past[0, :, 0] = [0, 0, 3, 0, 0, 2]  # a zero floor: floored
+    past[0, 1, 1] = -9.0  # a negative value the mask hides: still floored
+    past[1, :, 0] = np.nan  # nothing observed: left alone
+    past[1, 2, 1] = -0.5  # a negative value: left alone
+    mask = np.ones_like(past)
+    mask[0, 1, 1] = 0.0
+    mask[1, :, 0] = 0.0
+    assert nonnegative_channels(past, mask).tolist() == [[True, True], [False, False]]
+    q = np.sort(np.random.default_rng(1).normal(size=(2, 5, 2, 3)), axis=-1).astype(np.float32)
+    assert (q < 0).any(axis=(1, 3)).all()  # every channel has something to floor
+    out = floor_at_zero(q, past, mask)
+    assert np.array_equal(out[0], np.maximum(q[0], 0)) and np.array_equal(out[1], q[1])
+    assert np.all(np.diff(out, axis=-1) >= 0)  # still sorted
+    assert np.array_equal(floor_at_zero(q, past, mask, nonnegative=True), np.maximum(q, 0))
+    assert floor_at_zero(q, past, mask, nonnegative=False) is q

@@ -67,6 +67,10 @@ class Forecaster:
 
     >>> f = Forecaster(model="ttm", horizon=12).fit(df)   # doctest: +SKIP
     >>> f.predict()                                         # unique_id, ds, mean, "0.1", "0.5", "0.9"
+
+    ``nonnegative``: None (default) floors at zero the forecasts of series whose context has no
+    negative value (the network alone can dip below a hard zero floor); True floors every series,
+    False none.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Forecaster:
         future_exog: Sequence[str] | None = None,
         multivariate: bool = False,
         fill: str = "mask",
+        nonnegative: bool | None = None,
         device: str = "cpu",
         batch_size: int = 256,
         num_threads: int | None = None,
@@ -99,6 +104,7 @@ class Forecaster:
         self.future_exog = future_exog
         self.multivariate = multivariate
         self.fill = fill
+        self.nonnegative = nonnegative
         self.device = device
         self.batch_size = batch_size
         self.num_threads = num_threads
@@ -216,6 +222,8 @@ class Forecaster:
             raise InputError(f"horizon must be a positive integer, got {self.horizon!r}")
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
+        if self.nonnegative not in (None, True, False):
+            raise InputError(f"nonnegative must be None (decide per series), True or False, got {self.nonnegative!r}")
         self._check_source()
         series = self._series(df)
         self._load_for(series)
@@ -275,7 +283,7 @@ class Forecaster:
                   future_exog: np.ndarray | None = None) -> pd.DataFrame:
         from tsfm.data.frames import forecast_frame
         from tsfm.data.windows import inference_windows
-        from tsfm.inference import forecast_arrays, interpolate_levels, pin_constants
+        from tsfm.inference import floor_at_zero, forecast_arrays, interpolate_levels, pin_constants
 
         context = self.context_length or self.model_.config.context_length
         context = min(int(context), self.model_.config.context_length)
@@ -288,7 +296,7 @@ class Forecaster:
                 future_exog = self._future_covariates(series, h, X_future)
         raw = forecast_arrays(self.model_, past_values, past_mask, freq_id, h, self.batch_size, self.device_,
                               past_exog=past_exog, future_exog=future_exog)
-        raw = pin_constants(raw, past_values, past_mask)
+        raw = floor_at_zero(pin_constants(raw, past_values, past_mask), past_values, past_mask, self.nonnegative)
         model_levels = list(self.model_.quantiles)
         levels = list(levels if levels is not None else self.levels_)
         names = list(names if names is not None else self.quantile_names_)

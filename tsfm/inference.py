@@ -147,3 +147,31 @@ def pin_constants(quantiles: np.ndarray, past_values: np.ndarray, past_mask: np.
     level = np.where(observed, past_values, 0.0).sum(axis=1) / np.maximum(observed.sum(axis=1), 1)  # [N, C]
     pinned = np.broadcast_to(level[:, None, :, None], quantiles.shape)
     return np.where(const[:, None, :, None], pinned, quantiles).astype(np.float32)
+
+
+def nonnegative_channels(past_values: np.ndarray, past_mask: np.ndarray) -> np.ndarray:
+    """[N, C] boolean: channels with observed values and no negative one among them."""
+    observed = (past_mask > 0) & np.isfinite(past_values)
+    negative = (np.where(observed, past_values, 0.0) < 0).any(axis=1)
+    return observed.any(axis=1) & ~negative
+
+
+def floor_at_zero(
+    quantiles: np.ndarray, past_values: np.ndarray, past_mask: np.ndarray, nonnegative: bool | None = None
+) -> np.ndarray:
+    """Quantiles below zero raised to zero where the series cannot go negative.
+
+    Solar power at night, counts and sales have a hard floor at zero that the network only
+    approaches. ``nonnegative=None`` decides per channel: a context with no negative value gets
+    no negative forecast. ``True`` floors every channel, ``False`` none. Raising values to a floor
+    keeps quantiles sorted, and never worsens the pinball loss of a value at or above the floor.
+    """
+    if nonnegative is False:
+        return quantiles
+    if nonnegative is None:
+        floored = nonnegative_channels(past_values, past_mask)  # [N, C]
+    else:
+        floored = np.ones((past_values.shape[0], past_values.shape[2]), dtype=bool)
+    if not floored.any():
+        return quantiles
+    return np.where(floored[:, None, :, None], np.maximum(quantiles, 0.0), quantiles).astype(np.float32)
