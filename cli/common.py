@@ -22,6 +22,6 @@ def say_variant(forecaster, model: str) -> None:
     if chosen != model:
         suite = load_suite(model)
         freq = forecaster.series_.freq_info.name
-        special = suite is not None and any(f == freq and v == chosen for f, _, v in suite.by_frequency)
+        special = suite is not None and any(f == freq and suite.locate(v) == chosen for f, _, v in suite.by_frequency)
         typer.echo(f"model {chosen} (from suite {model}: median history {forecaster.history_length_:g} points"
                    f"{f', {freq} data' if special else ''})", err=True)

@@ -178,3 +178,29 @@ def test_a_folder_cannot_be_both_suite_and_checkpoint(suite_dir) -> None:
     (suite_dir / "mini" / "config.json").write_text("{}")
     with pytest.raises(InputError, match="both a suite and a checkpoint"):
         hub.load_suite("mini")
+
+
+def test_a_suite_folder_mixes_its_own_checkpoints_with_shipped_ones(suite_dir, tmp_path_factory) -> None:
+    """A trial suite: `short` is a checkpoint beside suite.json, `mini-64` a shipped name, and the
+    yearly specialist an absolute path; selection, the default and forecasts follow them."""
+    import shutil
+
+    from tsfm import Forecaster
+
+    trial = tmp_path_factory.mktemp("trial")
+    shutil.copytree(suite_dir / "mini-16", trial / "short")
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "yearly"
+    shutil.copytree(suite_dir / "mini-64", elsewhere)
+    spec = {"default": "short", "by_frequency": {"Y": {"mini-64": str(elsewhere)}},
+            "variants": [{"name": "short", "min_history": 0}, {"name": "mini-64", "min_history": 40}]}
+    (trial / hub.SUITE_FILE).write_text(json.dumps(spec))
+    suite = hub.load_suite(trial)
+    assert suite.root == trial and hub.resolve(trial) == trial / "short"
+    assert suite.select(30, season=1) == str(trial / "short")
+    assert suite.select(50, season=1) == "mini-64" and suite.select(50, season=1, freq="Y") == str(elsewhere)
+    short = frame(30, "QS")
+    f = Forecaster(model=str(trial), horizon=4).fit(short)
+    assert f.model_name_ == str(trial / "short") and f.model_.config.context_length == 16
+    pd.testing.assert_frame_equal(f.predict(), Forecaster(model="mini-16", horizon=4).fit(short).predict())
+    assert Forecaster(model=str(trial), horizon=4).fit(frame(60, "YS")).model_name_ == str(elsewhere)
+    assert hub.load_suite(suite_dir / "mini-16") is None  # a checkpoint folder is not a suite

@@ -50,6 +50,10 @@ class Suite:
     ``by_frequency`` names specialists: variants trained on for one resolution (canonical names:
     ``"Y"`` yearly, ``"M"`` monthly) that stand in for a general variant on data of that
     resolution, as granite-tsfm offers frequency-tuned TTM revisions.
+
+    A folder holding a ``suite.json`` (and no checkpoint) is a suite too: its variants are
+    checkpoint folders beside the file or paths, else shipped names. That is how a trial swaps one
+    variant for a new checkpoint and benchmarks the whole suite unchanged otherwise.
     """
 
     name: str
@@ -57,9 +61,16 @@ class Suite:
     variants: tuple[tuple[str, int], ...]  # (checkpoint name, min_history), ascending min_history
     min_seasons: float = 2.0
     by_frequency: tuple[tuple[str, str, str], ...] = ()  # (canonical frequency, general variant, specialist)
+    root: Path | None = None  # the suite's folder when it is not shipped
+
+    def locate(self, variant: str) -> str:
+        """The checkpoint a variant names: a folder in (or a path from) ``root``, else a shipped name."""
+        if self.root is not None and (self.root / variant).is_dir():
+            return str(self.root / variant)
+        return variant
 
     def context_length(self, variant: str) -> int:
-        return int(json.loads((WEIGHTS_DIR / variant / CONFIG_FILE).read_text())["context_length"])
+        return int(json.loads((resolve(self.locate(variant)) / CONFIG_FILE).read_text())["context_length"])
 
     def specialist(self, variant: str, freq: str) -> str | None:
         """The variant that stands in for ``variant`` on data of resolution ``freq``, if any."""
@@ -71,7 +82,7 @@ class Suite:
         ``min_history`` the history reaches (else the shortest such one), the default when none
         covers them; then its specialist for ``freq`` when the suite has one."""
         chosen = self._by_length(history, season)
-        return self.specialist(chosen, freq) or chosen
+        return self.locate(self.specialist(chosen, freq) or chosen)
 
     def _by_length(self, history: float, season: int) -> str:
         covering = [(name, h) for name, h in self.variants
@@ -83,9 +94,10 @@ class Suite:
 
 
 def load_suite(name: str | Path) -> Suite | None:
-    """The suite shipped under ``name``, or None when ``name`` is not one."""
-    path = WEIGHTS_DIR / str(name).lower() / SUITE_FILE
-    if Path(name).is_dir() or not path.is_file():
+    """The suite shipped under ``name`` or held in folder ``name``, or None when ``name`` is not one."""
+    root = Path(name) if Path(name).is_dir() else None
+    path = (root if root is not None else WEIGHTS_DIR / str(name).lower()) / SUITE_FILE
+    if not path.is_file():
         return None
     if (path.parent / CONFIG_FILE).exists():
         raise InputError(f"{path.parent} holds both a suite and a checkpoint: remove one")
@@ -93,7 +105,8 @@ def load_suite(name: str | Path) -> Suite | None:
     variants = tuple(sorted(((v["name"], int(v["min_history"])) for v in spec["variants"]), key=lambda v: v[1]))
     by_frequency = tuple(sorted((freq, general, special) for freq, pairs in spec.get("by_frequency", {}).items()
                                 for general, special in pairs.items()))
-    return Suite(str(name).lower(), spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency)
+    label = str(name) if root is not None else str(name).lower()
+    return Suite(label, spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency, root)
 
 
 def select_checkpoint(name_or_path: str | Path, history: float, season: int, freq: str = "") -> str:
@@ -113,13 +126,13 @@ def shipped_models() -> list[str]:
 def resolve(name_or_path: str | Path) -> Path:
     """A checkpoint directory for a shipped name (``"ttm"``; a suite gives its default) or a path to one."""
     path = Path(name_or_path)
+    suite = load_suite(name_or_path)
+    if suite is not None:
+        return resolve(suite.locate(suite.default))
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise InputError(f"'{path}' is not a tsfm checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
         return path
-    suite = load_suite(name_or_path)
-    if suite is not None:
-        return resolve(suite.default)
     shipped = WEIGHTS_DIR / str(name_or_path).lower()
     if (shipped / CONFIG_FILE).is_file():
         return shipped
