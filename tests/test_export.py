@@ -342,15 +342,16 @@ def test_cli_forecast_serves_an_onnx_file(exported, tiny_checkpoint, tmp_path):
     assert _rel(outputs["onnx"][cols].to_numpy(), outputs["torch"][cols].to_numpy()) < 1e-4
 
 
-def test_anchored_ttm_exports_with_parity(tmp_path):
-    """anchor_last (a gather at the last observed step) survives export: onnxruntime matches torch
-    on windows with padding, a masked tail and NaN gaps."""
+@pytest.mark.parametrize("window", [1, 6])
+def test_anchored_ttm_exports_with_parity(tmp_path, window):
+    """anchor_last (a gather at the last observed step; with anchor_window, a masked least-squares
+    line) survives export: onnxruntime matches torch on windows with padding, a masked tail and NaN gaps."""
     import onnxruntime as ort
 
     from tsfm import Forecaster
 
     torch.manual_seed(0)
-    anchored = TTM(TTMConfig.tiny(anchor_last=True)).eval()
+    anchored = TTM(TTMConfig.tiny(anchor_last=True, anchor_window=window)).eval()
     checkpoint = save_pretrained(anchored, tmp_path / "anchored")
     path = export_forecaster(Forecaster(model=str(checkpoint), horizon=16), tmp_path / "anchored.onnx")
     values, mask = _windows(batch=3, length=64, channels=2, seed=5)

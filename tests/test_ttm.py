@@ -14,7 +14,7 @@ from conftest import seasonal_walks as series
 from tsfm.data.freq import FREQ_VOCAB, freq_token
 from tsfm.errors import InputError
 from tsfm.models.registry import build_model
-from tsfm.models.ttm import TTM, TTMConfig, last_observed
+from tsfm.models.ttm import TTM, TTMConfig, last_observed, line_end
 
 H, L = 16, 64  # TTMConfig.tiny(): context 64, horizon 16, 8 patches of 8
 
@@ -364,11 +364,33 @@ def test_anchored_median_starts_from_the_last_observed_value() -> None:
     torch.testing.assert_close(forecasts[False], mean[:, None, :].expand_as(forecasts[False]), rtol=1e-5, atol=1e-3)
 
 
-def test_anchor_is_weight_free_and_stays_equivariant() -> None:
-    plain, anchored = tiny(), tiny(anchor_last=True)
+@pytest.mark.parametrize("window", [1, 5])
+def test_anchor_is_weight_free_and_stays_equivariant(window) -> None:
+    plain, anchored = tiny(), tiny(anchor_last=True, anchor_window=window)
     assert plain.state_dict().keys() == anchored.state_dict().keys()
     anchored.load_state_dict(plain.state_dict())
     x = series(2, L, 1)
     torch.testing.assert_close(anchored(3.0 * x - 7.0), 3.0 * anchored(x) - 7.0, rtol=1e-4, atol=1e-3)
-    assert "anchor_last" in TTMConfig.weight_free_fields
+    assert {"anchor_last", "anchor_window"} <= set(TTMConfig.weight_free_fields)
+
+
+def test_line_end_is_exact_on_lines_and_averages_noise() -> None:
+    """The end of a least-squares line through the last k observed values: the last value of a
+    line (through padding and gaps), the value of a lone point, and on white noise about
+    (4k + 2) / (k (k + 1)) of the variance the last value alone has (k = 8: 0.47)."""
+    t = torch.arange(30.0)
+    values = torch.stack([3 + 0.5 * t, -2 * t], dim=-1)[None]  # [1, 30, 2]
+    mask = torch.ones_like(values)
+    mask[0, :6, 0] = 0  # padding
+    mask[0, 20:24, 1] = 0  # a gap inside the window
+    mask[0, -2:, 1] = 0  # a trailing gap: the line ends at step 27
+    torch.testing.assert_close(line_end(values, mask, 8), torch.tensor([[17.5, -54.0]]))
+    torch.testing.assert_close(line_end(values, mask, 1), last_observed(values, mask))
+    lone = torch.zeros(1, 10, 1)
+    lone_mask = torch.zeros_like(lone)
+    lone[0, 4], lone_mask[0, 4] = 7.0, 1.0
+    assert line_end(lone, lone_mask, 8).item() == 7.0 and line_end(lone, 0 * lone_mask, 8).item() == 0.0
+    noise = torch.randn(4000, 40, 1, generator=torch.Generator().manual_seed(0))
+    ratio = (line_end(noise, torch.ones_like(noise), 8).var() / last_observed(noise, torch.ones_like(noise)).var()).item()
+    assert 0.40 < ratio < 0.55
 

@@ -45,6 +45,9 @@ class TTMConfig(ModelConfig):
     ``anchor_last`` adds the last observed (scaled) value to the head's output, so the head predicts
     the change from where the history ends: with mean/std scaling alone, a forecast of a smooth
     trend had to rebuild the last level through the network and started up to a few steps off it.
+    ``anchor_window`` > 1 anchors instead at the end point of a least-squares line through the last
+    ``anchor_window`` observed values: exact on a line like the last value, but it averages the
+    noise of a noisy level (the last value alone carries all of it).
     """
 
     family: ClassVar[str] = "ttm"
@@ -70,13 +73,14 @@ class TTMConfig(ModelConfig):
     exog_mix_layers: int = 2
     exog_prepend_past: bool = True
     anchor_last: bool = False
+    anchor_window: int = 1
 
-    weight_free_fields: ClassVar[tuple[str, ...]] = ("anchor_last",)
+    weight_free_fields: ClassVar[tuple[str, ...]] = ("anchor_last", "anchor_window")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("patch_length", "d_model", "num_layers", "decoder_d_model", "decoder_num_layers",
-                     "expansion_factor", "exog_mix_layers"):
+                     "expansion_factor", "exog_mix_layers", "anchor_window"):
             if getattr(self, name) < 1:
                 raise InputError(f"TTMConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("adaptive_patching_levels", "decoder_adaptive_patching_levels", "num_exog_channels",
@@ -237,6 +241,23 @@ def last_observed(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return values.gather(1, last).squeeze(1) * mask.amax(dim=1)
 
 
+def line_end(values: torch.Tensor, mask: torch.Tensor, window: int) -> torch.Tensor:
+    """``[B, C]``: a least-squares line through each channel's last ``window`` observed values of
+    ``values [B, L, C]``, evaluated at the last observed step (its value there if only one; 0 if none)."""
+    if window <= 1:
+        return last_observed(values, mask)
+    from_end = mask.flip(1).cumsum(1).flip(1)  # observed steps from here to the end, this one included
+    weight = mask * (from_end <= window).to(mask.dtype)
+    steps = torch.arange(values.shape[1], device=values.device, dtype=values.dtype)[None, :, None]
+    total = weight.sum(1, keepdim=True).clamp(min=1.0)
+    mean_t = (weight * steps).sum(1, keepdim=True) / total
+    mean_y = (weight * values).sum(1, keepdim=True) / total
+    spread = (weight * (steps - mean_t) ** 2).sum(1, keepdim=True)
+    slope = (weight * (steps - mean_t) * (values - mean_y)).sum(1, keepdim=True) / spread.clamp(min=1e-6)
+    last_t = (mask * steps).amax(1, keepdim=True)
+    return (mean_y + slope * (last_t - mean_t)).squeeze(1)
+
+
 class TTM(ForecastModel):
     """Tiny Time Mixer: ``forward(past_values [B, L, C], ...) -> quantiles [B, H, C, Q]`` (see module doc)."""
 
@@ -286,7 +307,8 @@ class TTM(ForecastModel):
             hidden = hidden[:, :n_targets]
         out = self.head(hidden).transpose(1, 2)  # [B, H, C, Q], scaled units
         if self.config.anchor_last:
-            out = out + last_observed(scaled[..., :n_targets], mask[..., :n_targets])[:, None, :, None]
+            anchor = line_end(scaled[..., :n_targets], mask[..., :n_targets], self.config.anchor_window)
+            out = out + anchor[:, None, :, None]
 
         if self.exog_mixer is not None and future_exog is not None:
             out = out + self._exog_correction(out, scaled, loc, scale, future_exog, n_targets).unsqueeze(-1)
