@@ -65,7 +65,7 @@ def write_atomically(frame, output: Path) -> None:
 def forecast(
     input: Path = typer.Argument(..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
     horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
-    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`), checkpoint directory or exported .onnx file"),
+    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`), checkpoint directory, suite folder (suite.json) or exported .onnx file"),
     quantiles: str = typer.Option("0.1,0.5,0.9", "--quantiles", "-q", help="Quantile levels, e.g. 0.1,0.5,0.9"),
     level: Optional[str] = typer.Option(None, "--level", help="Prediction-interval coverages in %, e.g. 80,95"),
     freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
