@@ -131,7 +131,8 @@ def resolve(name_or_path: str | Path) -> Path:
         return resolve(suite.locate(suite.default))
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise InputError(f"'{path}' is not a tsfm checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+            raise InputError(f"'{path}' is not a tsfm checkpoint or suite: "
+                             f"it needs {CONFIG_FILE} and {WEIGHTS_FILE}, or {SUITE_FILE}")
         return path
     shipped = WEIGHTS_DIR / str(name_or_path).lower()
     if (shipped / CONFIG_FILE).is_file():
