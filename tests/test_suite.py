@@ -204,3 +204,7 @@ def test_a_suite_folder_mixes_its_own_checkpoints_with_shipped_ones(suite_dir, t
     pd.testing.assert_frame_equal(f.predict(), Forecaster(model="mini-16", horizon=4).fit(short).predict())
     assert Forecaster(model=str(trial), horizon=4).fit(frame(60, "YS")).model_name_ == str(elsewhere)
     assert hub.load_suite(suite_dir / "mini-16") is None  # a checkpoint folder is not a suite
+    from tsfm.errors import InputError
+
+    with pytest.raises(InputError, match="not a tsfm checkpoint or suite: .*suite.json"):
+        hub.resolve(tmp_path_factory.mktemp("empty"))
