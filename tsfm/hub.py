@@ -138,7 +138,7 @@ def resolve(name_or_path: str | Path) -> Path:
     if (shipped / CONFIG_FILE).is_file():
         return shipped
     known = shipped_models()
-    families = [f for f in FAMILIES if f not in known]
+    families = [f for f, family in FAMILIES.items() if f not in known and not family.composite]
     hint = f"; families without shipped weights yet: {', '.join(families)}" if families else ""
     raise InputError(
         f"unknown model '{name_or_path}': use one of {', '.join(known) or '(none)'} or a checkpoint directory{hint}"

@@ -18,6 +18,7 @@ class Family:
     config_class: str
     model_class: str
     summary: str
+    composite: bool = False  # built from other families' checkpoints, never trained from scratch
 
     def load(self) -> tuple[type[ModelConfig], type[ForecastModel]]:
         mod = importlib.import_module(self.module)
@@ -44,6 +45,11 @@ FAMILIES: dict[str, Family] = {
     "spacetime": Family(
         "spacetime", "tsfm.models.spacetime", "SpaceTimeConfig", "SpaceTime",
         "SpaceTime: companion-matrix SSMs with preprocessing SSMs and a closed-loop decoder",
+    ),
+    "ensemble": Family(
+        "ensemble", "tsfm.models.ensemble", "EnsembleConfig", "Ensemble",
+        "Ensemble: checkpoints of other families, their quantiles averaged level by level",
+        composite=True,
     ),
 }
 

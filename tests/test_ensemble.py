@@ -1,0 +1,127 @@
+"""Ensembles: members' quantiles averaged level by level, one checkpoint for every entry point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import monthly_frame
+from tsfm import Forecaster
+from tsfm.errors import InputError
+from tsfm.hub import load_model, save_pretrained
+from tsfm.models.ensemble import Ensemble, EnsembleConfig
+from tsfm.models.itransformer import ITransformer, ITransformerConfig
+from tsfm.models.ttm import TTM, TTMConfig
+from tsfm.train.finetune import freeze, resolve_mode
+
+torch.set_num_threads(1)
+
+
+def members(n: int = 2) -> list[TTM]:
+    """Tiny TTMs with different weights; the second anchors on the last value."""
+    out = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        out.append(TTM(TTMConfig.tiny(anchor_last=seed % 2 == 1)).eval())
+    return out
+
+
+def windows(batch: int = 3, channels: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(7)
+    t = torch.arange(64, dtype=torch.float32)
+    values = 20 + 5 * torch.sin(2 * torch.pi * t / 12)[None, :, None] + torch.randn(batch, 64, channels)
+    values[0, 5:9, 0] = float("nan")
+    return values, (~torch.isnan(values)).float(), torch.tensor([3, 7, 11][:batch])
+
+
+def test_forward_is_the_weighted_quantile_average_and_stays_sorted() -> None:
+    parts = members(3)
+    x, mask, freq = windows()
+    with torch.no_grad():
+        each = [m(x, mask, freq) for m in parts]
+        equal = Ensemble.from_models(parts)(x, mask, freq)
+        weighted = Ensemble.from_models(parts, weights=[2.0, 1.0, 1.0])(x, mask, freq)
+    assert equal.shape == (3, 16, 2, 9)
+    torch.testing.assert_close(equal, sum(each) / 3)
+    torch.testing.assert_close(weighted, 0.5 * each[0] + 0.25 * each[1] + 0.25 * each[2])
+    assert (equal.diff(dim=-1) >= 0).all()  # members' quantiles are sorted, so is their average
+    assert not torch.allclose(each[0], each[1])  # the members do differ
+
+
+def test_checkpoint_round_trip_and_complete_member_configs(tmp_path) -> None:
+    ensemble = Ensemble.from_models(members(), weights=[3, 1])
+    directory = save_pretrained(ensemble, tmp_path / "ens")
+    config = json.loads((directory / "config.json").read_text())
+    assert config["family"] == "ensemble" and config["weights"] == [3.0, 1.0]
+    assert [m["anchor_last"] for m in config["members"]] == [False, True]
+    loaded = load_model(directory)
+    assert isinstance(loaded, Ensemble) and loaded.config == ensemble.config
+    x, mask, freq = windows()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, mask, freq), ensemble(x, mask, freq), rtol=0, atol=0)
+
+
+def test_members_must_agree_and_take_no_covariates() -> None:
+    tiny = TTMConfig.tiny()
+    with pytest.raises(InputError, match="at least two members"):
+        EnsembleConfig.of([tiny])
+    with pytest.raises(InputError, match="member 1 .*horizon 8.*must agree"):
+        EnsembleConfig.of([tiny, TTMConfig.tiny(prediction_length=8)])
+    with pytest.raises(InputError, match="covariates"):
+        EnsembleConfig.of([tiny, TTMConfig.tiny(num_exog_channels=1, decoder_mode="mix_channel",
+                                                num_input_channels=2)])
+    with pytest.raises(InputError, match="one non-negative number per member"):
+        EnsembleConfig.of([tiny, tiny], weights=[1.0])
+    with pytest.raises(InputError, match="one non-negative number per member"):
+        EnsembleConfig.of([tiny, tiny], weights=[1.0, -1.0])
+    with pytest.raises(InputError, match="no covariates"):
+        Ensemble.from_models(members())(*windows()[:2], None, torch.zeros(3, 64, 1))
+
+
+def test_mixed_families_and_frequency_input() -> None:
+    """A member that ignores the frequency id sits beside one that reads it; the ensemble reads it."""
+    torch.manual_seed(0)
+    other = ITransformer(ITransformerConfig(context_length=64, prediction_length=16, d_model=16, e_layers=1,
+                                            n_heads=2, d_ff=16)).eval()
+    ensemble = Ensemble.from_models([members(1)[0], other])
+    assert ensemble.config.resolution_prefix_tuning
+    assert not EnsembleConfig.of([TTMConfig.tiny(resolution_prefix_tuning=False), other.config]).resolution_prefix_tuning
+    x, mask, freq = windows()
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(x, mask, freq), (ensemble.members[0](x, mask, freq) + other(x, mask)) / 2)
+
+
+def test_finetune_modes_train_every_members_part() -> None:
+    ensemble = Ensemble.from_models(members())
+    mode, prefixes = resolve_mode(ensemble, "head")
+    trainable, frozen = freeze(ensemble, prefixes)
+    heads = sum(freeze(m, resolve_mode(m, "head")[1])[0] for m in ensemble.members)
+    assert mode == "head" and trainable == heads and 0 < trainable < trainable + frozen == ensemble.num_parameters()
+    assert freeze(ensemble, resolve_mode(ensemble, "full")[1]) == (ensemble.num_parameters(), 0)
+
+
+def test_forecaster_finetune_and_onnx_export(tmp_path) -> None:
+    """The ensemble checkpoint serves the Forecaster, fine-tunes, and exports to a graph that matches it."""
+    import onnxruntime as ort
+
+    from tsfm.export import export_onnx
+
+    directory = save_pretrained(Ensemble.from_models(members()), tmp_path / "ens")
+    df = monthly_frame(n_series=3, length=120)
+    zero_shot = Forecaster(model=str(directory), horizon=6).fit(df).predict()
+    assert zero_shot.shape[0] == 18 and np.isfinite(zero_shot["0.5"]).all()
+    tuned = Forecaster(model=str(directory), horizon=6).finetune(df, fraction=1.0, max_epochs=1, progress=False)
+    assert tuned.finetune_report_.mode == "head" and tuned.finetune_report_.steps > 0
+
+    path = export_onnx(directory, tmp_path / "ens.onnx")
+    x, mask, freq = windows()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names == ["past_values", "past_mask", "freq_id"]
+    got = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy(), "freq_id": freq.numpy()})[0]
+    with torch.no_grad():
+        want = load_model(directory)(x, mask, freq).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,130 @@
+"""Ensemble: several checkpoints of the same contract, their quantiles averaged level by level.
+
+Two TTMs pretrained by different recipes (one anchored on the last value, one not) make different
+errors, and averaging their forecasts beats either alone (docs/training.md, session 12). The
+average is taken per quantile level (Vincentization, the usual way to pool quantile forecasts):
+a weighted mean of sorted quantile vectors is sorted, and a median stays a median-like point
+forecast. Members share context, horizon and quantiles, so the ensemble is itself a
+``ForecastModel``: one checkpoint (``config.json`` holds every member's config,
+``model.safetensors`` their weights under ``members.<i>.``) that the Forecaster, suites,
+fine-tuning and ONNX export use like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from tsfm.errors import InputError
+from tsfm.models.base import ForecastModel, ModelConfig
+from tsfm.models.registry import build_model, get_family
+
+
+def member_config(data: dict[str, Any]) -> ModelConfig:
+    """A member's config object from its dict (which names its family)."""
+    if not isinstance(data, dict) or "family" not in data:
+        raise InputError("each ensemble member must be a config dict with a 'family'")
+    config_cls, _ = get_family(data["family"]).load()
+    return config_cls.from_dict(data)
+
+
+@dataclass
+class EnsembleConfig(ModelConfig):
+    """Members' configs (complete dicts, as their ``to_dict`` writes them), relative weights and,
+    for provenance, the names the members were loaded by (shipped names or directories)."""
+
+    family: ClassVar[str] = "ensemble"
+    members: tuple[dict, ...] = ()
+    weights: tuple[float, ...] | None = None  # relative; None = equal
+    labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.members) < 2:
+            raise InputError("an ensemble needs at least two members")
+        configs = [member_config(m) for m in self.members]
+        self.members = tuple(c.to_dict() for c in configs)  # complete and normalised: stable on reload
+        for i, config in enumerate(configs):
+            shared = (config.context_length, config.prediction_length, config.quantiles)
+            if shared != (self.context_length, self.prediction_length, self.quantiles):
+                raise InputError(
+                    f"ensemble member {i} ({config.family}) has context {shared[0]}, horizon {shared[1]}, quantiles "
+                    f"{list(shared[2])}; the ensemble has {self.context_length}, {self.prediction_length}, "
+                    f"{list(self.quantiles)}: members must agree")
+            if getattr(config, "num_exog_channels", 0) or getattr(config, "decoder_mode", "") == "mix_channel":
+                raise InputError(f"ensemble member {i} mixes channels or takes covariates: ensembles take only "
+                                 "channel-independent members without covariates")
+        if self.weights is not None:
+            self.weights = tuple(float(w) for w in self.weights)
+            if len(self.weights) != len(self.members) or min(self.weights) < 0 or sum(self.weights) <= 0:
+                raise InputError("ensemble weights must be one non-negative number per member, not all zero")
+        if self.labels is not None and len(self.labels) != len(self.members):
+            raise InputError("ensemble labels must name every member")
+
+    @classmethod
+    def of(cls, configs: Sequence[ModelConfig], weights: Sequence[float] | None = None,
+           labels: Sequence[str] | None = None) -> "EnsembleConfig":
+        """The ensemble of models with these configs; context, horizon and quantiles are theirs."""
+        first = configs[0]
+        return cls(context_length=first.context_length, prediction_length=first.prediction_length,
+                   quantiles=first.quantiles, members=tuple(c.to_dict() for c in configs),
+                   weights=None if weights is None else tuple(weights),
+                   labels=None if labels is None else tuple(str(label) for label in labels))
+
+    @property
+    def normalised_weights(self) -> tuple[float, ...]:
+        raw = self.weights or (1.0,) * len(self.members)
+        return tuple(w / sum(raw) for w in raw)
+
+    @property
+    def resolution_prefix_tuning(self) -> bool:
+        """Whether any member reads the frequency id (the ONNX graph then takes ``freq_id``)."""
+        return any(bool(m.get("resolution_prefix_tuning", False)) for m in self.members)
+
+
+class Ensemble(ForecastModel):
+    """Members' forecasts, averaged quantile level by quantile level with the config's weights."""
+
+    config_class = EnsembleConfig
+
+    def __init__(self, config: EnsembleConfig) -> None:
+        super().__init__(config)
+        self.members = nn.ModuleList(build_model(dict(m)) for m in config.members)
+
+    @classmethod
+    def from_models(cls, models: Sequence[ForecastModel], weights: Sequence[float] | None = None,
+                    labels: Sequence[str] | None = None) -> "Ensemble":
+        """An ensemble holding copies of the weights of ``models`` (named ``labels`` in its config)."""
+        ensemble = cls(EnsembleConfig.of([m.config for m in models], weights, labels))
+        for member, model in zip(ensemble.members, models):
+            member.load_state_dict(model.state_dict(), strict=True)
+        return ensemble.eval()
+
+    @property
+    def finetune_modes(self) -> dict[str, tuple[str, ...]]:
+        """The fine-tuning modes every member offers, each training those parts of every member."""
+        from tsfm.train.finetune import finetune_modes
+
+        per_member = [finetune_modes(m) for m in self.members]
+        common = [mode for mode in per_member[0] if all(mode in modes for modes in per_member)]
+        return {mode: tuple(f"members.{i}" + (f".{p}" if p else "") for i, modes in enumerate(per_member)
+                            for p in modes[mode]) for mode in common}
+
+    def forward(
+        self,
+        past_values: torch.Tensor,
+        past_mask: torch.Tensor | None = None,
+        freq_id: torch.Tensor | None = None,
+        past_exog: torch.Tensor | None = None,
+        future_exog: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if past_exog is not None or future_exog is not None:
+            raise InputError("an ensemble takes no covariates")
+        weights = self.config.normalised_weights
+        total = weights[0] * self.members[0](past_values, past_mask, freq_id)
+        for weight, member in zip(weights[1:], self.members[1:]):
+            total = total + weight * member(past_values, past_mask, freq_id)
+        return total
