@@ -198,7 +198,8 @@ def models() -> None:
             typer.echo(f"{name:<{width}}{'suite':<10}variants: {', '.join(v for v, _ in suites[name].variants)}")
             continue
         config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
-        typer.echo(f"{name:<{width}}{'shipped':<10}{config['family']} checkpoint: context {config['context_length']}, "
+        family = config["family"] + (f" of {' + '.join(config['labels'])}" if config.get("labels") else "")
+        typer.echo(f"{name:<{width}}{'shipped':<10}{family} checkpoint: context {config['context_length']}, "
                    f"horizon {config['prediction_length']}{roles.get(name, '')}")
 
 

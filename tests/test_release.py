@@ -94,3 +94,34 @@ def test_extend_appends_phases_to_a_shipped_card_only_from_its_exact_weights(tmp
     with pytest.raises(SystemExit, match="is not the shipped"):
         release.release("ttm-64", [stale], results, extend=True)
     assert (tmp_path / "weights" / "ttm-64" / hub.WEIGHTS_FILE).read_bytes() == (second / hub.WEIGHTS_FILE).read_bytes()
+
+
+def test_release_ensemble_of_shipped_checkpoints(tmp_path, monkeypatch) -> None:
+    """The ensemble ships as one checkpoint holding its members' weights; its card carries their histories."""
+    monkeypatch.setattr(release, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "weights")
+    results = results_file(tmp_path / "a.json", {"ttm-64-ensemble": 0.8})
+    for seed, name in enumerate(("ttm-64", "ttm-64-anchored")):
+        torch.manual_seed(seed)
+        run = hub.save_pretrained(TTM(TTMConfig.tiny(anchor_last=bool(seed))), tmp_path / name,
+                                  card=f"# run\n\n- family: `ttm`; parameters: 1,234\n- steps: {10 + seed}\n\n## Config\nx\n")
+        release.release(name, [run], results)
+    out = release.release_ensemble("ttm-64-ensemble", ["ttm-64", "ttm-64-anchored"], results, weights=[3, 1])
+    card = (out / "README.md").read_text()
+    assert "| `ttm-64` | ttm | 0.75 |" in card and "| `ttm-64-anchored` | ttm | 0.25 |" in card
+    assert card.index("### Member 1: `ttm-64`") < card.index("#### Phase 1") < card.index("- steps: 10") \
+        < card.index("### Member 2: `ttm-64-anchored`") < card.index("- steps: 11") < card.index("## Zero-shot")
+    assert "| **ttm-64-ensemble** | 0.800 |" in card
+    first = next(line for line in card.splitlines() if "parameters: " in line)  # what suite cards quote
+    ensemble = hub.load_model("ttm-64-ensemble")
+    assert ensemble.config.labels == ("ttm-64", "ttm-64-anchored") and ensemble.config.weights == (3.0, 1.0)
+    assert first.endswith(f"parameters: {ensemble.num_parameters():,} (2 members)")
+    for member, name in zip(ensemble.members, ("ttm-64", "ttm-64-anchored")):
+        shipped = hub.load_model(name).state_dict()
+        assert all(torch.equal(v, shipped[k]) for k, v in member.state_dict().items())
+    assert release.refresh_card("ttm-64-ensemble", results_file(tmp_path / "b.json", {"ttm-64-ensemble": 0.7}))
+    assert "| **ttm-64-ensemble** | 0.700 |" in (out / "README.md").read_text()
+    with pytest.raises(SystemExit, match="not a shipped checkpoint"):
+        release.release_ensemble("ttm-64-pair", ["ttm-64", "ttm-32"], results)
+    with pytest.raises(SystemExit, match="choose a new name"):
+        release.release_ensemble("ttm-64", ["ttm-64", "ttm-64-anchored"], results)

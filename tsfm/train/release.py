@@ -9,8 +9,10 @@ NAME`` only rewrites a shipped card's zero-shot table from newer results. ``--ex
 to a shipped model whose earlier run directories are gone (``runs/`` is not in git): the earlier
 phases come from the shipped card, and the first new phase must have started from exactly the
 shipped weights (same SHA-256). ``--extend --base ttm-96 --name ttm-96-yearly`` does the same for a
-new checkpoint trained on from another shipped one (a suite's specialist). Nothing in a card is
-typed by hand: every number comes from a file a run wrote.
+new checkpoint trained on from another shipped one (a suite's specialist). ``--ensemble ttm-96
+--ensemble ttm-96-anchored --name ttm-96-ensemble`` ships the quantile average of shipped checkpoints
+as one checkpoint (``tsfm.models.ensemble``) whose card carries each member's history. Nothing in a
+card is typed by hand: every number comes from a file a run wrote.
 """
 
 from __future__ import annotations
@@ -124,6 +126,46 @@ def release(name: str, phases: list[Path], results: Path, extend: bool = False, 
     return out
 
 
+def release_ensemble(name: str, members: list[str], results: Path, weights: list[float] | None = None) -> Path:
+    """Ship the quantile average of the shipped checkpoints ``members`` as one checkpoint ``name``."""
+    from tsfm.hub import load_model, save_pretrained
+    from tsfm.models.ensemble import Ensemble
+
+    if name in members or (WEIGHTS_DIR / name / SUITE_FILE).exists():
+        raise SystemExit(f"error: {name} is one of its members or a suite: choose a new name for the ensemble")
+    for member in members:
+        if not (WEIGHTS_DIR / member / CONFIG_FILE).is_file():
+            raise SystemExit(f"error: ensemble member {member} is not a shipped checkpoint: release it first")
+    model = Ensemble.from_models([load_model(WEIGHTS_DIR / m) for m in members], weights, labels=members)
+    config = model.config
+    shares = config.normalised_weights
+    parts = [
+        f"# `{name}`: tsfm's shipped ensemble of {', '.join(f'`{m}`' for m in members)}",
+        "",
+        "The quantile forecasts of its members averaged level by level (tsfm/models/ensemble.py), shipped as one "
+        f"checkpoint: context {config.context_length}, horizon {config.prediction_length}, quantiles "
+        f"{list(config.quantiles)}. Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`. "
+        "Each member is also offered by its own name, with its own card.",
+        "",
+        f"- family: `ensemble`; parameters: {model.num_parameters():,} ({len(members)} members)",
+        "",
+        "| member | family | weight | parameters |",
+        "|---|---|---|---|",
+    ]
+    for member, share, module in zip(members, shares, model.members):
+        parts.append(f"| `{member}` | {module.config.family} | {share:.3g} | {module.num_parameters():,} |")
+    parts += ["", "## How it was trained"]
+    for i, member in enumerate(members, 1):
+        card = (WEIGHTS_DIR / member / CARD_FILE).read_text()
+        trained = card.partition("## How it was trained")[2].partition("\n## ")[0].strip()
+        parts += ["", f"### Member {i}: `{member}`", ""]
+        parts += [("#" + line) if line.startswith("### ") else line for line in trained.splitlines()]
+    parts += ["", "## Zero-shot accuracy", "", *_benchmark_table(results, name), ""]
+    parts += ["## Config", "", "```json", json.dumps(config.to_dict(), indent=2), "```", ""]
+    out = save_pretrained(model, WEIGHTS_DIR / name, card="\n".join(parts))
+    return out
+
+
 def refresh_card(name: str, results: Path) -> Path:
     """Rewrite the zero-shot table of a shipped card (checkpoint or suite) from ``results``; the rest stays."""
     if load_suite(name) is not None:
@@ -187,12 +229,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extend", action="store_true",
                         help="append the --phase runs to NAME's shipped phases (the first must start from its weights)")
     parser.add_argument("--base", help="with --extend: the shipped model the first phase started from (default NAME)")
+    parser.add_argument("--ensemble", action="append", metavar="MEMBER",
+                        help="ship NAME as the quantile average of these shipped checkpoints (repeat per member)")
+    parser.add_argument("--weight", action="append", type=float,
+                        help="with --ensemble: one relative weight per member, in order (default equal)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
     if args.refresh:
         print(refresh_card(args.name, args.results))
     elif args.suite:
         print(suite_card(args.name, args.results))
+    elif args.ensemble:
+        print(release_ensemble(args.name, args.ensemble, args.results, args.weight))
     elif not args.phase:
         parser.error("--phase is required (or --suite)")
     else:
