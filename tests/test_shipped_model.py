@@ -2,6 +2,7 @@
 through the API and the CLI), and sanity of the default TTM's forecasts."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -24,11 +25,21 @@ CHECKPOINTS = [n for n in SHIPPED if (WEIGHTS_DIR / n / "config.json").is_file()
 SUITES = [n for n in SHIPPED if load_suite(n) is not None]
 
 
+def served_family(name: str) -> str:
+    """The family a shipped checkpoint serves: its own, or for an ensemble its members' (one family)."""
+    config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
+    if config["family"] != "ensemble":
+        return config["family"]
+    (family,) = {m["family"] for m in config["members"]}
+    return family
+
+
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_every_shipped_checkpoint_has_a_card_and_a_matching_family(name):
     config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
     assert config["family"] in FAMILIES
-    assert name == config["family"] or name.startswith(config["family"] + "-")  # named after its family
+    family = served_family(name)
+    assert name == family or name.startswith(family + "-")  # named after its (members') family
     card = (WEIGHTS_DIR / name / "README.md").read_text()
     assert "synthetic" in card and "command" in card.lower()
     model = load_model(name)
@@ -41,8 +52,7 @@ def test_every_suite_lists_shipped_variants_of_its_family(name):
     variants = [variant for variant, _ in suite.variants]
     specialists = [special for _, _, special in suite.by_frequency]
     assert suite.default in variants and set(variants + specialists) <= set(CHECKPOINTS)
-    assert {json.loads((WEIGHTS_DIR / v / "config.json").read_text())["family"] for v in variants + specialists} \
-        == {name}
+    assert {served_family(v) for v in variants + specialists} == {name}
     assert [min_history for _, min_history in suite.variants][0] == 0  # every history length has a variant
     assert all(f in FREQ_VOCAB and general in variants for f, general, _ in suite.by_frequency)
     assert "README.md" in {p.name for p in (WEIGHTS_DIR / name).iterdir()}
@@ -148,16 +158,32 @@ def test_forecasts_continue_a_cycle_at_a_non_calendar_period():
 
 
 def test_ttm_serves_yearly_and_monthly_data_with_their_specialists():
-    """suite.json: ttm-96-yearly and ttm-96-monthly stand in for ttm-96 on their resolutions; long
-    monthly histories keep ttm-512, quarterly data keeps ttm-96."""
+    """suite.json: ttm-96-yearly and ttm-96-monthly stand in for ttm-96-ensemble on their
+    resolutions; long monthly histories keep ttm-512, quarterly data keeps ttm-96-ensemble."""
     def frame(n: int, freq: str) -> pd.DataFrame:
         return pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1800-01-01", periods=n, freq=freq),
                              "y": np.linspace(1.0, 2.0, n)})
 
     assert [Forecaster(horizon=3).fit(frame(n, "YS")).model_name_ for n in (20, 300)] == ["ttm-96-yearly"] * 2
-    assert Forecaster(horizon=3).fit(frame(60, "QS")).model_name_ == "ttm-96"
+    assert Forecaster(horizon=3).fit(frame(60, "QS")).model_name_ == "ttm-96-ensemble"
     assert Forecaster(horizon=3).fit(frame(100, "MS")).model_name_ == "ttm-96-monthly"
     assert Forecaster(horizon=3).fit(frame(600, "MS")).model_name_ == "ttm-512"
+
+
+@pytest.mark.parametrize("name", [n for n in CHECKPOINTS if json.loads(
+    (WEIGHTS_DIR / n / "config.json").read_text())["family"] == "ensemble"])
+def test_shipped_ensembles_hold_their_named_members_weights(name):
+    """An ensemble's config and card name its members (each shipped too); its weights are exactly
+    theirs, so a member retrained without re-releasing the ensemble fails here."""
+    ensemble = load_model(name)
+    members = ensemble.config.labels
+    assert re.findall(r"^\| `([^`]+)` \| \w[\w-]* \| [\d.]+ \|", (WEIGHTS_DIR / name / "README.md").read_text(),
+                      re.M) == list(members)
+    assert len(members) == len(ensemble.members) >= 2
+    for member, module in zip(members, ensemble.members):
+        shipped = load_model(member).state_dict()
+        assert module.config == load_model(member).config
+        assert all(torch.equal(v, shipped[k]) for k, v in module.state_dict().items())
 
 
 def test_short_yearly_series_get_sensible_forecasts():
