@@ -87,11 +87,26 @@ def test_mixed_families_and_frequency_input() -> None:
     other = ITransformer(ITransformerConfig(context_length=64, prediction_length=16, d_model=16, e_layers=1,
                                             n_heads=2, d_ff=16)).eval()
     ensemble = Ensemble.from_models([members(1)[0], other])
-    assert ensemble.config.resolution_prefix_tuning
+    assert ensemble.config.resolution_prefix_tuning and ensemble.uses_freq_id
+    assert ensemble.onnx_example_channels is None
     assert not EnsembleConfig.of([TTMConfig.tiny(resolution_prefix_tuning=False), other.config]).resolution_prefix_tuning
     x, mask, freq = windows()
     with torch.no_grad():
         torch.testing.assert_close(ensemble(x, mask, freq), (ensemble.members[0](x, mask, freq) + other(x, mask)) / 2)
+
+
+def test_export_inputs_follow_what_members_declare() -> None:
+    """A member family that declares it ignores the frequency id (Moirai-MoE) does not add the input."""
+    from tsfm.models.moirai_moe import MoiraiMoE, MoiraiMoEConfig
+    from tsfm.models.s_mamba import SMamba, SMambaConfig
+
+    small = dict(context_length=64, prediction_length=16)
+    moirai = MoiraiMoE(MoiraiMoEConfig.tiny(**small))
+    no_freq = TTM(TTMConfig.tiny(resolution_prefix_tuning=False))
+    assert not Ensemble.from_models([moirai, no_freq]).uses_freq_id
+    assert Ensemble.from_models([moirai, members(1)[0]]).uses_freq_id
+    mamba = SMamba(SMambaConfig.tiny(**small))
+    assert Ensemble.from_models([no_freq, mamba]).onnx_example_channels == mamba.onnx_example_channels > 1
 
 
 def test_finetune_modes_train_every_members_part() -> None:

@@ -104,6 +104,20 @@ class Ensemble(ForecastModel):
         return ensemble.eval()
 
     @property
+    def uses_freq_id(self) -> bool:
+        """Whether the exported graph takes ``freq_id``: a member declares it, else its config says."""
+        def reads(member: nn.Module) -> bool:
+            declared = getattr(member, "uses_freq_id", None)
+            return bool(getattr(member.config, "resolution_prefix_tuning", False)) if declared is None else declared
+        return any(reads(m) for m in self.members)
+
+    @property
+    def onnx_example_channels(self) -> int | None:
+        """The largest channel count a member needs to be traced with (None: the exporter's default)."""
+        wanted = [c for m in self.members if (c := getattr(m, "onnx_example_channels", None))]
+        return max(wanted) if wanted else None
+
+    @property
     def finetune_modes(self) -> dict[str, tuple[str, ...]]:
         """The fine-tuning modes every member offers, each training those parts of every member."""
         from tsfm.train.finetune import finetune_modes
