@@ -68,7 +68,7 @@ def main() -> None:
 
     model = load_model(args.model)
     context = model.config.context_length
-    freq_input = bool(getattr(model.config, "resolution_prefix_tuning", False))
+    freq_input = model.uses_freq_id
     rows, data = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         files = {

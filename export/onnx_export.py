@@ -76,9 +76,10 @@ class ExportSpec:
 def export_spec(model: ForecastModel) -> ExportSpec:
     """Graph inputs and channel rule of ``model``.
 
-    A family states ``uses_freq_id`` / ``onnx_channels`` / ``onnx_example_channels`` on its class
-    where the defaults do not fit; otherwise TTM's config fields decide
-    (``resolution_prefix_tuning``; ``decoder_mode == "mix_channel"`` fixes ``num_input_channels``).
+    ``freq_id`` is an input when ``model.uses_freq_id`` (``ForecastModel``: TTM's
+    ``resolution_prefix_tuning`` unless a family says otherwise). A family states ``onnx_channels`` /
+    ``onnx_example_channels`` on its class where the defaults do not fit; otherwise
+    ``decoder_mode == "mix_channel"`` fixes ``num_input_channels``.
     Covariate models are refused: the graph has no covariate inputs yet.
     """
     config = model.config
@@ -87,9 +88,7 @@ def export_spec(model: ForecastModel) -> ExportSpec:
             "this model was trained with covariates and the ONNX graph has no covariate inputs yet: "
             "export a model without covariates"
         )
-    uses_freq = getattr(model, "uses_freq_id", None)
-    if uses_freq is None:
-        uses_freq = bool(getattr(config, "resolution_prefix_tuning", False))
+    uses_freq = model.uses_freq_id
     channels = getattr(model, "onnx_channels", None)
     if channels is None and getattr(config, "decoder_mode", "") == "mix_channel":
         channels = config.num_input_channels

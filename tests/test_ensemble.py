@@ -87,9 +87,8 @@ def test_mixed_families_and_frequency_input() -> None:
     other = ITransformer(ITransformerConfig(context_length=64, prediction_length=16, d_model=16, e_layers=1,
                                             n_heads=2, d_ff=16)).eval()
     ensemble = Ensemble.from_models([members(1)[0], other])
-    assert ensemble.config.resolution_prefix_tuning and ensemble.uses_freq_id
-    assert ensemble.onnx_example_channels is None
-    assert not EnsembleConfig.of([TTMConfig.tiny(resolution_prefix_tuning=False), other.config]).resolution_prefix_tuning
+    assert ensemble.uses_freq_id and ensemble.onnx_example_channels is None
+    assert not Ensemble.from_models([TTM(TTMConfig.tiny(resolution_prefix_tuning=False)), other]).uses_freq_id
     x, mask, freq = windows()
     with torch.no_grad():
         torch.testing.assert_close(ensemble(x, mask, freq), (ensemble.members[0](x, mask, freq) + other(x, mask)) / 2)

@@ -90,6 +90,12 @@ class ForecastModel(nn.Module):
     def quantiles(self) -> tuple[float, ...]:
         return self.config.quantiles
 
+    @property
+    def uses_freq_id(self) -> bool:
+        """Whether ``forward`` reads ``freq_id`` (an exported graph then takes it as an input): TTM's
+        resolution token; a family that never reads it may say so on its class."""
+        return bool(getattr(self.config, "resolution_prefix_tuning", False))
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -79,11 +79,6 @@ class EnsembleConfig(ModelConfig):
         raw = self.weights or (1.0,) * len(self.members)
         return tuple(w / sum(raw) for w in raw)
 
-    @property
-    def resolution_prefix_tuning(self) -> bool:
-        """Whether any member reads the frequency id (the ONNX graph then takes ``freq_id``)."""
-        return any(bool(m.get("resolution_prefix_tuning", False)) for m in self.members)
-
 
 class Ensemble(ForecastModel):
     """Members' forecasts, averaged quantile level by quantile level with the config's weights."""
@@ -105,11 +100,8 @@ class Ensemble(ForecastModel):
 
     @property
     def uses_freq_id(self) -> bool:
-        """Whether the exported graph takes ``freq_id``: a member declares it, else its config says."""
-        def reads(member: nn.Module) -> bool:
-            declared = getattr(member, "uses_freq_id", None)
-            return bool(getattr(member.config, "resolution_prefix_tuning", False)) if declared is None else declared
-        return any(reads(m) for m in self.members)
+        """Whether any member reads the frequency id (the exported graph then takes it)."""
+        return any(m.uses_freq_id for m in self.members)
 
     @property
     def onnx_example_channels(self) -> int | None:
