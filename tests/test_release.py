@@ -123,5 +123,7 @@ def test_release_ensemble_of_shipped_checkpoints(tmp_path, monkeypatch) -> None:
     assert "| **ttm-64-ensemble** | 0.700 |" in (out / "README.md").read_text()
     with pytest.raises(SystemExit, match="not a shipped checkpoint"):
         release.release_ensemble("ttm-64-pair", ["ttm-64", "ttm-32"], results)
+    with pytest.raises(SystemExit, match="one non-negative number per member"):
+        release.release_ensemble("ttm-64-pair", ["ttm-64", "ttm-64-anchored"], results, weights=[1.0])
     with pytest.raises(SystemExit, match="choose a new name"):
         release.release_ensemble("ttm-64", ["ttm-64", "ttm-64-anchored"], results)

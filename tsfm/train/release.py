@@ -24,6 +24,7 @@ import re
 import shutil
 from pathlib import Path
 
+from tsfm.errors import InputError
 from tsfm.hub import CARD_FILE, CONFIG_FILE, SUITE_FILE, WEIGHTS_DIR, WEIGHTS_FILE, load_suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +137,10 @@ def release_ensemble(name: str, members: list[str], results: Path, weights: list
     for member in members:
         if not (WEIGHTS_DIR / member / CONFIG_FILE).is_file():
             raise SystemExit(f"error: ensemble member {member} is not a shipped checkpoint: release it first")
-    model = Ensemble.from_models([load_model(WEIGHTS_DIR / m) for m in members], weights, labels=members)
+    try:
+        model = Ensemble.from_models([load_model(WEIGHTS_DIR / m) for m in members], weights, labels=members)
+    except InputError as err:  # members that do not agree, bad weights
+        raise SystemExit(f"error: {err}") from None
     config = model.config
     shares = config.normalised_weights
     parts = [
@@ -162,8 +166,7 @@ def release_ensemble(name: str, members: list[str], results: Path, weights: list
         parts += [("#" + line) if line.startswith("### ") else line for line in trained.splitlines()]
     parts += ["", "## Zero-shot accuracy", "", *_benchmark_table(results, name), ""]
     parts += ["## Config", "", "```json", json.dumps(config.to_dict(), indent=2), "```", ""]
-    out = save_pretrained(model, WEIGHTS_DIR / name, card="\n".join(parts))
-    return out
+    return save_pretrained(model, WEIGHTS_DIR / name, card="\n".join(parts))
 
 
 def refresh_card(name: str, results: Path) -> Path:
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --ensemble: one relative weight per member, in order (default equal)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
+    if args.weight and not args.ensemble:
+        parser.error("--weight goes with --ensemble")
     if args.refresh:
         print(refresh_card(args.name, args.results))
     elif args.suite:
