@@ -209,6 +209,36 @@ def pass_floor(config: str, length: int, repeats: int) -> dict[str, float]:
     return seconds
 
 
+# How to read the tables, per device (the chunked backend is a compiled CPU kernel on a CPU and
+# torch operations on a GPU).
+CPU_READING = (
+    "How to read this: `chunked` is the backend as it runs eagerly on a CPU, i.e. its "
+    "compiled kernel (tsfm/kernels/csrc/selective_scan_cpu.cpp: one pass through time "
+    "per (batch, 16 channels) with the states in registers, softplus, exp(dt A) and the "
+    "gate computed where they are used, and a backward that recomputes 32 steps at a time "
+    "from checkpoints). "
+    "`chunked-torch` is the same backend in torch operations, the form exported to ONNX and "
+    "the fallback without a C++ compiler. The reference steps through L with [b, d, n] "
+    "tensors. The exp and multiply lines give the unit costs of whole-tensor torch passes "
+    "over the [b, d, 512, n] states: a torch-op forward+backward needs one exp and about a "
+    "dozen such passes, which caps `chunked-torch` near 4-5x at training sizes; the kernel "
+    "makes none. An exp whose result underflows below the smallest normal float is 10-40x "
+    "slower here; the kernel flushes such results to zero (AVX-512 builds; other builds hold "
+    "exponents above that range), the torch form holds exponents one unit above it, the "
+    "reference takes exp as it comes (see --a-scale 20). Timings on a shared machine move with its load: "
+    "compare the uptime lines, and compare backends only within one row (they are "
+    "interleaved)."
+)
+CUDA_READING = (
+    "How to read this: on a GPU `chunked` runs as torch operations (the compiled kernel in "
+    "tsfm/kernels/csrc is CPU-only) and `triton` is the fused kernel pair "
+    "(tsfm/kernels/selective_scan_triton.py: forward, and a backward that recomputes each chunk's "
+    "states from the chunk-start states the forward stored); the companion scan's `triton` is its "
+    "direct causal convolution, `chunked` the FFT. The reference steps through L with "
+    "[b, d, n] tensors. Compare backends only within one row (they are interleaved)."
+)
+
+
 def main() -> None:
     args = parse_args()
     if args.device == "cpu" and cpu_scan.extension() is None:
@@ -257,22 +287,7 @@ def main() -> None:
         *[f"- {c}: one exp over the [b, d, 512, n] states takes {f['exp'] * 1e3:.1f} ms, one "
           f"multiply {f['multiply'] * 1e3:.1f} ms (one thread, in place)" for c, f in floors.items()],
         "",
-        "How to read this: `chunked` is the backend as it runs eagerly on a CPU, i.e. its "
-        "compiled kernel (tsfm/kernels/csrc/selective_scan_cpu.cpp: one pass through time "
-        "per (batch, 16 channels) with the states in registers, softplus, exp(dt A) and the "
-        "gate computed where they are used, and a backward that recomputes 32 steps at a time "
-        "from checkpoints). "
-        "`chunked-torch` is the same backend in torch operations, the form exported to ONNX and "
-        "the fallback without a C++ compiler. The reference steps through L with [b, d, n] "
-        "tensors. The exp and multiply lines give the unit costs of whole-tensor torch passes "
-        "over the [b, d, 512, n] states: a torch-op forward+backward needs one exp and about a "
-        "dozen such passes, which caps `chunked-torch` near 4-5x at training sizes; the kernel "
-        "makes none. An exp whose result underflows below the smallest normal float is 10-40x "
-        "slower here; the kernel flushes such results to zero (AVX-512 builds; other builds hold "
-        "exponents above that range), the torch form holds exponents one unit above it, the "
-        "reference takes exp as it comes (see --a-scale 20). Timings on a shared machine move with its load: "
-        "compare the uptime lines, and compare backends only within one row (they are "
-        "interleaved).",
+        CPU_READING if args.device == "cpu" else CUDA_READING,
         "",
         *table("Selective scan", sel_rows, sel_names),
         *table("Companion scan (reference = recurrence, chunked = fast kernel + FFT)",

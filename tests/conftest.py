@@ -7,7 +7,8 @@ from pathlib import Path
 
 # Triton kernels run under the CPU interpreter in tests. The switch must be set before anything
 # imports triton (Lightning and torch's exporter may, at import time), so it lives here.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# TSFM_TEST_DEVICE=cuda (tests/test_kernels_triton.py) compiles them on a GPU instead.
+os.environ.setdefault("TRITON_INTERPRET", "1" if os.environ.get("TSFM_TEST_DEVICE", "cpu") == "cpu" else "0")
 
 import numpy as np
 import pandas as pd

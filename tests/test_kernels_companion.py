@@ -3,6 +3,8 @@ vs loop, gradients, and ONNX export of the FFT path."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -194,3 +196,30 @@ def test_fast_kernel_with_eigenvalues_on_the_unit_circle(dtype):
         ref = companion_kernel(a, b, c, length, backend="reference")
         assert torch.isfinite(fast).all()
         assert rel_err(fast, ref) <= TOL[dtype]
+
+
+def test_auto_backend_leaves_long_convolutions_to_the_fft(monkeypatch):
+    """On a GPU "auto" takes the Triton convolution up to TRITON_CONV_MAX_AUTO_LENGTH and the FFT
+    beyond it (the direct kernel is O(L^2)); a backend named explicitly is always obeyed."""
+    import types
+
+    import tsfm.kernels.companion as companion
+
+    calls = []
+    fake = types.ModuleType("tsfm.kernels.companion_triton")
+    fake.causal_conv_triton = lambda u, kernel: calls.append(u.shape[-1]) or torch.zeros_like(u)
+    monkeypatch.setitem(sys.modules, "tsfm.kernels.companion_triton", fake)
+    monkeypatch.setattr(companion, "resolve_backend", lambda backend, device: "triton")
+    gen = torch.Generator().manual_seed(0)
+    limit = companion.TRITON_CONV_MAX_AUTO_LENGTH
+    for length in (8, limit):
+        companion.causal_conv(torch.randn(1, 2, length, generator=gen), torch.randn(2, length, generator=gen))
+    u, kernel = torch.randn(1, 2, limit + 1, generator=gen), torch.randn(2, limit + 1, generator=gen)
+    y = companion.causal_conv(u, kernel)
+    assert calls == [8, limit]
+    assert torch.allclose(y[..., :3], torch.stack([kernel[:, 0] * u[..., 0],
+                                                    kernel[:, 0] * u[..., 1] + kernel[:, 1] * u[..., 0],
+                                                    kernel[:, 0] * u[..., 2] + kernel[:, 1] * u[..., 1]
+                                                    + kernel[:, 2] * u[..., 0]], -1), atol=1e-4)
+    companion.causal_conv(u, kernel, backend="triton")
+    assert calls == [8, limit, limit + 1]

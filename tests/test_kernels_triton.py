@@ -1,5 +1,9 @@
 """Triton kernels (selective scan fwd+bwd, companion causal convolution fwd+bwd) against the
-reference, on CPU through the Triton interpreter. Cases are tiny: the interpreter is slow."""
+reference, on CPU through the Triton interpreter. Cases are tiny: the interpreter is slow.
+
+``TSFM_TEST_DEVICE=cuda`` runs the same tests compiled on a GPU (plus cases of realistic size):
+the interpreter accepts code the compiler rejects, e.g. a function whose returns differ in shape.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,16 @@ import sys
 
 import pytest
 
+DEVICE = os.environ.get("TSFM_TEST_DEVICE", "cpu")
 # The interpreter is chosen when a kernel is decorated, i.e. when our Triton modules are
 # imported: set it first, and re-import modules someone loaded without it.
-os.environ["TRITON_INTERPRET"] = "1"
+os.environ["TRITON_INTERPRET"] = "1" if DEVICE == "cpu" else "0"
 pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
 
 import torch  # noqa: E402
+
+if DEVICE != "cpu" and not torch.cuda.is_available():
+    pytest.skip(f"TSFM_TEST_DEVICE={DEVICE} but CUDA is not available", allow_module_level=True)
 
 for _name in ("tsfm.kernels.selective_scan_triton", "tsfm.kernels.companion_triton"):
     if _name in sys.modules:
@@ -44,7 +52,7 @@ def make_inputs(b, d, n, length, layout, dtype, seed):
                   B=rnd(b, n, length) if var_b else rnd(d, n),
                   C=rnd(b, n, length) if var_c else rnd(d, n),
                   D=rnd(d), z=rnd(b, d, length), delta_bias=rnd(d, scale=0.3))
-    return {k: v.requires_grad_(True) for k, v in inputs.items()}
+    return {k: v.to(DEVICE).requires_grad_(True) for k, v in inputs.items()}
 
 
 # (b, d, n, length, block_l, block_d, layout, dtype): several chunks and channel blocks, a
@@ -57,6 +65,9 @@ CASES = [
     (2, 2, 3, 11, 4, 2, "var_c", torch.float32),
     (1, 2, 16, 1, None, None, "selective", torch.float64),
 ]
+if DEVICE != "cpu":  # S-Mamba's sizes, default blocks: too slow for the interpreter
+    CASES += [(4, 128, 16, 512, None, None, "selective", torch.float32),
+              (2, 64, 16, 300, None, None, "time_invariant", torch.float32)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"b{c[0]}d{c[1]}n{c[2]}l{c[3]}-{c[6]}-"
@@ -64,7 +75,7 @@ CASES = [
 def test_selective_scan_triton_matches_reference(case):
     b, d, n, length, block_l, block_d, layout, dtype = case
     inputs = make_inputs(b, d, n, length, layout, dtype, seed=length)
-    weights = torch.randn(b, d, length, generator=torch.Generator().manual_seed(1)).to(dtype)
+    weights = torch.randn(b, d, length, generator=torch.Generator().manual_seed(1)).to(DEVICE, dtype)
     outs = []
     for use_triton in (False, True):
         if use_triton:
@@ -101,9 +112,9 @@ def test_selective_scan_triton_without_optionals():
 @pytest.mark.parametrize("length,block", [(19, 8), (5, None)])
 def test_causal_conv_triton_matches_fft(length, block, dtype):
     gen = torch.Generator().manual_seed(length)
-    u = torch.randn(2, 3, length, generator=gen).to(dtype).requires_grad_(True)
-    kernel = torch.randn(3, length, generator=gen).to(dtype).requires_grad_(True)
-    w = torch.randn(2, 3, length, generator=gen).to(dtype)
+    u = torch.randn(2, 3, length, generator=gen).to(DEVICE, dtype).requires_grad_(True)
+    kernel = torch.randn(3, length, generator=gen).to(DEVICE, dtype).requires_grad_(True)
+    w = torch.randn(2, 3, length, generator=gen).to(DEVICE, dtype)
     y1 = causal_conv_triton(u, kernel, block)
     y0 = causal_conv(u, kernel, backend="chunked")
     assert rel_err(y1, y0) <= TOL[dtype]
@@ -119,6 +130,7 @@ def test_companion_scan_triton_backend():
     a, b, c = (torch.randn(2, 6, generator=gen, dtype=torch.float64) for _ in range(3))
     a = a / a.abs().sum(-1, keepdim=True)
     u = torch.randn(2, 2, 17, generator=gen, dtype=torch.float64)
+    a, b, c, u = (t.to(DEVICE) for t in (a, b, c, u))
     y1 = companion_scan(u, a, b, c, backend="triton")
     y0 = companion_scan(u, a, b, c, backend="reference")
     assert rel_err(y1, y0) <= 1e-10

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-from tsfm.kernels.selective_scan import resolve_backend
+from tsfm.kernels.selective_scan import _automatic, resolve_backend
 
 
 def _matvec(A: Tensor, x: Tensor) -> Tensor:
@@ -153,12 +153,21 @@ def companion_recurrence(u: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return torch.stack(ys, -1)
 
 
+# Longest sequence for which "auto" picks the Triton convolution on a GPU. On an H200 (forward +
+# backward, 16 x 128 channels; benchmarks/results/scan_gpu.md) it beat the FFT at L=512 (8.0 vs
+# 9.2 ms) and lost at L=2048 (18.2 vs 7.9 ms); 1024 lies between the two measured lengths.
+TRITON_CONV_MAX_AUTO_LENGTH = 1024
+
+
 def causal_conv(u: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
     """``y[..., t] = sum_{s <= t} kernel[..., t - s] u[..., s]`` for ``u`` [B, H, L], ``kernel``
     [H, >= L]. FFT of size 2L (chunked/reference) or the Triton kernel (triton)."""
     length = u.shape[-1]
     kernel = kernel[..., :length]
-    if resolve_backend(backend, u.device) == "triton":
+    name = resolve_backend(backend, u.device)
+    if name == "triton" and _automatic(backend) and length > TRITON_CONV_MAX_AUTO_LENGTH:
+        name = "chunked"  # the direct O(L^2) kernel loses to the FFT on long sequences
+    if name == "triton":
         from tsfm.kernels.companion_triton import causal_conv_triton
 
         return causal_conv_triton(u, kernel)

@@ -63,13 +63,17 @@ def _delta(delta_ptr, bias_ptr, offs_d, offs_l, mask_d, mask, L, ACC: tl.constex
 @triton.jit
 def _load_bc(ptr, batch, offs_d, offs_n, offs_l, mask_dn, mask_nl, L, N,
              ACC: tl.constexpr, VARIABLE: tl.constexpr):
-    """B or C as a tile broadcastable to [BD, NP, BL]."""
+    """B or C as a tile broadcastable to [BD, NP, BL].
+
+    One return after a constexpr if/else: Triton's compiler (unlike its interpreter) checks every
+    return of a function against the others, and the two layouts differ in shape.
+    """
     if VARIABLE:
         t = tl.load(ptr + batch * N * L + offs_n[:, None] * L + offs_l[None, :], mask=mask_nl,
-                    other=0.0).to(ACC)
-        return t[None, :, :]
-    t = tl.load(ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(ACC)
-    return t[:, :, None]
+                    other=0.0).to(ACC)[None, :, :]
+    else:
+        t = tl.load(ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(ACC)[:, :, None]
+    return t
 
 
 @triton.jit
