@@ -2,9 +2,12 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tsfm.hub import load_model
 
@@ -49,3 +52,19 @@ def test_a_later_phase_may_switch_a_weight_free_setting_but_not_the_model(tmp_pa
     assert not torch.equal(before.head.proj.weight, after.head.proj.weight)
     refused = pretrain(tmp_path / "c", f"init_from={start}", "model.d_model=32")
     assert refused.returncode != 0 and "another model config" in refused.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "experiment").glob("*.yaml")))
+def test_every_experiment_config_composes(name):
+    """Each shipped recipe composes (defaults chain, overrides, keys the model and data accept)."""
+    from hydra import compose, initialize_config_module
+
+    from tsfm.models import get_family
+
+    with initialize_config_module(config_module="tsfm.configs", version_base="1.3"):
+        cfg = compose(config_name="pretrain", overrides=[f"experiment={name}"])
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    config_cls, _ = get_family(model["family"]).load()
+    assert config_cls.from_dict(model).context_length == model["context_length"]
+    assert cfg.data.batch_size > 0 and cfg.data.windows_per_epoch >= cfg.data.batch_size
+    assert cfg.data.corpus.generators
