@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-from tsfm.kernels.selective_scan import _automatic, resolve_backend
+from tsfm.kernels.selective_scan import backend_is_automatic, resolve_backend
 
 
 def _matvec(A: Tensor, x: Tensor) -> Tensor:
@@ -165,7 +165,7 @@ def causal_conv(u: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
     length = u.shape[-1]
     kernel = kernel[..., :length]
     name = resolve_backend(backend, u.device)
-    if name == "triton" and _automatic(backend) and length > TRITON_CONV_MAX_AUTO_LENGTH:
+    if name == "triton" and backend_is_automatic(backend) and length > TRITON_CONV_MAX_AUTO_LENGTH:
         name = "chunked"  # the direct O(L^2) kernel loses to the FFT on long sequences
     if name == "triton":
         from tsfm.kernels.companion_triton import causal_conv_triton

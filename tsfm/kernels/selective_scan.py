@@ -101,7 +101,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def _automatic(backend: str) -> bool:
+def backend_is_automatic(backend: str) -> bool:
     """Whether the backend was left to the dispatcher (neither the call nor the switch named one)."""
     return backend == "auto" and get_default_backend() == "auto"
 
@@ -164,7 +164,7 @@ def selective_scan(
         out, last = cpu_scan.scan_fused(uf, deltaf, Af, Bf, Cf, Df, zf, biasf, delta_softplus)
     else:
         dt = step_sizes(deltaf, biasf, delta_softplus, acc)
-        if name == "chunked" and _automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):
+        if name == "chunked" and backend_is_automatic(backend) and _fits_one_chunk(u.shape[-1], chunk_size):
             name = "reference"  # one chunk = the reference's steps, plus padding and joins
         if name == "reference":
             y, last = scan_reference(uf, dt, Af, Bf, Cf)
