@@ -87,6 +87,11 @@ def forecast(
         None, "--nonnegative/--allow-negative",
         help="Floor every forecast at zero / never floor (default: floor series whose context has no negative value)",
     ),
+    log_scale: Optional[str] = typer.Option(
+        None, "--log-scale",
+        help="Forecast in log space: seasonal (positive series of a seasonal frequency), positive or never "
+             "(default: the model's choice; the ttm suite says seasonal, single checkpoints never)",
+    ),
     num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Torch threads"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output CSV (default: stdout)"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of history + median + 80% band"),
@@ -114,7 +119,8 @@ def forecast(
             model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
             id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
             past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
-            nonnegative=nonnegative, device=device, batch_size=batch_size, num_threads=num_threads,
+            nonnegative=nonnegative, log_scale=log_scale, device=device, batch_size=batch_size,
+            num_threads=num_threads,
         )
         forecaster.fit(input)
         say_variant(forecaster, model)
@@ -191,6 +197,8 @@ def models() -> None:
             typer.echo(f"{indent}picks a variant by median history length: {rule} (default {suite.default})")
             for freq, general, special in suite.by_frequency:
                 typer.echo(f"{indent}{freq} data: {special} in place of {general}")
+            if suite.log_scale != "never":
+                typer.echo(f"{indent}forecasts in log space: {suite.log_scale} positive contexts (--log-scale)")
     roles = {special: f"; in suite {n}, stands in for {general} on {freq} data"
              for n, suite in suites.items() for freq, general, special in suite.by_frequency}
     for name in sorted(shipped - set(FAMILIES)):

@@ -23,7 +23,12 @@ It does what the tsfm package does around the model, so that both give the same 
   (``tsfm.inference.pin_constants``);
 - a channel whose observed context has no negative value gets no negative forecast
   (``tsfm.inference.floor_at_zero``; ``predict(..., nonnegative=False)`` turns it off, ``True``
-  floors every channel).
+  floors every channel);
+- ``predict(..., log_scale=True)`` forecasts every channel whose observed context is strictly
+  positive (and spans at most a factor of ``LOG_SCALE_MAX_RATIO``) in log space and takes the quantiles back with ``exp``, bounded as
+  ``tsfm.inference.from_log_space`` bounds them. The ``ttm`` suite does this on seasonal data by
+  default; an exported graph is one checkpoint, so here the caller decides (off by default, as for
+  ``Forecaster(model="x.onnx")``).
 
 A file that is not a tsfm export (truncated, another tool's ONNX, wrong inputs) raises
 ``ModelFileError`` (a ``ValueError``) with one line saying what is wrong.
@@ -242,6 +247,7 @@ class EdgeModel:
         freq: str | int | Sequence[str | int] | None = None,
         horizon: int | None = None,
         nonnegative: bool | None = None,
+        log_scale: bool = False,
     ) -> np.ndarray:
         """Quantile forecasts ``[B, horizon, C, Q]`` (levels in ``self.quantiles``).
 
@@ -249,7 +255,8 @@ class EdgeModel:
         ``past_mask``: same shape, 1 = observed (optional); ``freq``: one alias or token for the
         batch, or one per series; ``horizon``: steps (default ``default_horizon``), rolled out
         past the graph's ``horizon``; ``nonnegative``: floor at zero the channels whose context
-        has no negative value (None), every channel (True) or none (False).
+        has no negative value (None), every channel (True) or none (False); ``log_scale``: forecast
+        strictly positive channels in log space (the ``ttm`` suite's choice on seasonal data).
         """
         if nonnegative not in (None, True, False):
             raise ValueError(f"nonnegative must be None, True or False, got {nonnegative!r}")
@@ -259,7 +266,9 @@ class EdgeModel:
         values, mask = self._as_windows(past_values, past_mask)
         values, mask = self.fit_context(values, mask)
         freq_id = self._freq_ids(freq, values.shape[0])
-        result = self._rollout(values, mask, freq_id, horizon)
+        logged = positive_channels(values, mask) if log_scale else np.zeros(values.shape[::2], dtype=bool)
+        model_values = to_log_space(values, mask, logged) if logged.any() else values
+        result = from_log_space(self._rollout(model_values, mask, freq_id, horizon), model_values, mask, logged)
         return floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)
 
     def _rollout(self, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int) -> np.ndarray:
@@ -280,6 +289,41 @@ class EdgeModel:
             done += step
         result = np.concatenate(chunks, axis=1)[:, :horizon]
         return np.sort(result, axis=-1)
+
+
+LOG_SCALE_MAX_RATIO = 100.0  # as tsfm.inference: a wider-spanning context stays raw
+
+
+def positive_channels(past_values: np.ndarray, past_mask: np.ndarray) -> np.ndarray:
+    """[N, C] boolean: channels forecast in log space, ``tsfm.inference.log_scale_channels``'s rule:
+    observed values, all above zero, the largest at most ``LOG_SCALE_MAX_RATIO`` times the smallest."""
+    observed = (past_mask > 0) & np.isfinite(past_values)
+    smallest = np.where(observed, past_values, np.inf).min(axis=1)
+    largest = np.where(observed, past_values, -np.inf).max(axis=1)
+    return observed.any(axis=1) & (smallest > 0) & (largest <= LOG_SCALE_MAX_RATIO * smallest)
+
+
+def to_log_space(past_values: np.ndarray, past_mask: np.ndarray, logged: np.ndarray) -> np.ndarray:
+    """The ``logged`` channels replaced by their logs, NaN where unobserved (``tsfm.inference.to_log_space``)."""
+    observed = (past_mask > 0) & np.isfinite(past_values) & (past_values > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.where(observed, past_values, np.nan))
+    return np.where(logged[:, None, :], logs, past_values).astype(np.float32)
+
+
+def from_log_space(quantiles: np.ndarray, log_values: np.ndarray, past_mask: np.ndarray,
+                   logged: np.ndarray) -> np.ndarray:
+    """``exp`` of the ``logged`` channels' quantiles, first kept within the context's log range
+    widened by that range on each side (``tsfm.inference.from_log_space``)."""
+    if not logged.any():
+        return quantiles
+    observed = (past_mask > 0) & np.isfinite(log_values)
+    lo = np.where(logged, np.where(observed, log_values, np.inf).min(axis=1), 0.0)
+    hi = np.where(logged, np.where(observed, log_values, -np.inf).max(axis=1), 0.0)
+    span = hi - lo
+    bounded = np.clip(quantiles, (lo - span)[:, None, :, None], (hi + span)[:, None, :, None])
+    back = np.exp(bounded.astype(np.float64)).astype(np.float32)
+    return np.where(logged[:, None, :, None], back, quantiles).astype(np.float32)
 
 
 def pin_constants(quantiles: np.ndarray, past_values: np.ndarray, past_mask: np.ndarray) -> np.ndarray:

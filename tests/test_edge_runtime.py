@@ -27,7 +27,7 @@ import torch
 
 from tsfm.export.onnx_export import export_onnx
 from tsfm.hub import load_model
-from tsfm.inference import floor_at_zero, forecast_arrays, pin_constants
+from tsfm.inference import floor_at_zero, forecast_arrays, from_log_space, pin_constants, to_log_space
 
 RUNTIME = Path(__file__).resolve().parents[1] / "export" / "runtime.py"
 ALLOWED_IMPORTS = {"__future__", "json", "re", "collections", "pathlib", "numpy", "onnxruntime"}
@@ -42,6 +42,7 @@ model = runtime.load("model.onnx", num_threads=1)
 data = np.load("inputs.npz")
 np.save("multi.npy", model.predict(data["values"], data["mask"], freq="MS"))
 np.save("single.npy", model.predict(data["single"], freq=["h"], horizon=10))
+np.save("logged.npy", model.predict(data["values"], data["mask"], freq="MS", log_scale=True))
 try:
     runtime.load("broken.onnx")
     error = ""
@@ -139,6 +140,10 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     padded_mask = padded_mask * ~np.isnan(padded)
     want_multi = floor_at_zero(pin_constants(forecast_arrays(model, padded, padded_mask, np.full(4, 11), 40), padded,
                                              padded_mask), padded, padded_mask)
+    positive = np.ones((4, 3), dtype=bool)  # every channel of ``values`` is positive: all in log space
+    logs = to_log_space(padded, padded_mask, positive)
+    in_log = from_log_space(forecast_arrays(model, logs, padded_mask, np.full(4, 11), 40), logs, padded_mask, positive)
+    want_logged = floor_at_zero(pin_constants(in_log, padded, padded_mask), padded, padded_mask)
     one = np.concatenate([np.full(14, np.nan, np.float32), single])[None, :, None]
     one_mask = (~np.isnan(one)).astype(np.float32)
     want_single = floor_at_zero(pin_constants(forecast_arrays(model, one, one_mask, np.full(1, 7), 10), one, one_mask),
@@ -153,7 +158,9 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     assert report["quantiles"] == list(model.quantiles) and report["vocab"] == 14
     assert "cannot load" in report["error"]
     multi, single_out = np.load(device / "multi.npy"), np.load(device / "single.npy")
-    assert multi.shape == (4, 40, 3, 9) and single_out.shape == (1, 10, 1, 9)
-    for got, want in ((multi, want_multi), (single_out, want_single)):
+    logged = np.load(device / "logged.npy")
+    assert multi.shape == logged.shape == (4, 40, 3, 9) and single_out.shape == (1, 10, 1, 9)
+    assert np.abs(logged - multi).max() > 1e-2 * np.abs(multi).max()  # log space does change the forecast
+    for got, want in ((multi, want_multi), (single_out, want_single), (logged, want_logged)):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert np.all(multi[2, :, 2] == 3.0)

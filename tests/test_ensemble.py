@@ -68,8 +68,12 @@ def test_members_must_agree_and_take_no_covariates() -> None:
     tiny = TTMConfig.tiny()
     with pytest.raises(InputError, match="at least two members"):
         EnsembleConfig.of([tiny])
-    with pytest.raises(InputError, match="member 1 .*horizon 8.*must agree"):
-        EnsembleConfig.of([tiny, TTMConfig.tiny(prediction_length=8)])
+    with pytest.raises(InputError, match="member 1 .*quantiles .*must agree"):
+        EnsembleConfig.of([tiny, TTMConfig.tiny(quantiles=(0.1, 0.5, 0.9))])
+    mixed = EnsembleConfig.of([tiny, TTMConfig.tiny(prediction_length=8, context_length=32)])
+    assert (mixed.context_length, mixed.prediction_length) == (64, 8)  # the longest context, the shortest horizon
+    with pytest.raises(InputError, match="longest context \\(64\\) .*shortest horizon \\(8\\)"):
+        EnsembleConfig(context_length=32, prediction_length=8, quantiles=tiny.quantiles, members=mixed.members)
     with pytest.raises(InputError, match="covariates"):
         EnsembleConfig.of([tiny, TTMConfig.tiny(num_exog_channels=1, decoder_mode="mix_channel",
                                                 num_input_channels=2)])
@@ -139,3 +143,30 @@ def test_forecaster_finetune_and_onnx_export(tmp_path) -> None:
     with torch.no_grad():
         want = load_model(directory)(x, mask, freq).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_members_of_different_context_and_horizon(tmp_path) -> None:
+    """A shorter-context member reads the window's most recent steps; a longer horizon is cut to the
+    ensemble's. The ensemble checkpoint exports to a graph that matches it."""
+    import onnxruntime as ort
+
+    from tsfm.export import export_onnx
+
+    torch.manual_seed(3)
+    long_ = TTM(TTMConfig.tiny()).eval()  # context 64, horizon 16
+    short = TTM(TTMConfig.tiny(context_length=32, prediction_length=8, anchor_last=True)).eval()
+    ensemble = Ensemble.from_models([long_, short], weights=[1.0, 3.0])
+    x, mask, freq = windows()
+    with torch.no_grad():
+        got = ensemble(x, mask, freq)
+        want = 0.25 * long_(x, mask, freq)[:, :8] + 0.75 * short(x[:, -32:], mask[:, -32:], freq)
+    assert got.shape == (3, 8, 2, 9)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, 0.25 * long_(x, mask, freq)[:, :8] + 0.75 * short(x[:, :32], mask[:, :32], freq))
+
+    path = export_onnx(Ensemble.from_models([long_, short]), tmp_path / "mixed.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy(), "freq_id": freq.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_out, Ensemble.from_models([long_, short])(x, mask, freq).numpy(),
+                                   rtol=1e-4, atol=1e-4)

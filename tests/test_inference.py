@@ -11,9 +11,12 @@ from tsfm.inference import (
     constant_channels,
     floor_at_zero,
     forecast_arrays,
+    from_log_space,
     interpolate_levels,
+    log_scale_channels,
     nonnegative_channels,
     pin_constants,
+    to_log_space,
 )
 from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
 
@@ -100,3 +103,39 @@ def test_floor_at_zero_only_where_the_context_has_no_negative_value():
     assert np.all(np.diff(out, axis=-1) >= 0)  # still sorted
     assert np.array_equal(floor_at_zero(q, past, mask, nonnegative=True), np.maximum(q, 0))
     assert floor_at_zero(q, past, mask, nonnegative=False) is q
+
+
+def test_log_scale_channels_by_mode_and_season():
+    past = np.full((2, 6, 2), 5.0, dtype=np.float32)
+    past[0, 2, 1] = 0.0  # a zero: stays in raw space
+    past[1, 0, 0] = -3.0  # a negative value the mask hides: still logged
+    past[1, :, 1] = np.nan  # nothing observed: not logged
+    mask = np.ones_like(past)
+    mask[1, 0, 0] = 0.0
+    assert log_scale_channels(past, mask, "positive", season=1).tolist() == [[True, False], [True, False]]
+    wide = past.copy()
+    wide[0, 3, 0] = 5.0 * 100.5  # spans more than a factor of 100: near-zero values would rule its logs
+    wide[1, 3, 0] = 5.0 * 100.0  # exactly 100: still logged
+    assert log_scale_channels(wide, mask, "positive", season=1).tolist() == [[False, False], [True, False]]
+    assert log_scale_channels(past, mask, "seasonal", season=12).tolist() == [[True, False], [True, False]]
+    assert not log_scale_channels(past, mask, "seasonal", season=1).any()  # yearly data stays raw
+    assert not log_scale_channels(past, mask, "never", season=12).any()
+    with pytest.raises(InputError, match="log_scale must be one of seasonal, positive, never"):
+        log_scale_channels(past, mask, "always", season=12)
+
+
+def test_log_space_round_trip_is_bounded_by_the_context_range():
+    past = np.array([[[1.0, 2.0], [np.e, 2.0], [np.e ** 2, 2.0], [7.0, -1.0]]], dtype=np.float32)  # [1, 4, 2]
+    mask = np.ones_like(past)
+    mask[0, 3, 0] = 0.0  # unobserved: NaN in log space, out of the range
+    logged = np.array([[True, False]])
+    logs = to_log_space(past, mask, logged)
+    np.testing.assert_allclose(logs[0, :3, 0], [0.0, 1.0, 2.0], atol=1e-6)
+    assert np.isnan(logs[0, 3, 0]) and np.array_equal(logs[..., 1], past[..., 1])  # raw channel untouched
+    # log range [0, 2] widened by its span: forecasts are kept in [-2, 4] before exp
+    q = np.array([[-5.0, -1.0, 1.5, 3.0, 9.0]], dtype=np.float32)[None, :, None, :].repeat(2, axis=2)  # [1, 1, 2, 5]
+    back = from_log_space(q, logs, mask, logged)
+    np.testing.assert_allclose(back[0, 0, 0], np.exp([-2.0, -1.0, 1.5, 3.0, 4.0]), rtol=1e-6)
+    assert np.array_equal(back[0, 0, 1], q[0, 0, 1])
+    assert np.all(np.diff(back, axis=-1) >= 0)  # exp keeps quantiles sorted
+    assert from_log_space(q, logs, mask, np.zeros_like(logged)) is q

@@ -208,3 +208,102 @@ def test_a_suite_folder_mixes_its_own_checkpoints_with_shipped_ones(suite_dir, t
 
     with pytest.raises(InputError, match="not a tsfm checkpoint or suite: .*suite.json"):
         hub.resolve(tmp_path_factory.mktemp("empty"))
+
+
+@pytest.fixture()
+def ensemble_suite(suite_dir):
+    """Suite `minie`: `mini-16` from 0 points; from 40 points `mini-ens` (mini-64 + mini-16 averaged),
+    listed before `mini-64` for the same history; the suite forecasts seasonal data in log space."""
+    from tsfm.models.ensemble import Ensemble
+
+    members = [hub.load_model("mini-64"), hub.load_model("mini-16")]
+    hub.save_pretrained(Ensemble.from_models(members, labels=["mini-64", "mini-16"]), suite_dir / "mini-ens")
+    (suite_dir / "minie").mkdir()
+    spec = {"default": "mini-64", "log_scale": "seasonal",
+            "variants": [{"name": "mini-16", "min_history": 0}, {"name": "mini-ens", "min_history": 40},
+                         {"name": "mini-64", "min_history": 40}]}
+    (suite_dir / "minie" / hub.SUITE_FILE).write_text(json.dumps(spec))
+    return suite_dir
+
+
+def test_an_ensemble_variant_needs_every_member_to_cover_the_seasons(ensemble_suite) -> None:
+    suite = hub.load_suite("minie")
+    assert suite.context_length("mini-ens") == 16 and suite.context_length("mini-64") == 64
+    assert suite.select(50, season=1) == "mini-ens"  # first listed of the two for 40 points
+    assert suite.select(50, season=4) == "mini-ens"  # 16 steps cover two seasons of 4
+    assert suite.select(50, season=12) == "mini-64"  # its 16-step member does not cover two years of months
+    assert suite.select(30, season=4) == "mini-16"
+    assert suite.log_scale == "seasonal" and hub.load_suite("mini").log_scale == "never"
+
+
+def positive_frame(freq: str, length: int = 80) -> pd.DataFrame:
+    """Two series growing with a swing proportional to the level, and one that touches zero."""
+    t = np.arange(length)
+    grow = 50 * np.exp(0.01 * t) * (1 + 0.3 * np.sin(2 * np.pi * t / 4))
+    ds = pd.date_range("2001-01-01", periods=length, freq=freq)
+    return pd.concat([pd.DataFrame({"unique_id": uid, "ds": ds, "y": y})
+                      for uid, y in (("a", grow), ("b", 2 * grow), ("zero", np.where(t % 9 == 0, 0.0, grow)))])
+
+
+def test_the_suite_forecasts_positive_seasonal_series_in_log_space(ensemble_suite) -> None:
+    """log_scale "seasonal" (the suite's): exp of the variant's forecast of the logs, kept within the
+    widened log range; a series with a zero, yearly data, "never" and a plain checkpoint stay raw."""
+    from tsfm import Forecaster
+    from tsfm.errors import InputError
+
+    cols = ["mean", "0.1", "0.5", "0.9"]
+    data = positive_frame("QS")
+    suite = Forecaster(model="minie", horizon=6).fit(data)
+    assert suite.model_name_ == "mini-ens"
+    got = suite.predict().set_index("unique_id")
+    raw = Forecaster(model="mini-ens", horizon=6).fit(data).predict().set_index("unique_id")
+    assert Forecaster(model="minie", horizon=6, log_scale="never").fit(data).predict().equals(raw.reset_index())
+    logs = Forecaster(model="mini-ens", horizon=6).fit(data.assign(y=np.log(data.y.clip(lower=1e-9))))
+    in_log = logs.predict().set_index("unique_id")
+    for uid in ("a", "b"):
+        context = np.log(data[data.unique_id == uid].y.to_numpy()[-64:])
+        lo, hi = context.min(), context.max()
+        want = np.exp(np.clip(in_log.loc[uid, cols].to_numpy(), 2 * lo - hi, 2 * hi - lo))
+        np.testing.assert_allclose(got.loc[uid, cols].to_numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(got.loc["b", cols].to_numpy(), 2 * got.loc["a", cols].to_numpy(), rtol=1e-4)
+    np.testing.assert_array_equal(got.loc["zero", cols].to_numpy(), raw.loc["zero", cols].to_numpy())
+    assert not np.allclose(got.loc["a", cols].to_numpy(), raw.loc["a", cols].to_numpy(), rtol=1e-3)
+
+    yearly = positive_frame("YS")
+    pd.testing.assert_frame_equal(Forecaster(model="minie", horizon=6).fit(yearly).predict(),
+                                  Forecaster(model="mini-ens", horizon=6).fit(yearly).predict())
+    positive = Forecaster(model="mini-ens", horizon=6, log_scale="positive").fit(yearly).predict()
+    assert not np.allclose(positive[cols].to_numpy(),
+                           Forecaster(model="mini-ens", horizon=6).fit(yearly).predict()[cols].to_numpy(), rtol=1e-3)
+    with pytest.raises(InputError, match="log_scale must be None .* seasonal, positive, never"):
+        Forecaster(model="minie", log_scale="log").fit(data)
+    tuned = Forecaster(model="minie", horizon=6).finetune(data, fraction=1.0, max_steps=1, progress=False)
+    assert tuned._log_scale_mode() == "never"  # fine-tuned on raw values: forecast raw values
+
+
+def test_a_bad_log_scale_in_suite_json_is_one_line(ensemble_suite) -> None:
+    from tsfm.errors import InputError
+
+    spec = json.loads((ensemble_suite / "minie" / hub.SUITE_FILE).read_text())
+    (ensemble_suite / "minie" / hub.SUITE_FILE).write_text(json.dumps({**spec, "log_scale": "yes"}))
+    with pytest.raises(InputError, match="log_scale must be one of seasonal, positive, never, got 'yes'"):
+        hub.load_suite("minie")
+
+
+def test_cli_log_scale_option(ensemble_suite, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tsfm import Forecaster
+    from tsfm.cli.main import app
+
+    path = tmp_path / "grow.csv"
+    positive_frame("QS").to_csv(path, index=False)
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "-h", "4", "--log-scale", "never",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    want = Forecaster(model="mini-ens", horizon=4).fit(path).predict()
+    np.testing.assert_allclose(pd.read_csv(out)[["0.1", "0.5", "0.9"]], want[["0.1", "0.5", "0.9"]], rtol=1e-6)
+    bad = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "--log-scale", "sometimes"])
+    assert bad.exit_code == 2 and bad.output.strip().splitlines() == [
+        "error: log_scale must be None (the model's choice) or one of seasonal, positive, never, got 'sometimes'"]

@@ -71,6 +71,12 @@ class Forecaster:
     ``nonnegative``: None (default) floors at zero the forecasts of series whose context has no
     negative value (the network alone can dip below a hard zero floor); True floors every series,
     False none.
+
+    ``log_scale``: which series are forecast in log space (their forecast taken back with exp):
+    "seasonal" (strictly positive contexts of a seasonal frequency, spanning at most a factor of
+    100: ``tsfm.inference.log_scale_channels``), "positive" (every such context) or "never". None (default) takes the model's choice: the ``ttm`` suite says
+    "seasonal" (it forecasts multiplicative seasonality better that way, docs/training.md), a
+    single checkpoint, an ``.onnx`` file or a fine-tuned model "never".
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class Forecaster:
         multivariate: bool = False,
         fill: str = "mask",
         nonnegative: bool | None = None,
+        log_scale: str | None = None,
         device: str = "cpu",
         batch_size: int = 256,
         num_threads: int | None = None,
@@ -105,6 +112,7 @@ class Forecaster:
         self.multivariate = multivariate
         self.fill = fill
         self.nonnegative = nonnegative
+        self.log_scale = log_scale
         self.device = device
         self.batch_size = batch_size
         self.num_threads = num_threads
@@ -212,6 +220,17 @@ class Forecaster:
             return
         self._load_model(chosen)
 
+    def _log_scale_mode(self) -> str:
+        """``log_scale``, else the suite's choice for zero-shot forecasts ("never" once fine-tuned or with covariates)."""
+        from tsfm.hub import load_suite
+
+        if self.log_scale is not None:
+            return self.log_scale
+        if getattr(self, "_finetuned_from", None) is not None or self._uses_covariates():
+            return "never"
+        suite = None if str(self.model).lower().endswith(".onnx") else load_suite(self.model)
+        return suite.log_scale if suite is not None else "never"
+
     def _uses_covariates(self) -> bool:
         return bool(getattr(self.model_.config, "num_exog_channels", 0))
 
@@ -224,6 +243,11 @@ class Forecaster:
             raise InputError("batch_size must be positive")
         if self.nonnegative not in (None, True, False):
             raise InputError(f"nonnegative must be None (decide per series), True or False, got {self.nonnegative!r}")
+        from tsfm.inference import LOG_SCALE_MODES
+
+        if self.log_scale is not None and self.log_scale not in LOG_SCALE_MODES:
+            raise InputError(f"log_scale must be None (the model's choice) or one of {', '.join(LOG_SCALE_MODES)}, "
+                             f"got {self.log_scale!r}")
         self._check_source()
         series = self._series(df)
         self._load_for(series)
@@ -283,7 +307,8 @@ class Forecaster:
                   future_exog: np.ndarray | None = None) -> pd.DataFrame:
         from tsfm.data.frames import forecast_frame
         from tsfm.data.windows import inference_windows
-        from tsfm.inference import floor_at_zero, forecast_arrays, interpolate_levels, pin_constants
+        from tsfm.inference import (floor_at_zero, forecast_arrays, from_log_space, interpolate_levels,
+                                    log_scale_channels, pin_constants, to_log_space)
 
         context = self.context_length or self.model_.config.context_length
         context = min(int(context), self.model_.config.context_length)
@@ -294,8 +319,11 @@ class Forecaster:
             past_exog = self._past_covariates(windows)
             if future_exog is None:
                 future_exog = self._future_covariates(series, h, X_future)
-        raw = forecast_arrays(self.model_, past_values, past_mask, freq_id, h, self.batch_size, self.device_,
+        logged = log_scale_channels(past_values, past_mask, self._log_scale_mode(), series.freq_info.season)
+        model_values = to_log_space(past_values, past_mask, logged) if logged.any() else past_values
+        raw = forecast_arrays(self.model_, model_values, past_mask, freq_id, h, self.batch_size, self.device_,
                               past_exog=past_exog, future_exog=future_exog)
+        raw = from_log_space(raw, model_values, past_mask, logged)
         raw = floor_at_zero(pin_constants(raw, past_values, past_mask), past_values, past_mask, self.nonnegative)
         model_levels = list(self.model_.quantiles)
         levels = list(levels if levels is not None else self.levels_)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from tsfm.errors import InputError
+from tsfm.inference import LOG_SCALE_MODES
 from tsfm.models.base import ForecastModel
 from tsfm.models.registry import FAMILIES, build_model
 
@@ -51,6 +52,12 @@ class Suite:
     ``"Y"`` yearly, ``"M"`` monthly) that stand in for a general variant on data of that
     resolution, as granite-tsfm offers frequency-tuned TTM revisions.
 
+    An ensemble variant is eligible only when every member's context covers those seasons (a
+    96-step member cannot read a yearly season of weekly data), and among variants for the same
+    ``min_history`` the first listed eligible one wins: an ensemble listed before its long-context
+    member serves where both are eligible, the member alone where only it is. ``log_scale`` is the
+    Forecaster's default for the suite's forecasts (``tsfm.inference.log_scale_channels``).
+
     A folder holding a ``suite.json`` (and no checkpoint) is a suite too: its variants are
     checkpoint folders beside the file or paths, else shipped names. That is how a trial swaps one
     variant for a new checkpoint and benchmarks the whole suite unchanged otherwise.
@@ -62,6 +69,7 @@ class Suite:
     min_seasons: float = 2.0
     by_frequency: tuple[tuple[str, str, str], ...] = ()  # (canonical frequency, general variant, specialist)
     root: Path | None = None  # the suite's folder when it is not shipped
+    log_scale: str = "never"
 
     def locate(self, variant: str) -> str:
         """The checkpoint a variant names: a folder in (or a path from) ``root``, else a shipped name."""
@@ -70,7 +78,9 @@ class Suite:
         return variant
 
     def context_length(self, variant: str) -> int:
-        return int(json.loads((resolve(self.locate(variant)) / CONFIG_FILE).read_text())["context_length"])
+        """The shortest context the variant reads: its own, or for an ensemble its shortest member's."""
+        config = json.loads((resolve(self.locate(variant)) / CONFIG_FILE).read_text())
+        return int(min([m["context_length"] for m in config.get("members", [])] or [config["context_length"]]))
 
     def specialist(self, variant: str, freq: str) -> str | None:
         """The variant that stands in for ``variant`` on data of resolution ``freq``, if any."""
@@ -89,8 +99,11 @@ class Suite:
                     if self.context_length(name) >= self.min_seasons * max(season, 1)]
         if not covering:
             return self.default
-        reached = [name for name, h in covering if history >= h]
-        return reached[-1] if reached else covering[0][0]
+        reached = [(name, h) for name, h in covering if history >= h]
+        if not reached:
+            return covering[0][0]
+        longest = max(h for _, h in reached)
+        return next(name for name, h in reached if h == longest)
 
 
 def load_suite(name: str | Path) -> Suite | None:
@@ -106,7 +119,10 @@ def load_suite(name: str | Path) -> Suite | None:
     by_frequency = tuple(sorted((freq, general, special) for freq, pairs in spec.get("by_frequency", {}).items()
                                 for general, special in pairs.items()))
     label = str(name) if root is not None else str(name).lower()
-    return Suite(label, spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency, root)
+    log_scale = spec.get("log_scale", "never")
+    if log_scale not in LOG_SCALE_MODES:
+        raise InputError(f"{path}: log_scale must be one of {', '.join(LOG_SCALE_MODES)}, got {log_scale!r}")
+    return Suite(label, spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency, root, log_scale)
 
 
 def select_checkpoint(name_or_path: str | Path, history: float, season: int, freq: str = "") -> str:

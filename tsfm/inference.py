@@ -130,6 +130,63 @@ def forecast_arrays(
     return np.sort(result, axis=-1)
 
 
+LOG_SCALE_MODES = ("seasonal", "positive", "never")
+LOG_SCALE_MAX_RATIO = 100.0  # a context whose largest value exceeds this times its smallest stays raw
+
+
+def log_scale_channels(past_values: np.ndarray, past_mask: np.ndarray, mode: str, season: int) -> np.ndarray:
+    """[N, C] boolean: channels forecast in log space under ``mode``.
+
+    "positive": every channel whose observed context is strictly positive; "seasonal": the same,
+    on data of a seasonal frequency (season > 1) only; "never": none. A log turns a seasonal swing
+    that grows with the level (airline passengers, retail sales) into a constant one, which a
+    model scaled by the window's mean and spread reads better (Box-Cox with lambda 0, as in the
+    classical toolbox). Yearly cycles whose amplitude is not proportional to the level (lynx)
+    lose by it, hence "seasonal" (docs/training.md, session 15). A context spanning more than
+    ``LOG_SCALE_MAX_RATIO`` between its smallest and largest value stays raw: near-zero values
+    (a solar cycle's minimum) would dominate its logs, and it is close to the zero-floored series
+    that stay raw anyway, so the rule changes little between a value of 0 and one of 0.001.
+    """
+    if mode not in LOG_SCALE_MODES:
+        raise InputError(f"log_scale must be one of {', '.join(LOG_SCALE_MODES)} (or None), got {mode!r}")
+    n, _, c = past_values.shape
+    if mode == "never" or (mode == "seasonal" and season <= 1):
+        return np.zeros((n, c), dtype=bool)
+    observed = (past_mask > 0) & np.isfinite(past_values)
+    smallest = np.where(observed, past_values, np.inf).min(axis=1)
+    largest = np.where(observed, past_values, -np.inf).max(axis=1)
+    return observed.any(axis=1) & (smallest > 0) & (largest <= LOG_SCALE_MAX_RATIO * smallest)
+
+
+def to_log_space(past_values: np.ndarray, past_mask: np.ndarray, logged: np.ndarray) -> np.ndarray:
+    """``past_values`` with the ``logged`` [N, C] channels replaced by their logs (NaN where unobserved)."""
+    observed = (past_mask > 0) & np.isfinite(past_values) & (past_values > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.where(observed, past_values, np.nan))
+    return np.where(logged[:, None, :], logs, past_values).astype(np.float32)
+
+
+def from_log_space(quantiles: np.ndarray, log_values: np.ndarray, past_mask: np.ndarray,
+                   logged: np.ndarray) -> np.ndarray:
+    """Quantiles [N, H, C, Q] of the ``logged`` channels taken back from log space.
+
+    A quantile of the log is the log of the quantile, so ``exp`` maps each level to itself. Before
+    it, log forecasts are kept within the context's log range widened by that range on each side:
+    a trend extrapolated in log space grows exponentially, and this bounds the growth to the ratio
+    the history itself spans.
+    """
+    if not logged.any():
+        return quantiles
+    observed = (past_mask > 0) & np.isfinite(log_values)
+    lo = np.where(observed, log_values, np.inf).min(axis=1)  # [N, C]
+    hi = np.where(observed, log_values, -np.inf).max(axis=1)
+    lo, hi = np.where(logged, lo, 0.0), np.where(logged, hi, 0.0)
+    span = hi - lo
+    bounded = np.clip(quantiles, (lo - span)[:, None, :, None], (hi + span)[:, None, :, None])
+    back = np.exp(bounded.astype(np.float64)).astype(np.float32)
+    return np.where(logged[:, None, :, None], back, quantiles).astype(np.float32)
+
+
 def constant_channels(past_values: np.ndarray, past_mask: np.ndarray) -> np.ndarray:
     """[N, C] boolean: channels whose observed context is a single repeated value."""
     observed = (past_mask > 0) & np.isfinite(past_values)

@@ -4,7 +4,11 @@ Two TTMs pretrained by different recipes (one anchored on the last value, one no
 errors, and averaging their forecasts beats either alone (docs/training.md, session 12). The
 average is taken per quantile level (Vincentization, the usual way to pool quantile forecasts):
 a weighted mean of sorted quantile vectors is sorted, and a median stays a median-like point
-forecast. Members share context, horizon and quantiles, so the ensemble is itself a
+forecast. Members share quantiles; their contexts and horizons may differ. The ensemble reads the
+longest context and forecasts the shortest horizon: a member with a shorter context reads the
+most recent part of the window, one with a longer horizon is cut to the ensemble's (longer
+horizons are rolled out by the Forecaster, as for any model). So a long-context model can be
+pooled with a short-context one that reads the recent past differently. The ensemble is itself a
 ``ForecastModel``: one checkpoint (``config.json`` holds every member's config,
 ``model.safetensors`` their weights under ``members.<i>.``) that the Forecaster, suites,
 fine-tuning and ONNX export use like any other.
@@ -47,13 +51,17 @@ class EnsembleConfig(ModelConfig):
             raise InputError("an ensemble needs at least two members")
         configs = [member_config(m) for m in self.members]
         self.members = tuple(c.to_dict() for c in configs)  # complete and normalised: stable on reload
+        context = max(c.context_length for c in configs)
+        horizon = min(c.prediction_length for c in configs)
+        if (self.context_length, self.prediction_length) != (context, horizon):
+            raise InputError(
+                f"an ensemble reads its members' longest context ({context}) and forecasts their shortest "
+                f"horizon ({horizon}); this one says context {self.context_length}, horizon {self.prediction_length}")
         for i, config in enumerate(configs):
-            shared = (config.context_length, config.prediction_length, config.quantiles)
-            if shared != (self.context_length, self.prediction_length, self.quantiles):
+            if config.quantiles != self.quantiles:
                 raise InputError(
-                    f"ensemble member {i} ({config.family}) has context {shared[0]}, horizon {shared[1]}, quantiles "
-                    f"{list(shared[2])}; the ensemble has {self.context_length}, {self.prediction_length}, "
-                    f"{list(self.quantiles)}: members must agree")
+                    f"ensemble member {i} ({config.family}) has quantiles {list(config.quantiles)}; the ensemble "
+                    f"has {list(self.quantiles)}: members must agree")
             if getattr(config, "num_exog_channels", 0) or getattr(config, "decoder_mode", "") == "mix_channel":
                 raise InputError(f"ensemble member {i} mixes channels or takes covariates: ensembles take only "
                                  "channel-independent members without covariates")
@@ -67,10 +75,10 @@ class EnsembleConfig(ModelConfig):
     @classmethod
     def of(cls, configs: Sequence[ModelConfig], weights: Sequence[float] | None = None,
            labels: Sequence[str] | None = None) -> "EnsembleConfig":
-        """The ensemble of models with these configs; context, horizon and quantiles are theirs."""
+        """The ensemble of models with these configs: their longest context, shortest horizon, shared quantiles."""
         first = configs[0]
-        return cls(context_length=first.context_length, prediction_length=first.prediction_length,
-                   quantiles=first.quantiles, members=tuple(c.to_dict() for c in configs),
+        return cls(context_length=max(c.context_length for c in configs),
+                   prediction_length=min(c.prediction_length for c in configs), quantiles=first.quantiles, members=tuple(c.to_dict() for c in configs),
                    weights=None if weights is None else tuple(weights),
                    labels=None if labels is None else tuple(str(label) for label in labels))
 
@@ -129,8 +137,11 @@ class Ensemble(ForecastModel):
     ) -> torch.Tensor:
         if past_exog is not None or future_exog is not None:
             raise InputError("an ensemble takes no covariates")
-        weights = self.config.normalised_weights
-        total = weights[0] * self.members[0](past_values, past_mask, freq_id)
-        for weight, member in zip(weights[1:], self.members[1:]):
-            total = total + weight * member(past_values, past_mask, freq_id)
+        horizon = self.config.prediction_length
+        total = None
+        for weight, member in zip(self.config.normalised_weights, self.members):
+            context = member.config.context_length  # a shorter-context member reads the most recent steps
+            values, mask = past_values[:, -context:], None if past_mask is None else past_mask[:, -context:]
+            part = weight * member(values, mask, freq_id)[:, :horizon]
+            total = part if total is None else total + part
         return total

@@ -148,7 +148,11 @@ def release_ensemble(name: str, members: list[str], results: Path, weights: list
         "",
         "The quantile forecasts of its members averaged level by level (tsfm/models/ensemble.py), shipped as one "
         f"checkpoint: context {config.context_length}, horizon {config.prediction_length}, quantiles "
-        f"{list(config.quantiles)}. Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`. "
+        f"{list(config.quantiles)}" + (" (a member with a shorter context reads the most recent steps of the "
+                                        "window; a longer member horizon is cut to the ensemble's)"
+                                        if len({(m.config.context_length, m.config.prediction_length)
+                                                for m in model.members}) > 1 else "")
+        + f". Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`. "
         "Each member is also offered by its own name, with its own card.",
         "",
         f"- family: `ensemble`; parameters: {model.num_parameters():,} ({len(members)} members)",
