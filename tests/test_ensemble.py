@@ -146,8 +146,9 @@ def test_forecaster_finetune_and_onnx_export(tmp_path) -> None:
 
 
 def test_members_of_different_context_and_horizon(tmp_path) -> None:
-    """A shorter-context member reads the window's most recent steps; a longer horizon is cut to the
-    ensemble's. The ensemble checkpoint exports to a graph that matches it."""
+    """A shorter-context member reads the window's most recent steps; "shortest" cuts a longer horizon
+    to the ensemble's, "longest" lets a shorter member cover only its own steps. Both export to a
+    graph that matches them and round-trip through a checkpoint."""
     import onnxruntime as ort
 
     from tsfm.export import export_onnx
@@ -164,9 +165,28 @@ def test_members_of_different_context_and_horizon(tmp_path) -> None:
     torch.testing.assert_close(got, want)
     assert not torch.allclose(got, 0.25 * long_(x, mask, freq)[:, :8] + 0.75 * short(x[:, :32], mask[:, :32], freq))
 
-    path = export_onnx(Ensemble.from_models([long_, short]), tmp_path / "mixed.onnx")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy(), "freq_id": freq.numpy()})[0]
+    # "longest": 16 steps in one call; the 8-step member covers steps 1-7 at its full weight (0.75),
+    # fades over its last quarter (reach (8 - step index) / 2: half of it on step 8), then gives way
+    longest = Ensemble.from_models([long_, short], weights=[1.0, 3.0], horizon_rule="longest")
+    assert (longest.config.context_length, longest.config.prediction_length) == (64, 16)
     with torch.no_grad():
-        np.testing.assert_allclose(onnx_out, Ensemble.from_models([long_, short])(x, mask, freq).numpy(),
-                                   rtol=1e-4, atol=1e-4)
+        got = longest(x, mask, freq)
+        a, b = long_(x, mask, freq), short(x[:, -32:], mask[:, -32:], freq)
+    share = torch.tensor([0.75] * 7 + [0.5 * 0.75 / (0.25 + 0.5 * 0.75)] + [0.0] * 8)
+    assert got.shape == (3, 16, 2, 9)
+    torch.testing.assert_close(got[:, :8], (1 - share[:8])[None, :, None, None] * a[:, :8]
+                               + share[:8][None, :, None, None] * b)
+    torch.testing.assert_close(got[:, 8:], a[:, 8:])
+    assert (got.diff(dim=-1) >= 0).all()
+    with pytest.raises(InputError, match="horizon_rule must be one of shortest, longest"):
+        EnsembleConfig.of([long_.config, short.config], horizon_rule="middle")
+
+    for rule in ("shortest", "longest"):
+        model = Ensemble.from_models([long_, short], horizon_rule=rule)
+        path = export_onnx(model, tmp_path / f"mixed-{rule}.onnx")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        onnx_out = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy(), "freq_id": freq.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(onnx_out, model(x, mask, freq).numpy(), rtol=1e-4, atol=1e-4)
+        reloaded = load_model(save_pretrained(model, tmp_path / rule))
+        assert reloaded.config.horizon_rule == rule and torch.equal(reloaded.step_weights, model.step_weights)

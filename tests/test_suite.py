@@ -307,3 +307,14 @@ def test_cli_log_scale_option(ensemble_suite, tmp_path) -> None:
     bad = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "--log-scale", "sometimes"])
     assert bad.exit_code == 2 and bad.output.strip().splitlines() == [
         "error: log_scale must be None (the model's choice) or one of seasonal, positive, never, got 'sometimes'"]
+
+
+def test_a_saved_suite_forecaster_keeps_forecasting_in_log_space(ensemble_suite, tmp_path) -> None:
+    """save() writes the checkpoint the suite chose, and with it the suite's log_scale choice."""
+    from tsfm import Forecaster
+
+    data = positive_frame("QS")
+    f = Forecaster(model="minie", horizon=5).fit(data)
+    loaded = Forecaster.load(f.save(tmp_path / "saved"))
+    assert loaded.log_scale == "seasonal"
+    pd.testing.assert_frame_equal(loaded.fit(data).predict(), f.predict())

@@ -469,6 +469,7 @@ class Forecaster:
         save_pretrained(self.model_, out, card=card)
         params = self.get_params()
         params["model"] = None  # the checkpoint is this directory
+        params["log_scale"] = self._log_scale_mode()  # a suite's choice, which the bare checkpoint would not know
         params["quantiles"] = list(params["quantiles"])
         (out / FORECASTER_FILE).write_text(json.dumps(params, indent=2, default=list) + "\n")
         return out

@@ -5,11 +5,20 @@ errors, and averaging their forecasts beats either alone (docs/training.md, sess
 average is taken per quantile level (Vincentization, the usual way to pool quantile forecasts):
 a weighted mean of sorted quantile vectors is sorted, and a median stays a median-like point
 forecast. Members share quantiles; their contexts and horizons may differ. The ensemble reads the
-longest context and forecasts the shortest horizon: a member with a shorter context reads the
-most recent part of the window, one with a longer horizon is cut to the ensemble's (longer
-horizons are rolled out by the Forecaster, as for any model). So a long-context model can be
-pooled with a short-context one that reads the recent past differently. The ensemble is itself a
-``ForecastModel``: one checkpoint (``config.json`` holds every member's config,
+longest context, and a member with a shorter context reads the most recent part of the window,
+so a long-context model can be pooled with a short-context one that reads the recent past
+differently. ``horizon_rule`` says what it forecasts:
+
+- "shortest" (the default): the shortest member horizon, every member forecasting every step
+  (longer horizons are rolled out by the Forecaster, as for any model, each step of it costing
+  every member a call per quantile path);
+- "longest": the longest member horizon in one call of each member. A shorter member covers
+  only the steps it forecasts directly: its weight fades linearly over the last quarter of its
+  horizon (no jump in the forecast) and the longer members carry on alone. ttm-512-ensemble
+  pools ttm-512 (96 steps) with ttm-96-wide (32) this way, at about twice ttm-512's cost at any
+  horizon up to 96 instead of 19 calls of each at horizon 96.
+
+The ensemble is itself a ``ForecastModel``: one checkpoint (``config.json`` holds every member's config,
 ``model.safetensors`` their weights under ``members.<i>.``) that the Forecaster, suites,
 fine-tuning and ONNX export use like any other.
 """
@@ -35,6 +44,9 @@ def member_config(data: dict[str, Any]) -> ModelConfig:
     return config_cls.from_dict(data)
 
 
+HORIZON_RULES = ("shortest", "longest")
+
+
 @dataclass
 class EnsembleConfig(ModelConfig):
     """Members' configs (complete dicts, as their ``to_dict`` writes them), relative weights and,
@@ -44,6 +56,7 @@ class EnsembleConfig(ModelConfig):
     members: tuple[dict, ...] = ()
     weights: tuple[float, ...] | None = None  # relative; None = equal
     labels: tuple[str, ...] | None = None
+    horizon_rule: str = "shortest"  # "shortest": every member forecasts every step; "longest": see Ensemble
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,11 +64,14 @@ class EnsembleConfig(ModelConfig):
             raise InputError("an ensemble needs at least two members")
         configs = [member_config(m) for m in self.members]
         self.members = tuple(c.to_dict() for c in configs)  # complete and normalised: stable on reload
+        if self.horizon_rule not in HORIZON_RULES:
+            raise InputError(f"ensemble horizon_rule must be one of {', '.join(HORIZON_RULES)}, got {self.horizon_rule!r}")
         context = max(c.context_length for c in configs)
-        horizon = min(c.prediction_length for c in configs)
+        horizons = [c.prediction_length for c in configs]
+        horizon = min(horizons) if self.horizon_rule == "shortest" else max(horizons)
         if (self.context_length, self.prediction_length) != (context, horizon):
             raise InputError(
-                f"an ensemble reads its members' longest context ({context}) and forecasts their shortest "
+                f"an ensemble reads its members' longest context ({context}) and forecasts their {self.horizon_rule} "
                 f"horizon ({horizon}); this one says context {self.context_length}, horizon {self.prediction_length}")
         for i, config in enumerate(configs):
             if config.quantiles != self.quantiles:
@@ -74,11 +90,13 @@ class EnsembleConfig(ModelConfig):
 
     @classmethod
     def of(cls, configs: Sequence[ModelConfig], weights: Sequence[float] | None = None,
-           labels: Sequence[str] | None = None) -> "EnsembleConfig":
-        """The ensemble of models with these configs: their longest context, shortest horizon, shared quantiles."""
+           labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> "EnsembleConfig":
+        """The ensemble of models with these configs: their longest context, their shortest (or with
+        ``horizon_rule="longest"`` longest) horizon, shared quantiles."""
         first = configs[0]
-        return cls(context_length=max(c.context_length for c in configs),
-                   prediction_length=min(c.prediction_length for c in configs), quantiles=first.quantiles, members=tuple(c.to_dict() for c in configs),
+        pick = max if horizon_rule == "longest" else min
+        return cls(context_length=max(c.context_length for c in configs), horizon_rule=horizon_rule,
+                   prediction_length=pick(c.prediction_length for c in configs), quantiles=first.quantiles, members=tuple(c.to_dict() for c in configs),
                    weights=None if weights is None else tuple(weights),
                    labels=None if labels is None else tuple(str(label) for label in labels))
 
@@ -96,12 +114,23 @@ class Ensemble(ForecastModel):
     def __init__(self, config: EnsembleConfig) -> None:
         super().__init__(config)
         self.members = nn.ModuleList(build_model(dict(m)) for m in config.members)
+        steps = torch.arange(config.prediction_length, dtype=torch.float32)
+        reach = []  # [members, H]: each member's share of each step before the weights
+        for member in self.members:
+            h = member.config.prediction_length
+            if h >= config.prediction_length:
+                reach.append(torch.ones_like(steps))
+            else:  # fades out over the last quarter of its own horizon, then gives way to the longer members
+                fade = max(h // 4, 1)
+                reach.append(((h - steps) / fade).clamp(0.0, 1.0))
+        weights = torch.tensor(config.normalised_weights, dtype=torch.float32)[:, None] * torch.stack(reach)
+        self.register_buffer("step_weights", weights / weights.sum(dim=0), persistent=False)
 
     @classmethod
     def from_models(cls, models: Sequence[ForecastModel], weights: Sequence[float] | None = None,
-                    labels: Sequence[str] | None = None) -> "Ensemble":
+                    labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> "Ensemble":
         """An ensemble holding copies of the weights of ``models`` (named ``labels`` in its config)."""
-        ensemble = cls(EnsembleConfig.of([m.config for m in models], weights, labels))
+        ensemble = cls(EnsembleConfig.of([m.config for m in models], weights, labels, horizon_rule))
         for member, model in zip(ensemble.members, models):
             member.load_state_dict(model.state_dict(), strict=True)
         return ensemble.eval()
@@ -139,9 +168,12 @@ class Ensemble(ForecastModel):
             raise InputError("an ensemble takes no covariates")
         horizon = self.config.prediction_length
         total = None
-        for weight, member in zip(self.config.normalised_weights, self.members):
+        for weights, member in zip(self.step_weights, self.members):
             context = member.config.context_length  # a shorter-context member reads the most recent steps
             values, mask = past_values[:, -context:], None if past_mask is None else past_mask[:, -context:]
-            part = weight * member(values, mask, freq_id)[:, :horizon]
+            out = member(values, mask, freq_id)[:, :horizon]
+            if out.shape[1] < horizon:  # "longest": past its own horizon the member's weight is zero
+                out = torch.cat([out, out[:, -1:].expand(-1, horizon - out.shape[1], -1, -1)], dim=1)
+            part = weights[None, :, None, None].to(out.dtype) * out
             total = part if total is None else total + part
         return total

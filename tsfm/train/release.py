@@ -127,7 +127,8 @@ def release(name: str, phases: list[Path], results: Path, extend: bool = False, 
     return out
 
 
-def release_ensemble(name: str, members: list[str], results: Path, weights: list[float] | None = None) -> Path:
+def release_ensemble(name: str, members: list[str], results: Path, weights: list[float] | None = None,
+                     horizon_rule: str = "shortest") -> Path:
     """Ship the quantile average of the shipped checkpoints ``members`` as one checkpoint ``name``."""
     from tsfm.hub import load_model, save_pretrained
     from tsfm.models.ensemble import Ensemble
@@ -138,7 +139,8 @@ def release_ensemble(name: str, members: list[str], results: Path, weights: list
         if not (WEIGHTS_DIR / member / CONFIG_FILE).is_file():
             raise SystemExit(f"error: ensemble member {member} is not a shipped checkpoint: release it first")
     try:
-        model = Ensemble.from_models([load_model(WEIGHTS_DIR / m) for m in members], weights, labels=members)
+        model = Ensemble.from_models([load_model(WEIGHTS_DIR / m) for m in members], weights, labels=members,
+                                     horizon_rule=horizon_rule)
     except InputError as err:  # members that do not agree, bad weights
         raise SystemExit(f"error: {err}") from None
     config = model.config
@@ -149,7 +151,10 @@ def release_ensemble(name: str, members: list[str], results: Path, weights: list
         "The quantile forecasts of its members averaged level by level (tsfm/models/ensemble.py), shipped as one "
         f"checkpoint: context {config.context_length}, horizon {config.prediction_length}, quantiles "
         f"{list(config.quantiles)}" + (" (a member with a shorter context reads the most recent steps of the "
-                                        "window; a longer member horizon is cut to the ensemble's)"
+                                        "window" + ("; a shorter member horizon covers only its own steps, its "
+                                                    "weight fading out over their last quarter"
+                                                    if config.horizon_rule == "longest" else
+                                                    "; a longer member horizon is cut to the ensemble's") + ")"
                                         if len({(m.config.context_length, m.config.prediction_length)
                                                 for m in model.members}) > 1 else "")
         + f". Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`. "
@@ -240,16 +245,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="ship NAME as the quantile average of these shipped checkpoints (repeat per member)")
     parser.add_argument("--weight", action="append", type=float,
                         help="with --ensemble: one relative weight per member, in order (default equal)")
+    parser.add_argument("--horizon-rule", choices=("shortest", "longest"), default="shortest",
+                        help="with --ensemble: forecast the members' shortest horizon (all members every step) or "
+                             "their longest (a shorter member only its own steps); tsfm/models/ensemble.py")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zero_shot.json")
     args = parser.parse_args(argv)
-    if args.weight and not args.ensemble:
-        parser.error("--weight goes with --ensemble")
+    if (args.weight or args.horizon_rule != "shortest") and not args.ensemble:
+        parser.error("--weight and --horizon-rule go with --ensemble")
     if args.refresh:
         print(refresh_card(args.name, args.results))
     elif args.suite:
         print(suite_card(args.name, args.results))
     elif args.ensemble:
-        print(release_ensemble(args.name, args.ensemble, args.results, args.weight))
+        print(release_ensemble(args.name, args.ensemble, args.results, args.weight, args.horizon_rule))
     elif not args.phase:
         parser.error("--phase is required (or --suite)")
     else:
