@@ -74,9 +74,10 @@ class Forecaster:
 
     ``log_scale``: which series are forecast in log space (their forecast taken back with exp):
     "seasonal" (strictly positive contexts of a seasonal frequency, spanning at most a factor of
-    100: ``tsfm.inference.log_scale_channels``), "positive" (every such context) or "never". None (default) takes the model's choice: the ``ttm`` suite says
-    "seasonal" (it forecasts multiplicative seasonality better that way, docs/training.md), a
-    single checkpoint, an ``.onnx`` file or a fine-tuned model "never".
+    100: ``tsfm.inference.log_scale_channels``), "positive" (every such context) or "never".
+    None (default) takes the model's choice: the ``ttm`` suite says "seasonal" (it forecasts
+    multiplicative seasonality better that way, docs/training.md); a single checkpoint, an
+    ``.onnx`` file or a fine-tuned model says "never".
     """
 
     def __init__(
