@@ -304,6 +304,11 @@ def test_cli_log_scale_option(ensemble_suite, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     want = Forecaster(model="mini-ens", horizon=4).fit(path).predict()
     np.testing.assert_allclose(pd.read_csv(out)[["0.1", "0.5", "0.9"]], want[["0.1", "0.5", "0.9"]], rtol=1e-6)
+    assert "model mini-ens (from suite minie: median history 80 points)" in result.stderr
+    default = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "-h", "4"])
+    assert default.exit_code == 0, default.output
+    assert ("model mini-ens (from suite minie: median history 80 points; positive contexts in log space, "
+            "--log-scale seasonal)") in default.stderr
     bad = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "--log-scale", "sometimes"])
     assert bad.exit_code == 2 and bad.output.strip().splitlines() == [
         "error: log_scale must be None (the model's choice) or one of seasonal, positive, never, got 'sometimes'"]
