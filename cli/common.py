@@ -23,8 +23,10 @@ def say_variant(forecaster, model: str) -> None:
         suite = load_suite(model)
         freq = forecaster.series_.freq_info.name
         special = suite is not None and any(f == freq and suite.locate(v) == chosen for f, _, v in suite.by_frequency)
+        from tsfm.inference import log_scale_applies
+
         mode = forecaster._log_scale_mode()
-        log_note = "" if mode == "never" or (mode == "seasonal" and forecaster.series_.freq_info.season <= 1) else (
-            f"; positive contexts in log space, --log-scale {mode}")
+        log_note = (f"; positive contexts in log space, --log-scale {mode}"
+                    if log_scale_applies(mode, forecaster.series_.freq_info.season) else "")
         typer.echo(f"model {chosen} (from suite {model}: median history {forecaster.history_length_:g} points"
                    f"{f', {freq} data' if special else ''}{log_note})", err=True)

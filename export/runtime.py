@@ -25,8 +25,8 @@ It does what the tsfm package does around the model, so that both give the same 
   (``tsfm.inference.floor_at_zero``; ``predict(..., nonnegative=False)`` turns it off, ``True``
   floors every channel);
 - ``predict(..., log_scale=True)`` forecasts every channel whose observed context is strictly
-  positive (and spans at most a factor of ``LOG_SCALE_MAX_RATIO``) in log space and takes the quantiles back with ``exp``, bounded as
-  ``tsfm.inference.from_log_space`` bounds them. The ``ttm`` suite does this on seasonal data by
+  positive (and spans at most a factor of ``LOG_SCALE_MAX_RATIO``) in log space and takes the
+  quantiles back with ``exp``, bounded as ``tsfm.inference.from_log_space`` bounds them. The ``ttm`` suite does this on seasonal data by
   default; an exported graph is one checkpoint, so here the caller decides (off by default, as for
   ``Forecaster(model="x.onnx")``).
 
@@ -266,7 +266,7 @@ class EdgeModel:
         values, mask = self._as_windows(past_values, past_mask)
         values, mask = self.fit_context(values, mask)
         freq_id = self._freq_ids(freq, values.shape[0])
-        logged = positive_channels(values, mask) if log_scale else np.zeros(values.shape[::2], dtype=bool)
+        logged = positive_channels(values, mask) if log_scale else np.zeros((len(values), values.shape[2]), bool)
         model_values = to_log_space(values, mask, logged) if logged.any() else values
         result = from_log_space(self._rollout(model_values, mask, freq_id, horizon), model_values, mask, logged)
         return floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)

@@ -134,6 +134,13 @@ LOG_SCALE_MODES = ("seasonal", "positive", "never")
 LOG_SCALE_MAX_RATIO = 100.0  # a context whose largest value exceeds this times its smallest stays raw
 
 
+def log_scale_applies(mode: str, season: int) -> bool:
+    """Whether ``mode`` forecasts any positive context of data with this ``season`` in log space."""
+    if mode not in LOG_SCALE_MODES:
+        raise InputError(f"log_scale must be one of {', '.join(LOG_SCALE_MODES)} (or None), got {mode!r}")
+    return mode == "positive" or (mode == "seasonal" and season > 1)
+
+
 def log_scale_channels(past_values: np.ndarray, past_mask: np.ndarray, mode: str, season: int) -> np.ndarray:
     """[N, C] boolean: channels forecast in log space under ``mode``.
 
@@ -147,10 +154,8 @@ def log_scale_channels(past_values: np.ndarray, past_mask: np.ndarray, mode: str
     (a solar cycle's minimum) would dominate its logs, and it is close to the zero-floored series
     that stay raw anyway, so the rule changes little between a value of 0 and one of 0.001.
     """
-    if mode not in LOG_SCALE_MODES:
-        raise InputError(f"log_scale must be one of {', '.join(LOG_SCALE_MODES)} (or None), got {mode!r}")
     n, _, c = past_values.shape
-    if mode == "never" or (mode == "seasonal" and season <= 1):
+    if not log_scale_applies(mode, season):
         return np.zeros((n, c), dtype=bool)
     observed = (past_mask > 0) & np.isfinite(past_values)
     smallest = np.where(observed, past_values, np.inf).min(axis=1)

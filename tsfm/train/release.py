@@ -145,19 +145,17 @@ def release_ensemble(name: str, members: list[str], results: Path, weights: list
         raise SystemExit(f"error: {err}") from None
     config = model.config
     shares = config.normalised_weights
+    mixed = ""
+    if len({(m.config.context_length, m.config.prediction_length) for m in model.members}) > 1:
+        horizons = ("a shorter member horizon covers only its own steps, its weight fading out over their last "
+                    "quarter" if config.horizon_rule == "longest" else "a longer member horizon is cut to the ensemble's")
+        mixed = f" (a member with a shorter context reads the most recent steps of the window; {horizons})"
     parts = [
         f"# `{name}`: tsfm's shipped ensemble of {', '.join(f'`{m}`' for m in members)}",
         "",
         "The quantile forecasts of its members averaged level by level (tsfm/models/ensemble.py), shipped as one "
         f"checkpoint: context {config.context_length}, horizon {config.prediction_length}, quantiles "
-        f"{list(config.quantiles)}" + (" (a member with a shorter context reads the most recent steps of the "
-                                        "window" + ("; a shorter member horizon covers only its own steps, its "
-                                                    "weight fading out over their last quarter"
-                                                    if config.horizon_rule == "longest" else
-                                                    "; a longer member horizon is cut to the ensemble's") + ")"
-                                        if len({(m.config.context_length, m.config.prediction_length)
-                                                for m in model.members}) > 1 else "")
-        + f". Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`. "
+        f"{list(config.quantiles)}{mixed}. Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`. "
         "Each member is also offered by its own name, with its own card.",
         "",
         f"- family: `ensemble`; parameters: {model.num_parameters():,} ({len(members)} members)",
