@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tsfm.data.real import ValueFingerprints, read_real_series, real_source_files, table_files
 from tsfm.data.synthetic import MAX_LENGTH, Sample
 from tsfm.data.synthetic.chaos import ChaosFailure, chaos_views, list_systems, working_systems
 from tsfm.data.synthetic.kernel_synth import kernel_synth
@@ -86,14 +87,14 @@ class GeneratorKind:
     """How the corpus runs one kind: its function, default shard size, and recipe parameters
     (the function's keyword-only arguments, plus ``extra`` corpus-level ones, minus ``drop``)."""
 
-    fn: Callable[..., Sample | list[Sample]]
+    fn: Callable[..., Sample | list[Sample]] | None  # None: the kind reads data instead of drawing it
     shard_size: int
     extra: frozenset[str] = frozenset()
     drop: frozenset[str] = frozenset()
 
     @property
     def params(self) -> frozenset[str]:
-        sig = inspect.signature(self.fn).parameters.values()
+        sig = inspect.signature(self.fn).parameters.values() if self.fn is not None else ()
         return frozenset({p.name for p in sig if p.kind == p.KEYWORD_ONLY} | self.extra) - self.drop
 
 
@@ -107,6 +108,10 @@ KINDS: dict[str, GeneratorKind] = {
     "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe", "exclude_systems"}), frozenset({"failures"})),
     # mixup: "sources" names the generators whose series it mixes (default: all others)
     "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"})),
+    # real: the long tables of a folder ("path", optionally only "files"), at most "count" series
+    # of at least "length_min" steps; any series sharing a run of "exclude_run" values with a series
+    # of the "exclude" folders (evaluation sets) is dropped and listed in the manifest
+    "real": GeneratorKind(None, 500, frozenset({"path", "files", "exclude", "exclude_run"})),
 }
 
 
@@ -160,6 +165,13 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
             unknown_systems = sorted(set(spec["exclude_systems"]) - set(list_systems()))
             if unknown_systems:  # a typo would silently hold nothing out
                 raise InputError(f"generator {name!r}: exclude_systems names unknown dysts systems {unknown_systems}")
+        if kind == "real":
+            if not isinstance(spec.get("path"), str):
+                raise InputError(f"generator {name!r}: a real source needs 'path', a folder of long tables")
+            spec.setdefault("exclude", [])
+            spec.setdefault("exclude_run", 8)
+            if not isinstance(spec["exclude_run"], int) or spec["exclude_run"] < 4:
+                raise InputError(f"generator {name!r}: exclude_run must be an integer >= 4")
         label = spec.get("label")
         if label is not None:
             if label not in MAX_LENGTH:
@@ -203,15 +215,24 @@ def generator_code_digest() -> str:
     """
     digest = hashlib.sha256()
     here = Path(__file__).resolve()
-    for path in [here, *sorted((here.parent / "synthetic").glob("*.py"))]:
+    for path in [here, here.parent / "real.py", *sorted((here.parent / "synthetic").glob("*.py"))]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
+def _data_digests(recipe: Mapping[str, Any]) -> dict[str, str]:
+    """SHA-256 of every file the real sources read: new data (or a new exclusion set) is a new corpus."""
+    files = {f for s in recipe["generators"].values() if s["kind"] == "real" and s["count"] > 0
+             for f in real_source_files(s)}
+    return {str(f): _sha256(f) for f in sorted(files)}
+
+
 def recipe_hash(recipe: Mapping[str, Any]) -> str:
-    """SHA-256 of the validated recipe, the corpus format, the tsfm version and the generator code."""
-    payload = json.dumps([validate_recipe(recipe), CORPUS_FORMAT, _code_version(), generator_code_digest()],
-                         sort_keys=True)
+    """SHA-256 of the validated recipe, the corpus format, the tsfm version, the generator code and
+    the contents of the real data files it reads."""
+    recipe = validate_recipe(recipe)
+    payload = json.dumps([recipe, CORPUS_FORMAT, _code_version(), generator_code_digest(),
+                          sorted(_data_digests(recipe).values())], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -265,16 +286,18 @@ def _mixup_source(pool_files: list[str]) -> tuple[int, Callable[[int], tuple[np.
     def get(i: int) -> tuple[np.ndarray, str]:
         k = int(np.searchsorted(sizes, i, side="right") - 1)
         row = i - int(sizes[k])
-        target = tables[k].column("target")[row].values.to_numpy(zero_copy_only=False)
-        return np.asarray(target, dtype=np.float64), str(tables[k].column("freq")[row])
+        target = np.asarray(tables[k].column("target")[row].values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        gaps = ~np.isfinite(target)
+        if gaps.any():  # real series have gaps; a mixture is made of gap-free (interpolated) parts
+            steps = np.arange(len(target))
+            target[gaps] = np.interp(steps[gaps], steps[~gaps], target[~gaps])
+        return target, str(tables[k].column("freq")[row])
 
     return int(sizes[-1]), get
 
 
 def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Generate one shard and write it; returns its statistics (runs in a worker process)."""
-    from gluonts.dataset.arrow import ArrowWriter
-
     began = time.perf_counter()
     rng = _shard_rng(task["seed"], task["name"], task["shard"])
     params = dict(task["params"])
@@ -313,17 +336,48 @@ def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
                 "freq": sample.freq,
                 "target": np.ascontiguousarray(sample.target, dtype=np.float32),
             })
-    stats = {"name": task["name"], "shard": task["shard"], "series": len(entries),
-             "points": int(sum(e["target"].size for e in entries)), "failures": failures,
-             "freqs": dict(Counter(e["freq"] for e in entries)), "path": None}
+    stats = _write_shard(entries, task["name"], task["shard"], Path(task["out_dir"]))
+    stats.update(failures=failures, seconds=time.perf_counter() - began)
+    return stats
+
+
+def _write_shard(entries: list[dict[str, Any]], name: str, shard: int, out_dir: Path) -> dict[str, Any]:
+    """Write one shard's entries as an Arrow file; its statistics (``path`` None when empty)."""
+    from gluonts.dataset.arrow import ArrowWriter
+
+    stats = {"name": name, "shard": shard, "series": len(entries),
+             "points": int(sum(e["target"].size for e in entries)), "failures": [],
+             "freqs": dict(Counter(e["freq"] for e in entries)), "path": None, "seconds": 0.0}
     if entries:
-        rel = f"{task['name']}/part-{task['shard']:05d}.arrow"
-        path = Path(task["out_dir"]) / rel
+        rel = f"{name}/part-{shard:05d}.arrow"
+        path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         ArrowWriter(compression=None).write_to_file(entries, path)
         stats.update(path=rel, sha256=_sha256(path), bytes=path.stat().st_size)
-    stats["seconds"] = time.perf_counter() - began
     return stats
+
+
+def _real_shards(recipe: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """Shards of every real source: its series in file and id order, evaluation look-alikes dropped."""
+    results = []
+    for name, spec in recipe["generators"].items():
+        if spec["kind"] != "real" or spec["count"] == 0:
+            continue
+        began = time.perf_counter()
+        series = read_real_series(table_files(spec["path"], spec.get("files")), min_length=spec["length_min"])
+        excluded = []
+        if spec["exclude"]:
+            guard = ValueFingerprints.of_folders(spec["exclude"], run=spec["exclude_run"])
+            excluded = [e["item_id"] for e in series if guard.matches(e["target"])]
+            series = [e for e in series if e["item_id"] not in set(excluded)]
+        series = series[: spec["count"]]
+        for e in series:  # the longest series keep their most recent length_max steps
+            e["target"] = np.ascontiguousarray(e["target"][-spec["length_max"]:])
+        for shard, begin in enumerate(range(0, len(series), spec["shard_size"])):
+            stats = _write_shard(series[begin: begin + spec["shard_size"]], name, shard, out_dir)
+            stats.update(excluded=excluded if shard == 0 else [], seconds=time.perf_counter() - began)
+            results.append(stats)
+    return results
 
 
 # ----------------------------------------------------------------------------- building
@@ -424,7 +478,7 @@ def build_corpus(
         mix = _tasks(recipe, tmp, {"mixup"})
         with tqdm(total=len(base) + len(mix), desc=f"corpus {recipe['name']}", file=sys.stderr,
                   disable=not progress, unit="shard") as bar:
-            results = _run_all(base, pool, bar)
+            results = _real_shards(recipe, tmp) + _run_all(base, pool, bar)
             for task in mix:
                 sources = task["params"].get("sources") or [
                     n for n, s in recipe["generators"].items() if s["kind"] != "mixup"]
@@ -478,6 +532,8 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
             "worker_seconds": round(sum(r["seconds"] for r in mine), 2),
             "files": [r["path"] for r in mine if r["path"]],
         }
+        if spec["kind"] == "real":
+            generators[name]["excluded"] = sorted(e for r in mine for e in r.get("excluded", []))
         for r in mine:
             for system, reason in r["failures"]:
                 failed_draws.setdefault(system, Counter())[reason] += 1
@@ -488,6 +544,7 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
         "tsfm_version": _code_version(),
         "recipe": recipe,
         "recipe_hash": digest,
+        "data_files": _data_digests(recipe),
         "seed": recipe["seed"],
         "generators": generators,
         "mixing_weights": {n: g["weight"] for n, g in generators.items()},

@@ -1,0 +1,145 @@
+"""Real series in the corpus: reading, determinism, and the value check that keeps evaluation data out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tsfm.data.corpus import build_corpus, load_corpus, read_manifest, recipe_hash, validate_recipe
+from tsfm.data.real import ValueFingerprints, read_real_series
+from tsfm.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TSFM_CACHE", str(tmp_path / "cache"))
+
+
+def long_table(series: dict[str, tuple[str, str, np.ndarray]]) -> pd.DataFrame:
+    frames = [pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=len(y), freq=freq), "y": y})
+              for uid, (start, freq, y) in series.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def real_folder(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "real"
+    folder.mkdir()
+    gappy = np.r_[np.nan, np.nan, rng.normal(size=30), np.nan, rng.normal(size=20), np.nan]
+    long_table({
+        "b_monthly": ("1990-01-01", "MS", 100 + rng.normal(size=60).cumsum()),
+        "a_yearly": ("1950-01-01", "YS", rng.normal(size=25).cumsum()),
+        "c_gappy": ("2000-01-03", "W-MON", gappy),
+        "d_short": ("2000-01-01", "QS", rng.normal(size=5)),
+        "e_hourly": ("2000-01-01", "h", np.sin(np.arange(200) / 3.0) + rng.normal(size=200) * 0.1),
+    }).to_parquet(folder / "series.parquet")
+    return folder
+
+
+def test_series_are_read_in_id_order_with_their_frequency_and_trimmed_gaps(real_folder) -> None:
+    entries = read_real_series([real_folder / "series.parquet"], min_length=10)
+    assert [e["item_id"] for e in entries] == ["series/a_yearly", "series/b_monthly", "series/c_gappy",
+                                              "series/e_hourly"]  # d_short (5 points) dropped
+    assert [e["freq"] for e in entries] == ["YS", "MS", "W-SUN", "h"]
+    gappy = entries[2]["target"]
+    assert len(gappy) == 51 and np.isfinite(gappy[[0, -1]]).all() and np.isnan(gappy[30])  # inner gap kept
+    assert entries[0]["start"].startswith("1950-01-01") and entries[0]["target"].dtype == np.float32
+
+
+def test_fingerprints_find_exact_and_affine_copies_but_not_chance_shapes() -> None:
+    rng = np.random.default_rng(1)
+    evaluation = rng.normal(size=80).cumsum()
+    guard = ValueFingerprints([evaluation, np.arange(50.0), np.r_[np.zeros(20), np.ones(20)]])
+    other = rng.normal(size=300).cumsum()
+    assert guard.matches(np.r_[other, evaluation[30:40], other])  # an exact run of 10
+    assert guard.matches(np.r_[other, 3.5 * evaluation[10:30] - 7.0])  # rescaled and shifted
+    assert not guard.matches(other)
+    assert not guard.matches(np.arange(100.0) * 2 + 5)  # every ramp z-normalises alike: not evidence
+    assert not guard.matches(np.r_[np.zeros(30), 5 * np.ones(30)])  # nor do steps and plateaus
+
+
+def recipe(folder: Path, exclude: list[str] | None = None) -> dict:
+    return {"name": "real", "seed": 3, "generators": {
+        "real": {"path": str(folder), "files": ["series.parquet"], "exclude": exclude or [],
+                 "count": 100, "length_min": 10, "length_max": 100, "shard_size": 2, "weight": 0.5},
+        "structural": {"count": 20, "length_min": 20, "length_max": 100, "shard_size": 10},
+        "mixup": {"count": 12, "length_min": 20, "length_max": 80, "sources": ["real", "structural"]},
+    }}
+
+
+def test_a_real_source_builds_deterministically_and_mixes(real_folder, tmp_path) -> None:
+    a = build_corpus(recipe(real_folder), tmp_path / "a", progress=False)
+    b = build_corpus(recipe(real_folder), tmp_path / "b", num_workers=2, progress=False)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.arrow"))
+    assert files and all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    real = load_corpus(a, generators=["real"])
+    assert [e["item_id"] for e in real] == ["series/a_yearly", "series/b_monthly", "series/c_gappy",
+                                           "series/e_hourly"]
+    assert all(len(e["target"]) <= 100 for e in real)  # the longest keep their last 100 steps
+    mixed = load_corpus(a, generators=["mixup"])
+    assert len(mixed) == 12 and all(np.isfinite(e["target"]).all() for e in mixed)  # gaps interpolated
+    manifest = read_manifest(a)
+    assert manifest["generators"]["real"]["series"] == 4 and manifest["generators"]["real"]["excluded"] == []
+    assert list(manifest["data_files"]) == [str(real_folder / "series.parquet")]
+
+
+def test_new_data_makes_a_new_corpus(real_folder) -> None:
+    before = recipe_hash(recipe(real_folder))
+    table = pd.read_parquet(real_folder / "series.parquet")
+    table.loc[0, "y"] += 1.0
+    table.to_parquet(real_folder / "series.parquet")
+    assert recipe_hash(recipe(real_folder)) != before
+
+
+def test_series_sharing_values_with_an_evaluation_folder_are_dropped_and_named(real_folder, tmp_path) -> None:
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    monthly = pd.read_parquet(real_folder / "series.parquet").query("unique_id == 'b_monthly'")
+    copy = monthly.assign(unique_id="copy", y=monthly["y"] * 1000 + 3).iloc[20:45]  # rescaled, cut
+    copy.to_csv(evaluation / "task.csv", index=False)
+    out = build_corpus(recipe(real_folder, exclude=[str(evaluation)]), tmp_path / "c", progress=False)
+    assert read_manifest(out)["generators"]["real"]["excluded"] == ["series/b_monthly"]
+    assert "series/b_monthly" not in {e["item_id"] for e in load_corpus(out, generators=["real"])}
+
+
+def test_bad_real_sources_are_one_line_errors(real_folder) -> None:
+    with pytest.raises(InputError, match="needs 'path'"):
+        validate_recipe({"generators": {"real": {"count": 1}}})
+    with pytest.raises(InputError, match="not found"):
+        recipe_hash({"generators": {"real": {"path": str(real_folder), "files": ["nope.parquet"], "count": 1}}})
+    with pytest.raises(InputError, match="does not exist"):
+        recipe_hash({"generators": {"real": {"path": str(real_folder / "missing"), "count": 1}}})
+
+
+@pytest.mark.skipif(not (SHARED / "real" / "pretrain").is_dir(), reason="needs ../shared/data (the project's data)")
+def test_no_evaluation_series_reaches_the_general_corpus(tmp_path, monkeypatch) -> None:
+    """The acceptance check, by values: no run of 8 consecutive values of any eval or real/dev series
+    occurs in a real series of the shipped general recipe (checked here without the builder's guard)."""
+    monkeypatch.chdir(REPO)
+    general = yaml.safe_load((REPO / "configs" / "corpus" / "general.yaml").read_text())
+    real_only = {**general, "generators": {"real": general["generators"]["real"]}}
+    built = build_corpus(real_only, tmp_path / "general-real", progress=False)
+    evaluation_runs = set()
+    for folder in general["generators"]["real"]["exclude"]:
+        for path in sorted(Path(folder).glob("*.csv")):
+            for _, frame in pd.read_csv(path).groupby("unique_id"):
+                y = frame["y"].to_numpy(dtype=np.float32)
+                for i in range(len(y) - 7):
+                    run = y[i:i + 8]
+                    if np.isfinite(run).all() and len(np.unique(run)) > 4:
+                        evaluation_runs.add(run.tobytes())
+    assert len(evaluation_runs) > 300_000  # both folders were read
+    entries = load_corpus(built)
+    assert len(entries) > 1000
+    for entry in entries:
+        y = entry["target"]
+        windows = np.lib.stride_tricks.sliding_window_view(y, 8) if len(y) >= 8 else []
+        assert not any(w.tobytes() in evaluation_runs for w in windows), entry["item_id"]

@@ -1,0 +1,162 @@
+"""Real series for pretraining, and the value check that keeps evaluation series out of them.
+
+A real source is a folder of long tables (Parquet or CSV with ``unique_id, ds, y``; ``y`` may be
+missing where the source has a gap). Synthetic corpora teach shapes; real series teach what
+business, macro and demographic data look like (short, trending, level shifts), which no
+generator here produces.
+
+Evaluation series must never reach a training window. Dataset builders remove known copies,
+but copies come rescaled, shifted or cut, so :class:`ValueFingerprints` checks by values: two
+series share a run when ``run`` consecutive values agree exactly, or ``2 * run`` agree after
+z-normalising (an affine copy: other units, another base year). Runs that occur everywhere by
+chance are skipped: few distinct values (zeros, plateaus) for exact runs, near-straight lines
+for affine ones (every ramp z-normalises to the same shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsfm.errors import InputError
+
+__all__ = ["TABLE_SUFFIXES", "ValueFingerprints", "read_real_series", "real_source_files", "table_files"]
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+# median step in days -> the alias a series of that step gets (period starts, as the corpus uses)
+_STEP_ALIASES = ((300.0, "YS"), (80.0, "QS"), (27.0, "MS"), (6.5, "W-SUN"), (0.9, "D"), (0.03, "h"))
+
+
+def table_files(folder: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+    """The long tables of a folder (sorted), or the named ones; one-line errors when missing."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"real data folder {root} does not exist (paths are relative to the working directory)")
+    if names:
+        files = [root / n for n in names]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise InputError(f"real data files not found: {', '.join(missing)}")
+        return files
+    files = sorted(f for f in root.iterdir() if f.is_file() and f.name.endswith(TABLE_SUFFIXES))
+    if not files:
+        raise InputError(f"no .parquet or .csv tables in {root}")
+    return files
+
+
+def real_source_files(spec: dict[str, Any]) -> list[Path]:
+    """Every file a ``real`` corpus generator reads (its tables and the evaluation tables it excludes)."""
+    files = table_files(spec["path"], spec.get("files"))
+    for folder in spec.get("exclude") or ():
+        files += table_files(folder)
+    return files
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(path) if path.name.endswith(".parquet") else pd.read_csv(path)
+    missing = {"unique_id", "ds", "y"} - set(frame.columns)
+    if missing:
+        raise InputError(f"{path}: a real data table needs columns unique_id, ds, y (missing {sorted(missing)})")
+    # timestamps before 1678 do not fit nanoseconds; milliseconds hold every calendar date we meet
+    frame["ds"] = pd.to_datetime(frame["ds"]).astype("datetime64[ms]")
+    frame["unique_id"] = frame["unique_id"].astype(str)
+    return frame.sort_values(["unique_id", "ds"], kind="stable")
+
+
+def _alias(ds: np.ndarray) -> str:
+    """The frequency alias of a regular timestamp column, from its median step."""
+    if len(ds) < 2:
+        return "YS"
+    days = float(np.median(np.diff(ds).astype("timedelta64[s]").astype(np.float64))) / 86400.0
+    for least, alias in _STEP_ALIASES:
+        if days >= least:
+            return alias
+    return "30min" if days >= 0.015 else "15min"
+
+
+def read_real_series(files: Iterable[str | Path], min_length: int = 2) -> list[dict[str, Any]]:
+    """Series of long tables as corpus entries, in file then ``unique_id`` order.
+
+    Leading and trailing gaps are trimmed; series shorter than ``min_length`` observed-or-gap
+    steps are dropped. ``item_id`` is ``<file stem>/<unique_id>``.
+    """
+    entries = []
+    for path in map(Path, files):
+        stem = path.name.split(".")[0]
+        for uid, group in _read_table(path).groupby("unique_id", sort=True):
+            y = group["y"].to_numpy(dtype=np.float64)
+            observed = np.flatnonzero(np.isfinite(y))
+            if len(observed) == 0:
+                continue
+            first, last = observed[0], observed[-1] + 1
+            if last - first < min_length:
+                continue
+            ds = group["ds"].to_numpy()[first:last]
+            entries.append({"item_id": f"{stem}/{uid}", "start": np.datetime_as_string(ds[0], unit="s"),
+                            "freq": _alias(ds), "target": y[first:last].astype(np.float32)})
+    return entries
+
+
+class ValueFingerprints:
+    """Runs of consecutive values of some series: ``run`` exact, ``2 * run`` up to an affine map.
+
+    ``matches(x)`` says whether ``x`` holds a run that one of the fingerprinted series holds too.
+    Exact runs count with more than ``run // 2`` distinct values; affine runs with more than
+    ``run`` distinct values (steps and plateaus z-normalise alike) when a straight line leaves
+    at least 2% of their variance unexplained.
+    """
+
+    def __init__(self, series: Iterable[np.ndarray], run: int = 8) -> None:
+        self.run = run
+        self._exact: set[bytes] = set()
+        self._affine: set[bytes] = set()
+        for x in series:
+            exact, affine = self._keys(x)
+            self._exact.update(exact)
+            self._affine.update(affine)
+
+    @classmethod
+    def of_folders(cls, folders: Iterable[str | Path], run: int = 8) -> "ValueFingerprints":
+        """Fingerprints of every series in the long tables of some folders (evaluation sets)."""
+        files = [f for folder in folders for f in table_files(folder)]
+        return cls((frame["y"].to_numpy(dtype=np.float64) for path in files
+                    for _, frame in _read_table(path).groupby("unique_id", sort=True)), run)
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    @staticmethod
+    def _finite_windows(x: np.ndarray, length: int) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if len(x) < length:
+            return np.zeros((0, length))
+        windows = np.lib.stride_tricks.sliding_window_view(x, length)
+        return windows[np.isfinite(windows).all(axis=1)]
+
+    def _keys(self, x: np.ndarray) -> tuple[list[bytes], list[bytes]]:
+        exact = self._finite_windows(x, self.run)
+        exact = exact[_distinct(exact) > self.run // 2].astype(np.float32)
+        affine = self._finite_windows(x, 2 * self.run)
+        affine = affine[_distinct(affine) > self.run]
+        centred = affine - affine.mean(axis=1, keepdims=True)
+        ramp = np.arange(2 * self.run) - (2 * self.run - 1) / 2
+        slope = centred @ ramp / (ramp @ ramp)
+        residual = centred - slope[:, None] * ramp
+        total = (centred**2).sum(axis=1)
+        curved = (residual**2).sum(axis=1) > 0.02 * total
+        z = centred[curved] / np.sqrt(total[curved] / (2 * self.run))[:, None]
+        z = np.round(z, 3).astype(np.float32) + np.float32(0.0)  # + 0 turns -0.0 into 0.0
+        return [w.tobytes() for w in exact], [w.tobytes() for w in z]
+
+    def matches(self, x: np.ndarray) -> bool:
+        exact, affine = self._keys(x)
+        return any(k in self._exact for k in exact) or any(k in self._affine for k in affine)
+
+
+def _distinct(windows: np.ndarray) -> np.ndarray:
+    """Distinct values per row."""
+    return 1 + (np.diff(np.sort(windows, axis=1), axis=1) != 0).sum(axis=1)
