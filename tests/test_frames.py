@@ -215,7 +215,10 @@ def test_canonical_alias_folds_equivalent_anchors():
 def test_timezone_aware_stamps_are_compared_in_utc():
     ds = pd.date_range("2021-03-27", periods=72, freq="h", tz="Europe/London")
     s = load_series(pd.DataFrame({"unique_id": "x", "ds": ds.astype(str), "y": np.arange(72.0)}))
-    assert s.freq == "h" and len(s.values[0]) == 72 and str(s.starts[0].tz) == "UTC"
+    assert s.freq == "h" and len(s.values[0]) == 72
+    # hourly text with two UTC offsets: the grid is in UTC, and the zone itself is unknown, so stamps come back in UTC
+    assert s.starts[0] == pd.Timestamp("2021-03-27 00:00") and str(s.timestamps(0).tz) == "UTC"
+    assert s.timestamps(0).equals(ds.tz_convert("UTC"))
 
 
 def test_integer_years_parse_as_yearly():

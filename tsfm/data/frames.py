@@ -12,18 +12,28 @@ Layout detection follows research/ecosystem.md §1.10 (flags always win):
 2. else exactly one time column and every other column numeric -> wide (one series per column).
 3. else -> error naming the flags.
 
-Timestamps are handled as int64 nanoseconds; tz-aware input is converted to UTC. Frequencies
+Timestamps are handled as int64 nanoseconds. Tz-aware stamps of daily or coarser data are put on
+their grid in the zone's wall-clock time (so a daily series stays daily across a DST change),
+finer ones in UTC; forecasts come back in the user's zone. An integer time column outside the
+year range 1678-2261 is a plain step index (written back as integers). Values whose magnitude
+float32 cannot hold (around 1e300 or 1e-300) are divided by a per-series power of ten in float64
+first (``SeriesSet.scales``) and multiplied back in ``forecast_frame``. Frequencies
 are inferred per series with calendar rules that tolerate gaps (month/quarter/year starts and
 ends, weeks, business days, fixed steps), falling back to ``pd.infer_freq`` for exotic offsets.
 """
 
 from __future__ import annotations
 
+import lzma
 import re
 import warnings
+import zipfile
+import zlib
+import datetime as _dt
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,6 +55,9 @@ _MIN_DENSITY = 0.25  # a fixed-step grid must have at least this share of its po
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _DEFAULT_ANCHORS = {"QS-JAN": "QS", "QE-DEC": "QE", "YS-JAN": "YS", "YE-DEC": "YE", "W-SUN": "W"}
+# Observed magnitudes float32 and the models' scalers handle as they are; a series whose largest
+# |value| falls outside is divided by a power of ten (in float64) before the float32 cast.
+SAFE_MAGNITUDE = (1e-6, 1e12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,6 +73,13 @@ class SeriesSet:
     item (wide or long input read with ``multivariate=True``); :func:`forecast_frame` then
     writes one ``unique_id`` per channel, so the output looks the same with or without mixing.
     ``n_gaps[i]`` counts grid points that had no input row (before any fill).
+
+    ``starts`` are naive: wall-clock times of ``tz`` when ``wall_time`` (daily and coarser data),
+    else UTC; ``timestamps``/``last_timestamp``/``future_index`` give them back in ``tz``.
+    ``step_index``: the time column was plain integers (stamps are those integers as ns; the
+    methods above give integers back); ``resolution`` is then the user's ``--freq`` (season,
+    default horizon, resolution token). ``scales [N, C]`` (None = all 1): the user's values are
+    ``values[i] * scales[i]`` (float64); only series outside ``SAFE_MAGNITUDE`` get a factor.
     """
 
     ids: list[str]
@@ -74,6 +94,12 @@ class SeriesSet:
     layout: str = "long"
     ids_as_channels: bool = False
     n_gaps: list[int] = field(default_factory=list)
+    tz: Any = None
+    wall_time: bool = True
+    step_index: bool = False
+    resolution: str | None = None
+    scales: np.ndarray | None = None
+    month_first: bool = False  # stamps were dd/mm-or-mm/dd text that could not tell, read month-first
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -92,18 +118,36 @@ class SeriesSet:
 
     @property
     def freq_info(self) -> FreqInfo:
-        return freq_info(self.freq)
+        return freq_info(self.resolution or self.freq)
 
-    def timestamps(self, i: int) -> pd.DatetimeIndex:
-        """The grid stamps of series ``i``."""
-        return pd.date_range(self.starts[i], periods=len(self.values[i]), freq=self.freq)
+    def user_stamps(self, naive: pd.DatetimeIndex) -> pd.Index:
+        """Internal naive stamps as the user wrote them: in their zone, or integers for a step index."""
+        naive = pd.DatetimeIndex(naive)
+        if self.step_index:
+            return pd.Index(naive.asi8, dtype=np.int64)
+        if self.tz is None:
+            return naive
+        if not self.wall_time:
+            return naive.tz_localize("UTC").tz_convert(self.tz)
+        return naive.tz_localize(self.tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward")
 
-    def last_timestamp(self, i: int) -> pd.Timestamp:
+    def scale_of(self, i: int) -> np.ndarray:
+        """[C] float64 factors giving series ``i``'s values back in the user's units."""
+        return np.ones(self.n_channels) if self.scales is None else self.scales[i]
+
+    def _last_naive(self, i: int) -> pd.Timestamp:
         return self.starts[i] + (len(self.values[i]) - 1) * self.offset
 
-    def future_index(self, i: int, h: int) -> pd.DatetimeIndex:
+    def timestamps(self, i: int) -> pd.Index:
+        """The grid stamps of series ``i``."""
+        return self.user_stamps(pd.date_range(self.starts[i], periods=len(self.values[i]), freq=self.freq))
+
+    def last_timestamp(self, i: int):
+        return self.user_stamps(pd.DatetimeIndex([self._last_naive(i)]))[0]
+
+    def future_index(self, i: int, h: int) -> pd.Index:
         """The next ``h`` stamps after series ``i``, continuing its grid."""
-        return pd.date_range(self.last_timestamp(i), periods=h + 1, freq=self.freq)[1:]
+        return self.user_stamps(pd.date_range(self._last_naive(i), periods=h + 1, freq=self.freq)[1:])
 
     def subset(self, idx: Sequence[int] | np.ndarray | slice) -> "SeriesSet":
         """The series at ``idx`` (ints, a boolean mask or a slice), in that order."""
@@ -120,6 +164,7 @@ class SeriesSet:
             past_exog=take(self.past_exog),
             future_exog=take(self.future_exog),
             n_gaps=take(self.n_gaps) if self.n_gaps else [],
+            scales=None if self.scales is None else self.scales[picked],
         )
 
     def truncate(self, n_last: int) -> "SeriesSet":
@@ -143,7 +188,7 @@ class SeriesSet:
     def split_last(self, k: int) -> tuple["SeriesSet", list[np.ndarray]]:
         """``(head, tails)``: the series without their last ``k`` points, and those points ``[k, C]``."""
         head = self.truncate(k)
-        tails = [v[len(v) - k :] for v in self.values]
+        tails = [v[len(v) - k :] * self.scale_of(i) for i, v in enumerate(self.values)]
         return head, tails
 
     def to_frame(self) -> pd.DataFrame:
@@ -157,12 +202,13 @@ class SeriesSet:
             for names, arrays in ((self.past_exog_names, self.past_exog), (self.future_exog_names, self.future_exog)):
                 for j, name in enumerate(names):
                     exog[name] = arrays[i][:, j]
+            values = self.values[i] * self.scale_of(i) if self.scales is not None else self.values[i]
             if per_channel:
                 for c, channel in enumerate(self.target_names):
                     uid = channel if self.ids_as_channels else self.ids[i]
-                    parts.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": self.values[i][:, c], **exog}))
+                    parts.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": values[:, c], **exog}))
             else:
-                cols = {name: self.values[i][:, c] for c, name in enumerate(self.target_names)}
+                cols = {name: values[:, c] for c, name in enumerate(self.target_names)}
                 parts.append(pd.DataFrame({"unique_id": self.ids[i], "ds": ds, **cols, **exog}))
         return pd.concat(parts, ignore_index=True)
 
@@ -213,11 +259,33 @@ def _read_csv(p: Path, dtype: dict | None) -> pd.DataFrame:
             raise InputError(f"cannot read {p}: it looks binary, not CSV (a Parquet file must end in .parquet)")
     try:
         sep = _sniff_separator(p, compression)
-        return pd.read_csv(p, sep=sep, dtype=dtype, compression=compression or "infer")
+        options = _text_column_options(p, sep, compression, dtype)
+        return pd.read_csv(p, sep=sep, compression=compression or "infer", **options)
     except pd.errors.EmptyDataError:
         raise InputError(f"input file {p} is empty; it needs a header and at least one row") from None
+    except (zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:  # not OSError: a damaged compressed file
+        raise InputError(f"cannot decompress {p} ({_first_line(exc)}); is the file complete?") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as exc:
         raise InputError(f"cannot read {p} as CSV ({_first_line(exc)}); check the file is UTF-8 text") from None
+
+
+# pandas' default missing-value spellings (pandas._libs.parsers.STR_NA_VALUES)
+_NA_TEXT = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+            "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _text_column_options(p: Path, sep: str, compression: str | None, dtype: dict | None) -> dict:
+    """``read_csv`` options for ``dtype``: a column asked for as ``str`` (series ids) keeps ``NA``,
+    ``None`` or ``nan`` as text (only an empty cell is missing); other columns keep pandas' defaults."""
+    text = {str(c).strip() for c, kind in (dtype or {}).items() if kind is str}
+    if not text:
+        return {"dtype": dtype}
+    raw = pd.read_csv(p, sep=sep, nrows=0, compression=compression or "infer").columns
+    return {
+        "dtype": {c: str for c in raw if str(c).strip() in text},
+        "keep_default_na": False,
+        "na_values": {c: ([""] if str(c).strip() in text else list(_NA_TEXT)) for c in raw},
+    }
 
 
 def _compression(p: Path) -> str | None:
@@ -441,13 +509,77 @@ def _parse_times(col: pd.Series, name: str, src: _Source) -> tuple[np.ndarray, s
     elif ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
         ts = _parse_years(col, name)
     else:
-        ts = _parse_text_times(col, name, src)
+        ts = _parse_text_times(col, name, src)[0]
     tz = None
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC")
         tz = "UTC"
     ns = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]") if tz else ts.to_numpy(dtype="datetime64[ns]")
     return ns.astype(np.int64), tz
+
+
+@dataclass
+class _Times:
+    """A parsed time column: int64 ns (wall clock or UTC, naive), the user's zone, and what they are."""
+
+    ns: np.ndarray
+    tz: Any = None  # a zone name, a tzinfo, or None for naive stamps
+    wall: bool = True  # ns are wall-clock times of tz (daily and coarser data); else UTC
+    steps: bool = False  # an integer step index, not dates
+    slash_dates: bool = False  # text like 03/04/2020, read month-first (a hint if the grid fails)
+
+
+_OFFSET_SUFFIX = re.compile(r"\s*(Z|[+-]\d{2}:?\d{2})$")
+_SLASH_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})(\s|T|$)")
+
+
+def _parse_stamps(col: pd.Series, name: str, src: _Source) -> _Times:
+    """Parse a time column for the grid: zones kept (wall clock for calendar data), integer steps, day-first dates."""
+    if ptypes.is_datetime64_any_dtype(col) or ptypes.is_numeric_dtype(col):
+        _no_missing_times(col, name, src)
+    if (ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col)) and not ptypes.is_datetime64_any_dtype(col):
+        vals = col.to_numpy()
+        if ptypes.is_bool_dtype(col) or not bool(np.all(np.mod(vals, 1) == 0)):
+            _parse_years(col, name)  # raises: numbers that are neither years nor integer steps
+        ints = vals.astype(np.int64)
+        if ints.min() >= 1678 and ints.max() <= 2261:
+            return _Times(_parse_years(col, name).to_numpy(dtype="datetime64[ns]").astype(np.int64))
+        return _Times(ints, steps=True)
+    if ptypes.is_datetime64_any_dtype(col):
+        ts = pd.Series(col)
+    else:
+        ts, dayfirst = _parse_text_times(col, name, src)
+        if not dayfirst and _slash_dates(col):
+            return replace(_zoned(ts, col), slash_dates=True)
+    return _zoned(ts, None if ptypes.is_datetime64_any_dtype(col) else col)
+
+
+def _slash_dates(text: pd.Series) -> bool:
+    sample = text.dropna().astype(str).head(20)
+    return bool(len(sample)) and bool(sample.str.match(_SLASH_DATE).all())
+
+
+def _zoned(ts: pd.Series, text: pd.Series | None) -> _Times:
+    """Naive int64 ns of parsed stamps: wall clock when every stamp has the same time of day
+    (daily or coarser data, which DST must not make irregular), else UTC (no repeated hour)."""
+    tz = getattr(ts.dt, "tz", None)
+    if tz is None:
+        return _Times(ts.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    utc = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    wall = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    mixed = False
+    if text is not None and str(tz) == "UTC":  # text with several UTC offsets (across DST) is read as UTC
+        stripped = pd.to_datetime(text.astype(str).str.replace(_OFFSET_SUFFIX, "", regex=True), errors="coerce",
+                                  format="mixed")
+        if stripped.notna().all():
+            local = stripped.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+            if (local != utc).any():
+                wall, mixed = local, True
+    if len(np.unique(wall % _DAY)) == 1:  # daily or coarser: the grid lives in wall-clock time
+        if mixed:  # the zone itself is unknown: future stamps get the latest stamp's offset
+            tz = _dt.timezone(_dt.timedelta(seconds=int((wall - utc)[np.argmax(utc)]) // 10**9))
+        return _Times(wall, tz=tz, wall=True)
+    return _Times(utc, tz=tz, wall=False)  # mixed offsets: tz is UTC, the one zone known to be right
 
 
 def _no_missing_times(col: pd.Series, name: str, src: _Source) -> None:
@@ -462,15 +594,27 @@ def _parse_years(col: pd.Series, name: str) -> pd.Series:
     if integral and vals.min() >= 1678 and vals.max() <= 2261:
         return pd.Series(pd.to_datetime(vals.astype(np.int64).astype(str), format="%Y"))
     raise InputError(
-        f"time column '{name}' holds numbers, not timestamps (first value {vals[0]!r}); write dates like 2020-01-31"
+        f"time column '{name}' holds numbers that are neither years nor integer steps (first value {vals[0]!r}); "
+        "write dates like 2020-01-31 or integer steps 1, 2, 3"
     )
 
 
-def _parse_text_times(text: pd.Series, name: str, src: _Source) -> pd.Series:
-    """ISO first (fast); then pandas' format inference; then element-wise parsing."""
+def _parse_text_times(text: pd.Series, name: str, src: _Source) -> tuple[pd.Series, bool]:
+    """ISO first (fast); then pandas' format inference; then element-wise parsing.
+
+    Returns the stamps and whether they were read day-first: dd/mm/yyyy text with a first field
+    above 12 somewhere (and no second field above 12) is unambiguous and read that way.
+    """
     ts = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        parts = text.astype(str).str.extract(_SLASH_DATE) if _slash_dates(text) else None
+        if parts is not None and parts[0].notna().all():
+            first, second = parts[0].astype(int), parts[1].astype(int)
+            if (first > 12).any() and (second <= 12).all():
+                ts = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
+                if ts.notna().all():
+                    return ts, True
         for fmt in ("ISO8601", None, "mixed"):
             try:
                 ts = pd.to_datetime(text, format=fmt, errors="coerce")
@@ -482,7 +626,7 @@ def _parse_text_times(text: pd.Series, name: str, src: _Source) -> pd.Series:
                 except (ValueError, TypeError, OverflowError):
                     continue
             if ts.notna().all():
-                return ts
+                return ts, False
     _no_missing_times(text, name, src)
     bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) if ts is not None else 0
     raise InputError(
@@ -506,9 +650,12 @@ class _Rows:
     future: np.ndarray  # [n, Ef] float64
     rows: np.ndarray  # [n] source row positions (for messages)
     target_names: list[str]
-    tz: str | None = None
+    tz: Any = None
     empty_ids: list[str] = field(default_factory=list)  # wide columns with no value at all
     channels_are_series: bool = False  # the channels are input series (multivariate=True)
+    wall: bool = True  # see _Times
+    steps: bool = False
+    slash_dates: bool = False
 
     def take(self, keep: np.ndarray) -> "_Rows":
         return replace(
@@ -535,7 +682,8 @@ def _long_rows(df: pd.DataFrame, roles: _Roles, past: list[str], future: list[st
     missing = np.flatnonzero(codes < 0)
     if missing.size:
         raise InputError(f"missing id in column '{roles.id_col}' at {src.at(int(missing[0]))}; fill or drop that row")
-    times, tz = _parse_times(df[roles.time_col], roles.time_col, src)
+    parsed = _parse_stamps(df[roles.time_col], roles.time_col, src)
+    times = parsed.ns
     ids = [str(u) for u in uniques]
     if len(set(ids)) < len(ids):  # e.g. 1 and "1" in one object column
         codes, uniques = pd.factorize(np.array(ids, dtype=object)[codes], sort=False)
@@ -549,7 +697,7 @@ def _long_rows(df: pd.DataFrame, roles: _Roles, past: list[str], future: list[st
         future=future_x,
         rows=np.arange(len(df)),
         target_names=list(roles.targets),
-        tz=tz,
+        tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates,
     )
 
 
@@ -558,7 +706,9 @@ def _wide_rows(
 ) -> _Rows:
     values = np.column_stack([_to_float(df[c], c, "target", src) for c in roles.targets])
     past_x, future_x = _exog_matrix(df, past, src), _exog_matrix(df, future, src)
-    times, tz = _parse_times(df[roles.time_col], roles.time_col, src)
+    parsed = _parse_stamps(df[roles.time_col], roles.time_col, src)
+    times = parsed.ns
+    zone = dict(tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates)
     observed = ~np.isnan(values)
     if multivariate:  # one item; its span runs from the first to the last row with any value
         keep = observed.any(axis=1)
@@ -566,7 +716,7 @@ def _wide_rows(
         return _Rows(
             ids=[MULTIVARIATE_ID], codes=np.zeros(n, np.int64), times=times[keep], values=values[keep],
             past=past_x[keep], future=future_x[keep], rows=np.flatnonzero(keep),
-            target_names=list(roles.targets), tz=tz, channels_are_series=True,
+            target_names=list(roles.targets), channels_are_series=True, **zone,
         )
     # one series per column, spanning that column's own first..last value
     present = observed.any(axis=0)
@@ -583,8 +733,8 @@ def _wide_rows(
         future=future_x[row_idx],
         rows=row_idx,
         target_names=["y"],
-        tz=tz,
         empty_ids=[roles.targets[c] for c in np.flatnonzero(~present)],
+        **zone,
     )
 
 
@@ -607,6 +757,7 @@ def _ids_to_channels(rows: _Rows) -> _Rows:
         ids=[MULTIVARIATE_ID], codes=np.zeros(len(stamps), np.int64), times=stamps, values=values,
         past=first(rows.past), future=first(rows.future), rows=src_rows,
         target_names=list(rows.ids), tz=rows.tz, channels_are_series=True,
+        wall=rows.wall, steps=rows.steps, slash_dates=rows.slash_dates,
     )
 
 
@@ -923,28 +1074,37 @@ def _place(rows: _Rows, freq: str | None, fill: str, min_length: int, src: _Sour
     first = np.flatnonzero(np.r_[True, rows.codes[1:] != rows.codes[:-1]])
     seg = _Segments(first=first, counts=np.diff(np.r_[first, len(rows.codes)]))
     cal = _Calendar(rows.times)
-    if freq is None:
-        freq = _resolve_freq(rows.ids, cal, seg)
-    else:
-        freq = _check_user_freq(freq, rows.ids, cal, seg)
+    resolution = None
+    if rows.steps and freq is not None:  # integer steps: --freq says what a step is (season, horizon)
+        resolution = _short_alias(_user_offset(freq).freqstr)
+        freq = "ns"
+    try:
+        if freq is None:
+            freq = _resolve_freq(rows.ids, cal, seg)
+        else:
+            freq = _check_user_freq(freq, rows.ids, cal, seg)
+    except InputError as err:
+        if rows.slash_dates:
+            raise InputError(f"{err}; dates like 03/04/2020 were read month-first: if they are day-first, "
+                             "write them as ISO dates (2020-04-03)") from None
+        raise
     pos, _ = _positions(_grid_of(to_offset(freq)), cal, seg)
 
     lengths = pos[seg.last] + 1
     seg_start = np.r_[0, np.cumsum(lengths)[:-1]]
     dest = seg_start[seg.of_rows()] + pos
     total = int(lengths.sum())
+    scales = _magnitude_scales(rows.values, seg)  # [K, C] or None
 
-    def on_grid(x: np.ndarray) -> np.ndarray:
+    def on_grid(x: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
         out = np.full((total, x.shape[1]), np.nan)
-        out[dest] = x
+        out[dest] = x if scale is None else x / scale[seg.of_rows()]
         return _fill(out, seg_start, fill).astype(np.float32)
 
-    values = on_grid(rows.values)
+    values = on_grid(rows.values, scales)
     _check_observed(rows, seg, min_length)
     split = lambda a: np.split(a, seg_start[1:])  # noqa: E731
     starts = pd.DatetimeIndex(rows.times[seg.first].astype("datetime64[ns]"))
-    if rows.tz:
-        starts = starts.tz_localize(rows.tz)
     return SeriesSet(
         ids=list(rows.ids),
         freq=freq,
@@ -954,7 +1114,23 @@ def _place(rows: _Rows, freq: str | None, fill: str, min_length: int, src: _Sour
         past_exog=split(on_grid(rows.past)) if rows.past.shape[1] else None,
         future_exog=split(on_grid(rows.future)) if rows.future.shape[1] else None,
         n_gaps=[int(g) for g in lengths - seg.counts],
+        tz=rows.tz, wall_time=rows.wall, step_index=rows.steps, resolution=resolution, scales=scales,
+        month_first=rows.slash_dates,
     )
+
+
+def _magnitude_scales(values: np.ndarray, seg: _Segments) -> np.ndarray | None:
+    """[K, C] float64 powers of ten for series whose largest |value| is outside ``SAFE_MAGNITUDE``
+    (1e300 would overflow float32, 1e-300 would become 0); None when every series is inside."""
+    with np.errstate(invalid="ignore"):
+        biggest = np.fmax.reduceat(np.abs(values), seg.first, axis=0) if len(values) else np.zeros((0, values.shape[1]))
+    lo, hi = SAFE_MAGNITUDE
+    outside = np.isfinite(biggest) & (biggest > 0) & ((biggest < lo) | (biggest > hi))
+    if not outside.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        power = np.floor(np.log10(np.where(outside, biggest, 1.0)))
+    return np.where(outside, 10.0 ** power, 1.0)
 
 
 def _check_duplicates(rows: _Rows, src: _Source) -> None:
@@ -1096,6 +1272,55 @@ def load_series(
     return series
 
 
+def save_series(series: SeriesSet, path: str | Path) -> Path:
+    """Write a SeriesSet to one ``.npz`` (arrays + a JSON header; no pickle), for ``Forecaster.save``."""
+    def flat(arrays: list[np.ndarray] | None) -> np.ndarray:
+        return np.zeros((0, 0), np.float32) if arrays is None else np.concatenate(arrays, axis=0)
+
+    tz = series.tz
+    if isinstance(tz, _dt.tzinfo) and not hasattr(tz, "zone") and not hasattr(tz, "key"):
+        tz = {"offset_seconds": tz.utcoffset(None).total_seconds()} if tz.utcoffset(None) is not None else str(tz)
+    elif tz is not None:
+        tz = str(getattr(tz, "zone", None) or getattr(tz, "key", None) or tz)
+    header = {
+        "ids": [str(i) for i in series.ids], "freq": series.freq,
+        "starts": [int(pd.Timestamp(t).value) for t in series.starts], "target_names": list(series.target_names),
+        "past_exog_names": list(series.past_exog_names), "future_exog_names": list(series.future_exog_names),
+        "layout": series.layout, "ids_as_channels": series.ids_as_channels, "n_gaps": list(series.n_gaps),
+        "tz": tz, "wall_time": series.wall_time, "step_index": series.step_index, "resolution": series.resolution,
+        "has_past": series.past_exog is not None, "has_future": series.future_exog is not None,
+    }
+    path = Path(path)
+    with open(path, "wb") as handle:
+        np.savez(handle, header=np.array(json.dumps(header)), values=flat(series.values), lengths=series.lengths,
+                 past=flat(series.past_exog), future=flat(series.future_exog),
+                 scales=np.zeros((0, 0)) if series.scales is None else series.scales)
+    return path
+
+
+def load_saved_series(path: str | Path) -> SeriesSet:
+    """The SeriesSet ``save_series`` wrote."""
+    with np.load(path, allow_pickle=False) as data:
+        header = json.loads(str(data["header"]))
+        cuts = np.cumsum(data["lengths"])[:-1]
+
+        def split(name: str, present: bool = True) -> list[np.ndarray] | None:
+            return [a.copy() for a in np.split(data[name], cuts)] if present else None
+
+        tz = header["tz"]
+        if isinstance(tz, dict):
+            tz = _dt.timezone(_dt.timedelta(seconds=tz["offset_seconds"]))
+        return SeriesSet(
+            ids=header["ids"], freq=header["freq"], starts=[pd.Timestamp(int(t)) for t in header["starts"]],
+            values=split("values"), target_names=header["target_names"],
+            past_exog=split("past", header["has_past"]), future_exog=split("future", header["has_future"]),
+            past_exog_names=header["past_exog_names"], future_exog_names=header["future_exog_names"],
+            layout=header["layout"], ids_as_channels=header["ids_as_channels"], n_gaps=header["n_gaps"],
+            tz=tz, wall_time=header["wall_time"], step_index=header["step_index"],
+            resolution=header["resolution"], scales=data["scales"].copy() if data["scales"].size else None,
+        )
+
+
 def level_names(levels: Sequence[float]) -> list[str]:
     """Column names of quantile levels when the user gave no spelling: ``0.1 -> "0.1"``."""
     return [str(float(q)) for q in levels]
@@ -1128,19 +1353,19 @@ def forecast_frame(
             raise ValueError("mean not given and 0.5 is not among the levels")
         mean = q[..., hits[0]]
     mean = np.asarray(mean).reshape(n, h, c)
+    if series.scales is not None:  # back to the user's magnitude, in float64
+        q = q.astype(np.float64) * series.scales[:, None, :, None]
+        mean = mean.astype(np.float64) * series.scales[:, None, :]
 
     by_last: dict[pd.Timestamp, pd.DatetimeIndex] = {}  # series ending together share their future
     stamps = []
     for i in range(n):
-        last = series.last_timestamp(i)
+        last = series._last_naive(i)
         if last not in by_last:
             by_last[last] = pd.date_range(last, periods=h + 1, freq=series.freq)[1:]
         stamps.append(by_last[last])
-    ds = np.concatenate([np.tile(s.asi8, c) for s in stamps]).astype("datetime64[ns]")
-    ds = pd.DatetimeIndex(ds)
-    tz = getattr(stamps[0], "tz", None) if stamps else None
-    if tz is not None:
-        ds = ds.tz_localize("UTC").tz_convert(tz)
+    ds = np.concatenate([np.tile(s.asi8, c) for s in stamps]).astype("datetime64[ns]") if stamps else []
+    ds = series.user_stamps(pd.DatetimeIndex(ds))
     channel = np.tile(np.repeat(np.asarray(series.target_names, dtype=object), h), n)
     if series.ids_as_channels:
         uid = channel

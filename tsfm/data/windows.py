@@ -102,7 +102,7 @@ def future_exog_windows(series: SeriesSet, future: SeriesSet | pd.DataFrame, h: 
     names = list(series.future_exog_names)
     if not names:
         raise InputError("future covariates were given but no future_exog columns were named; pass future_exog=[...]")
-    expected = [series.future_index(i, h) for i in range(len(series))]
+    expected = [_in_utc(series.future_index(i, h)) for i in range(len(series))]
     if isinstance(future, SeriesSet):
         return _from_series_set(series, future, names, expected, h)
     return _from_frame(series, _clean_columns(future), names, expected, h)
@@ -125,7 +125,7 @@ def _from_series_set(
     missing = [i for i, uid in enumerate(series.ids) if uid not in by_id]
     wrong = [
         i for i, uid in enumerate(series.ids)
-        if uid in by_id and not future.timestamps(by_id[uid]).equals(expected[i])
+        if uid in by_id and not _in_utc(future.timestamps(by_id[uid])).equals(expected[i])
     ]
     if missing or wrong:
         bad = missing or wrong
@@ -184,6 +184,11 @@ def _shared_future(
         raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, [0])}")
     block = frame.to_numpy(np.float32)
     return _no_missing(np.broadcast_to(block, (len(series), h, len(names))).copy(), series.ids, names)
+
+
+def _in_utc(stamps: pd.Index) -> pd.Index:
+    """Tz-aware stamps in UTC, as ``_parse_times`` reads a future frame's (others unchanged)."""
+    return stamps.tz_convert("UTC") if getattr(stamps, "tz", None) is not None else stamps
 
 
 def _stamps(times: np.ndarray, tz: str | None) -> pd.DatetimeIndex:
