@@ -20,6 +20,11 @@ import pandas as pd
 from tsfm.errors import InputError
 
 FORECASTER_FILE = "forecaster.json"
+CONTEXT_FILE = "context.npz"  # the fitted series, so that a loaded Forecaster predicts without fit
+MAX_HORIZON = 10_000
+"""Longest horizon ``fit``/``predict`` accept. Past the model's own horizon every step is forecast
+from earlier forecasts (a rollout of Q paths), so time grows with H and the forecast fades to the
+paths' spread; 10,000 steps is ~27 years of daily data and takes about a minute per series batch."""
 
 
 def _names(columns: str | Sequence[str] | None) -> list[str]:
@@ -40,13 +45,33 @@ def _checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
     return {key: _names(params.get(key)) for key in ("past_exog", "future_exog")}
 
 
+def _check_steps(name: str, value: Any) -> None:
+    """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if value > MAX_HORIZON:
+        raise InputError(f"{name}={value} is above the limit of {MAX_HORIZON} steps: past the model's own horizon "
+                         "each step is forecast from earlier forecasts (slow, and accuracy fades); "
+                         "forecast a coarser frequency instead")
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when ``predict`` runs before ``fit`` (same bases as scikit-learn's)."""
 
 
-def _quantile_names(quantiles: Sequence[float | str]) -> tuple[list[float], list[str]]:
-    """Levels as floats and column names as the user wrote them ("0.1", not 0.1000000001)."""
+def _quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list[float], list[str]]:
+    """Levels as floats and column names as the user wrote them ("0.1", not 0.1000000001).
+
+    A string is a comma-separated list (``"0.1,0.9"``), a lone number is one level; an empty
+    list is refused here, before any model runs.
+    """
+    if isinstance(quantiles, str):
+        quantiles = [part.strip() for part in quantiles.split(",") if part.strip()]
+    elif isinstance(quantiles, (int, float, np.integer, np.floating)):
+        quantiles = [quantiles]
     levels, names = [], []
+    if len(quantiles) == 0:
+        raise InputError("quantiles is empty: give levels like 0.1,0.5,0.9")
     for q in quantiles:
         name = q if isinstance(q, str) else repr(float(q))
         try:
@@ -136,6 +161,13 @@ class Forecaster:
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
+
+    def __sklearn_tags__(self):
+        """scikit-learn >= 1.6 estimator tags (``check_is_fitted`` reads them); sklearn is imported only here."""
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), transformer_tags=None,
+                    regressor_tags=None, classifier_tags=None)
 
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(Forecaster.__init__).parameters.values()}
@@ -238,10 +270,12 @@ class Forecaster:
     def fit(self, df: pd.DataFrame | str | Path, y: Any = None) -> "Forecaster":
         """Validate ``df`` (long or wide), load the model and remember each series' context."""
         levels, names = _quantile_names(self.quantiles)
-        if self.horizon is not None and (not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1):
-            raise InputError(f"horizon must be a positive integer, got {self.horizon!r}")
+        if self.horizon is not None:
+            _check_steps("horizon", self.horizon)
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
+        if self.num_threads is not None and (not isinstance(self.num_threads, (int, np.integer)) or self.num_threads < 1):
+            raise InputError(f"num_threads must be a positive integer (or None), got {self.num_threads!r}")
         if self.nonnegative not in (None, True, False):
             raise InputError(f"nonnegative must be None (decide per series), True or False, got {self.nonnegative!r}")
         from tsfm.inference import LOG_SCALE_MODES
@@ -252,13 +286,31 @@ class Forecaster:
         self._check_source()
         series = self._series(df)
         self._load_for(series)
+        self._check_levels(levels)
+        self._remember(series, levels, names)
+        return self
+
+    def _check_levels(self, levels: Sequence[float]) -> None:
+        """Levels outside the model's quantile range fail now, before the model runs (no extrapolation)."""
+        model_levels = [float(q) for q in self.model_.quantiles]
+        lo, hi = min(model_levels), max(model_levels)
+        bad = [q for q in levels if not lo - 1e-9 <= q <= hi + 1e-9]
+        if bad:
+            raise InputError(
+                f"quantile levels {', '.join(f'{q:g}' for q in bad)} are outside the model's range [{lo:g}, {hi:g}]: "
+                f"ask for levels inside it (--level up to {round(100 * (hi - lo))})"
+            )
+
+    def _remember(self, series, levels: list[float], names: list[str]) -> None:
+        """The fitted attributes: the series' context, frequency, horizon and quantile columns."""
         self.series_ = series
         self.freq_ = series.freq
         self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
         self.levels_, self.quantile_names_ = levels, names
         self.series_ids_ = list(series.ids)
         self.X_future_ = None
-        return self
+        if not hasattr(self, "history_length_"):
+            self.history_length_ = float(np.median([np.isfinite(v).any(axis=1).sum() for v in series.values]))
 
     def finetune(
         self,
@@ -383,9 +435,18 @@ class Forecaster:
         ``future_exog``); for the fitted series it is remembered (plots use it).
         """
         self._check_fitted()
-        if h is not None and (not isinstance(h, (int, np.integer)) or h < 1):
-            raise InputError(f"h must be a positive integer, got {h!r}")
+        if h is not None:
+            _check_steps("h", h)
+        if df is None and not hasattr(self, "series_"):
+            raise NotFittedError("this Forecaster has a model but no fitted series (a save without them): "
+                                 "call fit(df) first, or predict(df)")
+        if not hasattr(self, "levels_"):
+            levels, names = _quantile_names(self.quantiles)
+            self._check_levels(levels)
+            self.levels_, self.quantile_names_ = levels, names
         series = self.series_ if df is None else self._series(df)
+        if not hasattr(self, "horizon_"):
+            self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
         if not self._uses_covariates():
             if X_future is not None:
                 print("warning: this model was not trained with covariates; X_future is ignored "
@@ -471,13 +532,20 @@ class Forecaster:
         params = self.get_params()
         params["model"] = None  # the checkpoint is this directory
         params["log_scale"] = self._log_scale_mode()  # a suite's choice, which the bare checkpoint would not know
-        params["quantiles"] = list(params["quantiles"])
+        quantiles = params["quantiles"]
+        params["quantiles"] = (_quantile_names(quantiles)[1] if isinstance(quantiles, str)
+                                else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))
         (out / FORECASTER_FILE).write_text(json.dumps(params, indent=2, default=list) + "\n")
+        if hasattr(self, "series_"):
+            from tsfm.data.frames import save_series
+
+            save_series(self.series_, out / CONTEXT_FILE)
         return out
 
     @classmethod
     def load(cls, directory: str | Path) -> "Forecaster":
-        """A Forecaster on the checkpoint in ``directory`` (fit it on data before predicting)."""
+        """A Forecaster on the checkpoint in ``directory``, fitted on the series it was saved with
+        (``predict()`` works at once; ``fit(df)`` or ``predict(df)`` forecasts other data)."""
         path = Path(directory)
         params = {}
         if (path / FORECASTER_FILE).is_file():
@@ -487,6 +555,11 @@ class Forecaster:
             params["quantiles"] = tuple(params["quantiles"])
         forecaster = cls(**params)
         forecaster._load_model()
+        if (path / CONTEXT_FILE).is_file():
+            from tsfm.data.frames import load_saved_series
+
+            levels, names = _quantile_names(forecaster.quantiles)
+            forecaster._remember(load_saved_series(path / CONTEXT_FILE), levels, names)
         return forecaster
 
     def export_onnx(self, path: str | Path, quantize: str = "none", target: str = "x86", **options: Any) -> Path:
