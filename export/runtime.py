@@ -31,7 +31,11 @@ It does what the tsfm package does around the model, so that both give the same 
   ``Forecaster(model="x.onnx")``).
 
 A file that is not a tsfm export (truncated, another tool's ONNX, wrong inputs) raises
-``ModelFileError`` (a ``ValueError``) with one line saying what is wrong.
+``ModelFileError`` (a ``ValueError``) with one line saying what is wrong. ``predict`` raises
+``ValueError`` (one line) for input it cannot forecast instead of returning zeros or NaN: a
+series with no observed value in its context, infinite values, magnitudes float32 cannot hold
+(above ~3.4e38 or nonzero below ~1.2e-38: divide by a constant and multiply the forecast back),
+and a forecast that overflowed inside the graph.
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ class EdgeModel:
 
     def _as_windows(self, past_values, past_mask) -> tuple[np.ndarray, np.ndarray]:
         """``[L] / [B, L] / [B, L, C]`` -> float32 ``[B, L, C]`` values and mask (NaN = unobserved)."""
-        values = np.asarray(past_values, dtype=np.float32)
+        values = _checked_float32(past_values)
         if values.ndim not in (1, 2, 3):
             raise ValueError(f"past_values must be [time], [batch, time] or [batch, time, channels], got shape {values.shape}")
         shape = values.shape
@@ -265,11 +269,21 @@ class EdgeModel:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
         values, mask = self._as_windows(past_values, past_mask)
         values, mask = self.fit_context(values, mask)
+        empty = np.argwhere(~(mask > 0).any(axis=1))
+        if empty.size:
+            b, c = (int(x) for x in empty[0])
+            raise ValueError(f"series {b} (channel {c}) has no observed value in its last {self.context_length} steps "
+                             "(all NaN or masked): drop it or give it history")
         freq_id = self._freq_ids(freq, values.shape[0])
         logged = positive_channels(values, mask) if log_scale else np.zeros((len(values), values.shape[2]), bool)
         model_values = to_log_space(values, mask, logged) if logged.any() else values
         result = from_log_space(self._rollout(model_values, mask, freq_id, horizon), model_values, mask, logged)
-        return floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)
+        result = floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)
+        if not np.isfinite(result).all():
+            biggest = float(np.nanmax(np.abs(np.where(mask > 0, values, np.nan))))
+            raise ValueError(f"the forecast is not finite: values up to {biggest:.3g} overflow the model's float32 "
+                             "arithmetic; divide the series by a constant and multiply the forecast back")
+        return result
 
     def _rollout(self, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int) -> np.ndarray:
         """``tsfm.inference.forecast_arrays`` in numpy: quantile paths fed back past ``self.horizon``."""
@@ -292,6 +306,25 @@ class EdgeModel:
 
 
 LOG_SCALE_MAX_RATIO = 100.0  # as tsfm.inference: a wider-spanning context stays raw
+_FLOAT32 = np.finfo(np.float32)
+
+
+def _checked_float32(past_values) -> np.ndarray:
+    """``past_values`` as float32, or ValueError for infinities and magnitudes float32 cannot hold."""
+    try:
+        wide = np.asarray(past_values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"past_values must be numbers (NaN where missing): {err}") from None
+    if np.isinf(wide).any():
+        raise ValueError(f"past_values has an infinite value at index {tuple(int(i) for i in np.argwhere(np.isinf(wide))[0])}: "
+                         "replace it with NaN (missing) or a finite number")
+    size = np.abs(wide[np.isfinite(wide) & (wide != 0)]) if wide.size else wide
+    if size.size and (size.max() > _FLOAT32.max or size.min() < _FLOAT32.tiny):
+        worst = size.max() if size.max() > _FLOAT32.max else size.min()
+        raise ValueError(f"past_values has magnitude {worst:.3g}, outside what float32 holds "
+                         f"({_FLOAT32.tiny:.3g} to {_FLOAT32.max:.3g}): divide the series by a constant and multiply "
+                         "the forecast back")
+    return wide.astype(np.float32)
 
 
 def positive_channels(past_values: np.ndarray, past_mask: np.ndarray) -> np.ndarray:
