@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from tsfm.cli.common import fail, say_variant
+from tsfm.cli.output import FLOAT_FORMAT, check_output, write_atomically, write_output  # noqa: F401
 
-FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
+MAX_HORIZON = 10_000  # tsfm.forecaster.MAX_HORIZON (kept here so that checking it imports nothing heavy)
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 app = typer.Typer(
     name="tsfm",
@@ -26,7 +28,47 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def default_threads() -> int:
+    """Threads when ``--num-threads`` is not given: ``OMP_NUM_THREADS`` if set, else the CPUs this
+    process may run on (its affinity mask, so a pinned or containerised run does not oversubscribe)."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_horizon(horizon: Optional[int]) -> None:
+    if horizon is not None and horizon < 1:
+        fail("--horizon must be a positive integer")
+    if horizon is not None and horizon > MAX_HORIZON:
+        fail(f"--horizon {horizon} is above the limit of {MAX_HORIZON} steps: past the model's own horizon "
+             "each step is forecast from earlier forecasts, so time grows with H and accuracy fades; "
+             "forecast a coarser frequency instead")
+
+
+def _stream_to_file(source: Optional[Path] = None) -> Path:
+    """stdin (the input ``-``) or a pipe such as ``<(zcat x.gz)`` copied to a temporary file, so it is
+    read like any CSV (sniffed, re-read for its header); the copy is removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="tsfm-stdin-", suffix=".csv")
+    atexit.register(lambda: Path(name).unlink(missing_ok=True))
+    with os.fdopen(fd, "wb") as handle:
+        if source is None:
+            shutil.copyfileobj(sys.stdin.buffer, handle)
+        else:
+            with open(source, "rb") as stream:
+                shutil.copyfileobj(stream, handle)
+    return Path(name)
 
 
 def _split_list(text: Optional[str]) -> list[str]:
@@ -48,26 +90,18 @@ def _levels_to_quantiles(levels: list[str]) -> list[str]:
     return out
 
 
-def write_atomically(frame, output: Path) -> None:
-    """Write a CSV to a temporary file beside ``output`` and rename it into place."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False, float_format=FLOAT_FORMAT)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @app.command()
 def forecast(
     input: Path = typer.Argument(..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
-    horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
+    horizon: Optional[int] = typer.Option(
+        None, "--horizon", "-H", help=f"Steps to forecast, at most {MAX_HORIZON} (default: from the frequency)"
+    ),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`), checkpoint directory, suite folder (suite.json) or exported .onnx file"),
-    quantiles: str = typer.Option("0.1,0.5,0.9", "--quantiles", "-q", help="Quantile levels, e.g. 0.1,0.5,0.9"),
-    level: Optional[str] = typer.Option(None, "--level", help="Prediction-interval coverages in %, e.g. 80,95"),
+    quantiles: str = typer.Option("0.1,0.5,0.9", "--quantiles", "-q",
+                                 help="Quantile levels, e.g. 0.1,0.5,0.9; within the model's range (0.1-0.9 for the shipped models)"),
+    level: Optional[str] = typer.Option(
+        None, "--level", help="Prediction-interval coverages in %, e.g. 50,80; at most 80 for the shipped models (quantiles 0.1-0.9)"
+    ),
     freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Series id column (long format)"),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column"),
@@ -92,63 +126,85 @@ def forecast(
         help="Forecast in log space: seasonal (positive series of a seasonal frequency), positive or never "
              "(default: the model's choice; the ttm suite says seasonal, single checkpoints never)",
     ),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Torch threads"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output CSV (default: stdout)"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of history + median + 80% band"),
+    num_threads: Optional[int] = typer.Option(
+        None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"
+    ),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output CSV (default or '-': stdout)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a picture (.png, .pdf, .svg, .jpg) of history + median + 80% band"),
 ) -> None:
-    """Forecast every series in INPUT with a pretrained model (zero-shot: no training, no network)."""
+    """Forecast every series in INPUT ('-': stdin) with a pretrained model (zero-shot: no training, no network)."""
     from tsfm.errors import InputError
 
-    if horizon is not None and horizon < 1:
-        fail("--horizon must be a positive integer")
+    _check_horizon(horizon)
+    if num_threads is not None and num_threads < 1:
+        fail(f"--num-threads must be a positive integer, got {num_threads}")
     if context_length is not None and context_length < 1:
         fail("--context-length must be a positive integer")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
         fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
     names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
     names = sorted(dict.fromkeys(names), key=lambda q: float(q) if q.replace(".", "", 1).isdigit() else -1)
-    if not input.is_file():
-        fail(f"input file '{input}' does not exist")
+    if not names:
+        fail("--quantiles is empty: give levels like 0.1,0.5,0.9 (or --level 80)")
+    target_out = check_output(output) if output is not None else None
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_SUFFIXES:
+            fail(f"--plot {plot}: unsupported picture type '{plot.suffix or '(none)'}'; use {', '.join(PLOT_SUFFIXES)}")
+        check_output(plot, "--plot")
+    if str(input) == "-":
+        input = _stream_to_file()
+    elif input.exists() and not input.is_file() and not input.is_dir():  # a FIFO or /dev/fd/N
+        input = _stream_to_file(input)
+    elif not input.is_file():
+        fail(f"input file '{input}' {'is a directory' if input.is_dir() else 'does not exist'}")
     if future is not None and not future.is_file():
         fail(f"--future file '{future}' does not exist")
-    try:
-        from tsfm.data.frames import read_table
-        from tsfm.forecaster import Forecaster
+    with warnings.catch_warnings():  # numpy overflow/empty-slice notes: the inputs and results are checked instead
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            from tsfm.data.frames import read_table
+            from tsfm.forecaster import Forecaster
 
-        forecaster = Forecaster(
-            model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
-            id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
-            past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
-            nonnegative=nonnegative, log_scale=log_scale, device=device, batch_size=batch_size,
-            num_threads=num_threads,
-        )
-        forecaster.fit(input)
-        say_variant(forecaster, model)
-        if horizon is None:
-            typer.echo(f"horizon {forecaster.horizon_} (default for frequency {forecaster.freq_})", err=True)
-        uses_covariates = bool(getattr(forecaster.model_.config, "num_exog_channels", 0))
-        if (exog or future_exog or future) and not uses_covariates:
-            typer.echo("note: the zero-shot model forecasts from the targets alone; covariates take effect "
-                       "after `tsfm finetune` with --exog/--future-exog", err=True)
-        x_future = read_table(future) if future is not None and uses_covariates else None
-        result = forecaster.predict(X_future=x_future)
-        if plot is not None:
-            from tsfm.plotting import plot_forecast
+            forecaster = Forecaster(
+                model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
+                id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
+                past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
+                nonnegative=nonnegative, log_scale=log_scale, device=device, batch_size=batch_size,
+                num_threads=num_threads or default_threads(),
+            )
+            forecaster.fit(input)
+            say_variant(forecaster, model)
+            if forecaster.series_.month_first:
+                typer.echo("note: dates like 03/04/2020 were read month-first (March 4); if they are day-first, "
+                           "write them as ISO dates (2020-04-03)", err=True)
+            if horizon is None:
+                series = forecaster.series_
+                what = (series.resolution or "integer steps") if series.step_index else forecaster.freq_
+                typer.echo(f"horizon {forecaster.horizon_} (default for frequency {what})", err=True)
+            uses_covariates = bool(getattr(forecaster.model_.config, "num_exog_channels", 0))
+            if (exog or future_exog or future) and not uses_covariates:
+                typer.echo("note: the zero-shot model forecasts from the targets alone; covariates take effect "
+                           "after `tsfm finetune` with --exog/--future-exog", err=True)
+            x_future = read_table(future) if future is not None and uses_covariates else None
+            result = forecaster.predict(X_future=x_future)
+            if plot is not None:
+                from tsfm.plotting import plot_forecast
 
-            plot_forecast(forecaster, plot, h=forecaster.horizon_)
-    except InputError as err:
-        fail(str(err).splitlines()[0] if str(err) else "bad input")
-    if output is None:
+                plot_forecast(forecaster, plot, h=forecaster.horizon_)
+        except InputError as err:
+            fail(str(err).splitlines()[0] if str(err) else "bad input")
+    if target_out is None:
         result.to_csv(sys.stdout, index=False, float_format=FLOAT_FORMAT)
     else:
-        write_atomically(result, output)
-        typer.echo(f"wrote {len(result)} rows to {output}", err=True)
+        write_output(result, target_out)
+        if target_out.kind != "stdout":
+            typer.echo(f"wrote {len(result)} rows to {output}", err=True)
 
 
 @app.command()
 def evaluate(
     input: Path = typer.Argument(..., help="CSV with the full history of every series (long or wide)"),
-    horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps per backtest window"),
+    horizon: Optional[int] = typer.Option(None, "--horizon", "-H", help=f"Steps per backtest window (at most {MAX_HORIZON})"),
     n_windows: int = typer.Option(1, "--n-windows", help="Consecutive backtest windows at the end of each series"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name or checkpoint directory"),
     season: Optional[int] = typer.Option(None, "--season", help="Seasonal period of the MASE scale"),
@@ -162,8 +218,9 @@ def evaluate(
 
     if not input.is_file():
         fail(f"input file '{input}' does not exist")
-    if n_windows < 1 or (horizon is not None and horizon < 1):
-        fail("--horizon and --n-windows must be positive integers")
+    if n_windows < 1:
+        fail("--n-windows must be a positive integer")
+    _check_horizon(horizon)
     try:
         from tsfm.forecaster import Forecaster
 
@@ -189,6 +246,8 @@ def models() -> None:
     indent = " " * (width + 10)
     typer.echo(f"{'name':<{width}}{'weights':<10}description")
     for name, family in FAMILIES.items():
+        if family.composite and name not in shipped:
+            continue  # built from shipped checkpoints (e.g. ttm-512-ensemble), not a --model name of its own
         suite = suites.get(name)
         kind = "suite" if suite else "shipped" if name in shipped else "-"
         typer.echo(f"{name:<{width}}{kind:<10}{family.summary}")

@@ -1,0 +1,434 @@
+"""Issue 27: every input a user can type gets a forecast or one clear line (exit 2), and the writer
+never damages what is at the output path. One test (or a few) per item of the issue."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import monthly_frame
+from tsfm import Forecaster
+from tsfm.cli.main import MAX_HORIZON, app, check_output, default_threads
+from tsfm.errors import InputError
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, input: str | None = None):
+    result = runner.invoke(app, [str(a) for a in args], input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture()
+def csv(tmp_path):
+    path = tmp_path / "data.csv"
+    monthly_frame(2).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture()
+def no_model(monkeypatch):
+    """Fail the test if a forecast starts: these options must be refused before any work."""
+    def boom(*args, **kwargs):
+        raise AssertionError("the model ran before the options were checked")
+
+    monkeypatch.setattr(Forecaster, "fit", boom)
+
+
+# ------------------------------------------------------------------ 1. what -o may replace
+
+
+def test_output_fifo_is_written_through_not_replaced(tiny_checkpoint, csv, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = {}
+
+    def read():
+        with open(fifo) as handle:  # blocks until the writer opens it
+            got["text"] = handle.read()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", fifo)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO, not a regular file
+    assert len(pd.read_csv(StringIO(got["text"]))) == 6
+    assert not list(tmp_path.glob(".pipe*"))
+
+
+def test_output_symlink_is_followed_and_kept(tiny_checkpoint, csv, tmp_path):
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", link)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert len(pd.read_csv(real)) == 6
+
+
+def test_output_kinds():
+    assert check_output("-").kind == "stdout"
+    assert check_output("/dev/null").kind == "stream"  # a device is written in place, never renamed over
+    assert check_output(os.devnull).path == Path(os.path.realpath(os.devnull))
+
+
+def test_output_stdout_dash(tiny_checkpoint, csv):
+    code, out, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", "-")
+    assert code == 0, err
+    assert len(pd.read_csv(StringIO(out))) == 6
+
+
+@pytest.mark.parametrize("case", ["directory", "under a file"])
+def test_output_directory_or_under_file_refused_before_the_model(case, csv, tmp_path, no_model):
+    (tmp_path / "file.csv").write_text("x\n")
+    target = tmp_path if case == "directory" else tmp_path / "file.csv" / "out.csv"
+    code, _, err = _run("forecast", csv, "-o", target)
+    assert code == 2
+    line = _one_line(err)
+    assert ("is a directory" if case == "directory" else "which is a file") in line
+
+
+# ------------------------------------------------------------------ 5. one line, exit 2, before the model
+
+
+def test_corrupt_gzip_is_one_line(tiny_checkpoint, tmp_path):
+    data = bytearray(gzip.compress(monthly_frame(2).to_csv(index=False).encode()))
+    for i in range(30, len(data) - 20, 7):
+        data[i] ^= 0x55
+    path = tmp_path / "bad.csv.gz"
+    path.write_bytes(bytes(data))
+    code, _, err = _run("forecast", path, "--model", tiny_checkpoint)
+    assert code == 2 and "cannot decompress" in _one_line(err)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--plot", "p.txt"], "unsupported picture type"),
+    (["--num-threads", "-1"], "--num-threads"),
+    (["--num-threads", "0"], "--num-threads"),
+    (["--quantiles", ""], "--quantiles is empty"),
+    (["--horizon", str(MAX_HORIZON + 1)], f"limit of {MAX_HORIZON}"),
+])
+def test_bad_options_fail_before_the_model(args, words, csv, tmp_path, no_model):
+    code, _, err = _run("forecast", csv, *[a if a != "p.txt" else tmp_path / a for a in args])
+    assert code == 2
+    assert words in _one_line(err)
+
+
+# ------------------------------------------------------------------ 4. quantiles
+
+
+def test_forecaster_quantiles_empty_string_and_number(tiny_checkpoint):
+    df = monthly_frame(1)
+    with pytest.raises(InputError, match="quantiles is empty"):
+        Forecaster(model=tiny_checkpoint, quantiles=()).fit(df)
+    fc = Forecaster(model=tiny_checkpoint, horizon=3, quantiles="0.1,0.9").fit(df).predict()
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.9"]
+    fc = Forecaster(model=tiny_checkpoint, horizon=3, quantiles=0.5).fit(df).predict()
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.5"]
+
+
+def test_level_outside_model_range_fails_at_fit_with_the_range(tiny_checkpoint, csv, monkeypatch):
+    import tsfm.inference
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(tsfm.inference, "forecast_arrays", boom)
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "--level", "95")
+    assert code == 2 and "[0.1, 0.9]" in _one_line(err) and "up to 80" in err
+    help_text = _run("forecast", "--help")[1]
+    assert "at most 80" in " ".join(help_text.split())
+
+
+# ------------------------------------------------------------------ 3. horizon cap
+
+
+def test_forecaster_horizon_cap(tiny_checkpoint):
+    df = monthly_frame(1)
+    with pytest.raises(InputError, match=f"limit of {MAX_HORIZON}"):
+        Forecaster(model=tiny_checkpoint, horizon=MAX_HORIZON + 1).fit(df)
+    f = Forecaster(model=tiny_checkpoint, horizon=3).fit(df)
+    with pytest.raises(InputError, match=f"limit of {MAX_HORIZON}"):
+        f.predict(h=MAX_HORIZON + 1)
+    import tsfm.forecaster
+
+    assert tsfm.forecaster.MAX_HORIZON == MAX_HORIZON
+
+
+# ------------------------------------------------------------------ 9. modes, 10. SIGTERM
+
+
+def test_new_output_respects_umask_and_overwrite_keeps_mode(tiny_checkpoint, csv, tmp_path):
+    old = os.umask(0o002)
+    try:
+        new = tmp_path / "new.csv"
+        code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "2", "-o", new)
+        assert code == 0, err
+        assert stat.S_IMODE(new.stat().st_mode) == 0o664
+        os.umask(0o077)
+        kept = tmp_path / "kept.csv"
+        kept.write_text("old\n")
+        kept.chmod(0o644)
+        code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "2", "-o", kept)
+        assert code == 0, err
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o644 and len(pd.read_csv(kept)) == 4
+    finally:
+        os.umask(old)
+
+
+SLOW_WRITER = """
+import time
+from pathlib import Path
+from tsfm.cli.main import write_atomically
+
+class Slow:
+    def to_csv(self, handle, **kwargs):
+        handle.write("unique_id,ds,mean\\n")
+        handle.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+
+write_atomically(Slow(), Path(%r))
+"""
+
+
+def test_sigterm_during_write_cleans_up_and_keeps_old_output(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("old content\n")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER % str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
+        assert list(tmp_path.glob(".out.csv.*.tmp"))  # the write is under way
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "interrupted" in err and "Traceback" not in err
+    assert out.read_text() == "old content\n"
+    assert not list(tmp_path.glob(".out.csv*"))
+
+
+# ------------------------------------------------------------------ 6. save/load, 7. scikit-learn
+
+
+def test_save_load_round_trip_predicts(tiny_checkpoint, tmp_path):
+    f = Forecaster(model=tiny_checkpoint, horizon=5, quantiles="0.1,0.5,0.9").fit(monthly_frame(2))
+    expected = f.predict()
+    f.save(tmp_path / "my_forecaster")
+    loaded = Forecaster.load(tmp_path / "my_forecaster")
+    pd.testing.assert_frame_equal(loaded.predict(), expected)
+    other = monthly_frame(1, seed=3)
+    pd.testing.assert_frame_equal(loaded.predict(other), f.predict(other))
+
+
+def test_sklearn_check_is_fitted_and_clone(tiny_checkpoint):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    f = Forecaster(model=tiny_checkpoint, horizon=4)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(f)
+    f.fit(monthly_frame(1))
+    check_is_fitted(f)
+    copy = clone(f)
+    assert copy.get_params() == f.get_params() and not hasattr(copy, "model_")
+    assert copy.set_params(horizon=7).horizon == 7
+
+
+# ------------------------------------------------------------------ 2. magnitudes
+
+
+@pytest.mark.parametrize("factor", [1e300, 1e-300])
+def test_extreme_magnitudes_forecast_like_the_scaled_series(tiny_checkpoint, factor):
+    df = monthly_frame(2)
+    base = Forecaster(model=tiny_checkpoint, horizon=4).fit(df).predict()
+    scaled = Forecaster(model=tiny_checkpoint, horizon=4).fit(df.assign(y=df["y"] * factor)).predict()
+    cols = ["mean", "0.1", "0.5", "0.9"]
+    got = scaled[cols].to_numpy() / factor
+    assert np.isfinite(scaled[cols].to_numpy()).all() and (scaled[cols].to_numpy() != 0).all()
+    np.testing.assert_allclose(got, base[cols].to_numpy(), rtol=1e-4)
+
+
+def test_extreme_magnitudes_from_the_cli_have_no_empty_cells(tiny_checkpoint, tmp_path):
+    path = tmp_path / "big.csv"
+    df = monthly_frame(1)
+    df.assign(y=df["y"] * 1e300).to_csv(path, index=False)
+    code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "3")
+    assert code == 0, err
+    fc = pd.read_csv(StringIO(out))
+    assert fc[["mean", "0.1", "0.5", "0.9"]].notna().all().all() and (fc["mean"] > 1e301).all()
+
+
+# ------------------------------------------------------------------ 11. smaller items
+
+
+def test_dash_h_is_help_and_capital_h_is_horizon(tiny_checkpoint, csv):
+    code, out, _ = _run("forecast", "-h")
+    assert code == 0 and "--horizon" in out and "Usage" in out
+    code, out, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "2")
+    assert code == 0 and len(pd.read_csv(StringIO(out))) == 4, err
+
+
+def test_ids_that_look_missing_are_strings(tiny_checkpoint, tmp_path):
+    path = tmp_path / "ids.csv"
+    rows = [f"{uid},2020-{m:02d}-01,{v}" for uid in ("NA", "None", "nan") for m, v in zip(range(1, 7), range(6))]
+    path.write_text("unique_id,ds,y\n" + "\n".join(rows) + "\n")
+    code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "2")
+    assert code == 0, err
+    ids = pd.read_csv(StringIO(out), keep_default_na=False)["unique_id"]
+    assert ids.tolist() == ["NA", "NA", "None", "None", "nan", "nan"]
+
+
+def test_integer_time_index_is_a_step_index(tiny_checkpoint, tmp_path):
+    path = tmp_path / "steps.csv"
+    pd.DataFrame({"time": np.arange(1, 41), "y": np.sin(np.arange(40) / 3) + 5}).to_csv(path, index=False)
+    code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "3")
+    assert code == 0, err
+    assert pd.read_csv(StringIO(out))["ds"].tolist() == [41, 42, 43]
+    gaps = tmp_path / "gaps.csv"
+    pd.DataFrame({"t": np.arange(0, 80, 2), "y": np.arange(40.0)}).to_csv(gaps, index=False)
+    code, out, err = _run("forecast", gaps, "--model", tiny_checkpoint, "-H", "2", "--time-col", "t")
+    assert code == 0, err
+    assert pd.read_csv(StringIO(out))["ds"].tolist() == [80, 82]
+    code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "--freq", "D")  # a step is a day
+    assert code == 0, err
+    assert pd.read_csv(StringIO(out))["ds"].tolist() == list(range(41, 55)) and "horizon 14" in err
+
+
+def test_day_first_dates(tiny_checkpoint, tmp_path):
+    ds = pd.date_range("2020-01-01", periods=40, freq="D")
+    path = tmp_path / "dayfirst.csv"
+    pd.DataFrame({"ds": ds.strftime("%d/%m/%Y"), "y": np.arange(40.0) % 7}).to_csv(path, index=False)
+    code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "2")
+    assert code == 0, err  # 13/01/2020 settles it: read day-first
+    assert pd.read_csv(StringIO(out))["ds"].tolist() == ["2020-02-10", "2020-02-11"]
+    ambiguous = tmp_path / "ambiguous.csv"  # 01/01..12/01/2020: month starts month-first, January day-first
+    pd.DataFrame({"ds": ds[:12].strftime("%d/%m/%Y"), "y": np.arange(12.0)}).to_csv(ambiguous, index=False)
+    code, _, err = _run("forecast", ambiguous, "--model", tiny_checkpoint)
+    assert code == 0 and "read month-first" in err
+    irregular = tmp_path / "irregular.csv"  # days 1-12 of January and February: irregular month-first
+    days = ds[:12].append(pd.date_range("2020-02-01", periods=12, freq="D"))
+    pd.DataFrame({"ds": days.strftime("%d/%m/%Y"), "y": np.arange(24.0)}).to_csv(irregular, index=False)
+    code, _, err = _run("forecast", irregular, "--model", tiny_checkpoint)
+    assert code == 2 and "day-first" in _one_line(err)
+
+
+def test_stdin_input(tiny_checkpoint):
+    code, out, err = _run("forecast", "-", "--model", tiny_checkpoint, "-H", "2", input=monthly_frame(2).to_csv(index=False))
+    assert code == 0, err
+    assert len(pd.read_csv(StringIO(out))) == 4
+
+
+def test_models_does_not_list_ensemble_as_a_model_name():
+    code, out, _ = _run("models")
+    assert code == 0 and "ttm" in out
+    assert not any(line.split()[:1] == ["ensemble"] for line in out.splitlines())
+    code, _, err = _run("forecast", "x.csv", "--model", "ensemble")
+    assert code == 2
+
+
+def test_no_runtime_warnings_on_stderr(tmp_path):
+    path = tmp_path / "odd.csv"
+    df = monthly_frame(1)
+    df.loc[5:20, "y"] = np.nan  # a long gap, huge values: numpy's notes must not leak
+    df.assign(y=df["y"] * 1e35).to_csv(path, index=False)  # the shipped suite's log-space rule overflowed float32
+    result = subprocess.run([sys.executable, "-m", "tsfm.cli", "forecast", str(path), "-H", "20", "--level", "50"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+
+
+def test_default_threads_follow_omp_and_affinity(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == len(os.sched_getaffinity(0))
+
+
+# ------------------------------------------------------------------ 8. time zones
+
+
+def test_tz_daily_across_dst_keeps_zone(tiny_checkpoint):
+    ds = pd.date_range("2021-03-01", periods=60, freq="D", tz="Europe/Paris")  # DST starts 2021-03-28
+    df = pd.DataFrame({"unique_id": "x", "ds": ds, "y": np.arange(60.0) % 7 + 10})
+    fc = Forecaster(model=tiny_checkpoint, horizon=3).fit(df).predict()
+    assert str(fc["ds"].dt.tz) == "Europe/Paris"
+    assert fc["ds"].tolist() == list(pd.date_range("2021-04-30", periods=3, freq="D", tz="Europe/Paris"))
+    text = pd.DataFrame({"unique_id": "x", "ds": ds.astype(str), "y": df["y"]})  # +01:00 then +02:00 as text
+    fc = Forecaster(model=tiny_checkpoint, horizon=2).fit(text).predict()
+    assert [str(t) for t in fc["ds"]] == ["2021-04-30 00:00:00+02:00", "2021-05-01 00:00:00+02:00"]
+
+
+def test_tz_monthly_and_hourly_keep_zone(tiny_checkpoint):
+    ds = pd.date_range("2015-01-01", periods=48, freq="MS", tz="America/New_York")
+    df = pd.DataFrame({"unique_id": "m", "ds": ds, "y": np.arange(48.0) % 12 + 3})
+    f = Forecaster(model=tiny_checkpoint, horizon=2).fit(df)
+    assert f.freq_ == "MS"
+    assert f.predict()["ds"].tolist() == list(pd.date_range("2019-01-01", periods=2, freq="MS", tz="America/New_York"))
+    hours = pd.date_range("2021-10-30", periods=72, freq="h", tz="Europe/Berlin")  # DST ends 2021-10-31
+    fc = Forecaster(model=tiny_checkpoint, horizon=2).fit(
+        pd.DataFrame({"unique_id": "h", "ds": hours, "y": np.arange(72.0) % 24})).predict()
+    assert str(fc["ds"].dt.tz) == "Europe/Berlin"
+    assert fc["ds"].tolist() == [hours[-1] + pd.Timedelta(hours=1), hours[-1] + pd.Timedelta(hours=2)]
+
+
+# ------------------------------------------------------------------ edge runtime
+
+
+def _edge_model():
+    sys.path.insert(0, str(REPO / "export"))
+    try:
+        import runtime
+    finally:
+        sys.path.pop(0)
+    class Graph:  # stands in for the onnxruntime session: zeros, or inf when the values are large
+        def run(self, outputs, feeds):
+            values = feeds["past_values"]
+            fill = np.inf if np.nanmax(np.abs(values)) > 1e30 else 0.0
+            return [np.full((len(values), 8, values.shape[2], 3), fill, np.float32)]
+
+    model = object.__new__(runtime.EdgeModel)  # no file needed: a stand-in graph
+    model.context_length, model.horizon, model.default_horizon, model.batch_size = 32, 8, 8, 256
+    model.quantiles, model.channels, model.freq_vocab, model.input_names = (0.1, 0.5, 0.9), None, ("oov",), ()
+    model.session = Graph()
+    return model
+
+
+@pytest.mark.parametrize("values, words", [
+    (np.full(20, np.nan), "no observed value"),
+    (np.r_[np.ones(19), np.inf], "infinite"),
+    (np.r_[np.ones(19), 1e300], "outside what float32 holds"),
+    (np.full(20, 1e-300), "outside what float32 holds"),
+    (np.r_[np.ones(19), 1e35], "not finite"),
+])
+def test_edge_runtime_refuses_what_it_cannot_forecast(values, words):
+    model = _edge_model()
+    assert model.predict(np.ones(20)).shape == (1, 8, 1, 3)
+    with pytest.raises(ValueError, match=words) as info:
+        model.predict(values)
+    assert "\n" not in str(info.value)
