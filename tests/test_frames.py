@@ -475,3 +475,27 @@ def test_gluonts_multivariate_target_is_channels_by_time():
     back = from_gluonts([entry])
     np.testing.assert_array_equal(back.values[0], s.values[0])
     assert isinstance(back, SeriesSet) and back.target_names == ["target_0", "target_1"]
+
+
+# ------------------------------------------------------------------ issue 27: zones, steps, magnitudes, saved sets
+
+
+def test_zones_steps_and_magnitudes_survive_save_and_load(tmp_path):
+    from tsfm.data.frames import load_saved_series, save_series
+
+    daily = pd.DataFrame({"unique_id": "d", "ds": pd.date_range("2021-03-20", periods=20, freq="D", tz="Europe/Paris"),
+                          "y": np.arange(20.0) * 1e300})
+    fixed = pd.DataFrame({"unique_id": "f", "ds": pd.date_range("2021-03-20", periods=30, freq="h", tz="Asia/Kolkata")
+                          .astype(str), "y": np.arange(30.0) * 1e-300})
+    steps = pd.DataFrame({"time": np.arange(3, 30, 3), "y": np.arange(9.0)})
+    for df, tz, freq in ((daily, "Europe/Paris", "D"), (fixed, "UTC+05:30", "h"), (steps, None, "3ns")):
+        s = load_series(df)
+        assert s.freq == freq and str(s.timestamps(0).tz if tz else None) == str(tz)
+        back = load_saved_series(save_series(s, tmp_path / "s.npz"))
+        assert back.timestamps(0).equals(s.timestamps(0)) and back.future_index(0, 3).equals(s.future_index(0, 3))
+        np.testing.assert_array_equal(back.values[0], s.values[0])
+        pd.testing.assert_frame_equal(back.to_frame(), s.to_frame())
+    s = load_series(daily)
+    assert s.scales is not None and np.isfinite(s.values[0]).all()
+    np.testing.assert_allclose(s.to_frame()["y"].to_numpy(), daily["y"].to_numpy(), rtol=1e-6)
+    assert load_series(steps).future_index(0, 2).tolist() == [30, 33]

@@ -555,7 +555,7 @@ def _parse_stamps(col: pd.Series, name: str, src: _Source) -> _Times:
 
 
 def _slash_dates(text: pd.Series) -> bool:
-    sample = text.dropna().astype(str).head(20)
+    sample = text.head(200).dropna().astype(str).head(20)
     return bool(len(sample)) and bool(sample.str.match(_SLASH_DATE).all())
 
 
@@ -995,8 +995,12 @@ def _resolve_freq(
     if not ok.all():
         k = int(seg.of_rows()[np.flatnonzero(~ok)[0]])
         own = inferred[k][0]
-        detail = f"'{ids[k]}' is {own}" if own else f"'{ids[k]}' ({seg.counts[k]} points) is off that grid"
-        raise InputError(f"series have different frequencies (most are {freq}; {detail}); forecast them separately")
+        if own and own != freq:
+            detail = f"'{ids[k]}' is {_shown(own)}"
+        else:  # same step, other phase (time of day, anchor): saying "X is MS" twice would contradict itself
+            detail = f"'{ids[k]}' ({seg.counts[k]} points) is off that grid"
+        raise InputError(f"series have different frequencies (most are {_shown(freq)}; {detail}); "
+                         "forecast them separately")
     return freq
 
 
@@ -1010,8 +1014,17 @@ def _same_day_of_month(cal: _Calendar, seg: _Segments, k: int) -> int | None:
     return None
 
 
+def _shown(alias: str) -> str:
+    """An alias for messages: integer step indexes live on a nanosecond grid, shown as steps."""
+    match = re.fullmatch(r"(\d*)ns", alias)
+    if match is None:
+        return alias
+    n = int(match.group(1) or 1)
+    return "every step" if n == 1 else f"every {n} steps"
+
+
 def _freq_examples(by_alias: dict[str, str]) -> str:
-    items = [f"'{uid}' is {alias}" for alias, uid in by_alias.items()]
+    items = [f"'{uid}' is {_shown(alias)}" for alias, uid in by_alias.items()]
     return ", ".join(items[:4]) + (f", and {len(items) - 4} more" if len(items) > 4 else "")
 
 
@@ -1129,7 +1142,7 @@ def _magnitude_scales(values: np.ndarray, seg: _Segments) -> np.ndarray | None:
     if not outside.any():
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
-        power = np.floor(np.log10(np.where(outside, biggest, 1.0)))
+        power = np.clip(np.floor(np.log10(np.where(outside, biggest, 1.0))), -307, 307)  # 10**-324 is 0
     return np.where(outside, 10.0 ** power, 1.0)
 
 
@@ -1354,8 +1367,14 @@ def forecast_frame(
         mean = q[..., hits[0]]
     mean = np.asarray(mean).reshape(n, h, c)
     if series.scales is not None:  # back to the user's magnitude, in float64
-        q = q.astype(np.float64) * series.scales[:, None, :, None]
-        mean = mean.astype(np.float64) * series.scales[:, None, :]
+        with np.errstate(over="ignore"):
+            q = q.astype(np.float64) * series.scales[:, None, :, None]
+            mean = mean.astype(np.float64) * series.scales[:, None, :]
+        over = np.isinf(q).any(axis=(1, 2, 3)) & np.isfinite(np.asarray(quantiles)).all(axis=(1, 2, 3))
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise InputError(f"the forecast of '{series.ids[i]}' exceeds the float64 range (about 1.8e308): "
+                             "divide the series by a constant and multiply the forecast back")
 
     by_last: dict[pd.Timestamp, pd.DatetimeIndex] = {}  # series ending together share their future
     stamps = []
