@@ -221,15 +221,17 @@ def evaluate(
     if n_windows < 1:
         fail("--n-windows must be a positive integer")
     _check_horizon(horizon)
-    try:
-        from tsfm.forecaster import Forecaster
+    with warnings.catch_warnings():  # numpy's overflow/empty-slice notes stay off stderr, as in forecast
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            from tsfm.forecaster import Forecaster
 
-        levels = tuple(round(0.1 * i, 1) for i in range(1, 10))
-        forecaster = Forecaster(model=model, horizon=horizon, quantiles=levels, freq=freq, id_col=id_col,
-                                time_col=time_col, target=target)
-        scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
-    except InputError as err:
-        fail(str(err).splitlines()[0] if str(err) else "bad input")
+            levels = tuple(round(0.1 * i, 1) for i in range(1, 10))
+            forecaster = Forecaster(model=model, horizon=horizon, quantiles=levels, freq=freq, id_col=id_col,
+                                    time_col=time_col, target=target, num_threads=default_threads())
+            scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
+        except InputError as err:
+            fail(str(err).splitlines()[0] if str(err) else "bad input")
     for name, value in scores.items():
         typer.echo(f"{name}\t{value:.6g}")
 
