@@ -245,6 +245,17 @@ def test_save_load_round_trip_predicts(tiny_checkpoint, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(other), f.predict(other))
 
 
+def test_load_without_saved_series_needs_df(tiny_checkpoint, tmp_path):
+    from tsfm.forecaster import CONTEXT_FILE, NotFittedError
+
+    f = Forecaster(model=tiny_checkpoint, horizon=3).fit(monthly_frame(1))
+    (f.save(tmp_path / "old") / CONTEXT_FILE).unlink()  # as an earlier version saved it
+    loaded = Forecaster.load(tmp_path / "old")
+    with pytest.raises(NotFittedError, match="predict\\(df\\)"):
+        loaded.predict()
+    assert len(loaded.predict(monthly_frame(2))) == 6
+
+
 def test_sklearn_check_is_fitted_and_clone(tiny_checkpoint):
     from sklearn.base import clone
     from sklearn.exceptions import NotFittedError
@@ -336,6 +347,22 @@ def test_day_first_dates(tiny_checkpoint, tmp_path):
     pd.DataFrame({"ds": days.strftime("%d/%m/%Y"), "y": np.arange(24.0)}).to_csv(irregular, index=False)
     code, _, err = _run("forecast", irregular, "--model", tiny_checkpoint)
     assert code == 2 and "day-first" in _one_line(err)
+
+
+def test_pipe_input(tiny_checkpoint, tmp_path):
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "w") as handle:
+            handle.write(monthly_frame(1).to_csv(index=False))
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    code, out, err = _run("forecast", fifo, "--model", tiny_checkpoint, "-H", "2")
+    writer.join(timeout=60)
+    assert code == 0, err
+    assert len(pd.read_csv(StringIO(out))) == 2
 
 
 def test_stdin_input(tiny_checkpoint):
