@@ -24,7 +24,7 @@ CONTEXT_FILE = "context.npz"  # the fitted series, so that a loaded Forecaster p
 MAX_HORIZON = 10_000
 """Longest horizon ``fit``/``predict`` accept. Past the model's own horizon every step is forecast
 from earlier forecasts (a rollout of Q paths), so time grows with H and the forecast fades to the
-paths' spread; 10,000 steps is ~27 years of daily data and takes about a minute per series batch."""
+paths' spread. 10,000 steps is 27 years of daily data or 14 months of hourly data."""
 
 
 def _names(columns: str | Sequence[str] | None) -> list[str]:
