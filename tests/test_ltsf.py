@@ -1,0 +1,148 @@
+"""The LTSF benchmark harness: split arithmetic, train-only statistics, metric, and a few training steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tsfm.data.ltsf import (
+    LTSFData,
+    ett_hour_segments,
+    mse_mae,
+    num_windows,
+    ratio_segments,
+    read_wide,
+    time_features,
+    window_borders,
+)
+from tsfm.train.ltsf import LTSFTask, TrainSettings, fit_and_test, paper_setup
+
+
+def test_ett_hour_split_is_12_4_4_months_with_lookback_reaching_back():
+    segs = ett_hour_segments(17420)
+    assert segs == {"train": (0, 8640), "val": (8640, 11520), "test": (11520, 14400)}
+    # the reference's border1s / border2s for seq_len 96
+    assert window_borders(segs["train"], 96, "train") == (0, 8640)
+    assert window_borders(segs["val"], 96, "val") == (8640 - 96, 11520)
+    assert window_borders(segs["test"], 96, "test") == (11520 - 96, 14400)
+    # every test origin: 2880 - H + 1 windows, each forecasting rows inside the test segment
+    for horizon in (96, 192, 336, 720):
+        assert num_windows(window_borders(segs["test"], 96, "test"), 96, horizon) == 2880 - horizon + 1
+    assert num_windows(window_borders(segs["train"], 96, "train"), 96, 96) == 8640 - 96 - 96 + 1
+    with pytest.raises(Exception):
+        ett_hour_segments(14399)
+
+
+def test_ratio_split_is_dataset_custom_7_1_2():
+    segs = ratio_segments(7588)  # exchange_rate
+    assert segs == {"train": (0, 5311), "val": (5311, 6071), "test": (6071, 7588)}
+    assert window_borders(segs["test"], 96, "test") == (6071 - 96, 7588)
+
+
+def _frame(rows: int = 400, channels: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    cols = {f"s{c}": 10 * c + np.sin(2 * np.pi * t / 24 + c) + 0.1 * rng.standard_normal(rows) + 0.01 * t
+            for c in range(channels)}
+    return pd.DataFrame(cols, index=pd.date_range("2020-01-01", periods=rows, freq="h"))
+
+
+def test_normalisation_uses_training_rows_only():
+    frame = _frame()
+    data = LTSFData.from_frame(frame, "ratio")
+    end = data.segments["train"][1]
+    assert end == 280
+    raw = frame.to_numpy()
+    np.testing.assert_allclose(data.mean, raw[:end].mean(axis=0))
+    np.testing.assert_allclose(data.std, raw[:end].std(axis=0))
+    np.testing.assert_allclose(data.values[:end].mean(axis=0), 0.0, atol=1e-5)
+    # changing validation / test rows leaves the statistics alone
+    changed = frame.copy()
+    changed.iloc[end:] *= 100.0
+    again = LTSFData.from_frame(changed, "ratio")
+    np.testing.assert_allclose(again.mean, data.mean)
+    np.testing.assert_allclose(again.values[:end], data.values[:end])
+
+
+def test_windows_line_up_with_rows():
+    data = LTSFData.from_frame(_frame(), "ratio")
+    test = data.windows("test", lookback=24, horizon=8)
+    assert len(test) == 80 - 8 + 1  # int(0.2 * 400) test rows
+    first, last = test[0], test[len(test) - 1]
+    assert first["past_values"].shape == (24, 3) and first["future_values"].shape == (8, 3)
+    assert first["past_exog"].shape == (24, 4)
+    start = data.segments["test"][0]
+    np.testing.assert_array_equal(first["future_values"].numpy(), data.values[start:start + 8])
+    np.testing.assert_array_equal(last["future_values"].numpy(), data.values[400 - 8:400])
+    assert len(data.windows("test", 24, 8, stride=16)) == len(range(0, 73, 16))
+
+
+def test_metric_on_a_hand_checkable_example():
+    pred = np.array([[[1.0, 2.0], [3.0, 4.0]]])
+    target = np.array([[[0.0, 2.0], [1.0, 8.0]]])
+    # errors 1, 0, 2, -4: MSE (1 + 0 + 4 + 16) / 4, MAE (1 + 0 + 2 + 4) / 4
+    assert mse_mae(pred, target) == pytest.approx((21 / 4, 7 / 4))
+
+
+def test_read_wide_keeps_file_order(tmp_path):
+    long = pd.DataFrame({
+        "unique_id": ["b"] * 3 + ["a"] * 3,
+        "ds": list(pd.date_range("2020-01-01", periods=3, freq="h").astype(str)) * 2,
+        "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    })
+    path = tmp_path / "x.csv"
+    long.to_csv(path, index=False)
+    wide = read_wide(path)
+    assert list(wide.columns) == ["b", "a"]
+    np.testing.assert_array_equal(wide["a"].to_numpy(), [4.0, 5.0, 6.0])
+    marks = time_features(wide.index)
+    assert marks.shape == (3, 4) and marks.min() >= -0.5 and marks.max() <= 0.5
+
+
+def test_paper_settings_match_the_reference_scripts():
+    setup = paper_setup("itransformer", "etth1", 336)
+    assert setup.model["d_model"] == 512 and setup.model["n_heads"] == 8 and setup.train.lr == 1e-4
+    assert setup.model["quantiles"] == [0.5] and setup.train.batch_size == 32 and setup.train.patience == 3
+    mamba = paper_setup("s-mamba", "etth2", 720)
+    assert mamba.model["d_state"] == 2 and mamba.train.lr == 7e-5
+    assert paper_setup("s-mamba", "exchange_rate", 96).train.batch_size == 16
+    assert paper_setup("itransformer", "exchange_rate", 336).train.epochs == 1
+
+
+@pytest.mark.parametrize("family", ["itransformer", "s-mamba"])
+def test_a_few_training_steps_through_the_benchmark_path(family):
+    torch.set_num_threads(1)
+    data = LTSFData.from_frame(_frame(rows=300), "ratio")
+    setup = paper_setup(family, "etth2", 96, lookback=32)
+    model = {**setup.model, "prediction_length": 8, "d_model": 16, "d_ff": 16}
+    if family == "itransformer":
+        model["n_heads"] = 2
+    settings = TrainSettings(lr=1e-3, batch_size=8, epochs=2, patience=3, seed=0)
+    out = fit_and_test(data, model, settings, progress=False, limit_train_batches=3)
+    assert out["n_test_windows"] == 60 - 8 + 1
+    assert np.isfinite(out["mse"]) and np.isfinite(out["mae"]) and out["mse"] > 0
+    assert out["epochs_run"] == 2 and out["best_epoch"] in (1, 2) and len(out["val_mse_per_epoch"]) == 2
+
+    task = LTSFTask(model, time_features=True)
+    batch = {"past_values": torch.zeros(2, 32, 3), "past_exog": torch.zeros(2, 32, 4)}
+    assert task.point_forecast(batch).shape == (2, 8, 3)
+
+
+def test_paper_rows_average_to_the_published_averages():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ltsf import PAPER
+
+    published = {  # issue 29: averages over 96/192/336/720 (MSE, MAE)
+        ("itransformer", "etth1"): (0.454, 0.447), ("itransformer", "etth2"): (0.383, 0.407),
+        ("itransformer", "exchange_rate"): (0.360, 0.403), ("s-mamba", "etth1"): (0.455, 0.450),
+        ("s-mamba", "etth2"): (0.381, 0.405), ("s-mamba", "exchange_rate"): (0.367, 0.408),
+    }
+    for (model, dataset), (mse, mae) in published.items():
+        rows = [PAPER[(model, dataset, h)] for h in (96, 192, 336, 720)]
+        assert sum(r[0] for r in rows) / 4 == pytest.approx(mse, abs=6e-4)
+        assert sum(r[1] for r in rows) / 4 == pytest.approx(mae, abs=6e-4)
