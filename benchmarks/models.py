@@ -93,8 +93,11 @@ def accuracy(path: Path, models: list[str]) -> tuple[dict[str, dict[str, float]]
     if not path.is_file():
         return {}, "(no zero-shot results: run benchmarks/zero_shot.py)"
     data = json.loads(path.read_text())
-    aggregate = data.get("aggregate", {})
-    return {m: aggregate[m] for m in models if m in aggregate}, data.get("meta", {}).get("command", "?")
+    summary = data.get("summary", {})
+    relative, coverage = summary.get("relative", {}).get("all", {}), summary.get("coverage_10_90", {})
+    rows = {m: {"MASE": relative[m]["MASE"][0], "WQL": relative[m]["WQL"][0], "coverage_10_90": coverage.get(m)}
+            for m in models if m in relative}
+    return rows, data.get("meta", {}).get("command", "?")
 
 
 def model_table(res: dict[str, Any]) -> str:

@@ -1,20 +1,32 @@
-"""Zero-shot accuracy on the eval set: statistical baselines and tsfm models on the same splits.
+"""Zero-shot accuracy on the broad dev benchmark: statistical baselines and tsfm models, same splits.
 
-    python benchmarks/zero_shot.py                       # every task, statsforecast models + ttm
-    python benchmarks/zero_shot.py --skip-tsfm --num-threads 1
-    python benchmarks/zero_shot.py --tasks air_passengers,lynx --models ttm --skip-stats
-    python benchmarks/zero_shot.py --min-windows 8 --output benchmarks/results/zero_shot_windows.md
+    python benchmarks/zero_shot.py                                  # eval + real/dev, baselines + ttm
+    python benchmarks/zero_shot.py --skip-tsfm --output benchmarks/results/zero_shot.md
+    python benchmarks/zero_shot.py --models ttm,ttm-512 --reuse benchmarks/results/zero_shot.json \\
+        --output /tmp/trial.md                                      # a trial against cached baselines
+    python benchmarks/zero_shot.py --models "ttm[log_scale=never]" --reuse ... # Forecaster keywords
+    python benchmarks/zero_shot.py --data-dir ../shared/data/eval --min-windows 0  # the old eval set alone
 
-Each task of the manifest is backtested as its README says (last ``n_windows * H`` points,
-consecutive windows, every window sees all points before it); ``--min-windows N`` backtests more
-consecutive windows where a task's series allow (most tasks have one window, so one unlucky
-window moves a task's score a lot; more origins give a steadier comparison). Models: statsforecast's Naive,
-SeasonalNaive, AutoETS, AutoARIMA and AutoTheta (quantiles 0.1..0.9 from ``level=[20, 40, 60,
-80]``, season = the task's ``m``) and the tsfm models named in ``--models`` through the public
-``Forecaster``. Scores are MASE, sMAPE (0-200) and WQL per task, then the geometric mean over
-tasks of each score divided by SeasonalNaive's. Seconds are fit+predict wall time summed over
-windows, after an untimed warm-up of every model (first calls pay for lazy imports and kernels).
-Writes ``benchmarks/results/zero_shot.md`` and ``.json`` (``--output`` to change).
+Tasks: every task of each ``--data-dir`` manifest (default ``../shared/data/eval`` and
+``../shared/data/real/dev``: 46 tasks). Each is backtested as its README says (last ``n_windows * H``
+points, consecutive windows, each window sees all points before it), with ``n_windows`` raised to
+``--min-windows`` where every series keeps a context of max(3 H, 2 m) points before the first
+window: one window of one series moves a task's score a lot, several origins steady it.
+
+Models: statsforecast's Naive, SeasonalNaive, AutoETS, AutoTheta and AutoARIMA in two settings,
+``AutoARIMA`` (defaults; where m > 12 the default search takes 10+ minutes per window, so there it
+uses ``approximation=True`` as R's auto.arima does by default) and ``AutoARIMA-approx``
+(``approximation=True`` on the last 20 seasons, everywhere), plus ``StatsMedian``, the quantile-by-
+quantile median of AutoETS, AutoARIMA and AutoTheta; and the tsfm models of ``--models`` through
+the public ``Forecaster`` (``name[key=value;...]`` passes constructor keywords).
+
+Scores: MASE, sMAPE (0-200) and WQL per task, divided by SeasonalNaive's, then the geometric mean
+over tasks, overall and per frequency group, each with a 95% bootstrap-over-tasks interval. For
+each tsfm model, the ratio to the best baseline of each metric (paired: the same resampled tasks)
+with its interval: a change wins only when its interval clears the other's.
+``--reuse`` takes the rows of models not being run from an earlier results JSON whose tasks have
+the same windows (the baselines cost most of a run). Writes ``benchmarks/results/zero_shot.md``
+and ``.json`` (``--output`` to change).
 """
 
 from __future__ import annotations
@@ -43,63 +55,72 @@ from common import (
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 LEVELS = (20, 40, 60, 80)  # central intervals whose bounds are the quantiles above (0.5 = point)
-STATS_MODELS = ("Naive", "SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta")
 BASELINE = "SeasonalNaive"
-# AutoARIMA with statsforecast's defaults (exact likelihood in the stepwise search) takes 10+
-# minutes per window when the season is long: co2_weekly (m=52) 786 s for one window, also 810 s
-# on its last 520 points. For m > 12 we therefore do what R's auto.arima does by default there
-# (approximation=TRUE when frequency > 12) and fit on the last ARIMA_LONG_SEASONS seasons:
-# 20-60 s per window on this machine. Tasks with m <= 12 use the defaults and full contexts.
+STATS_MODELS = ("Naive", "SeasonalNaive", "AutoETS", "AutoARIMA", "AutoARIMA-approx", "AutoTheta")
+MEDIAN_OF = ("AutoETS", "AutoARIMA", "AutoTheta")
+MEDIAN = "StatsMedian"
+BASELINES = (*STATS_MODELS[2:], MEDIAN)  # the candidates for "best statistical baseline"
 ARIMA_FULL_MAX_SEASON = 12
 ARIMA_LONG_SEASONS = 20
+# Statistical models read at most the last STATS_MAX_CONTEXT points: on one ETTh1 series (17,420
+# hourly points) AutoETS took 14 s and AutoTheta more than 4 minutes per window, so full contexts
+# would take hours on the long tasks. Tasks this cuts: ETTh1/2, exchange_rate, sunspots_monthly,
+# co2_weekly, taylor_electricity; tsfm models read at most 512 points anyway.
+STATS_MAX_CONTEXT = 1000
+GROUPS = ("yearly", "quarterly", "monthly", "weekly", "daily", "sub-daily")
+BOOTSTRAP_DRAWS = 4000
 PACKAGES = ("tsfm", "statsforecast", "numpy", "pandas", "torch", "gluonts")
+SHARED = REPO_ROOT.parent / "shared" / "data"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--eval-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "eval",
-                        help="folder with manifest.json and the task CSVs (default: ../shared/data/eval)")
+    parser.add_argument("--data-dir", type=Path, action="append", default=None,
+                        help="folder with manifest.json and task CSVs; repeat for several "
+                        "(default: ../shared/data/eval and ../shared/data/real/dev)")
     parser.add_argument("--tasks", default="", help="comma-separated task names (default: every task)")
-    parser.add_argument("--models", default="ttm", help="comma-separated tsfm models for Forecaster(model=...)")
+    parser.add_argument("--models", default="ttm", help="comma-separated tsfm models, name or name[key=value;...]")
     parser.add_argument("--skip-tsfm", action="store_true", help="run only the statsforecast models")
     parser.add_argument("--skip-stats", action="store_true",
-                        help="run only the tsfm models (SeasonalNaive still runs: it is the baseline)")
-    parser.add_argument("--arima-defaults", action="store_true",
-                        help="AutoARIMA with statsforecast defaults on full contexts even when m > %d (slow)"
-                        % ARIMA_FULL_MAX_SEASON)
-    parser.add_argument("--min-windows", type=int, default=0,
-                        help="backtest at least this many windows per task where the series leave each window "
-                        "a context of max(3 H, 2 m) points (default: the manifest's n_windows)")
+                        help="run no statsforecast model except SeasonalNaive (the baseline)")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="results JSON whose rows stand in for models not run here (same tasks and windows)")
+    parser.add_argument("--min-windows", type=int, default=5,
+                        help="backtest at least this many windows per task where each window keeps a context "
+                        "of max(3 H, 2 m) points (default 5; 0: the manifest's n_windows)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "zero_shot.md",
                         help="markdown report path; the JSON goes next to it")
     parser.add_argument("--num-threads", type=int, default=1, help="threads for torch, OpenMP, BLAS and numba (default 1)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.data_dir = args.data_dir or [SHARED / "eval", SHARED / "real" / "dev"]
+    return args
 
 
 # ----------------------------------------------------------------------------- models
 
 
-def arima_shortcut(m: int, defaults: bool) -> tuple[dict[str, Any], int | None]:
-    """AutoARIMA's extra arguments and input length limit for season ``m`` (see ARIMA_LONG_SEASONS)."""
-    if defaults or m <= ARIMA_FULL_MAX_SEASON:
-        return {}, None
-    return {"approximation": True}, ARIMA_LONG_SEASONS * m
+def arima_settings(name: str, m: int) -> tuple[dict[str, Any], int | None]:
+    """AutoARIMA's extra arguments and context limit for one of the two named settings."""
+    if name == "AutoARIMA-approx":
+        return {"approximation": True}, ARIMA_LONG_SEASONS * m
+    return ({"approximation": True} if m > ARIMA_FULL_MAX_SEASON else {}), None
 
 
-def statsforecast_fn(name: str, task: dict[str, Any], arima_defaults: bool = False) -> Callable:
+def statsforecast_fn(name: str, task: dict[str, Any]) -> Callable:
     """``context_df -> forecast_df`` for one statsforecast model, quantile columns "0.1".."0.9"."""
     import statsforecast.models as sf_models
     from statsforecast import StatsForecast
 
-    kwargs, max_length = arima_shortcut(task["m"], arima_defaults) if name == "AutoARIMA" else ({}, None)
+    kwargs, max_length = arima_settings(name, task["m"]) if name.startswith("AutoARIMA") else ({}, None)
+    max_length = min(max_length or STATS_MAX_CONTEXT, STATS_MAX_CONTEXT)
+    model_class = getattr(sf_models, name.split("-")[0])
 
     def forecast(context):
-        model_class = getattr(sf_models, name)
         model = model_class() if name == "Naive" else model_class(season_length=task["m"], **kwargs)
-        if max_length is not None:
-            context = context.groupby("unique_id", sort=False).tail(max_length)
+        context = context.groupby("unique_id", sort=False).tail(max_length)
         engine = StatsForecast(models=[model], freq=task["freq"], n_jobs=1)
-        return to_quantile_frame(engine.forecast(df=context, h=task["horizon"], level=list(LEVELS)), name)
+        raw = engine.forecast(df=context, h=task["horizon"], level=list(LEVELS))
+        return to_quantile_frame(raw, model_class.__name__)
 
     return forecast
 
@@ -112,30 +133,37 @@ def to_quantile_frame(raw, alias: str):
         columns[str(lower)] = raw[f"{alias}-lo-{level}"]
         columns[str(round(1 - lower, 10))] = raw[f"{alias}-hi-{level}"]
     out = raw[["unique_id", "ds"]].copy()
+    out.insert(2, "mean", columns["mean"].to_numpy())
     for q in QUANTILES:
         out[str(q)] = columns[str(q)].to_numpy()
-    out.insert(2, "mean", columns["mean"].to_numpy())
     return out
 
 
-def tsfm_fn(name: str, task: dict[str, Any]) -> Callable:
+def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``ttm[log_scale=never;context_length=96]`` -> ("ttm", {...}); values parsed as JSON when they can be."""
+    if "[" not in spec:
+        return spec, {}
+    name, rest = spec.split("[", 1)
+    kwargs = {}
+    for item in filter(None, rest.rstrip("]").split(";")):
+        key, value = item.split("=", 1)
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value.strip()
+    return name.strip(), kwargs
+
+
+def tsfm_fn(spec: str, task: dict[str, Any]) -> Callable:
     """``context_df -> forecast_df`` through the public API, exactly as a user calls it."""
     from tsfm import Forecaster
 
+    name, kwargs = parse_model_spec(spec)
+
     def forecast(context):
-        return Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES).fit(context).predict()
+        return Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES, **kwargs).fit(context).predict()
 
     return forecast
-
-
-def load_tsfm_or_exit(models: list[str]) -> None:
-    try:
-        from tsfm import Forecaster  # noqa: F401
-    except ImportError as err:
-        raise SystemExit(
-            f"error: cannot import tsfm.Forecaster ({err}); models {', '.join(models)} need it: "
-            "install tsfm (pip install -e .) or pass --skip-tsfm"
-        ) from None
 
 
 def warm_up(makers: dict[str, Callable[[dict[str, Any]], Callable]]) -> dict[str, float]:
@@ -158,20 +186,36 @@ def warm_up(makers: dict[str, Callable[[dict[str, Any]], Callable]]) -> dict[str
     return seconds
 
 
-# ----------------------------------------------------------------------------- running
+# ----------------------------------------------------------------------------- tasks
 
 
-def load_manifest(eval_dir: Path, wanted: str) -> list[dict[str, Any]]:
-    path = eval_dir / "manifest.json"
-    if not path.is_file():
-        raise SystemExit(f"error: no manifest at {path}: pass --eval-dir pointing to the eval set")
-    tasks = json.loads(path.read_text())["tasks"]
+def frequency_group(freq: str) -> str:
+    from tsfm.data.freq import canonical_name
+
+    name = canonical_name(freq)
+    return {"Y": "yearly", "Q": "quarterly", "M": "monthly", "W": "weekly", "D": "daily", "B": "daily"}.get(
+        name, "sub-daily")
+
+
+def load_tasks(data_dirs: list[Path], wanted: str, min_windows: int) -> list[dict[str, Any]]:
+    """Tasks of every manifest, each with its folder, set name, frequency group and windows."""
+    tasks = []
+    for folder in data_dirs:
+        path = folder / "manifest.json"
+        if not path.is_file():
+            raise SystemExit(f"error: no manifest at {path}: pass --data-dir pointing to an evaluation set")
+        for task in json.loads(path.read_text())["tasks"]:
+            tasks.append(with_windows({**task, "dir": str(folder), "set": folder.name,
+                                       "group": frequency_group(task["freq"])}, min_windows))
+    names = [t["name"] for t in tasks]
+    if len(set(names)) != len(names):
+        raise SystemExit("error: two data folders hold tasks of the same name")
     if wanted:
-        names = [n.strip() for n in wanted.split(",") if n.strip()]
-        unknown = sorted(set(names) - {t["name"] for t in tasks})
+        keep = [n.strip() for n in wanted.split(",") if n.strip()]
+        unknown = sorted(set(keep) - set(names))
         if unknown:
-            raise SystemExit(f"error: unknown task(s) {', '.join(unknown)}; known: {', '.join(t['name'] for t in tasks)}")
-        tasks = [t for t in tasks if t["name"] in names]
+            raise SystemExit(f"error: unknown task(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        tasks = [t for t in tasks if t["name"] in keep]
     return tasks
 
 
@@ -183,8 +227,8 @@ def with_windows(task: dict[str, Any], min_windows: int) -> dict[str, Any]:
     return {**task, "n_windows": max(task["n_windows"], min(min_windows, fits))}
 
 
-def run_model(fn: Callable, df, task: dict[str, Any]) -> dict[str, Any]:
-    """Backtest one model on one task: scores, seconds (forecast calls only) or the error."""
+def run_model(fn: Callable, df, task: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Backtest one model on one task: (scores, seconds or the error; the forecasts or None)."""
     from tsfm.evaluation import backtest_forecasts, evaluate_forecasts
 
     elapsed = 0.0
@@ -201,115 +245,191 @@ def run_model(fn: Callable, df, task: dict[str, Any]) -> dict[str, Any]:
         scores = evaluate_forecasts(cv, cv, df, task["m"], QUANTILES)
     except Exception as err:  # a failing model is reported in the results, never dropped silently
         line = traceback.format_exception_only(type(err), err)[-1].strip()
-        return {"scores": {}, "seconds": elapsed, "error": line}
-    return {"scores": scores, "seconds": elapsed, "error": None}
+        return {"scores": {}, "seconds": elapsed, "error": line}, None
+    return {"scores": scores, "seconds": elapsed, "error": None}, cv
+
+
+def median_run(forecasts: dict[str, Any], df, task: dict[str, Any]) -> dict[str, Any]:
+    """StatsMedian: the quantile-wise median of the MEDIAN_OF models' backtest forecasts."""
+    import numpy as np
+
+    from tsfm.evaluation import evaluate_forecasts
+
+    missing = [m for m in MEDIAN_OF if forecasts.get(m) is None]
+    if missing:
+        return {"scores": {}, "seconds": 0.0, "error": f"no forecasts of {', '.join(missing)}"}
+    frames = [forecasts[m] for m in MEDIAN_OF]
+    out = frames[0].copy()
+    for column in ["mean", *map(str, QUANTILES)]:
+        out[column] = np.median(np.stack([f[column].to_numpy() for f in frames]), axis=0)
+    levels = [str(q) for q in QUANTILES]
+    out[levels] = np.sort(out[levels].to_numpy(), axis=1)  # medians of sorted quantiles stay sorted; be sure
+    return {"scores": evaluate_forecasts(out, out, df, task["m"], QUANTILES), "seconds": 0.0, "error": None}
+
+
+def reused_rows(path: Path | None, tasks: list[dict[str, Any]], skip: set[str]) -> dict[str, dict[str, Any]]:
+    """``{task: {model: row}}`` from an earlier results JSON, for tasks with the same windows."""
+    if path is None:
+        return {}
+    earlier = json.loads(path.read_text())["tasks"]
+    rows = {}
+    for task in tasks:
+        old = earlier.get(task["name"])
+        if old is None or old["n_windows"] != task["n_windows"] or old["horizon"] != task["horizon"]:
+            raise SystemExit(f"error: {path} has no run of {task['name']} with {task['n_windows']} windows "
+                             f"of {task['horizon']}; rerun the baselines with these settings")
+        rows[task["name"]] = {m: r for m, r in old["models"].items() if m not in skip}
+    return rows
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def log_ratios(results, tasks, model: str, metric: str, reference: str = BASELINE):
+    """Per-task log(model / reference) of one metric (NaN where either is missing)."""
+    import numpy as np
+
+    out = []
+    for t in tasks:
+        per = results[t["name"]]
+        a = per.get(model, {}).get("scores", {}).get(metric, np.nan)
+        b = per.get(reference, {}).get("scores", {}).get(metric, np.nan)
+        out.append(np.log(a / b) if a > 0 and b > 0 else (-np.inf if a == 0 and b > 0 else np.nan))
+    return np.asarray(out, dtype=np.float64)
+
+
+def geo_interval(values, seed: int = 0) -> tuple[float, float, float]:
+    """exp(mean) of per-task log ratios and its 95% bootstrap-over-tasks interval (NaN if any is missing)."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0 or np.isnan(values).any():
+        return (np.nan, np.nan, np.nan)
+    values = np.maximum(values, np.log(1e-6))  # a perfect task (ratio 0) counts as a very small ratio
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(BOOTSTRAP_DRAWS, len(values)))
+    means = values[draws].mean(axis=1)
+    return (float(np.exp(values.mean())), float(np.exp(np.percentile(means, 2.5))),
+            float(np.exp(np.percentile(means, 97.5))))
+
+
+def aggregate(results, tasks, models: list[str], tsfm_models: list[str]) -> dict[str, Any]:
+    """Relative scores with intervals per model (all tasks and per group); each tsfm model against
+    the best baseline of each metric, overall and per group."""
+    import numpy as np
+
+    groups = {"all": tasks, **{g: [t for t in tasks if t["group"] == g] for g in GROUPS}}
+    groups = {g: ts for g, ts in groups.items() if ts}
+    relative = {g: {m: {metric: geo_interval(log_ratios(results, ts, m, metric))
+                        for metric in ("MASE", "sMAPE", "WQL")} for m in models} for g, ts in groups.items()}
+    best = {}
+    for metric in ("MASE", "WQL"):
+        ranked = [(relative["all"][b][metric][0], b) for b in BASELINES if b in models
+                  and np.isfinite(relative["all"][b][metric][0])]
+        best[metric] = min(ranked)[1] if ranked else None
+    versus = {m: {g: {metric: geo_interval(log_ratios(results, ts, m, metric, best[metric]))
+                      if best[metric] else (np.nan,) * 3 for metric in ("MASE", "WQL")}
+                  for g, ts in groups.items()} for m in tsfm_models}
+    coverage = {m: float(np.mean([results[t["name"]][m]["scores"].get("coverage_10_90", np.nan)
+                                  if results[t["name"]].get(m, {}).get("scores") else np.nan for t in tasks]))
+                for m in models}
+    seconds = {m: float(sum(results[t["name"]].get(m, {}).get("seconds", 0.0) for t in tasks)) for m in models}
+    failed = {m: [t["name"] for t in tasks if results[t["name"]].get(m, {}).get("error")] for m in models}
+    return {"relative": relative, "best_baseline": best, "versus_best": versus, "coverage_10_90": coverage,
+            "seconds": seconds, "failed_tasks": failed, "task_counts": {g: len(ts) for g, ts in groups.items()}}
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def aggregate(results: dict[str, dict[str, dict[str, Any]]], models: list[str]) -> dict[str, dict[str, Any]]:
-    """Relative MASE/sMAPE/WQL (geometric mean vs SeasonalNaive), mean coverage, total seconds."""
-    import numpy as np
-
-    from tsfm.errors import InputError
-    from tsfm.evaluation import aggregate_relative
-
-    scores = {task: {m: r["scores"] for m, r in per_model.items() if r["scores"]} for task, per_model in results.items()}
-    try:
-        relative = aggregate_relative(scores, baseline=BASELINE)
-    except InputError as err:  # the baseline failed somewhere: no relative score is defined
-        print(f"no aggregate: {err}", file=sys.stderr)
-        relative = {}
-    table = {}
-    for model in models:
-        runs = [per_model[model] for per_model in results.values() if model in per_model]
-        coverage = [r["scores"].get("coverage_10_90", np.nan) for r in runs if r["scores"]]
-        table[model] = {
-            **relative.get(model, {"MASE": np.nan, "sMAPE": np.nan, "WQL": np.nan}),
-            "coverage_10_90": float(np.mean(coverage)) if coverage and len(coverage) == len(runs) else np.nan,
-            "seconds": float(sum(r["seconds"] for r in runs)),
-            "failed_tasks": [task for task, per_model in results.items() if per_model.get(model, {}).get("error")],
-        }
-    return table
+def cell(interval) -> str:
+    value, low, high = interval
+    return "–" if value != value else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def render(meta: dict[str, Any], tasks: list[dict[str, Any]], results, table, models, notes: list[str]) -> str:
+def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str]) -> str:
+    rel, counts = summary["relative"], summary["task_counts"]
     parts = [
-        "# Zero-shot accuracy on the visible eval set",
+        "# Zero-shot accuracy on the broad dev benchmark",
         "",
         "Written by `benchmarks/zero_shot.py`; do not edit by hand.",
         "",
         metadata_markdown(meta),
         "",
-        "## Aggregate (geometric mean over tasks of score / SeasonalNaive score; lower is better)",
+        f"## Aggregate over {counts['all']} tasks",
+        "",
+        "Geometric mean over tasks of score / SeasonalNaive score (lower is better), with the 95% "
+        "bootstrap-over-tasks interval.",
         "",
         markdown_table(
-            ["model", "rel. MASE", "rel. sMAPE", "rel. WQL", "mean 10-90 coverage (ideal 0.8)", "total seconds", "failed tasks"],
-            [[m, table[m]["MASE"], table[m]["sMAPE"], table[m]["WQL"], table[m]["coverage_10_90"],
-              f"{table[m]['seconds']:.1f}", ", ".join(table[m]["failed_tasks"]) or "none"] for m in models],
+            ["model", "rel. MASE", "rel. WQL", "rel. sMAPE", "mean 10-90 coverage (ideal 0.8)", "seconds", "failed tasks"],
+            [[m, cell(rel["all"][m]["MASE"]), cell(rel["all"][m]["WQL"]), cell(rel["all"][m]["sMAPE"]),
+              summary["coverage_10_90"][m], f"{summary['seconds'][m]:.1f}",
+              ", ".join(summary["failed_tasks"][m]) or "none"] for m in models],
         ),
-        "",
-        "## Notes",
-        "",
-        *[f"- {note}" for note in notes],
     ]
-    for metric, digits in (("MASE", 3), ("sMAPE", 2), ("WQL", 4), ("coverage_10_90", 2)):
-        rows = [[t["name"]] + [results[t["name"]].get(m, {}).get("scores", {}).get(metric, float("nan")) for m in models]
-                for t in tasks]
-        parts += ["", f"## {metric} per task", "", markdown_table(["task", *models], rows, digits)]
-    rows = [[t["name"], t["freq"], t["m"], t["horizon"], t["n_windows"], t["n_series"]]
+    best = summary["best_baseline"]
+    if tsfm_models:
+        rows = []
+        for m in tsfm_models:
+            for g in rel:
+                v = summary["versus_best"][m][g]
+                rows.append([m, f"{g} ({counts[g]})", cell(v["MASE"]), cell(v["WQL"])])
+        parts += [
+            "",
+            f"## tsfm models against the best baseline (MASE: {best['MASE']}, WQL: {best['WQL']})",
+            "",
+            "Paired ratio (geometric mean over the group's tasks of model score / baseline score) and its "
+            "95% bootstrap interval; below 1 is better than the baseline. The acceptance bar is 0.90 overall.",
+            "",
+            markdown_table(["model", "group (tasks)", "MASE ratio", "WQL ratio"], rows),
+        ]
+    for metric in ("MASE", "WQL"):
+        rows = [[m] + [cell(rel[g][m][metric]) for g in rel if g != "all"] for m in models]
+        parts += ["", f"## Relative {metric} per frequency group", "",
+                  markdown_table(["model", *[f"{g} ({counts[g]})" for g in rel if g != "all"]], rows)]
+    parts += ["", "## Notes", "", *[f"- {note}" for note in notes]]
+    for metric, digits in (("MASE", 3), ("WQL", 4), ("coverage_10_90", 2)):
+        rows = [[t["name"], t["group"]] + [results[t["name"]].get(m, {}).get("scores", {}).get(metric, float("nan"))
+                                           for m in models] for t in tasks]
+        parts += ["", f"## {metric} per task", "", markdown_table(["task", "group", *models], rows, digits)]
+    rows = [[t["name"], t["set"], t["freq"], t["m"], t["horizon"], t["n_windows"], t["n_series"]]
             + [f"{results[t['name']][m]['seconds']:.2f}" if m in results[t["name"]] else None for m in models]
             for t in tasks]
-    parts += ["", "## Seconds per task (fit+predict, summed over windows)", "",
-              markdown_table(["task", "freq", "m", "H", "windows", "series", *models], rows, 2)]
-    errors = [(t, m, r["error"]) for t, per in results.items() for m, r in per.items() if r["error"]]
+    parts += ["", "## Tasks and seconds (fit+predict, summed over windows)", "",
+              markdown_table(["task", "set", "freq", "m", "H", "windows", "series", *models], rows, 2)]
+    errors = [(t, m, r["error"]) for t, per in results.items() for m, r in per.items() if r.get("error")]
     if errors:
         parts += ["", "## Errors", "", *[f"- {m} on {t}: `{e}`" for t, m, e in errors]]
     return "\n".join(parts)
 
 
-def run_notes(args: argparse.Namespace, tasks: list[dict[str, Any]], models: list[str],
-              warm_seconds: dict[str, float]) -> list[str]:
-    """What a reader needs to judge the numbers: warm-up, quantile mapping, metric rules, shortcuts."""
-    arima = []
-    for t in tasks:
-        limit = arima_shortcut(t["m"], args.arima_defaults)[1]
-        if limit is not None:
-            shortest, longest = t["min_length"] - t["n_windows"] * t["horizon"], t["max_length"] - t["horizon"]
-            cut = f"last {limit} of {shortest}-{longest} context points" if longest > limit else "context not cut"
-            arima.append(f"{t['name']} (m={t['m']}: {cut})")
-    arima_note = (
-        f"AutoARIMA: statsforecast defaults on full contexts where m <= {ARIMA_FULL_MAX_SEASON}; where m > "
-        f"{ARIMA_FULL_MAX_SEASON}, `approximation=True` (R auto.arima's default there) and at most the last "
-        f"{ARIMA_LONG_SEASONS} seasons, because the default search took over 13 minutes per window on co2_weekly: "
-        + ", ".join(arima)
-        if arima
-        else "AutoARIMA: statsforecast defaults on full contexts on every task run."
-    )
-    long_season = [t["name"] for t in tasks if t["m"] > 24]
-    windows = (f"Windows per task (--min-windows {args.min_windows}: the manifest's n_windows raised where each "
-               "window keeps a context of max(3 H, 2 m) points): "
-               + ", ".join(f"{t['name']} {t['n_windows']}" for t in tasks) + ".") if args.min_windows else None
+def run_notes(args: argparse.Namespace, models: list[str], warm_seconds: dict[str, float]) -> list[str]:
+    """What a reader needs to judge the numbers: windows, warm-up, quantile mapping, metrics, settings."""
     notes = [
-        "Warm-up (untimed, before any task): each model forecast a 60-point monthly series once, so first-call "
-        "costs (imports, compiled kernels, weight loading) stay out of the task timings: "
+        f"Windows: the manifest's n_windows raised to --min-windows {args.min_windows} where each window keeps a "
+        "context of max(3 H, 2 m) points (table at the end).",
+        "Warm-up (untimed, before any task): each model run here forecast a 60-point monthly series once: "
         + ", ".join(f"{k} {v:.2f}s" for k, v in warm_seconds.items()) + ".",
-        "Quantiles 0.1..0.9: statsforecast's `level=[20, 40, 60, 80]` interval bounds with its point forecast as 0.5; "
-        "tsfm models through `Forecaster(model=..., horizon=H, quantiles=(0.1, ..., 0.9)).fit(context).predict()`.",
-        "Metrics (tsfm/evaluation.py, parity with gluonts.ev tested): MASE and sMAPE (0-200) on the 0.5 quantile, "
-        "mean over series x windows; WQL over 0.1..0.9 as a ratio of sums over the task; sMAPE counts 0/0 (a zero "
-        "forecast of a zero actual) as 0.",
+        "Quantiles 0.1..0.9: statsforecast's `level=[20, 40, 60, 80]` interval bounds with its point forecast "
+        "as 0.5; tsfm models through `Forecaster(model=..., horizon=H, quantiles=(0.1, ..., 0.9)).fit(context)"
+        ".predict()`.",
+        "Metrics (tsfm/evaluation.py, parity with gluonts.ev tested): MASE and sMAPE on the 0.5 quantile, mean "
+        "over series x windows; WQL over 0.1..0.9 as a ratio of sums over the task.",
+        f"Statistical models read at most the last {STATS_MAX_CONTEXT} points of each context (on one ETTh1 series "
+        "of 17,420 points AutoTheta took over 4 minutes per window); tsfm models read at most 512.",
+        f"Baselines: AutoARIMA = statsforecast defaults where m <= {ARIMA_FULL_MAX_SEASON} and "
+        f"`approximation=True` where m > {ARIMA_FULL_MAX_SEASON} (the exact search took 13+ minutes per window on "
+        f"co2_weekly); AutoARIMA-approx = `approximation=True` on the last {ARIMA_LONG_SEASONS} seasons everywhere; "
+        f"{MEDIAN} = the quantile-wise median of {', '.join(MEDIAN_OF)}. AutoETS fits no seasonal model when "
+        "m > 24 (statsforecast's rule). The best baseline of a metric is the lowest aggregate among "
+        + ", ".join(BASELINES) + ".",
+        f"Intervals: {BOOTSTRAP_DRAWS} bootstrap resamples of the tasks (seed 0), 2.5-97.5 percentiles of the "
+        "geometric mean; paired ratios resample the same tasks for both models.",
         f"Models run one after another in one process, statsforecast with n_jobs=1, threads pinned to "
-        f"{args.num_threads}; the machine is shared, so compare seconds within one run (see the load above).",
+        f"{args.num_threads}; the machine is shared, so compare seconds within one run (load above).",
     ]
-    if windows:
-        notes.insert(0, windows)
-    if "AutoARIMA" in models:
-        notes.append(arima_note + ".")
-    if "AutoETS" in models and long_season:
-        notes.append("AutoETS: statsforecast fits no seasonal ETS model when m > 24, so it is non-seasonal on "
-                     + ", ".join(long_season) + ".")
+    if args.reuse:
+        notes.insert(1, f"Rows of models not run here come from `{args.reuse}` (same tasks and windows).")
     return notes
 
 
@@ -317,39 +437,48 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threads = pin_threads(args.num_threads)  # before numpy and friends are imported
     use_checkout()
-    tasks = [with_windows(t, args.min_windows) for t in load_manifest(args.eval_dir, args.tasks)]
+    tasks = load_tasks(args.data_dir, args.tasks, args.min_windows)
     tsfm_models = [] if args.skip_tsfm else [m.strip() for m in args.models.split(",") if m.strip()]
-    if tsfm_models:
-        load_tsfm_or_exit(tsfm_models)
-    stats_models = [BASELINE] if args.skip_stats else list(STATS_MODELS)
-    models = stats_models + tsfm_models
+    run_stats = [BASELINE] if args.skip_stats else list(STATS_MODELS)
+    if args.reuse:
+        run_stats = [] if args.skip_stats else run_stats
+    run_here = run_stats + tsfm_models
+    reused = reused_rows(args.reuse, tasks, set(run_here))
     meta = run_metadata(threads, PACKAGES)
 
     import pandas as pd
 
     # statsforecast's optimisers warn per fit ("possible convergence problem"): thousands of lines
     warnings.filterwarnings("ignore", category=UserWarning, module=r"statsforecast\.")
-    makers = {name: (lambda task, name=name: statsforecast_fn(name, task, args.arima_defaults)) for name in stats_models}
+    makers = {name: (lambda task, name=name: statsforecast_fn(name, task)) for name in run_stats}
     makers.update({name: (lambda task, name=name: tsfm_fn(name, task)) for name in tsfm_models})
     warm_seconds = warm_up(makers)
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for task in tasks:
-        df = pd.read_csv(args.eval_dir / task["file"], parse_dates=["ds"])
-        results[task["name"]] = {}
-        for name in models:
-            run = run_model(makers[name](task), df, task)
+        df = pd.read_csv(Path(task["dir"]) / task["file"], parse_dates=["ds"])
+        results[task["name"]] = dict(reused.get(task["name"], {}))
+        forecasts = {}
+        for name in run_here:
+            run, forecasts[name] = run_model(makers[name](task), df, task)
             results[task["name"]][name] = run
             status = f"error: {run['error']}" if run["error"] else f"MASE {run['scores']['MASE']:.3f}"
-            print(f"{task['name']:<26} {name:<14} {run['seconds']:8.2f}s  {status}", file=sys.stderr, flush=True)
+            print(f"{task['name']:<26} {name:<18} {run['seconds']:8.2f}s  {status}", file=sys.stderr, flush=True)
+        if set(MEDIAN_OF) <= set(run_here):
+            results[task["name"]][MEDIAN] = median_run(forecasts, df, task)
     meta["uptime_at_end"] = uptime()
 
-    table = aggregate(results, models)
-    notes = run_notes(args, tasks, models, warm_seconds)
-    data = {"meta": meta, "notes": notes, "aggregate": table,
-            "tasks": {t["name"]: {**{k: t[k] for k in ("freq", "m", "horizon", "n_windows", "n_series")},
-                                  "models": results[t["name"]]} for t in tasks}}
-    written = write_results(args.output, render(meta, tasks, results, table, models, notes), data)
+    present = {m for per in results.values() for m in per}
+    stats_order = [m for m in (*STATS_MODELS, MEDIAN) if m in present]
+    models = stats_order + tsfm_models + sorted(present - set(stats_order) - set(tsfm_models))
+    summary = aggregate(results, tasks, models, [m for m in models if m not in (*STATS_MODELS, MEDIAN)])
+    notes = run_notes(args, models, warm_seconds)
+    keys = ("set", "group", "freq", "m", "horizon", "n_windows", "n_series")
+    data = {"meta": meta, "notes": notes, "summary": summary,
+            "tasks": {t["name"]: {**{k: t[k] for k in keys}, "models": results[t["name"]]} for t in tasks}}
+    report = render(meta, tasks, results, summary, models, [m for m in models if m not in (*STATS_MODELS, MEDIAN)],
+                    notes)
+    written = write_results(args.output, report, data)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
 

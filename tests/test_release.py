@@ -13,8 +13,10 @@ from tsfm.train import release
 
 
 def results_file(path, rows: dict[str, float]):
-    aggregate = {m: {"MASE": v, "sMAPE": v, "WQL": v, "coverage_10_90": 0.8} for m, v in rows.items()}
-    path.write_text(json.dumps({"meta": {"command": "bench", "date": "today"}, "aggregate": aggregate}))
+    """A benchmarks/zero_shot.py results file: relative scores with their bootstrap intervals."""
+    relative = {m: {"MASE": [v, v - 0.1, v + 0.1], "WQL": [v, v - 0.1, v + 0.1]} for m, v in rows.items()}
+    summary = {"relative": {"all": relative}, "coverage_10_90": {m: 0.8 for m in rows}, "task_counts": {"all": 46}}
+    path.write_text(json.dumps({"meta": {"command": "bench", "date": "today"}, "summary": summary}))
     return path
 
 
@@ -27,13 +29,13 @@ def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
                               card="# run\n\n- family: `ttm`; parameters: 1,234\n- steps: 10\n\n## Config\nx\n")
     out = release.release("ttm-64", [run], results_file(tmp_path / "a.json", {"ttm-64": 0.9, "Naive": 1.2}))
     card = (out / "README.md").read_text()
-    assert "- steps: 10" in card and "| **ttm-64** | 0.900 |" in card and "| Naive | 1.200 |" in card
+    assert "- steps: 10" in card and "| **ttm-64** | 0.900 [" in card and "| Naive | 1.200 [" in card
     shipped = hub.load_model("ttm-64").state_dict()
     assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
 
     release.refresh_card("ttm-64", results_file(tmp_path / "b.json", {"ttm-64": 0.7}))
     refreshed = (out / "README.md").read_text()
-    assert "| **ttm-64** | 0.700 |" in refreshed and "| **ttm-64** | 0.900 |" not in refreshed
+    assert "| **ttm-64** | 0.700 [" in refreshed and "| **ttm-64** | 0.900 [" not in refreshed
     assert "| Naive |" not in refreshed
     assert refreshed.split("## Zero-shot accuracy")[0] == card.split("## Zero-shot accuracy")[0]
     assert refreshed.split("## Config")[1] == card.split("## Config")[1]
@@ -42,7 +44,7 @@ def test_release_then_refresh_and_suite_cards(tmp_path, monkeypatch) -> None:
     (tmp_path / "weights" / "ttm" / hub.SUITE_FILE).write_text(json.dumps(
         {"default": "ttm-64", "variants": [{"name": "ttm-64", "min_history": 0}]}))
     suite = release.suite_card("ttm", tmp_path / "b.json").read_text()
-    assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 |" in suite
+    assert "| `ttm-64` | 0 points | 64 | 16 | 1,234 |" in suite and "| ttm-64 | 0.700 [" in suite
     assert "served by 1 checkpoints" in suite and "specialist" not in suite
 
     release.release("ttm-64-yearly", [run], tmp_path / "b.json")
@@ -111,7 +113,7 @@ def test_release_ensemble_of_shipped_checkpoints(tmp_path, monkeypatch) -> None:
     assert "| `ttm-64` | ttm | 0.75 |" in card and "| `ttm-64-anchored` | ttm | 0.25 |" in card
     assert card.index("### Member 1: `ttm-64`") < card.index("#### Phase 1") < card.index("- steps: 10") \
         < card.index("### Member 2: `ttm-64-anchored`") < card.index("- steps: 11") < card.index("## Zero-shot")
-    assert "| **ttm-64-ensemble** | 0.800 |" in card
+    assert "| **ttm-64-ensemble** | 0.800 [" in card
     first = next(line for line in card.splitlines() if "parameters: " in line)  # what suite cards quote
     ensemble = hub.load_model("ttm-64-ensemble")
     assert ensemble.config.labels == ("ttm-64", "ttm-64-anchored") and ensemble.config.weights == (3.0, 1.0)
@@ -120,7 +122,7 @@ def test_release_ensemble_of_shipped_checkpoints(tmp_path, monkeypatch) -> None:
         shipped = hub.load_model(name).state_dict()
         assert all(torch.equal(v, shipped[k]) for k, v in member.state_dict().items())
     assert release.refresh_card("ttm-64-ensemble", results_file(tmp_path / "b.json", {"ttm-64-ensemble": 0.7}))
-    assert "| **ttm-64-ensemble** | 0.700 |" in (out / "README.md").read_text()
+    assert "| **ttm-64-ensemble** | 0.700 [" in (out / "README.md").read_text()
     with pytest.raises(SystemExit, match="not a shipped checkpoint"):
         release.release_ensemble("ttm-64-pair", ["ttm-64", "ttm-32"], results)
     with pytest.raises(SystemExit, match="one non-negative number per member"):

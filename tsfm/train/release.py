@@ -52,21 +52,28 @@ def _benchmark_table(results: Path, name: str) -> list[str]:
     if not results.is_file():
         return ["(no benchmark results recorded yet: run `python benchmarks/zero_shot.py`)"]
     data = json.loads(results.read_text())
-    aggregate = data.get("aggregate", {})
+    summary = data.get("summary", {})
+    relative = summary.get("relative", {}).get("all", {})
+    coverage = summary.get("coverage_10_90", {})
     lines = [
-        f"Visible eval set (22 real tasks), zero-shot, from `{data.get('meta', {}).get('command', 'benchmarks/zero_shot.py')}` "
-        f"({data.get('meta', {}).get('date', '')}); geometric mean over tasks of score / SeasonalNaive score:",
+        f"Broad dev benchmark ({summary.get('task_counts', {}).get('all', '?')} real tasks), zero-shot, from "
+        f"`{data.get('meta', {}).get('command', 'benchmarks/zero_shot.py')}` ({data.get('meta', {}).get('date', '')}); "
+        "geometric mean over tasks of score / SeasonalNaive score, 95% bootstrap interval over tasks:",
         "",
-        "| model | rel. MASE | rel. sMAPE | rel. WQL | mean 10-90 coverage |",
-        "|---|---|---|---|---|",
+        "| model | rel. MASE | rel. WQL | mean 10-90 coverage |",
+        "|---|---|---|---|",
     ]
-    for model, row in aggregate.items():
+
+    def cell(interval: list | None) -> str:
+        if not interval or interval[0] is None:
+            return "–"
+        return f"{interval[0]:.3f} [{interval[1]:.3f}, {interval[2]:.3f}]"
+
+    for model, row in relative.items():
         label = f"**{model}**" if model == name else model
-        cov = row.get("coverage_10_90")
-        lines.append(
-            f"| {label} | {row.get('MASE', float('nan')):.3f} | {row.get('sMAPE', float('nan')):.3f} | "
-            f"{row.get('WQL', float('nan')):.3f} | {cov if cov is None else f'{cov:.3f}'} |"
-        )
+        cov = coverage.get(model)
+        lines.append(f"| {label} | {cell(row.get('MASE'))} | {cell(row.get('WQL'))} | "
+                     f"{'–' if cov is None else f'{cov:.3f}'} |")
     return lines
 
 

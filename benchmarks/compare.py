@@ -1,0 +1,68 @@
+"""Paired comparison of two models of a `benchmarks/zero_shot.py` run: does a change win beyond the interval?
+
+    python benchmarks/compare.py benchmarks/results/zero_shot.json CANDIDATE REFERENCE [--output trial.md]
+
+Prints, overall and per frequency group, the geometric mean over tasks of candidate score /
+reference score (MASE and WQL) with its 95% bootstrap-over-tasks interval, and the verdict the
+project keeps changes by: "wins" when the whole interval is below 1, "loses" when above, else
+"within the interval". Both models must have run on the same tasks and windows (one results file;
+a trial that reused cached rows with ``--reuse`` qualifies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from zero_shot import GROUPS, geo_interval, log_ratios
+
+from common import markdown_table, write_results
+
+
+def verdict(interval: tuple[float, float, float]) -> str:
+    value, low, high = interval
+    if value != value:
+        return "–"
+    return "wins" if high < 1 else ("loses" if low > 1 else "within the interval")
+
+
+def compare(data: dict, candidate: str, reference: str) -> list[list[str]]:
+    tasks = [{"name": name, **info} for name, info in data["tasks"].items()]
+    results = {name: info["models"] for name, info in data["tasks"].items()}
+    for model in (candidate, reference):
+        if not any(model in per for per in results.values()):
+            raise SystemExit(f"error: no rows of {model} in the results; known: {sorted({m for p in results.values() for m in p})}")
+    rows = []
+    groups = {"all": tasks, **{g: [t for t in tasks if t["group"] == g] for g in GROUPS}}
+    for group, members in groups.items():
+        if not members:
+            continue
+        row = [f"{group} ({len(members)})"]
+        for metric in ("MASE", "WQL"):
+            interval = geo_interval(log_ratios(results, members, candidate, metric, reference))
+            row += [f"{interval[0]:.3f} [{interval[1]:.3f}, {interval[2]:.3f}]", verdict(interval)]
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("candidate")
+    parser.add_argument("reference")
+    parser.add_argument("--output", type=Path, default=None, help="also write the table as markdown here")
+    args = parser.parse_args(argv)
+    data = json.loads(args.results.read_text())
+    table = markdown_table(["group (tasks)", "MASE ratio", "MASE", "WQL ratio", "WQL"],
+                           compare(data, args.candidate, args.reference))
+    text = f"`{args.candidate}` / `{args.reference}` on `{args.results}`:\n\n{table}"
+    print(text)
+    if args.output:
+        write_results(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

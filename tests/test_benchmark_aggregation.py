@@ -1,0 +1,66 @@
+"""The broad benchmark's decision rules: geometric means, bootstrap intervals, best baseline, windows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare  # noqa: E402
+import zero_shot  # noqa: E402
+
+
+def results_for(ratios: dict[str, list[float]], groups: list[str]) -> tuple[dict, list[dict]]:
+    """Per-task scores where SeasonalNaive scores 1, so each model's score is its relative score."""
+    tasks = [{"name": f"t{i}", "group": g} for i, g in enumerate(groups)]
+    results = {t["name"]: {"SeasonalNaive": {"scores": {"MASE": 1.0, "WQL": 1.0, "sMAPE": 1.0, "coverage_10_90": 0.8}}}
+               for t in tasks}
+    for model, values in ratios.items():
+        for t, v in zip(tasks, values):
+            results[t["name"]][model] = {"scores": {"MASE": v, "WQL": v, "sMAPE": v, "coverage_10_90": 0.8},
+                                         "seconds": 1.0, "error": None}
+    return results, tasks
+
+
+def test_the_interval_holds_the_geometric_mean_and_shrinks_with_agreement() -> None:
+    value, low, high = zero_shot.geo_interval(np.log([0.5, 2.0, 1.0, 1.0]))
+    assert value == pytest.approx(1.0) and low < 1.0 < high
+    steady = zero_shot.geo_interval(np.log([0.8, 0.8, 0.8, 0.8]))
+    assert steady == pytest.approx((0.8, 0.8, 0.8))
+    assert np.isnan(zero_shot.geo_interval([0.1, np.nan])[0])  # a missing task is no aggregate
+
+
+def test_best_baseline_and_paired_ratio_per_group() -> None:
+    groups = ["yearly"] * 4 + ["monthly"] * 4
+    results, tasks = results_for({"AutoETS": [0.9] * 8, "AutoARIMA": [0.8] * 8, "AutoTheta": [1.1] * 8,
+                                  "ttm": [0.72] * 4 + [0.8] * 4}, groups)
+    for t in tasks:
+        results[t["name"]]["StatsMedian"] = results[t["name"]]["AutoETS"]
+    models = ["SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta", "StatsMedian", "ttm"]
+    summary = zero_shot.aggregate(results, tasks, models, ["ttm"])
+    assert summary["best_baseline"] == {"MASE": "AutoARIMA", "WQL": "AutoARIMA"}
+    assert summary["versus_best"]["ttm"]["yearly"]["MASE"] == pytest.approx((0.9, 0.9, 0.9))
+    assert summary["versus_best"]["ttm"]["monthly"]["MASE"] == pytest.approx((1.0, 1.0, 1.0))
+    assert summary["relative"]["all"]["ttm"]["MASE"][0] == pytest.approx(np.sqrt(0.72 * 0.8))
+
+
+def test_compare_says_wins_only_beyond_the_interval() -> None:
+    results, tasks = results_for({"new": [0.9, 0.8, 0.95, 0.85], "old": [1.0, 1.0, 1.0, 1.0],
+                                  "mixed": [0.7, 1.3, 0.9, 1.1]}, ["yearly", "yearly", "monthly", "monthly"])
+    data = {"tasks": {t["name"]: {"group": t["group"], "models": results[t["name"]]} for t in tasks}}
+    rows = {row[0]: row for row in compare.compare(data, "new", "old")}
+    assert rows["all (4)"][2] == "wins" and rows["all (4)"][4] == "wins"
+    assert compare.compare(data, "mixed", "old")[0][2] == "within the interval"
+    assert compare.compare(data, "old", "new")[0][2] == "loses"
+
+
+def test_windows_rise_only_where_every_series_keeps_a_long_context() -> None:
+    task = {"horizon": 6, "m": 1, "n_windows": 1, "min_length": 40}
+    assert zero_shot.with_windows(task, 5)["n_windows"] == 3  # (40 - 18) // 6
+    assert zero_shot.with_windows({**task, "min_length": 15}, 5)["n_windows"] == 1  # never below the manifest
+    assert zero_shot.frequency_group("QS-OCT") == "quarterly" and zero_shot.frequency_group("30min") == "sub-daily"
+    assert zero_shot.parse_model_spec("ttm[log_scale=never;context_length=96]") == \
+        ("ttm", {"log_scale": "never", "context_length": 96})
