@@ -69,6 +69,8 @@ PAPER: dict[tuple[str, str, int], tuple[float, float]] = {
 }
 PAPER_SOURCE = {"itransformer": ITRANSFORMER_SOURCE, "s-mamba": S_MAMBA_SOURCE}
 TTM_ZERO_SHOT = {"etth1": 0.363, "etth2": 0.276}  # zs_mse, CL 512, FL 96
+TTM_FEW_SHOT_5 = {"etth1": 0.362, "etth2": 0.273}  # fs5_mse, CL 512, FL 96
+TTM_FEW_SHOT_SOURCE = TTM_SOURCE.replace("zero-shot", "5% few-shot").replace("zs_mse", "fs5_mse")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,6 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", choices=("itransformer", "s-mamba"), help="family to train full-shot")
     what.add_argument("--zero-shot", metavar="MODELS", help="comma-separated shipped models (or checkpoint dirs)")
+    what.add_argument("--few-shot", metavar="MODELS",
+                      help="comma-separated checkpoints to fine-tune on the last --fraction of the training windows")
     what.add_argument("--scan-timing", action="store_true",
                       help="S-Mamba: one training epoch with the fused CPU scan and one with the reference scan")
     parser.add_argument("--datasets", default="etth1", help="comma-separated: etth1, etth2, exchange_rate")
@@ -87,6 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scan-backend", default=None, help="S-Mamba scan backend (default: the config's auto)")
     parser.add_argument("--context", type=int, default=512, help="zero-shot context (default 512)")
     parser.add_argument("--stride", type=int, default=1, help="zero-shot test-origin stride (default 1: every origin)")
+    parser.add_argument("--fraction", type=float, default=0.05, help="few-shot share of training windows (default 5%%)")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--num-threads", type=int, default=1, help="torch/BLAS threads (default 1)")
@@ -135,31 +140,39 @@ def full_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list
 
 
 def zero_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[dict[str, Any]]:
+    import numpy as np
     import torch
     from torch.utils.data import DataLoader
 
     from tsfm.data.ltsf import LTSFData
-    from tsfm.hub import load_model, resolve
+    from tsfm.hub import load_model, load_suite, resolve, select_checkpoint
 
     horizon = 96
     rows = []
     for name in args.zero_shot.split(","):
-        model = load_model(name)
-        checkpoint = resolve(name).name
+        suite = load_suite(name) is not None
+        model = None if suite else load_model(name)
+        checkpoint = select_checkpoint(name, args.context, 24, "h") if suite else resolve(name).name
         for dataset in args.datasets.split(","):
             data = LTSFData.load(dataset, args.data_dir)
             windows = data.windows("test", args.context, horizon, stride=args.stride)
             sums = torch.zeros(3, dtype=torch.float64)
             start = time.perf_counter()
-            with torch.no_grad():
-                for batch in DataLoader(windows, batch_size=64):
-                    out = model(batch["past_values"])  # [B, H', C, Q] with H' = the model's horizon
-                    if out.shape[1] < horizon:
-                        raise SystemExit(f"{name} forecasts {out.shape[1]} steps, fewer than {horizon}")
-                    point = out[:, :horizon, :, model.config.median_index]
-                    diff = (point - batch["future_values"]).double()
-                    sums += torch.stack([(diff**2).sum(), diff.abs().sum(),
-                                         torch.tensor(float(diff.numel()), dtype=torch.float64)])
+            if suite:
+                diff = torch.as_tensor(suite_forecast(name, data, windows, horizon) - np.stack(
+                    [w["future_values"].numpy() for w in windows]), dtype=torch.float64)
+                sums += torch.stack([(diff**2).sum(), diff.abs().sum(), torch.tensor(float(diff.numel()),
+                                                                                     dtype=torch.float64)])
+            else:
+                with torch.no_grad():
+                    for batch in DataLoader(windows, batch_size=64):
+                        out = model(batch["past_values"])  # [B, H', C, Q] with H' = the model's horizon
+                        if out.shape[1] < horizon:
+                            raise SystemExit(f"{name} forecasts {out.shape[1]} steps, fewer than {horizon}")
+                        point = out[:, :horizon, :, model.config.median_index]
+                        diff = (point - batch["future_values"]).double()
+                        sums += torch.stack([(diff**2).sum(), diff.abs().sum(),
+                                             torch.tensor(float(diff.numel()), dtype=torch.float64)])
             seconds = time.perf_counter() - start
             mse, mae = float(sums[0] / sums[2]), float(sums[1] / sums[2])
             ref = TTM_ZERO_SHOT.get(dataset)
@@ -168,13 +181,77 @@ def zero_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list
                 "horizon": horizon, "lookback": args.context, "mse": mse, "mae": mae,
                 "paper_mse": ref, "paper_mae": None, "ratio_mse": mse / ref if ref else None, "ratio_mae": None,
                 "source": TTM_SOURCE, "test_stride": args.stride, "n_test_windows": len(windows),
-                "model_context_length": model.config.context_length, "seconds": seconds,
+                "model_context_length": None if suite else model.config.context_length, "seconds": seconds,
+                "path": "Forecaster (suite: its variant choice and log-space rule; channels one by one)" if suite
+                        else "model forward on [windows, 512, channels] (all channels together), median",
                 "run": {**run_info(meta), "uptime_at_end": uptime()},
             })
             print(f"[ltsf] zero-shot {name} {dataset}: MSE {mse:.4f} MAE {mae:.4f} ({len(windows)} windows, "
                   f"stride {args.stride}, {seconds:.0f} s)", file=sys.stderr, flush=True)
             save(rows[-1:])
     return rows
+
+
+def few_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[dict[str, Any]]:
+    """TTM paper's few-shot protocol: fine-tune a checkpoint's head (``tsfm finetune``'s "head" mode) on
+    the last ``--fraction`` of the training windows (context 512, horizon 96), early stopping on the
+    full validation split, test on every test origin. Settings: granite-tsfm's few-shot notebooks
+    (lr 1e-3, batch 64, <= 50 epochs, patience 10), MSE on the median, constant lr."""
+    from tsfm.data.ltsf import LTSFData
+    from tsfm.hub import load_model, load_suite, resolve
+    from tsfm.train.finetune import resolve_mode
+    from tsfm.train.ltsf import TrainSettings, fit_and_test
+
+    horizon, rows = 96, []
+    for name in args.few_shot.split(","):
+        checkpoint = resolve(name).name  # a suite stands for its default checkpoint here
+        pretrained = load_model(checkpoint)
+        mode, trainable = resolve_mode(pretrained, "head")
+        config = pretrained.config.to_dict()
+        if config["context_length"] != args.context:
+            raise SystemExit(f"{checkpoint} has context {config['context_length']}, not {args.context}")
+        for dataset in args.datasets.split(","):
+            data = LTSFData.load(dataset, args.data_dir)
+            settings = TrainSettings(lr=1e-3, batch_size=64, epochs=50, patience=10, lradj="constant",
+                                     time_features=False)
+            out = fit_and_test(data, config, settings, accelerator=args.accelerator, progress=not args.no_progress,
+                               pretrained=pretrained, trainable=trainable, train_fraction=args.fraction,
+                               horizon=horizon)
+            ref = TTM_FEW_SHOT_5.get(dataset) if abs(args.fraction - 0.05) < 1e-9 else None
+            rows.append({
+                "model": name, "checkpoint": checkpoint, "setting": f"few-shot {args.fraction:.0%}",
+                "dataset": dataset, "horizon": horizon, "lookback": args.context, "mse": out["mse"], "mae": out["mae"],
+                "paper_mse": ref, "paper_mae": None, "ratio_mse": out["mse"] / ref if ref else None, "ratio_mae": None,
+                "source": TTM_FEW_SHOT_SOURCE, "mode": mode, "trainable": list(trainable),
+                "train_settings": settings.to_dict(), "test_stride": 1,
+                **{k: v for k, v in out.items() if k not in ("mse", "mae")},
+                "run": {**run_info(meta), "uptime_at_end": uptime()},
+            })
+            print(f"[ltsf] few-shot {name} {dataset}: MSE {out['mse']:.4f} MAE {out['mae']:.4f} "
+                  f"({out['n_train_windows']} training windows, {out['epochs_run']} epochs, best {out['best_epoch']})",
+                  file=sys.stderr, flush=True)
+            save(rows[-1:])
+    return rows
+
+
+def suite_forecast(name: str, data, windows, horizon: int):
+    """A suite's median forecasts ``[N, H, C]`` through the Forecaster, every window's channels as series."""
+    import numpy as np
+    import pandas as pd
+
+    from tsfm.forecaster import Forecaster
+
+    parts, n_channels = [], data.values.shape[1]
+    for i, s in enumerate(windows.starts):
+        past = data.values[s:s + windows.lookback]
+        ds = data.index[s:s + windows.lookback]
+        for c in range(n_channels):
+            parts.append(pd.DataFrame({"unique_id": f"w{i:06d}_c{c:02d}", "ds": ds, "y": past[:, c]}))
+    frame = pd.concat(parts, ignore_index=True)
+    out = Forecaster(model=name, horizon=horizon, quantiles=(0.5,)).fit(frame).predict()
+    out = out.sort_values(["unique_id", "ds"], kind="stable")
+    median = out["0.5"].to_numpy(dtype=np.float64).reshape(len(windows), n_channels, horizon)
+    return median.transpose(0, 2, 1)
 
 
 def scan_timing_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[dict[str, Any]]:
@@ -212,8 +289,10 @@ def row_key(row: dict[str, Any]) -> tuple:
 def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_key = {row_key(r): r for r in old}
     by_key.update({row_key(r): r for r in new})
-    order = {"full-shot": 0, "zero-shot": 1, "scan-timing:chunked": 2, "scan-timing:reference": 3}
-    return sorted(by_key.values(), key=lambda r: (order.get(r["setting"], 9), r["model"], r["dataset"], r["horizon"]))
+    def rank(setting: str) -> int:
+        return next((i for i, p in enumerate(("full-shot", "zero-shot", "few-shot", "scan-timing")) if setting.startswith(p)), 9)
+
+    return sorted(by_key.values(), key=lambda r: (rank(r["setting"]), r["setting"], r["model"], r["dataset"], r["horizon"]))
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -262,6 +341,16 @@ def render(rows: list[dict[str, Any]]) -> str:
                                   "stride", "windows", "model context"], table), "",
                   f"Reference: {TTM_SOURCE}. All channels go in together as one multivariate window; a model with a "
                   "shorter context uses the last points of the 512.", ""]
+    few = [r for r in rows if r["setting"].startswith("few-shot")]
+    if few:
+        lines += ["## Few-shot, context 512, horizon 96 (TTM paper protocol)", ""]
+        table = [[r["model"], r["checkpoint"], r["setting"], r["dataset"], r["mse"], r["mae"], r["paper_mse"],
+                  r["ratio_mse"], r["n_train_windows"], r.get("epochs_run"), r.get("best_epoch"), r["mode"]] for r in few]
+        lines += [markdown_table(["model", "checkpoint", "setting", "dataset", "MSE", "MAE", "TTM r2 MSE", "ratio MSE",
+                                  "train windows", "epochs", "best epoch", "mode"], table), "",
+                  f"Reference: {TTM_FEW_SHOT_SOURCE}. Fine-tuned on the last share of the training windows "
+                  "(granite's fewshot_location 'last'), MSE on the median, early stopping on the whole validation "
+                  "split (patience 10), every test origin.", ""]
     timing = [r for r in rows if r["setting"].startswith("scan-timing")]
     if timing:
         lines += ["## S-Mamba training time per epoch: fused CPU scan vs reference scan", ""]
@@ -305,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     save = lambda rows: record(args.output, rows)  # noqa: E731 - after every row, so a long run keeps its rows
     if args.zero_shot:
         zero_shot_rows(args, meta, save)
+    elif args.few_shot:
+        few_shot_rows(args, meta, save)
     elif args.scan_timing:
         scan_timing_rows(args, meta, save)
     else:

@@ -146,3 +146,39 @@ def test_paper_rows_average_to_the_published_averages():
         rows = [PAPER[(model, dataset, h)] for h in (96, 192, 336, 720)]
         assert sum(r[0] for r in rows) / 4 == pytest.approx(mse, abs=6e-4)
         assert sum(r[1] for r in rows) / 4 == pytest.approx(mae, abs=6e-4)
+
+
+def test_few_shot_keeps_the_last_windows_and_trains_only_the_head():
+    torch.set_num_threads(1)
+    data = LTSFData.from_frame(_frame(rows=300), "ratio")
+    from tsfm.models.itransformer import ITransformer, ITransformerConfig
+
+    config = ITransformerConfig.tiny(context_length=32, prediction_length=8)
+    pretrained = ITransformer(config)
+    before = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    settings = TrainSettings(lr=1e-2, batch_size=4, epochs=1, patience=3, seed=0, lradj="constant",
+                             time_features=False)
+    from tsfm.train import ltsf
+
+    seen = {}
+    original = ltsf.LTSFTask.on_fit_end if hasattr(ltsf.LTSFTask, "on_fit_end") else None
+
+    def grab(self):
+        seen["state"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        seen["starts"] = self.trainer.datamodule.train_set.starts.copy()
+
+    ltsf.LTSFTask.on_fit_end = grab
+    try:
+        out = fit_and_test(data, config.to_dict(), settings, progress=False, pretrained=pretrained,
+                           trainable=("head",), train_fraction=0.05, horizon=8)
+    finally:
+        if original is None:
+            del ltsf.LTSFTask.on_fit_end
+        else:
+            ltsf.LTSFTask.on_fit_end = original
+    n_train = 210 - 32 - 8 + 1  # int(0.7 * 300) training rows
+    assert out["n_train_windows"] == int(np.ceil(0.05 * n_train))
+    assert seen["starts"][-1] == n_train - 1  # the last training windows
+    changed = {k for k in before if not torch.equal(before[k], seen["state"][k])}
+    assert changed and all(k.startswith("head.") for k in changed)
+    assert out["trainable_parameters"] < out["parameters"]

@@ -135,6 +135,7 @@ class LTSFData:
     mean: np.ndarray  # [C] training mean
     std: np.ndarray  # [C] training population std
     segments: dict[Split, tuple[int, int]]
+    index: pd.DatetimeIndex | None = None  # the rows' timestamps
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, split: str, name: str = "data") -> "LTSFData":
@@ -146,7 +147,8 @@ class LTSFData:
         values = ((raw - mean) / std).astype(np.float32)
         index = frame.index if isinstance(frame.index, pd.DatetimeIndex) else pd.date_range(
             "2000-01-01", periods=len(frame), freq="h")
-        return cls(name, [str(c) for c in frame.columns], values, time_features(index), mean, std, segs)
+        return cls(name, [str(c) for c in frame.columns], values, time_features(index), mean, std, segs,
+                   pd.DatetimeIndex(index))
 
     @classmethod
     def load(cls, name: str, data_dir: str | Path) -> "LTSFData":

@@ -110,21 +110,28 @@ class LTSFDataModule(pl.LightningDataModule):
     """Train / validation / test windows of one LTSF dataset at one lookback and horizon."""
 
     def __init__(self, data: LTSFData, lookback: int, horizon: int, batch_size: int = 32,
-                 eval_batch_size: int = 256, seed: int = 0, test_stride: int = 1) -> None:
+                 eval_batch_size: int = 256, seed: int = 0, test_stride: int = 1, train_fraction: float = 1.0) -> None:
         super().__init__()
+        if not 0.0 < train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
         self.data, self.lookback, self.horizon = data, lookback, horizon
         self.batch_size, self.eval_batch_size, self.seed, self.test_stride = batch_size, eval_batch_size, seed, test_stride
+        self.train_fraction = train_fraction
 
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
             return
         self.train_set = self.data.windows("train", self.lookback, self.horizon)
+        if self.train_fraction < 1.0:  # few-shot: the last share of the training windows (granite's "last")
+            keep = max(1, math.ceil(self.train_fraction * len(self.train_set)))
+            self.train_set.starts = self.train_set.starts[-keep:]
         self.val_set = self.data.windows("val", self.lookback, self.horizon)
         self.test_set = self.data.windows("test", self.lookback, self.horizon, stride=self.test_stride)
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
+                          drop_last=len(self.train_set) > self.batch_size, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.eval_batch_size, shuffle=False)
@@ -136,19 +143,27 @@ class LTSFDataModule(pl.LightningDataModule):
 class LTSFTask(pl.LightningModule):
     """Any registered family trained on the MSE of its median forecast (Adam, per-epoch lr decay)."""
 
-    def __init__(self, model: dict[str, Any], lr: float = 1e-4, lradj: str = "type1", time_features: bool = True) -> None:
+    def __init__(self, model: dict[str, Any], lr: float = 1e-4, lradj: str = "type1", time_features: bool = True,
+                 trainable: tuple[str, ...] = ("",), horizon: int | None = None) -> None:
         super().__init__()
         if lradj not in ("type1", "constant"):
             raise ValueError(f"lradj must be 'type1' or 'constant', got {lradj!r}")
         self.save_hyperparameters()
         self.model = build_model(dict(model))
+        self.set_trainable(trainable)
+
+    def set_trainable(self, prefixes: tuple[str, ...]) -> None:
+        """Train only the parameters under these top-level names ("" = all), e.g. TTM's head for few-shot."""
+        for name, param in self.model.named_parameters():
+            param.requires_grad = any(name == p or name.startswith(p + ".") or p == "" for p in prefixes)
         self._sums = torch.zeros(3, dtype=torch.float64)
 
     def point_forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, H, C]``: the median level of the model's quantiles (the only level when quantiles=[0.5])."""
+        """``[B, H, C]``: the median level of the model's quantiles (the only level when quantiles=[0.5]),
+        its first ``horizon`` steps."""
         exog = batch.get("past_exog") if self.hparams.time_features else None
-        out = self.model(batch["past_values"], past_exog=exog)
-        return out[..., self.model.config.median_index]
+        out = self.model(batch["past_values"], past_exog=exog) if exog is not None else self.model(batch["past_values"])
+        return out[:, : self.hparams.horizon or out.shape[1], :, self.model.config.median_index]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = F.mse_loss(self.point_forecast(batch), batch["future_values"])
@@ -174,7 +189,7 @@ class LTSFTask(pl.LightningModule):
         self.log("test_mae", self.test_metrics["mae"])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+        optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.hparams.lr)
         if self.hparams.lradj == "constant":
             return {"optimizer": optimizer}
         # type1: epochs 1 and 2 at lr, then halved after every epoch (the reference's adjust_learning_rate)
@@ -213,16 +228,27 @@ class BestWeights(pl.Callback):
 
 def fit_and_test(data: LTSFData, model: dict[str, Any], settings: TrainSettings, *, accelerator: str = "cpu",
                  progress: bool = True, limit_train_batches: int | float = 1.0, limit_val_batches: int | float = 1.0,
-                 test_stride: int = 1) -> dict[str, Any]:
+                 test_stride: int = 1, pretrained: torch.nn.Module | None = None,
+                 trainable: tuple[str, ...] = ("",), train_fraction: float = 1.0,
+                 horizon: int | None = None) -> dict[str, Any]:
     """Train ``model`` on ``data``'s training windows with validation early stopping, test the best
-    validation epoch on every test origin; return the metrics and how the run went."""
+    validation epoch on every test origin; return the metrics and how the run went.
+
+    Few-shot: ``pretrained`` (a model of config ``model``) gives the starting weights, ``trainable``
+    the parameters that train, ``train_fraction`` the last share of the training windows kept, and
+    ``horizon`` the steps scored (default: the model's prediction length)."""
     from lightning.pytorch.callbacks import EarlyStopping
 
     pl.seed_everything(settings.seed, workers=True, verbose=False)
-    lookback, horizon = int(model["context_length"]), int(model["prediction_length"])
+    lookback, horizon = int(model["context_length"]), int(horizon or model["prediction_length"])
     dm = LTSFDataModule(data, lookback, horizon, batch_size=settings.batch_size,
-                        eval_batch_size=settings.eval_batch_size, seed=settings.seed, test_stride=test_stride)
-    task = LTSFTask(model, lr=settings.lr, lradj=settings.lradj, time_features=settings.time_features)
+                        eval_batch_size=settings.eval_batch_size, seed=settings.seed, test_stride=test_stride,
+                        train_fraction=train_fraction)
+    task = LTSFTask(model, lr=settings.lr, lradj=settings.lradj, time_features=settings.time_features,
+                    trainable=trainable, horizon=horizon)
+    if pretrained is not None:
+        task.model.load_state_dict(pretrained.state_dict())
+        task.set_trainable(trainable)
     best = BestWeights()
     stop = EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience, check_on_train_epoch_end=False)
     with tempfile.TemporaryDirectory() as root:
@@ -247,4 +273,5 @@ def fit_and_test(data: LTSFData, model: dict[str, Any], settings: TrainSettings,
         "seconds_per_epoch": best.epoch_seconds,
         "fit_seconds": fit_seconds,
         "parameters": task.model.num_parameters(),
+        "trainable_parameters": sum(p.numel() for p in task.model.parameters() if p.requires_grad),
     }
