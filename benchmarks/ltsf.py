@@ -80,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--zero-shot", metavar="MODELS", help="comma-separated shipped models (or checkpoint dirs)")
     what.add_argument("--few-shot", metavar="MODELS",
                       help="comma-separated checkpoints to fine-tune on the last --fraction of the training windows")
+    what.add_argument("--render", action="store_true", help="only rewrite the markdown from the JSON rows")
     what.add_argument("--scan-timing", action="store_true",
                       help="S-Mamba: one training epoch with the fused CPU scan and one with the reference scan")
     parser.add_argument("--datasets", default="etth1", help="comma-separated: etth1, etth2, exchange_rate")
@@ -364,12 +365,14 @@ def render(rows: list[dict[str, Any]]) -> str:
                   "CPU kernel (tsfm.kernels.cpu_scan), `reference` the plain loop. The scan runs over the variate "
                   "tokens (7 + 4 marks), so it is a small part of a step.", ""]
     runs: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        runs.setdefault(r["run"]["command"] + r["run"]["date"], r["run"])
+    for r in rows:  # one entry per run; its end is the end of its last row
+        run = runs.setdefault(r["run"]["command"] + r["run"]["date"], dict(r["run"]))
+        run["uptime_at_end"] = max(run.get("uptime_at_end", ""), r["run"].get("uptime_at_end", ""))
     lines += ["## Runs", ""]
     for run in runs.values():
         lines += [f"- `{run['command']}` (from the repository root): {run['date']}, commit {run['git_commit']}, "
-                  f"{run['machine']}; uptime at start `{run['uptime_at_start']}`, at end `{run.get('uptime_at_end', '')}`; "
+                  f"{run['machine']}; uptime at start `{run['uptime_at_start']}`, at the end of its last row "
+                  f"`{run.get('uptime_at_end', '')}`; "
                   + "threads " + ", ".join(f"{k}={v}" for k, v in run.get("threads", {}).items())]
     return "\n".join(lines) + "\n"
 
@@ -394,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     use_checkout()
     meta = run_metadata(threads, PACKAGES)
     save = lambda rows: record(args.output, rows)  # noqa: E731 - after every row, so a long run keeps its rows
-    if args.zero_shot:
+    if args.render:
+        save([])
+    elif args.zero_shot:
         zero_shot_rows(args, meta, save)
     elif args.few_shot:
         few_shot_rows(args, meta, save)
