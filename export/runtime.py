@@ -276,9 +276,10 @@ class EdgeModel:
                              "(all NaN or masked): drop it or give it history")
         freq_id = self._freq_ids(freq, values.shape[0])
         logged = positive_channels(values, mask) if log_scale else np.zeros((len(values), values.shape[2]), bool)
-        model_values = to_log_space(values, mask, logged) if logged.any() else values
-        result = from_log_space(self._rollout(model_values, mask, freq_id, horizon), model_values, mask, logged)
-        result = floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as one ValueError
+            model_values = to_log_space(values, mask, logged) if logged.any() else values
+            result = from_log_space(self._rollout(model_values, mask, freq_id, horizon), model_values, mask, logged)
+            result = floor_at_zero(pin_constants(result, values, mask), values, mask, nonnegative)
         if not np.isfinite(result).all():
             biggest = float(np.nanmax(np.abs(np.where(mask > 0, values, np.nan))))
             raise ValueError(f"the forecast is not finite: values up to {biggest:.3g} overflow the model's float32 "
