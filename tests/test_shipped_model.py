@@ -138,7 +138,7 @@ def test_a_zero_floored_series_gets_no_negative_forecast(tmp_path):
     df.to_csv(tmp_path / "pv.csv", index=False)
     for flag, want in (([], floored), (["--allow-negative"], raw)):
         out = tmp_path / f"fc{len(flag)}.csv"
-        result = CliRunner().invoke(app, ["forecast", str(tmp_path / "pv.csv"), "-h", "48", "-o", str(out), *flag])
+        result = CliRunner().invoke(app, ["forecast", str(tmp_path / "pv.csv"), "-H", "48", "-o", str(out), *flag])
         assert result.exit_code == 0, result.output
         np.testing.assert_allclose(pd.read_csv(out)[cols].to_numpy(), want[cols].to_numpy(), rtol=1e-6, atol=1e-6)
 

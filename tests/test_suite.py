@@ -299,13 +299,13 @@ def test_cli_log_scale_option(ensemble_suite, tmp_path) -> None:
     path = tmp_path / "grow.csv"
     positive_frame("QS").to_csv(path, index=False)
     out = tmp_path / "out.csv"
-    result = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "-h", "4", "--log-scale", "never",
+    result = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "-H", "4", "--log-scale", "never",
                                       "-o", str(out)])
     assert result.exit_code == 0, result.output
     want = Forecaster(model="mini-ens", horizon=4).fit(path).predict()
     np.testing.assert_allclose(pd.read_csv(out)[["0.1", "0.5", "0.9"]], want[["0.1", "0.5", "0.9"]], rtol=1e-6)
     assert "model mini-ens (from suite minie: median history 80 points)" in result.stderr
-    default = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "-h", "4"])
+    default = CliRunner().invoke(app, ["forecast", str(path), "-m", "minie", "-H", "4"])
     assert default.exit_code == 0, default.output
     assert ("model mini-ens (from suite minie: median history 80 points; positive contexts in log space, "
             "--log-scale seasonal)") in default.stderr
