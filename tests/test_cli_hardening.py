@@ -177,6 +177,20 @@ def test_forecaster_horizon_cap(tiny_checkpoint):
     assert tsfm.forecaster.MAX_HORIZON == MAX_HORIZON
 
 
+def test_horizon_past_the_last_pandas_date_fails_before_the_model(tiny_checkpoint, csv, monkeypatch):
+    import tsfm.inference
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(tsfm.inference, "forecast_arrays", boom)
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", str(MAX_HORIZON))  # monthly: year 2800
+    assert code == 2 and "2262" in _one_line(err)
+    f = Forecaster(model=tiny_checkpoint, horizon=3).fit(monthly_frame(1))
+    with pytest.raises(InputError, match="2262"):
+        f.predict(h=5000)
+
+
 # ------------------------------------------------------------------ 9. modes, 10. SIGTERM
 
 

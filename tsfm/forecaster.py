@@ -55,6 +55,24 @@ def _check_steps(name: str, value: Any) -> None:
                          "forecast a coarser frequency instead")
 
 
+def _check_future_fits(series, h: int) -> None:
+    """InputError when the next ``h`` stamps of a series run past the dates pandas can hold
+    (year 2262): checked before the model runs, not after."""
+    if len(series) == 0 or series.step_index:
+        return
+    try:  # an upper bound first: the latest start plus the longest series plus h steps
+        max(series.starts) + (int(series.lengths.max()) - 1 + h) * series.offset
+        return
+    except (OverflowError, ValueError):  # pandas' OutOfBoundsDatetime is a ValueError
+        pass
+    for i in range(len(series)):
+        try:
+            series.future_index(i, h)
+        except (OverflowError, ValueError):
+            raise InputError(f"{h} steps of {series.freq} after '{series.ids[i]}' ends run past {pd.Timestamp.max:%Y-%m-%d}, "
+                             "the last date pandas can hold: use a shorter horizon") from None
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when ``predict`` runs before ``fit`` (same bases as scikit-learn's)."""
 
@@ -288,6 +306,7 @@ class Forecaster:
         self._load_for(series)
         self._check_levels(levels)
         self._remember(series, levels, names)
+        _check_future_fits(series, self.horizon_)
         return self
 
     def _check_levels(self, levels: Sequence[float]) -> None:
@@ -447,6 +466,7 @@ class Forecaster:
         series = self.series_ if df is None else self._series(df)
         if not hasattr(self, "horizon_"):
             self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
+        _check_future_fits(series, int(h) if h is not None else self.horizon_)
         if not self._uses_covariates():
             if X_future is not None:
                 print("warning: this model was not trained with covariates; X_future is ignored "
