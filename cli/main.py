@@ -97,10 +97,13 @@ def forecast(
         None, "--horizon", "-H", help=f"Steps to forecast, at most {MAX_HORIZON} (default: from the frequency)"
     ),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`), checkpoint directory, suite folder (suite.json) or exported .onnx file"),
-    quantiles: str = typer.Option("0.1,0.5,0.9", "--quantiles", "-q",
-                                 help="Quantile levels, e.g. 0.1,0.5,0.9; within the model's range (0.1-0.9 for the shipped models)"),
+    quantiles: str = typer.Option(
+        "0.1,0.5,0.9", "--quantiles", "-q",
+        help="Quantile levels, e.g. 0.1,0.5,0.9; within the model's range (0.1-0.9 for the shipped models)",
+    ),
     level: Optional[str] = typer.Option(
-        None, "--level", help="Prediction-interval coverages in %, e.g. 50,80; at most 80 for the shipped models (quantiles 0.1-0.9)"
+        None, "--level",
+        help="Prediction-interval coverages in %, e.g. 50,80; at most 80 for the shipped models (quantiles 0.1-0.9)",
     ),
     freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Series id column (long format)"),
@@ -130,7 +133,9 @@ def forecast(
         None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"
     ),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Output CSV (default or '-': stdout)"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a picture (.png, .pdf, .svg, .jpg) of history + median + 80% band"),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Write a picture (.png, .pdf, .svg, .jpg) of history + median + 80% band"
+    ),
 ) -> None:
     """Forecast every series in INPUT ('-': stdin) with a pretrained model (zero-shot: no training, no network)."""
     from tsfm.errors import InputError
@@ -151,7 +156,8 @@ def forecast(
         if plot.suffix.lower() not in PLOT_SUFFIXES:
             fail(f"--plot {plot}: unsupported picture type '{plot.suffix or '(none)'}'; use {', '.join(PLOT_SUFFIXES)}")
         check_output(plot, "--plot")
-    if str(input) == "-":
+    given = str(input)
+    if given == "-":
         input = _stream_to_file()
     elif input.exists() and not input.is_file() and not input.is_dir():  # a FIFO or /dev/fd/N
         input = _stream_to_file(input)
@@ -192,7 +198,8 @@ def forecast(
 
                 plot_forecast(forecaster, plot, h=forecaster.horizon_)
         except InputError as err:
-            fail(str(err).splitlines()[0] if str(err) else "bad input")
+            text = str(err).splitlines()[0] if str(err) else "bad input"
+            fail(text.replace(str(input), "stdin" if given == "-" else given))  # not the temporary copy's name
     if target_out is None:
         result.to_csv(sys.stdout, index=False, float_format=FLOAT_FORMAT)
     else:
@@ -204,7 +211,9 @@ def forecast(
 @app.command()
 def evaluate(
     input: Path = typer.Argument(..., help="CSV with the full history of every series (long or wide)"),
-    horizon: Optional[int] = typer.Option(None, "--horizon", "-H", help=f"Steps per backtest window (at most {MAX_HORIZON})"),
+    horizon: Optional[int] = typer.Option(
+        None, "--horizon", "-H", help=f"Steps per backtest window (at most {MAX_HORIZON})"
+    ),
     n_windows: int = typer.Option(1, "--n-windows", help="Consecutive backtest windows at the end of each series"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name or checkpoint directory"),
     season: Optional[int] = typer.Option(None, "--season", help="Seasonal period of the MASE scale"),

@@ -69,8 +69,8 @@ def _check_future_fits(series, h: int) -> None:
         try:
             series.future_index(i, h)
         except (OverflowError, ValueError):
-            raise InputError(f"{h} steps of {series.freq} after '{series.ids[i]}' ends run past {pd.Timestamp.max:%Y-%m-%d}, "
-                             "the last date pandas can hold: use a shorter horizon") from None
+            raise InputError(f"{h} steps of {series.freq} after '{series.ids[i]}' ends run past "
+                             f"{pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold: use a shorter horizon") from None
 
 
 class NotFittedError(ValueError, AttributeError):
