@@ -404,7 +404,11 @@ def record(output: Path, rows: list[dict[str, Any]]) -> None:
 
     json_path = output.with_suffix(".json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(json_path.with_suffix(".lock"), "w") as lock:
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(str(json_path.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"tsfm-ltsf-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(json_path.read_text()) if json_path.is_file() else []
         merged = merge(old, rows)
