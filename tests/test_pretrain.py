@@ -22,7 +22,7 @@ def test_smoke_pretraining_produces_a_loadable_checkpoint(tmp_path):
     model = load_model(checkpoint)
     assert model.config.context_length == 64 and model.config.prediction_length == 16
     card = (checkpoint / "README.md").read_text()
-    assert "experiment=smoke" in card and "steps: 20" in card and "no real evaluation data" in card
+    assert "experiment=smoke" in card and "steps: 20" in card and "no evaluation data" in card and "synthetic generators" in card
     # trained weights differ from a fresh initialisation and forecast finite values
     fresh = type(model)(model.config)
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))

@@ -39,13 +39,31 @@ def _held_out_note(corpus: dict | None) -> str:
     return f"; dysts systems held out: {', '.join(held)}" if held else ""
 
 
+def _data_note(corpus: dict | None, extra: list[str]) -> str:
+    """What the weights saw: the corpus' synthetic generators and real sources, and user datasets."""
+    if not corpus:
+        return (", ".join(extra) if extra else "none") + "; no evaluation data"
+    generators = corpus.get("generators", {})
+    synthetic = sorted(n for n, g in generators.items() if g.get("kind", n) != "real")
+    real = [f"{g['path']}/{{{', '.join(g.get('files') or ['*'])}}}"
+            + (f" (series sharing values with {', '.join(g['exclude'])} dropped)" if g.get("exclude") else "")
+            for n, g in generators.items() if g.get("kind", n) == "real"]
+    note = (f"corpus `{corpus.get('name')}`, seed {corpus.get('seed')}: synthetic generators "
+            f"{', '.join(synthetic) or 'none'}{_held_out_note(corpus)}")
+    if real:
+        note += "; real series " + "; ".join(real)
+    if extra:
+        note += " + " + ", ".join(extra)
+    return note + "; no evaluation data"
+
+
 def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command: str, val_loss: float | None) -> str:
     """A model card recording exactly how the weights were produced."""
     import torch
 
     corpus = OmegaConf.to_container(cfg.data.get("corpus"), resolve=True) if cfg.data.get("corpus") else None
-    generators = ", ".join(sorted(corpus.get("generators", {}))) if corpus else "none"
     extra = [str(e["path"]) for e in cfg.data.get("extra", [])]
+    resumed = f"; resumed from `{cfg.ckpt_path}` (the wall time counts this process only)" if cfg.get("ckpt_path") else ""
     lines = [
         f"# tsfm {model.config.family} checkpoint",
         "",
@@ -53,14 +71,12 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
         f"- context length {model.config.context_length}, prediction length {model.config.prediction_length}, "
         f"quantiles {list(model.config.quantiles)}",
         f"- command: `{command}`",
-        f"- training data: synthetic corpus `{corpus.get('name') if corpus else '-'}` (generators: {generators}; "
-        f"seed {corpus.get('seed') if corpus else '-'}{_held_out_note(corpus)})"
-        + (f" + {', '.join(extra)}" if extra else "") + "; no real evaluation data",
+        f"- training data: {_data_note(corpus, extra)}",
         f"- steps: {steps}; batch size {cfg.data.batch_size}; wall time {seconds / 60:.1f} min"
-        + (f"; started from the weights in `{cfg.init_from}`" if cfg.get("init_from") else ""),
+        + (f"; started from the weights in `{cfg.init_from}`" if cfg.get("init_from") else "") + resumed,
         f"- hardware: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"accelerator `{cfg.trainer.get('accelerator', 'cpu')}`",
-        f"- final validation loss (the family's training loss on synthetic windows, loss scale "
+        f"- final validation loss (the family's training loss on windows of the training data, loss scale "
         f"`{cfg.optim.get('loss_scale', 'mad')}`): "
         + (f"{val_loss:.4f}" if val_loss is not None else "n/a"),
         "",
