@@ -159,8 +159,8 @@ def test_forecasts_continue_a_cycle_at_a_non_calendar_period():
 
 def test_ttm_serves_yearly_and_monthly_data_with_their_specialists():
     """suite.json: ttm-96-yearly-ensemble and ttm-96-monthly stand in for ttm-96-ensemble on their
-    resolutions; long monthly histories get ttm-512-ensemble, long weekly ones ttm-512 alone (96
-    steps are under two years of weeks), quarterly data keeps ttm-96-ensemble."""
+    resolutions; long histories get ttm-512 (monthly and weekly alike), quarterly data keeps
+    ttm-96-ensemble."""
     def frame(n: int, freq: str) -> pd.DataFrame:
         return pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1800-01-01", periods=n, freq=freq),
                              "y": np.linspace(1.0, 2.0, n)})
@@ -168,7 +168,7 @@ def test_ttm_serves_yearly_and_monthly_data_with_their_specialists():
     assert [Forecaster(horizon=3).fit(frame(n, "YS")).model_name_ for n in (20, 300)] == ["ttm-96-yearly-ensemble"] * 2
     assert Forecaster(horizon=3).fit(frame(60, "QS")).model_name_ == "ttm-96-ensemble"
     assert Forecaster(horizon=3).fit(frame(100, "MS")).model_name_ == "ttm-96-monthly"
-    assert Forecaster(horizon=3).fit(frame(600, "MS")).model_name_ == "ttm-512-ensemble"
+    assert Forecaster(horizon=3).fit(frame(600, "MS")).model_name_ == "ttm-512"
     assert Forecaster(horizon=3).fit(frame(600, "W")).model_name_ == "ttm-512"
 
 
@@ -202,13 +202,13 @@ def test_scaling_invariance_of_the_shipped_model():
     rng = np.random.default_rng(1)
     y = 10 + np.cumsum(rng.normal(size=200)) + 3 * np.sin(np.arange(200) * 2 * np.pi / 7)
     df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=200, freq="D"), "y": y})
-    base = Forecaster(horizon=14, log_scale="never").fit(df).predict()
-    scaled = Forecaster(horizon=14, log_scale="never").fit(df.assign(y=3.0 * y + 1000.0)).predict()
+    base = Forecaster(horizon=14).fit(df).predict()  # the suite forecasts raw values: scale and shift commute
+    scaled = Forecaster(horizon=14).fit(df.assign(y=3.0 * y + 1000.0)).predict()
     np.testing.assert_allclose(scaled["0.5"], 3.0 * base["0.5"] + 1000.0, rtol=1e-4)
-    # the suite's default forecasts this positive seasonal series in log space: a scale is a shift there
+    # in log space (an option) a positive seasonal series keeps scale invariance, a shift is not one
     positive = df.assign(y=y + 1000.0)
-    logged = Forecaster(horizon=14).fit(positive).predict()
-    times_three = Forecaster(horizon=14).fit(positive.assign(y=3.0 * positive.y)).predict()
+    logged = Forecaster(horizon=14, log_scale="seasonal").fit(positive).predict()
+    times_three = Forecaster(horizon=14, log_scale="seasonal").fit(positive.assign(y=3.0 * positive.y)).predict()
     np.testing.assert_allclose(times_three["0.5"], 3.0 * logged["0.5"], rtol=1e-4)
     assert np.abs(logged["0.5"] - (base["0.5"] + 1000.0)).max() > 1e-3  # not the raw-space forecast
 

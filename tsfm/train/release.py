@@ -115,10 +115,13 @@ def release(name: str, phases: list[Path], results: Path, extend: bool = False, 
     for filename in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(final / filename, out / filename)
     config = json.loads((final / CONFIG_FILE).read_text())
+    histories = "\n".join(earlier) + "".join((p / CARD_FILE).read_text() for p in phases)
+    data = ("synthetic and real series (no evaluation data)" if "real series" in histories
+            else "synthetic series only (no real data, no evaluation data)")
     parts = [
         f"# `{name}`: tsfm's shipped {config['family'].upper()} weights",
         "",
-        "Pretrained by our own recipe on synthetic series only (no real data, no evaluation data); "
+        f"Pretrained by our own recipe on {data}; "
         f"context {config['context_length']}, horizon {config['prediction_length']}, quantiles "
         f"{config['quantiles']}. Load with `tsfm.load_model(\"{name}\")` or `tsfm forecast --model {name}`.",
         "",
