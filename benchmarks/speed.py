@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="CLI and in-process repeats, median reported (default 3)")
     parser.add_argument("--ets-series", type=int, default=50, help="series AutoETS is timed on (default 50)")
     parser.add_argument("--skip-ets", action="store_true", help="leave out the AutoETS comparison")
+    parser.add_argument("--large-series", type=int, default=10000,
+                        help="series of the one large CLI run whose wall time and peak memory are recorded (0: skip)")
     parser.add_argument("--num-threads", type=int, default=1, help="threads for torch/OpenMP/BLAS, subprocesses too")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the CSVs (default: a temp dir)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "speed.md", help="markdown report path")
@@ -130,6 +132,29 @@ def time_cli(command: str, data_csv: Path, out_csv: Path, args: argparse.Namespa
     shown = ["tsfm", *(Path(a).name if a in (str(data_csv), str(out_csv)) else a for a in argv[1:])]
     return {"argv": shown, "seconds": seconds, "median_s": statistics.median(seconds),
             "rows": expected_rows, "columns": list(out.columns)}
+
+
+PEAK_PROBE = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], capture_output=True).returncode
+print(code, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def time_large_cli(command: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One ``tsfm forecast`` of ``--large-series`` series: wall time and peak resident memory of the
+    CLI process alone (a probe process runs it, so earlier runs do not count)."""
+    data_csv, out_csv = workdir / "large.csv", workdir / "large_out.csv"
+    synthetic_frame(args.large_series, args.length).to_csv(data_csv, index=False)
+    argv = [command, "forecast", str(data_csv), "--horizon", str(args.horizon), "--output", str(out_csv)]
+    argv += [] if args.model == DEFAULT_MODEL else ["--model", args.model]
+    proc = subprocess.run([sys.executable, "-c", PEAK_PROBE, *argv], capture_output=True, text=True, check=True)
+    code, seconds, peak_kb = proc.stdout.split()
+    if int(code) != 0:
+        raise SystemExit(f"error: `{' '.join(argv)}` exited with {code}")
+    return {"series": args.large_series, "seconds": float(seconds), "peak_mib": int(peak_kb) / 1024,
+            "bytes_in": data_csv.stat().st_size}
 
 
 IMPORT_PROBE = """
@@ -290,6 +315,12 @@ def render(meta: dict[str, Any], args: argparse.Namespace, res: dict[str, Any]) 
               markdown_table(["batch (series)", "repeats", "median ms", "ms per series", "output shape"],
                              [[r["batch"], r["repeats"], f"{r['median_ms']:.2f}", f"{r['per_series_ms']:.3f}",
                                "x".join(map(str, r["output_shape"]))] for r in lat["rows"]])]
+    if "large" in res:
+        big = res["large"]
+        parts += ["", f"## (d) `tsfm forecast` of {big['series']:,} series x {args.length} points (one run)", "",
+                  markdown_table(["input CSV (MB)", "wall (s)", "peak resident memory of the CLI process (MiB)"],
+                                 [[f"{big['bytes_in'] / 1e6:.1f}", f"{big['seconds']:.2f}", f"{big['peak_mib']:.0f}"]]),
+                  "", "Peak memory is the CLI process's `ru_maxrss`, read by a probe process that runs it."]
     return "\n".join(parts)
 
 
@@ -315,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         results["forecaster"] = time_forecaster(args.model, df, args.horizon, args.repeats)
         if not args.skip_ets:
             results["ets"] = time_autoets(df, args.horizon, min(args.ets_series, args.series))
+        if args.large_series:
+            print("(d) large CLI run ...", file=sys.stderr, flush=True)
+            results["large"] = time_large_cli(command, workdir, args)
         print("(c) latency ...", file=sys.stderr, flush=True)
         results["latency"] = model_latency(args.model, [1, args.series])
     meta["uptime_at_end"] = uptime()
