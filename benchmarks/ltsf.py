@@ -187,7 +187,8 @@ def zero_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list
             else:
                 with torch.no_grad():
                     for batch in DataLoader(windows, batch_size=64):
-                        out = model(batch["past_values"])  # [B, H', C, Q] with H' = the model's horizon
+                        # [B, H', C, Q], H' = the model's horizon; freq_id: TTM's resolution token (others ignore it)
+                        out = model(batch["past_values"], None, batch["freq_id"])
                         point = out[:, :horizon, :, model.config.median_index]
                         diff = (point - batch["future_values"]).double()
                         sums += torch.stack([(diff**2).sum(), diff.abs().sum(),

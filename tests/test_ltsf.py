@@ -182,3 +182,11 @@ def test_few_shot_keeps_the_last_windows_and_trains_only_the_head():
     changed = {k for k in before if not torch.equal(before[k], seen["state"][k])}
     assert changed and all(k.startswith("head.") for k in changed)
     assert out["trainable_parameters"] < out["parameters"]
+
+
+def test_windows_carry_the_resolution_token():
+    from tsfm.data.freq import freq_token
+
+    data = LTSFData.from_frame(_frame(), "ratio")
+    assert data.freq_id == freq_token("h") != 0
+    assert int(data.windows("test", 24, 8)[0]["freq_id"]) == data.freq_id

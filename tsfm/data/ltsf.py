@@ -136,6 +136,7 @@ class LTSFData:
     std: np.ndarray  # [C] training population std
     segments: dict[Split, tuple[int, int]]
     index: pd.DatetimeIndex | None = None  # the rows' timestamps
+    freq_id: int = 0  # TTM's resolution token of the rows' frequency (0: unknown)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, split: str, name: str = "data") -> "LTSFData":
@@ -147,8 +148,12 @@ class LTSFData:
         values = ((raw - mean) / std).astype(np.float32)
         index = frame.index if isinstance(frame.index, pd.DatetimeIndex) else pd.date_range(
             "2000-01-01", periods=len(frame), freq="h")
+        from tsfm.data.freq import freq_token
+
+        index = pd.DatetimeIndex(index)
+        freq = pd.infer_freq(index[: min(len(index), 200)]) if len(index) >= 3 else None
         return cls(name, [str(c) for c in frame.columns], values, time_features(index), mean, std, segs,
-                   pd.DatetimeIndex(index))
+                   index, freq_token(freq))
 
     @classmethod
     def load(cls, name: str, data_dir: str | Path) -> "LTSFData":
@@ -159,19 +164,21 @@ class LTSFData:
 
     def windows(self, split: Split, lookback: int, horizon: int, stride: int = 1) -> "LTSFWindows":
         borders = window_borders(self.segments[split], lookback, split)
-        return LTSFWindows(self.values, self.marks, borders, lookback, horizon, stride)
+        return LTSFWindows(self.values, self.marks, borders, lookback, horizon, stride, self.freq_id)
 
 
 class LTSFWindows(Dataset):
-    """Sliding windows of a split: ``past_values [L, C]``, ``future_values [H, C]``, ``past_exog [L, 4]``."""
+    """Sliding windows of a split: ``past_values [L, C]``, ``future_values [H, C]``, ``past_exog [L, 4]``
+    and ``freq_id`` (TTM's resolution token; families without one ignore it)."""
 
     def __init__(self, values: np.ndarray, marks: np.ndarray, borders: tuple[int, int], lookback: int,
-                 horizon: int, stride: int = 1) -> None:
+                 horizon: int, stride: int = 1, freq_id: int = 0) -> None:
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
         self.values = torch.from_numpy(np.ascontiguousarray(values))
         self.marks = torch.from_numpy(np.ascontiguousarray(marks))
         self.borders, self.lookback, self.horizon, self.stride = borders, lookback, horizon, stride
+        self.freq_id = torch.tensor(freq_id, dtype=torch.long)
         count = num_windows(borders, lookback, horizon)
         self.starts = np.arange(borders[0], borders[0] + count, stride)
         if not len(self.starts):
@@ -187,6 +194,7 @@ class LTSFWindows(Dataset):
             "past_values": self.values[s:mid],
             "future_values": self.values[mid:end],
             "past_exog": self.marks[s:mid],
+            "freq_id": self.freq_id,
         }
 
 

@@ -162,7 +162,7 @@ class LTSFTask(pl.LightningModule):
         """``[B, H, C]``: the median level of the model's quantiles (the only level when quantiles=[0.5]),
         its first ``horizon`` steps."""
         exog = batch.get("past_exog") if self.hparams.time_features else None
-        out = self.model(batch["past_values"], past_exog=exog) if exog is not None else self.model(batch["past_values"])
+        out = self.model(batch["past_values"], None, batch.get("freq_id"), exog)
         return out[:, : self.hparams.horizon or out.shape[1], :, self.model.config.median_index]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
