@@ -224,7 +224,14 @@ def _data_digests(recipe: Mapping[str, Any]) -> dict[str, str]:
     """SHA-256 of every file the real sources read: new data (or a new exclusion set) is a new corpus."""
     files = {f for s in recipe["generators"].values() if s["kind"] == "real" and s["count"] > 0
              for f in real_source_files(s)}
-    return {str(f): _sha256(f) for f in sorted(files)}
+    return {str(f): _file_digest(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(files)}
+
+
+@lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """``_sha256`` of a file, read once per (path, size, modification time): the recipe hash is asked for
+    several times per training run and the real sources are megabytes."""
+    return _sha256(Path(path))
 
 
 def recipe_hash(recipe: Mapping[str, Any]) -> str:
@@ -365,18 +372,20 @@ def _real_shards(recipe: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
             continue
         began = time.perf_counter()
         series = read_real_series(table_files(spec["path"], spec.get("files")), min_length=spec["length_min"])
-        excluded = []
+        excluded: list[str] = []
         if spec["exclude"]:
             guard = ValueFingerprints.of_folders(spec["exclude"], run=spec["exclude_run"])
             excluded = [e["item_id"] for e in series if guard.matches(e["target"])]
-            series = [e for e in series if e["item_id"] not in set(excluded)]
+            series = [e for e in series if e["item_id"] not in set(excluded)] if excluded else series
         series = series[: spec["count"]]
         for e in series:  # the longest series keep their most recent length_max steps
             e["target"] = np.ascontiguousarray(e["target"][-spec["length_max"]:])
-        for shard, begin in enumerate(range(0, len(series), spec["shard_size"])):
-            stats = _write_shard(series[begin: begin + spec["shard_size"]], name, shard, out_dir)
-            stats.update(excluded=excluded if shard == 0 else [], seconds=time.perf_counter() - began)
-            results.append(stats)
+        # one statistics row per shard (at least one, so the exclusions are recorded even when nothing is
+        # left); the first row carries the exclusions and the source's wall time
+        starts = range(0, max(len(series), 1), spec["shard_size"])
+        shards = [_write_shard(series[b: b + spec["shard_size"]], name, k, out_dir) for k, b in enumerate(starts)]
+        shards[0].update(excluded=excluded, seconds=time.perf_counter() - began)
+        results += shards
     return results
 
 
