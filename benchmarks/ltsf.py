@@ -130,6 +130,17 @@ def run_info(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta[k] for k in keep if k in meta}
 
 
+def result_row(meta: dict[str, Any], out: dict[str, Any], paper_mse: float | None, paper_mae: float | None,
+               **fields: Any) -> dict[str, Any]:
+    """One results row: ``fields``, our scores (``out``: mse, mae and what the run reports) next to the
+    reference's with their ratios, and the run that made it."""
+    mse, mae = out["mse"], out["mae"]
+    return {**fields, "mse": mse, "mae": mae, "paper_mse": paper_mse, "paper_mae": paper_mae,
+            "ratio_mse": mse / paper_mse if paper_mse else None, "ratio_mae": mae / paper_mae if paper_mae else None,
+            **{k: v for k, v in out.items() if k not in ("mse", "mae")},
+            "run": {**run_info(meta), "uptime_at_end": uptime()}}
+
+
 def full_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[dict[str, Any]]:
     from tsfm.data.ltsf import LTSFData
     from tsfm.train.ltsf import fit_and_test, paper_setup
@@ -147,17 +158,11 @@ def full_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list
             out = fit_and_test(data, setup.model, setup.train, accelerator=args.accelerator,
                                progress=not args.no_progress)
             paper = PAPER.get((args.model, dataset, horizon), (None, None))
-            rows.append({
-                "model": args.model, "setting": "full-shot", "dataset": dataset, "horizon": horizon,
-                "lookback": args.lookback, "mse": out["mse"], "mae": out["mae"],
-                "paper_mse": paper[0], "paper_mae": paper[1],
-                "ratio_mse": out["mse"] / paper[0] if paper[0] else None,
-                "ratio_mae": out["mae"] / paper[1] if paper[1] else None,
-                "source": PAPER_SOURCE[args.model], "settings_source": setup.source,
-                "model_config": setup.model, "train_settings": setup.train.to_dict(),
-                "test_stride": 1, **{k: v for k, v in out.items() if k not in ("mse", "mae")},
-                "run": {**run_info(meta), "uptime_at_end": uptime()},
-            })
+            rows.append(result_row(
+                meta, out, paper[0], paper[1], model=args.model, setting="full-shot", dataset=dataset,
+                horizon=horizon, lookback=args.lookback, source=PAPER_SOURCE[args.model],
+                settings_source=setup.source, model_config=setup.model, train_settings=setup.train.to_dict(),
+                test_stride=1))
             print(f"[ltsf] {args.model} {dataset} H={horizon}: test MSE {out['mse']:.4f} MAE {out['mae']:.4f} "
                   f"(paper {paper[0]} / {paper[1]}), {out['epochs_run']} epochs, best {out['best_epoch']}",
                   file=sys.stderr, flush=True)
@@ -205,16 +210,13 @@ def zero_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list
             seconds = time.perf_counter() - start
             mse, mae = float(sums[0] / sums[2]), float(sums[1] / sums[2])
             ref = TTM_ZERO_SHOT.get(dataset)
-            rows.append({
-                "model": name, "checkpoint": checkpoint, "setting": "zero-shot", "dataset": dataset,
-                "horizon": horizon, "lookback": args.context, "mse": mse, "mae": mae,
-                "paper_mse": ref, "paper_mae": None, "ratio_mse": mse / ref if ref else None, "ratio_mae": None,
-                "source": TTM_SOURCE, "test_stride": args.stride, "n_test_windows": len(windows),
-                "model_context_length": None if suite else model.config.context_length, "seconds": seconds,
-                "path": "Forecaster (suite: its variant choice and log-space rule; channels one by one)" if suite
-                        else "model forward on [windows, 512, channels] (all channels together), median",
-                "run": {**run_info(meta), "uptime_at_end": uptime()},
-            })
+            rows.append(result_row(
+                meta, {"mse": mse, "mae": mae}, ref, None, model=name, checkpoint=checkpoint, setting="zero-shot",
+                dataset=dataset, horizon=horizon, lookback=args.context, source=TTM_SOURCE, test_stride=args.stride,
+                n_test_windows=len(windows), model_context_length=None if suite else model.config.context_length,
+                seconds=seconds,
+                path="Forecaster (suite: its variant choice and log-space rule; channels one by one)" if suite
+                     else "model forward on [windows, 512, channels] (all channels together), median"))
             print(f"[ltsf] zero-shot {name} {dataset}: MSE {mse:.4f} MAE {mae:.4f} ({len(windows)} windows, "
                   f"stride {args.stride}, {seconds:.0f} s)", file=sys.stderr, flush=True)
             save(rows[-1:])
@@ -247,15 +249,10 @@ def few_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[
                                pretrained=pretrained, trainable=trainable, train_fraction=args.fraction,
                                horizon=horizon)
             ref = TTM_FEW_SHOT_5.get(dataset) if abs(args.fraction - 0.05) < 1e-9 else None
-            rows.append({
-                "model": name, "checkpoint": checkpoint, "setting": f"few-shot {args.fraction:.0%}",
-                "dataset": dataset, "horizon": horizon, "lookback": args.context, "mse": out["mse"], "mae": out["mae"],
-                "paper_mse": ref, "paper_mae": None, "ratio_mse": out["mse"] / ref if ref else None, "ratio_mae": None,
-                "source": TTM_FEW_SHOT_SOURCE, "mode": mode, "trainable": list(trainable),
-                "train_settings": settings.to_dict(), "test_stride": 1,
-                **{k: v for k, v in out.items() if k not in ("mse", "mae")},
-                "run": {**run_info(meta), "uptime_at_end": uptime()},
-            })
+            rows.append(result_row(
+                meta, out, ref, None, model=name, checkpoint=checkpoint, setting=f"few-shot {args.fraction:.0%}",
+                dataset=dataset, horizon=horizon, lookback=args.context, source=TTM_FEW_SHOT_SOURCE, mode=mode,
+                trainable=list(trainable), train_settings=settings.to_dict(), test_stride=1))
             print(f"[ltsf] few-shot {name} {dataset}: MSE {out['mse']:.4f} MAE {out['mae']:.4f} "
                   f"({out['n_train_windows']} training windows, {out['epochs_run']} epochs, best {out['best_epoch']})",
                   file=sys.stderr, flush=True)
