@@ -689,29 +689,3 @@ def open_corpus(path: str | Path, generators: list[str] | None = None) -> Mapped
     manifest = read_manifest(path)
     return MappedTargets([Path(path) / f["path"] for f in manifest["files"]
                           if generators is None or f["generator"] in generators])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tsfm.data.corpus RECIPE.yaml [--workers N] [--out DIR]``: build and print the path."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m tsfm.data.corpus", description=main.__doc__)
-    parser.add_argument("recipe", help="recipe YAML, e.g. configs/corpus/default.yaml")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--out", default=None, help="output directory (default: the cache directory)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        recipe = load_recipe(args.recipe)
-        out = build_corpus(recipe, args.out or corpus_dir(recipe), num_workers=args.workers,
-                           progress=not args.quiet)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
