@@ -168,7 +168,7 @@ def forecast(
     with warnings.catch_warnings():  # numpy overflow/empty-slice notes: the inputs and results are checked instead
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            from tsfm.data.frames import read_table
+            from tsfm.data.tables import read_table
             from tsfm.forecaster import Forecaster
 
             forecaster = Forecaster(

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tsfm import Forecaster
-from tsfm.data.frames import load_series
+from tsfm.data.loading import load_series
 from tsfm.data.sampling import collate_windows
 from tsfm.errors import InputError
 from tsfm.hub import load_model

@@ -114,7 +114,7 @@ def test_predict_on_other_series(tiny_checkpoint):
 
 
 def test_gluonts_predictor(tiny_checkpoint):
-    from tsfm.data.frames import load_series
+    from tsfm.data.loading import load_series
     from tsfm.data.gluonts_adapters import to_list_dataset
 
     df = monthly_frame(2)

@@ -1,4 +1,4 @@
-"""tsfm.data.frames: loading, validation, frequency inference, forecast frames; GluonTS round trip."""
+"""Loading user tables (tsfm.data.loading and its parts), frequency inference, forecast frames; GluonTS round trip."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 
 from tsfm.data.freq import same_freq
-from tsfm.data.frames import SeriesSet, canonical_alias, forecast_frame, load_series, read_table
+from tsfm.data.forecast_frame import forecast_frame
+from tsfm.data.freq import canonical_alias
+from tsfm.data.loading import load_series
+from tsfm.data.series_set import SeriesSet
+from tsfm.data.tables import read_table
 from tsfm.data.gluonts_adapters import from_gluonts, period_freq, to_gluonts, to_list_dataset
 from tsfm.errors import InputError
 
@@ -481,7 +485,7 @@ def test_gluonts_multivariate_target_is_channels_by_time():
 
 
 def test_zones_steps_and_magnitudes_survive_save_and_load(tmp_path):
-    from tsfm.data.frames import load_saved_series, save_series
+    from tsfm.data.saved_series import load_saved_series, save_series
 
     daily = pd.DataFrame({"unique_id": "d", "ds": pd.date_range("2021-03-20", periods=20, freq="D", tz="Europe/Paris"),
                           "y": np.arange(20.0) * 1e300})

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import eval_dir
 from tsfm import Forecaster, load_model
 from tsfm.cli.main import app
-from tsfm.data.frames import load_series
+from tsfm.data.loading import load_series
 from tsfm.data.freq import FREQ_VOCAB
 from tsfm.hub import WEIGHTS_DIR, load_suite, shipped_models
 from tsfm.models.registry import FAMILIES

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsfm.data.frames import SeriesSet, load_series
+from tsfm.data.loading import load_series
+from tsfm.data.series_set import SeriesSet
 from tsfm.data.windows import future_exog_windows, inference_windows
 from tsfm.errors import InputError
 

@@ -240,7 +240,7 @@ class Forecaster:
         self.__dict__.pop("_finetuned_from", None)  # fresh weights: no fine-tune to keep
 
     def _series(self, df: pd.DataFrame | str | Path):
-        from tsfm.data.frames import load_series
+        from tsfm.data.loading import load_series
 
         min_length = 3
         past, future = self._covariate_roles()
@@ -377,7 +377,7 @@ class Forecaster:
     def _forecast(self, series, h: int, levels: Sequence[float] | None = None,
                   names: Sequence[str] | None = None, X_future: Any = None,
                   future_exog: np.ndarray | None = None) -> pd.DataFrame:
-        from tsfm.data.frames import forecast_frame
+        from tsfm.data.forecast_frame import forecast_frame
         from tsfm.data.windows import inference_windows
         from tsfm.inference import (floor_at_zero, forecast_arrays, from_log_space, interpolate_levels,
                                     log_scale_channels, pin_constants, to_log_space)
@@ -557,7 +557,7 @@ class Forecaster:
                                 else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))
         (out / FORECASTER_FILE).write_text(json.dumps(params, indent=2, default=list) + "\n")
         if hasattr(self, "series_"):
-            from tsfm.data.frames import save_series
+            from tsfm.data.saved_series import save_series
 
             save_series(self.series_, out / CONTEXT_FILE)
         return out
@@ -576,7 +576,7 @@ class Forecaster:
         forecaster = cls(**params)
         forecaster._load_model()
         if (path / CONTEXT_FILE).is_file():
-            from tsfm.data.frames import load_saved_series
+            from tsfm.data.saved_series import load_saved_series
 
             levels, names = _quantile_names(forecaster.quantiles)
             forecaster._remember(load_saved_series(path / CONTEXT_FILE), levels, names)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from tsfm.data.frames import SeriesSet, canonical_alias
+from tsfm.data.freq import canonical_alias
+from tsfm.data.series_set import SeriesSet
 from tsfm.errors import InputError
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")

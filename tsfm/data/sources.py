@@ -183,8 +183,8 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _read_table(path: Path, freq: str | None) -> list[dict[str, Any]]:
-    """A long or wide CSV/Parquet table through ``tsfm.data.frames.load_series``."""
-    from tsfm.data.frames import load_series
+    """A long or wide CSV/Parquet table through ``tsfm.data.loading.load_series``."""
+    from tsfm.data.loading import load_series
 
     series = load_series(path, freq=freq)
     entries = []

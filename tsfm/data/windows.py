@@ -1,4 +1,4 @@
-"""Model-ready inference windows from a :class:`~tsfm.data.frames.SeriesSet`.
+"""Model-ready inference windows from a :class:`~tsfm.data.series_set.SeriesSet`.
 
 Every series becomes the last ``context_length`` steps of its grid: longer histories are cut,
 shorter ones are left-padded with NaN and the padding is masked (DESIGN §3: padding is never
@@ -11,16 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tsfm.data.frames import (
-    ID_ALIASES,
-    TIME_ALIASES,
-    SeriesSet,
-    _alias,
-    _clean_columns,
-    _parse_times,
-    _Source,
-    _to_float,
-)
+from tsfm.data.columns import ID_ALIASES, TIME_ALIASES, column_floats, find_alias
+from tsfm.data.messages import RowSource
+from tsfm.data.series_set import SeriesSet
+from tsfm.data.tables import clean_columns
+from tsfm.data.timestamps import parse_times
 from tsfm.errors import InputError
 
 
@@ -105,7 +100,7 @@ def future_exog_windows(series: SeriesSet, future: SeriesSet | pd.DataFrame, h: 
     expected = [_in_utc(series.future_index(i, h)) for i in range(len(series))]
     if isinstance(future, SeriesSet):
         return _from_series_set(series, future, names, expected, h)
-    return _from_frame(series, _clean_columns(future), names, expected, h)
+    return _from_frame(series, clean_columns(future), names, expected, h)
 
 
 def _expected_text(ids: list[str], expected: list[pd.DatetimeIndex], idx: list[int]) -> str:
@@ -138,14 +133,14 @@ def _from_frame(
     series: SeriesSet, df: pd.DataFrame, names: list[str], expected: list[pd.DatetimeIndex], h: int
 ) -> np.ndarray:
     cols = list(df.columns)
-    time_col = _alias(cols, TIME_ALIASES)
-    id_col = _alias(cols, ID_ALIASES)
+    time_col = find_alias(cols, TIME_ALIASES)
+    id_col = find_alias(cols, ID_ALIASES)
     missing_cols = [c for c in names if c not in cols] + ([] if time_col else ["<time column>"])
     if missing_cols:
         raise InputError(f"future frame lacks {', '.join(missing_cols)}; available columns: {', '.join(cols)}")
-    src = _Source(is_file=False)
-    times, tz = _parse_times(df[time_col], time_col, src)
-    values = np.column_stack([_to_float(df[c], c, "exog", src) for c in names])
+    src = RowSource(is_file=False)
+    times, tz = parse_times(df[time_col], time_col, src)
+    values = np.column_stack([column_floats(df[c], c, "exog", src) for c in names])
     if id_col is None or series.ids_as_channels:
         return _shared_future(series, times, tz, values, names, expected, h)
 
@@ -187,7 +182,7 @@ def _shared_future(
 
 
 def _in_utc(stamps: pd.Index) -> pd.Index:
-    """Tz-aware stamps in UTC, as ``_parse_times`` reads a future frame's (others unchanged)."""
+    """Tz-aware stamps in UTC, as ``parse_times`` reads a future frame's (others unchanged)."""
     return stamps.tz_convert("UTC") if getattr(stamps, "tz", None) is not None else stamps
 
 

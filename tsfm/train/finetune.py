@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tsfm.data.frames import SeriesSet
+from tsfm.data.series_set import SeriesSet
 from tsfm.data.sampling import collate_windows
 from tsfm.data.windows import _finite_exog
 from tsfm.errors import InputError

@@ -1,0 +1,217 @@
+"""User tables in, series on one regular grid out: :func:`load_series`, the input boundary.
+
+This is the input boundary of ``tsfm forecast`` and ``Forecaster``: every problem a user can fix
+(missing columns, text in the target, bad or duplicate timestamps, no inferable frequency, too
+short or empty series, unreadable files) becomes one :class:`~tsfm.errors.InputError` line that
+names the problem and the fix. What comes out is a :class:`~tsfm.data.series_set.SeriesSet`:
+one float32 array per series on a regular grid, NaN where nothing was observed.
+
+The steps, one module each: read the file (``tables``), tell the columns' roles and the layout
+(``columns``), parse the stamps (``timestamps``), gather long-form rows (``rows``), check them
+(``validation``), infer the frequency (``freq``, on the grids of ``grid``), then put the rows on
+the grid here (fill modes, magnitude scaling). Timestamps are handled as int64 nanoseconds;
+forecasts come back in the user's zone (``forecast_frame``). Values whose magnitude float32
+cannot hold (around 1e300 or 1e-300) are divided by a per-series power of ten in float64 first
+(``SeriesSet.scales``) and multiplied back in ``forecast_frame``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from pandas.tseries.frequencies import to_offset
+
+from tsfm.data.columns import ID_ALIASES, resolve_roles
+from tsfm.data.freq import check_user_freq, infer_common_freq, short_alias, user_offset
+from tsfm.data.grid import Calendar, Segments, grid_of, grid_positions
+from tsfm.data.messages import RowSource, quoted_names
+from tsfm.data.rows import Rows, ids_to_channels, long_rows, sort_rows, wide_rows
+from tsfm.data.series_set import SeriesSet
+from tsfm.data.tables import clean_columns, read_header, read_table
+from tsfm.data.validation import check_duplicates, check_observed
+from tsfm.errors import InputError
+
+FILL_MODES: tuple[str, ...] = ("mask", "ffill", "interpolate", "zero")
+# Observed magnitudes float32 and the models' scalers handle as they are; a series whose largest
+# |value| falls outside is divided by a power of ten (in float64) before the float32 cast.
+SAFE_MAGNITUDE = (1e-6, 1e12)
+
+
+def _as_list(x: str | Sequence[str] | None) -> list[str]:
+    """A column name or names as a list without repeats."""
+    if x is None:
+        return []
+    return list(dict.fromkeys([x] if isinstance(x, str) else [str(c) for c in x]))
+
+
+def _as_frame(data: str | Path | pd.DataFrame | pd.Series, id_col: str | None) -> tuple[pd.DataFrame, RowSource]:
+    if isinstance(data, pd.Series):
+        data = data.to_frame(name=str(data.name) if data.name is not None else "y")
+    if isinstance(data, pd.DataFrame):
+        df = data
+        if not isinstance(df.index, pd.RangeIndex):  # a DatetimeIndex / (id, ds) MultiIndex holds columns
+            names = [n if n is not None else ("ds" if isinstance(df.index, pd.DatetimeIndex) else f"level_{i}")
+                     for i, n in enumerate(df.index.names)]
+            df = df.rename_axis(names).reset_index()
+        df = clean_columns(df)
+        if len(df) == 0:
+            raise InputError("the data frame has no rows")
+        return df, RowSource(is_file=False)
+    path = Path(data)
+    header = read_header(path) if path.is_file() else []
+    id_cols = [c for c in header if c == id_col or c.lower() in ID_ALIASES]
+    df = read_table(path, dtype={c: str for c in id_cols} or None)
+    return df, RowSource(is_file=True)
+
+
+def _drop_empty_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows with no value at all (spreadsheet exports end with ',,,'); cheap when there are none."""
+    for name in df.columns:
+        col = df[name]
+        if ptypes.is_numeric_dtype(col) and not ptypes.is_bool_dtype(col) and not col.hasnans:
+            return df
+    return df.dropna(how="all")
+
+
+def _fill(flat: np.ndarray, seg_start: np.ndarray, how: str) -> np.ndarray:
+    """Fill NaN along time within each series ([total, C]; series start at ``seg_start``)."""
+    if how == "mask" or not np.isnan(flat).any():
+        return flat
+    if how == "zero":
+        return np.nan_to_num(flat, nan=0.0)
+    n = len(flat)
+    row_start = np.repeat(seg_start, np.diff(np.r_[seg_start, n]))[:, None]
+    idx = np.arange(n)[:, None]
+    valid = ~np.isnan(flat)
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
+    has_prev = prev >= row_start
+    prev_val = np.where(has_prev, np.take_along_axis(flat, np.maximum(prev, 0), axis=0), np.nan)
+    if how == "ffill":
+        return np.where(valid, flat, prev_val)
+    # interpolate: linear between neighbours; trailing gaps hold the last value, leading stay NaN
+    row_end = np.repeat(np.r_[seg_start[1:], n], np.diff(np.r_[seg_start, n]))[:, None]
+    nxt = np.minimum.accumulate(np.where(valid, idx, n)[::-1], axis=0)[::-1]
+    has_next = nxt < row_end
+    next_val = np.take_along_axis(flat, np.minimum(nxt, n - 1), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = (idx - prev) / np.maximum(nxt - prev, 1)
+        interp = prev_val + (next_val - prev_val) * frac
+    out = np.where(has_prev & has_next, interp, prev_val)
+    return np.where(valid, flat, out)
+
+
+def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSource) -> SeriesSet:
+    rows = sort_rows(rows)
+    check_duplicates(rows, src)
+
+    first = np.flatnonzero(np.r_[True, rows.codes[1:] != rows.codes[:-1]])
+    seg = Segments(first=first, counts=np.diff(np.r_[first, len(rows.codes)]))
+    cal = Calendar(rows.times)
+    resolution = None
+    if rows.steps and freq is not None:  # integer steps: --freq says what a step is (season, horizon)
+        resolution = short_alias(user_offset(freq).freqstr)
+        freq = "ns"
+    try:
+        if freq is None:
+            freq = infer_common_freq(rows.ids, cal, seg)
+        else:
+            freq = check_user_freq(freq, rows.ids, cal, seg)
+    except InputError as err:
+        if rows.slash_dates:
+            raise InputError(f"{err}; dates like 03/04/2020 were read month-first: if they are day-first, "
+                             "write them as ISO dates (2020-04-03)") from None
+        raise
+    pos, _ = grid_positions(grid_of(to_offset(freq)), cal, seg)
+
+    lengths = pos[seg.last] + 1
+    seg_start = np.r_[0, np.cumsum(lengths)[:-1]]
+    dest = seg_start[seg.of_rows()] + pos
+    total = int(lengths.sum())
+    scales = _magnitude_scales(rows.values, seg)  # [K, C] or None
+
+    def on_grid(x: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+        out = np.full((total, x.shape[1]), np.nan)
+        out[dest] = x if scale is None else x / scale[seg.of_rows()]
+        return _fill(out, seg_start, fill).astype(np.float32)
+
+    values = on_grid(rows.values, scales)
+    check_observed(rows, seg, min_length)
+    split = lambda a: np.split(a, seg_start[1:])  # noqa: E731
+    starts = pd.DatetimeIndex(rows.times[seg.first].astype("datetime64[ns]"))
+    return SeriesSet(
+        ids=list(rows.ids),
+        freq=freq,
+        starts=list(starts),
+        values=split(values),
+        target_names=list(rows.target_names),
+        past_exog=split(on_grid(rows.past)) if rows.past.shape[1] else None,
+        future_exog=split(on_grid(rows.future)) if rows.future.shape[1] else None,
+        n_gaps=[int(g) for g in lengths - seg.counts],
+        tz=rows.tz, wall_time=rows.wall, step_index=rows.steps, resolution=resolution, scales=scales,
+        month_first=rows.slash_dates,
+    )
+
+
+def _magnitude_scales(values: np.ndarray, seg: Segments) -> np.ndarray | None:
+    """[K, C] float64 powers of ten for series whose largest |value| is outside ``SAFE_MAGNITUDE``
+    (1e300 would overflow float32, 1e-300 would become 0); None when every series is inside."""
+    with np.errstate(invalid="ignore"):
+        biggest = np.fmax.reduceat(np.abs(values), seg.first, axis=0) if len(values) else np.zeros((0, values.shape[1]))
+    lo, hi = SAFE_MAGNITUDE
+    outside = np.isfinite(biggest) & (biggest > 0) & ((biggest < lo) | (biggest > hi))
+    if not outside.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        power = np.clip(np.floor(np.log10(np.where(outside, biggest, 1.0))), -307, 307)  # 10**-324 is 0
+    return np.where(outside, 10.0 ** power, 1.0)
+
+
+def load_series(
+    data: str | Path | pd.DataFrame,
+    *,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    target: str | Sequence[str] | None = None,
+    past_exog: Sequence[str] | None = None,
+    future_exog: Sequence[str] | None = None,
+    freq: str | None = None,
+    multivariate: bool = False,
+    fill: str = "mask",
+    min_length: int = 3,
+) -> SeriesSet:
+    """Validate a long or wide table and put every series on one regular grid.
+
+    Long: one row per (id, time), targets as columns (several targets -> channels per id).
+    Wide: a time column and one numeric column per series (``multivariate=True``: one item whose
+    channels are those columns; for long input with one target, the ids become the channels).
+    Rows are sorted by time per id; ids keep first-appearance order; fully empty rows are dropped.
+    ``fill``: "mask" (keep NaN; also "none"), "ffill", "interpolate" (trailing gaps hold the last
+    value, leading NaN stay) or "zero", applied to targets and exog. Raises InputError.
+    """
+    fill = "mask" if fill == "none" else fill
+    if fill not in FILL_MODES:
+        raise InputError(f"unknown fill {fill!r}: use one of none, mask, ffill, interpolate, zero")
+    targets, past, future = _as_list(target), _as_list(past_exog), _as_list(future_exog)
+    df, src = _as_frame(data, id_col)
+    df = _drop_empty_rows(df)
+    if len(df) == 0:
+        raise InputError("the input has no rows with values")
+    roles = resolve_roles(df, id_col, time_col, targets, past, future)
+    if roles.layout == "long":
+        rows = long_rows(df, roles, past, future, src)
+    else:
+        rows = wide_rows(df, roles, past, future, multivariate, src)
+    if roles.layout == "long" and multivariate and len(roles.targets) == 1:
+        check_duplicates(sort_rows(rows), src)
+        rows = ids_to_channels(rows)
+    if not rows.ids:  # a wide table whose series columns are all empty
+        raise InputError(f"series with no values (all missing): {quoted_names(rows.empty_ids)}; drop them or fill them in")
+    series = _place(rows, freq, fill, min_length, src)
+    series.layout = roles.layout
+    series.ids_as_channels = rows.channels_are_series
+    series.past_exog_names, series.future_exog_names = past, future
+    return series

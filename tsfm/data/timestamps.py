@@ -1,0 +1,158 @@
+"""Parsing time columns into int64 nanoseconds: dates, zones, day-first text, years, integer steps.
+
+Tz-aware stamps of daily or coarser data are kept in the zone's wall-clock time (so a daily
+series stays daily across a DST change), finer ones in UTC. An integer time column outside the
+year range 1678-2261 is a plain step index.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from tsfm.data.messages import RowSource
+from tsfm.errors import InputError
+
+DAY_NS = 86_400 * 10**9
+
+
+def parse_times(col: pd.Series, name: str, src: RowSource) -> tuple[np.ndarray, str | None]:
+    """int64 nanoseconds of a time column (UTC when tz-aware) and the tz name (or None)."""
+    if ptypes.is_datetime64_any_dtype(col) or ptypes.is_numeric_dtype(col):
+        _no_missing_times(col, name, src)
+    if ptypes.is_datetime64_any_dtype(col):
+        ts = pd.Series(col)
+    elif ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
+        ts = _parse_years(col, name)
+    else:
+        ts = _parse_text_times(col, name, src)[0]
+    tz = None
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_convert("UTC")
+        tz = "UTC"
+    ns = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]") if tz else ts.to_numpy(dtype="datetime64[ns]")
+    return ns.astype(np.int64), tz
+
+
+@dataclass
+class ParsedTimes:
+    """A parsed time column: int64 ns (wall clock or UTC, naive), the user's zone, and what they are."""
+
+    ns: np.ndarray
+    tz: Any = None  # a zone name, a tzinfo, or None for naive stamps
+    wall: bool = True  # ns are wall-clock times of tz (daily and coarser data); else UTC
+    steps: bool = False  # an integer step index, not dates
+    slash_dates: bool = False  # text like 03/04/2020, read month-first (a hint if the grid fails)
+
+
+_OFFSET_SUFFIX = re.compile(r"\s*(Z|[+-]\d{2}:?\d{2})$")
+_SLASH_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})(\s|T|$)")
+
+
+def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
+    """Parse a time column for the grid: zones kept (wall clock for calendar data), integer steps, day-first dates."""
+    if ptypes.is_datetime64_any_dtype(col) or ptypes.is_numeric_dtype(col):
+        _no_missing_times(col, name, src)
+    if (ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col)) and not ptypes.is_datetime64_any_dtype(col):
+        vals = col.to_numpy()
+        if ptypes.is_bool_dtype(col) or not bool(np.all(np.mod(vals, 1) == 0)):
+            _parse_years(col, name)  # raises: numbers that are neither years nor integer steps
+        ints = vals.astype(np.int64)
+        if ints.min() >= 1678 and ints.max() <= 2261:
+            return ParsedTimes(_parse_years(col, name).to_numpy(dtype="datetime64[ns]").astype(np.int64))
+        return ParsedTimes(ints, steps=True)
+    if ptypes.is_datetime64_any_dtype(col):
+        ts = pd.Series(col)
+    else:
+        ts, dayfirst = _parse_text_times(col, name, src)
+        if not dayfirst and _slash_dates(col):
+            return replace(_zoned(ts, col), slash_dates=True)
+    return _zoned(ts, None if ptypes.is_datetime64_any_dtype(col) else col)
+
+
+def _slash_dates(text: pd.Series) -> bool:
+    sample = text.head(200).dropna().astype(str).head(20)
+    return bool(len(sample)) and bool(sample.str.match(_SLASH_DATE).all())
+
+
+def _zoned(ts: pd.Series, text: pd.Series | None) -> ParsedTimes:
+    """Naive int64 ns of parsed stamps: wall clock when every stamp has the same time of day
+    (daily or coarser data, which DST must not make irregular), else UTC (no repeated hour)."""
+    tz = getattr(ts.dt, "tz", None)
+    if tz is None:
+        return ParsedTimes(ts.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    utc = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    wall = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    mixed = False
+    if text is not None and str(tz) == "UTC":  # text with several UTC offsets (across DST) is read as UTC
+        stripped = pd.to_datetime(text.astype(str).str.replace(_OFFSET_SUFFIX, "", regex=True), errors="coerce",
+                                  format="mixed")
+        if stripped.notna().all():
+            local = stripped.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+            if (local != utc).any():
+                wall, mixed = local, True
+    if len(np.unique(wall % DAY_NS)) == 1:  # daily or coarser: the grid lives in wall-clock time
+        if mixed:  # the zone itself is unknown: future stamps get the latest stamp's offset
+            tz = _dt.timezone(_dt.timedelta(seconds=int((wall - utc)[np.argmax(utc)]) // 10**9))
+        return ParsedTimes(wall, tz=tz, wall=True)
+    return ParsedTimes(utc, tz=tz, wall=False)  # mixed offsets: tz is UTC, the one zone known to be right
+
+
+def _no_missing_times(col: pd.Series, name: str, src: RowSource) -> None:
+    missing = np.flatnonzero(col.isna().to_numpy())
+    if missing.size:
+        raise InputError(f"missing timestamp in column '{name}' at {src.at(int(missing[0]))}; fill or drop that row")
+
+
+def _parse_years(col: pd.Series, name: str) -> pd.Series:
+    vals = col.to_numpy()
+    integral = ptypes.is_integer_dtype(col) or bool(np.all(np.mod(vals, 1) == 0))
+    if integral and vals.min() >= 1678 and vals.max() <= 2261:
+        return pd.Series(pd.to_datetime(vals.astype(np.int64).astype(str), format="%Y"))
+    raise InputError(
+        f"time column '{name}' holds numbers that are neither years nor integer steps (first value {vals[0]!r}); "
+        "write dates like 2020-01-31 or integer steps 1, 2, 3"
+    )
+
+
+def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Series, bool]:
+    """ISO first (fast); then pandas' format inference; then element-wise parsing.
+
+    Returns the stamps and whether they were read day-first: dd/mm/yyyy text with a first field
+    above 12 somewhere (and no second field above 12) is unambiguous and read that way.
+    """
+    ts = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = text.astype(str).str.extract(_SLASH_DATE) if _slash_dates(text) else None
+        if parts is not None and parts[0].notna().all():
+            first, second = parts[0].astype(int), parts[1].astype(int)
+            if (first > 12).any() and (second <= 12).all():
+                ts = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
+                if ts.notna().all():
+                    return ts, True
+        for fmt in ("ISO8601", None, "mixed"):
+            try:
+                ts = pd.to_datetime(text, format=fmt, errors="coerce")
+                if ts.dtype == object:  # mixed UTC offsets (e.g. across DST): compare in UTC
+                    ts = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+            except (ValueError, TypeError, OverflowError):
+                try:
+                    ts = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+                except (ValueError, TypeError, OverflowError):
+                    continue
+            if ts.notna().all():
+                return ts, False
+    _no_missing_times(text, name, src)
+    bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) if ts is not None else 0
+    raise InputError(
+        f"cannot parse timestamp {text.iloc[bad]!r} in column '{name}' at {src.at(bad)}; "
+        "use ISO dates like 2020-01-31 or 2020-01-31 13:00"
+    )
