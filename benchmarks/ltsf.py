@@ -2,6 +2,7 @@
 
     python benchmarks/ltsf.py --model itransformer --datasets etth1 --horizons 96
     python benchmarks/ltsf.py --model s-mamba --datasets etth1,etth2,exchange_rate
+    python benchmarks/ltsf.py --model spacetime --datasets etth1,etth2      # univariate OT, lag 336, H 720
     python benchmarks/ltsf.py --zero-shot ttm,ttm-512,itransformer,s-mamba --datasets etth1,etth2
 
 Full-shot (``--model``): trains a family from scratch with the papers' protocol and the reference
@@ -11,7 +12,9 @@ tested) on ETTh1 / ETTh2 (12/4/4 months) or exchange_rate (``Dataset_Custom``'s 
 the iTransformer and S-Mamba code use for it; not 6:2:2), z-normalised with training statistics,
 multivariate (all channels), test MSE / MAE in normalised units over every test origin (stride 1).
 Seeds are fixed (2023, the reference run.py's). The test split is only ever scored, never used to
-choose anything.
+choose anything. SpaceTime follows its own paper's protocol instead (``tsfm.train.ltsf.SPACETIME_SETTINGS``):
+the univariate task (``OT`` alone, z-normalised with its training statistics), lag 336, horizon 720,
+same splits and metric; ``--epochs`` / ``--patience`` cap its budget on a CPU.
 
 Zero-shot (``--zero-shot``): shipped checkpoints forecast the same test split with the TTM paper's
 setting, context 512 (test windows take their context from the rows before the test segment) and
@@ -44,10 +47,16 @@ from common import (
 
 PACKAGES = ("tsfm", "torch", "lightning", "numpy", "pandas")
 HORIZONS = (96, 192, 336, 720)
-ITRANSFORMER_SOURCE = ("iTransformer (Liu et al., ICLR 2024, arXiv 2310.06625), Table 10 full results, lookback 96; "
+ITRANSFORMER_SOURCE = ("iTransformer (Liu et al., ICLR 2024, arXiv 2310.06625), full results of the long-term "
+                       "forecasting task, lookback 96; rows checked against the iTransformer columns of S-Mamba's "
+                       "LaTeX tables tab:results_ETT / tab:results_other (arXiv 2403.11144v3), which reprint them; "
                        "hyper-parameters: thuml/iTransformer scripts/multivariate_forecasting/")
-S_MAMBA_SOURCE = ("S-Mamba (Wang et al., arXiv 2403.11144), full results table, lookback 96; "
+S_MAMBA_SOURCE = ("S-Mamba (Wang et al., arXiv 2403.11144v3), LaTeX tables tab:results_ETT ('Full results of S-Mamba "
+                  "and baselines on ETT datasets', ETTh1/ETTh2) and tab:results_other (Exchange), lookback 96; "
                   "hyper-parameters: wzhwzhwzh0921/S-D-Mamba scripts/multivariate_forecasting/")
+SPACETIME_SOURCE = ("SpaceTime (Zhang et al., ICLR 2023, arXiv 2303.09489), the univariate Informer table "
+                    "(tab:informer-s-long, the table HazyResearch/spacetime's code reproduces): its text was not found "
+                    "in the stored corpus this session, so no paper number is filled in")
 TTM_SOURCE = ("TTM r2 512-96 zero-shot MSE, ibm-granite/granite-tsfm "
               "notebooks/hfdemo/tinytimemixer/full_benchmarking/combined_results-granite-r2.csv (zs_mse; no MAE there)")
 # Published per-horizon rows (MSE, MAE), lookback 96, multivariate. Their means are the averages quoted
@@ -67,7 +76,13 @@ PAPER: dict[tuple[str, str, int], tuple[float, float]] = {
     ("s-mamba", "exchange_rate", 96): (0.086, 0.207), ("s-mamba", "exchange_rate", 192): (0.182, 0.304),
     ("s-mamba", "exchange_rate", 336): (0.332, 0.418), ("s-mamba", "exchange_rate", 720): (0.867, 0.703),
 }
-PAPER_SOURCE = {"itransformer": ITRANSFORMER_SOURCE, "s-mamba": S_MAMBA_SOURCE}
+# Published four-horizon averages ("Avg" rows of the same tables; issue 29 quotes them).
+PAPER_AVG: dict[tuple[str, str], tuple[float, float]] = {
+    ("itransformer", "etth1"): (0.454, 0.447), ("itransformer", "etth2"): (0.383, 0.407),
+    ("itransformer", "exchange_rate"): (0.360, 0.403), ("s-mamba", "etth1"): (0.455, 0.450),
+    ("s-mamba", "etth2"): (0.381, 0.405), ("s-mamba", "exchange_rate"): (0.367, 0.408),
+}
+PAPER_SOURCE = {"itransformer": ITRANSFORMER_SOURCE, "s-mamba": S_MAMBA_SOURCE, "spacetime": SPACETIME_SOURCE}
 TTM_ZERO_SHOT = {"etth1": 0.363, "etth2": 0.276}  # zs_mse, CL 512, FL 96
 TTM_FEW_SHOT_5 = {"etth1": 0.362, "etth2": 0.273}  # fs5_mse, CL 512, FL 96
 TTM_FEW_SHOT_SOURCE = TTM_SOURCE.replace("zero-shot", "5% few-shot").replace("zs_mse", "fs5_mse")
@@ -89,10 +104,49 @@ PROTOCOL_NOTES = (
 )
 
 
+PAPER_CHECK = (
+    "Paper rows checked (this session) against text, not memory: every S-Mamba and iTransformer per-horizon MSE / MAE "
+    "and Avg row above equals the S-Mamba paper's LaTeX source (arXiv 2403.11144v3), tables tab:results_ETT "
+    "('Full results of S-Mamba and baselines on ETT datasets', ETTh1 and ETTh2) and tab:results_other "
+    "(Electricity, Exchange, Weather, Solar-Energy), S-Mamba and iTransformer columns; none needed a fix. The "
+    "iTransformer column there reprints iTransformer's own full-results table, whose text was not in the stored "
+    "corpus, so the iTransformer rows are checked through that reprint. The averages table uses the published Avg "
+    "rows; the mean of the four published rows can differ from them in the third decimal (rounding).")
+
+SPACETIME_NOTE = (
+    "SpaceTime's paper evaluates the Informer benchmark in the univariate setting (HazyResearch/spacetime "
+    "configs/datasets/informer/etth.yaml: features 'S', target OT), and its README gives one training command per "
+    "dataset at horizon 720 with lag 336; these rows follow that protocol, not the multivariate lookback-96 one: "
+    "the OT channel alone, z-normalised with its training statistics, the same 12/4/4-month split, every test "
+    "origin, MSE / MAE in normalised units. Settings from the README command and the configs it names: one "
+    "encoder block (`--n_blocks 1`, the block with the preprocessing SSM) + the closed-loop decoder, model_dim 128, "
+    "kernel_dim 64, dropout 0.25, batch 50, AdamW lr 1e-3, weight decay 1e-4. Differences, all for the CPU budget "
+    "or the point of comparison: the reference trains up to 500 epochs with patience 20 and a timm cosine "
+    "schedule with 10 warm-up epochs, here the epoch cap and patience in the table with the lr constant at its "
+    "peak; the reference loss adds the open-loop next-step and closed-loop-input terms (`--criterion_weights 1 1 "
+    "1`), here only the forecast's MSE; the reference subtracts the lag's mean (`--data_transform mean`), our "
+    "model scales each window by its mean and std (`scaling=std`); our preprocessing uses fixed moving-average "
+    "windows (4, 10, 25, 64) where the reference draws them in [4, 720]. The paper's numbers for these rows are "
+    "not filled in: its univariate table (tab:informer-s-long) was not found in the stored corpus this session "
+    "(search of pages/code/issues/docs; the repository has no results file), so there is no ratio.")
+
+FEW_SHOT_NOTE = (
+    "Recipe (this session aligned to granite's script behind fs5_mse, notebooks/hfdemo/tinytimemixer/"
+    "full_benchmarking/ttm_full_benchmarking.py): backbone frozen, decoder + head trained (our 'head' mode), "
+    "head_dropout 0.7 on the ETT datasets, AdamW, OneCycleLR over the planned steps with peak lr 1e-3, batch 64, "
+    "<= 50 epochs, early stopping on the whole validation split with patience 10, the last 5% of the training "
+    "windows (granite's fewshot_location 'last'), every test origin. Still different: granite picks the lr with "
+    "`optimal_lr_finder` on the training windows (not replicated; 1e-3 is the peak here). The rows of the earlier "
+    "recipe (constant lr 1e-3, Adam, head_dropout 0.0 as shipped, last partial batch dropped) are in this file's "
+    "history (commit 8d05ba4). Our `ttm-512` is not TTM r2: it is pretrained on our synthetic corpus only and its "
+    "zero-shot rows above already sit above r2's (ratios in the zero-shot table), so what fine-tuning cannot close "
+    "is the pretraining's gap (open question: this recipe on the real r2 weights, which this offline checkout "
+    "cannot load).")
+
 NOT_COVERED = (
-    "SpaceTime full-shot rows: the harness trains iTransformer and S-Mamba only; SpaceTime's paper (arXiv "
-    "2303.09489, HazyResearch/spacetime) reports the Informer benchmark with its own lookbacks and settings, which "
-    "are not wired in here.",
+    "SpaceTime paper numbers: the univariate Informer table of arXiv 2303.09489 (tab:informer-s-long) was not found "
+    "in the stored corpus, so the SpaceTime rows have no paper MSE / MAE and no ratio yet; SpaceTime on "
+    "exchange_rate (the repository has an exchange config with lag 96 but no README command or published row found).",
     "Zero-shot rows of the checkpoints with a 32-step horizon (the ttm-96 family): they cannot forecast 96 steps "
     "in one call, so the TTM protocol's horizon 96 does not apply to them (the script skips them and says so).",
 )
@@ -101,7 +155,7 @@ NOT_COVERED = (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", choices=("itransformer", "s-mamba"), help="family to train full-shot")
+    what.add_argument("--model", choices=("itransformer", "s-mamba", "spacetime"), help="family to train full-shot")
     what.add_argument("--zero-shot", metavar="MODELS", help="comma-separated shipped models (or checkpoint dirs)")
     what.add_argument("--few-shot", metavar="MODELS",
                       help="comma-separated checkpoints to fine-tune on the last --fraction of the training windows")
@@ -109,9 +163,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--scan-timing", action="store_true",
                       help="S-Mamba: one training epoch with the fused CPU scan and one with the reference scan")
     parser.add_argument("--datasets", default="etth1", help="comma-separated: etth1, etth2, exchange_rate")
-    parser.add_argument("--horizons", default="96,192,336,720", help="full-shot horizons (default all four)")
+    parser.add_argument("--horizons", default=None,
+                        help="full-shot horizons (default all four; spacetime: 720, its paper's long horizon)")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "real" / "dev")
-    parser.add_argument("--lookback", type=int, default=96, help="full-shot lookback (default 96, the papers')")
+    parser.add_argument("--lookback", type=int, default=None,
+                        help="full-shot lookback (default the paper's: 96; spacetime 336)")
+    parser.add_argument("--epochs", type=int, default=None, help="full-shot: cap on epochs (default the setup's)")
+    parser.add_argument("--patience", type=int, default=None, help="full-shot: early-stopping patience override")
     parser.add_argument("--no-time-features", action="store_true",
                         help="leave out the timestamp marks the reference models read as extra tokens")
     parser.add_argument("--scan-backend", default=None, help="S-Mamba scan backend (default: the config's auto)")
@@ -143,24 +201,33 @@ def result_row(meta: dict[str, Any], out: dict[str, Any], paper_mse: float | Non
 
 def full_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[dict[str, Any]]:
     from tsfm.data.ltsf import LTSFData
-    from tsfm.train.ltsf import fit_and_test, paper_setup
+    from tsfm.train.ltsf import SPACETIME_LOOKBACK, SPACETIME_TARGET, fit_and_test, paper_setup
 
+    univariate = args.model == "spacetime"  # SpaceTime's paper: the univariate Informer task (OT), lag 336
+    target = SPACETIME_TARGET if univariate else None
+    lookback = args.lookback or (SPACETIME_LOOKBACK if univariate else 96)
+    horizons = args.horizons or ("720" if univariate else "96,192,336,720")
+    setting = "full-shot univariate" if univariate else "full-shot"
     rows = []
     for dataset in args.datasets.split(","):
-        data = LTSFData.load(dataset, args.data_dir)
-        for horizon in (int(h) for h in args.horizons.split(",")):
-            setup = paper_setup(args.model, dataset, horizon, lookback=args.lookback,
+        data = LTSFData.load(dataset, args.data_dir, target=target)
+        for horizon in (int(h) for h in horizons.split(",")):
+            setup = paper_setup(args.model, dataset, horizon, lookback=lookback,
                                 time_features=not args.no_time_features)
-            if args.scan_backend and args.model == "s-mamba":
+            if args.scan_backend and args.model in ("s-mamba", "spacetime"):
                 setup.model["scan_backend"] = args.scan_backend
+            if args.epochs is not None:
+                setup.train.epochs = args.epochs
+            if args.patience is not None:
+                setup.train.patience = args.patience
             print(f"[ltsf] {args.model} {dataset} H={horizon}: {setup.model} {setup.train.to_dict()}",
                   file=sys.stderr, flush=True)
             out = fit_and_test(data, setup.model, setup.train, accelerator=args.accelerator,
                                progress=not args.no_progress)
             paper = PAPER.get((args.model, dataset, horizon), (None, None))
             rows.append(result_row(
-                meta, out, paper[0], paper[1], model=args.model, setting="full-shot", dataset=dataset,
-                horizon=horizon, lookback=args.lookback, source=PAPER_SOURCE[args.model],
+                meta, out, paper[0], paper[1], model=args.model, setting=setting, dataset=dataset,
+                horizon=horizon, lookback=lookback, channels=data.columns, source=PAPER_SOURCE[args.model],
                 settings_source=setup.source, model_config=setup.model, train_settings=setup.train.to_dict(),
                 test_stride=1))
             print(f"[ltsf] {args.model} {dataset} H={horizon}: test MSE {out['mse']:.4f} MAE {out['mae']:.4f} "
@@ -224,10 +291,14 @@ def zero_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list
 
 
 def few_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[dict[str, Any]]:
-    """TTM paper's few-shot protocol: fine-tune a checkpoint's head (``tsfm finetune``'s "head" mode) on
-    the last ``--fraction`` of the training windows (context 512, horizon 96), early stopping on the
-    full validation split, test on every test origin. Settings: granite-tsfm's few-shot notebooks
-    (lr 1e-3, batch 64, <= 50 epochs, patience 10), MSE on the median, constant lr."""
+    """TTM paper's few-shot protocol: fine-tune a checkpoint's head (``tsfm finetune``'s "head" mode: decoder
+    + head, the backbone frozen, as granite's FREEZE_BACKBONE) on the last ``--fraction`` of the training
+    windows (context 512, horizon 96), early stopping on the full validation split, test on every test
+    origin. Settings: granite-tsfm's notebooks/hfdemo/tinytimemixer/full_benchmarking/ttm_full_benchmarking.py
+    (the script behind fs5_mse): batch 64, <= 50 epochs, patience 10, AdamW, OneCycleLR over the planned
+    steps, head_dropout 0.7 on the ETT datasets, no dropped last batch; its lr comes from
+    ``optimal_lr_finder`` on the training windows, which is not replicated here: lr 1e-3 is the OneCycle peak.
+    MSE on the median."""
     from tsfm.data.ltsf import LTSFData
     from tsfm.hub import load_model, load_suite, resolve
     from tsfm.train.finetune import resolve_mode
@@ -243,16 +314,20 @@ def few_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[
             raise SystemExit(f"{checkpoint} has context {config['context_length']}, not {args.context}")
         for dataset in args.datasets.split(","):
             data = LTSFData.load(dataset, args.data_dir)
-            settings = TrainSettings(lr=1e-3, batch_size=64, epochs=50, patience=10, lradj="constant",
-                                     time_features=False)
-            out = fit_and_test(data, config, settings, accelerator=args.accelerator, progress=not args.no_progress,
+            settings = TrainSettings(lr=1e-3, batch_size=64, epochs=50, patience=10, lradj="onecycle",
+                                     optimizer="adamw", weight_decay=0.01, drop_last=False, time_features=False)
+            run_config = dict(config)
+            if dataset.startswith("ett") and "head_dropout" in run_config:
+                run_config["head_dropout"] = 0.7  # granite: "change head dropout to 0.7 for ett datasets"
+            out = fit_and_test(data, run_config, settings, accelerator=args.accelerator, progress=not args.no_progress,
                                pretrained=pretrained, trainable=trainable, train_fraction=args.fraction,
                                horizon=horizon)
             ref = TTM_FEW_SHOT_5.get(dataset) if abs(args.fraction - 0.05) < 1e-9 else None
             rows.append(result_row(
                 meta, out, ref, None, model=name, checkpoint=checkpoint, setting=f"few-shot {args.fraction:.0%}",
                 dataset=dataset, horizon=horizon, lookback=args.context, source=TTM_FEW_SHOT_SOURCE, mode=mode,
-                trainable=list(trainable), train_settings=settings.to_dict(), test_stride=1))
+                trainable=list(trainable), train_settings=settings.to_dict(),
+                head_dropout=run_config.get("head_dropout"), test_stride=1))
             print(f"[ltsf] few-shot {name} {dataset}: MSE {out['mse']:.4f} MAE {out['mae']:.4f} "
                   f"({out['n_train_windows']} training windows, {out['epochs_run']} epochs, best {out['best_epoch']})",
                   file=sys.stderr, flush=True)
@@ -288,7 +363,8 @@ def scan_timing_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> li
     from tsfm.data.ltsf import LTSFData
     from tsfm.train.ltsf import fit_and_test, paper_setup
 
-    dataset, horizon = args.datasets.split(",")[0], int(args.horizons.split(",")[0])
+    dataset, horizon = args.datasets.split(",")[0], int((args.horizons or "96").split(",")[0])
+    args.lookback = args.lookback or 96
     data = LTSFData.load(dataset, args.data_dir)
     seconds: dict[str, list[float]] = {"chunked": [], "reference": []}
     last: dict[str, dict[str, Any]] = {}
@@ -358,16 +434,34 @@ def render(rows: list[dict[str, Any]]) -> str:
                 got = {r["horizon"]: r for r in full if r["model"] == model and r["dataset"] == dataset}
                 if set(HORIZONS) <= set(got):
                     mean = lambda key: sum(got[h][key] for h in HORIZONS) / 4  # noqa: E731
-                    averages.append([model, dataset, mean("mse"), mean("mae"), mean("paper_mse"), mean("paper_mae"),
-                                     mean("mse") / mean("paper_mse")])
+                    paper_mse, paper_mae = PAPER_AVG[(model, dataset)]
+                    averages.append([model, dataset, mean("mse"), mean("mae"), paper_mse, paper_mae,
+                                     mean("mse") / paper_mse, mean("mae") / paper_mae])
         if averages:
-            lines += ["Averages over the four horizons (the issue's target: ratio <= 1.05):", "",
-                      markdown_table(["model", "dataset", "MSE", "MAE", "paper MSE", "paper MAE", "ratio MSE"],
-                                     averages), ""]
+            lines += ["Averages over the four horizons next to the papers' published Avg rows (the issue's target: "
+                      "ratio <= 1.05):", "",
+                      markdown_table(["model", "dataset", "MSE", "MAE", "paper MSE", "paper MAE", "ratio MSE",
+                                      "ratio MAE"], averages), ""]
         else:
             lines += ["No family x dataset has all four horizons yet, so no average is reported.", ""]
         sources = sorted({(r["model"], r["source"], r.get("settings_source", "")) for r in full})
         lines += ["Sources:", ""] + [f"- {m}: numbers from {s}; settings from {t}" for m, s, t in sources] + [""]
+        lines += [PAPER_CHECK, ""]
+    uni = [r for r in rows if r["setting"] == "full-shot univariate"]
+    if uni:
+        lines += ["## Full-shot, SpaceTime's own protocol (univariate OT, lag 336, horizon 720)", ""]
+        table = []
+        for r in uni:
+            per_epoch = r.get("seconds_per_epoch") or []
+            train = r.get("train_settings", {})
+            table.append([r["model"], r["dataset"], r["horizon"], r["lookback"], r["mse"], r["mae"],
+                          r["paper_mse"] if r["paper_mse"] is not None else "not found",
+                          r["paper_mae"] if r["paper_mae"] is not None else "not found",
+                          r.get("epochs_run"), f"{train.get('epochs')} / {train.get('patience')}", r.get("best_epoch"),
+                          f"{sum(per_epoch) / len(per_epoch):.0f}" if per_epoch else "–"])
+        lines += [markdown_table(["model", "dataset", "H", "lag", "MSE", "MAE", "paper MSE", "paper MAE", "epochs",
+                                  "max epochs / patience", "best epoch", "s / epoch"], table), "",
+                  SPACETIME_NOTE, ""]
     zero = [r for r in rows if r["setting"] == "zero-shot"]
     if zero:
         lines += ["## Zero-shot, context 512, horizon 96 (TTM paper protocol)", ""]
@@ -388,13 +482,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                   r["ratio_mse"], r["n_train_windows"], r.get("epochs_run"), r.get("best_epoch"), r["mode"]] for r in few]
         lines += [markdown_table(["model", "checkpoint", "setting", "dataset", "MSE", "MAE", "TTM r2 MSE", "ratio MSE",
                                   "train windows", "epochs", "best epoch", "mode"], table), "",
-                  f"Reference: {TTM_FEW_SHOT_SOURCE}. Fine-tuned on the last share of the training windows "
-                  "(granite's fewshot_location 'last'), MSE on the median, early stopping on the whole validation "
-                  "split (patience 10), every test origin. Our `ttm-512` is not TTM r2: it is pretrained on our "
-                  "synthetic corpus only, and its zero-shot rows above already sit above r2's; head-only fine-tuning "
-                  "on 402 windows does not close that gap, so a ratio above 1.05 here is the pretraining's gap, "
-                  "not the fine-tuning recipe's (open question: the same recipe on the real r2 weights, which "
-                  "this offline checkout cannot load).", ""]
+                  f"Reference: {TTM_FEW_SHOT_SOURCE}.", "", FEW_SHOT_NOTE, ""]
     timing = [r for r in rows if r["setting"].startswith("scan-timing")]
     if timing:
         lines += ["## S-Mamba training time per epoch: fused CPU scan vs reference scan", ""]

@@ -111,6 +111,14 @@ def read_wide(path: str | Path) -> pd.DataFrame:
     return wide
 
 
+def select_column(columns: list[str], target: str) -> str:
+    """The column named ``target``, or the one ending in ``_<target>`` (``ETTh1_OT`` for ``OT``)."""
+    hits = [c for c in columns if c == target] or [c for c in columns if c.endswith("_" + target)]
+    if len(hits) != 1:
+        raise InputError(f"target '{target}' matches {len(hits)} of the columns {columns} (need exactly one)")
+    return hits[0]
+
+
 def time_features(index: pd.DatetimeIndex) -> np.ndarray:
     """The reference code's ``timeF`` marks for its default ``freq='h'``, each in [-0.5, 0.5]:
     hour of day, day of week, day of month, day of year. ``[T, 4]`` float32."""
@@ -156,11 +164,16 @@ class LTSFData:
                    index, freq_token(freq))
 
     @classmethod
-    def load(cls, name: str, data_dir: str | Path) -> "LTSFData":
+    def load(cls, name: str, data_dir: str | Path, target: str | None = None) -> "LTSFData":
+        """One benchmark dataset, all channels (multivariate, ``features='M'``) or, with ``target``,
+        that channel alone (the univariate setting, ``features='S'``: e.g. ``target="OT"``)."""
         if name not in DATASETS:
             raise InputError(f"unknown LTSF dataset '{name}'; choose one of {', '.join(DATASETS)}")
         spec = DATASETS[name]
-        return cls.from_frame(read_wide(Path(data_dir) / spec.file), spec.split, name=name)
+        frame = read_wide(Path(data_dir) / spec.file)
+        if target is not None:
+            frame = frame[[select_column(list(frame.columns), target)]]
+        return cls.from_frame(frame, spec.split, name=name)
 
     def windows(self, split: Split, lookback: int, horizon: int, stride: int = 1) -> "LTSFWindows":
         borders = window_borders(self.segments[split], lookback, split)
