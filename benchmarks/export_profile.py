@@ -68,7 +68,7 @@ def main() -> None:
 
     model = load_model(args.model)
     context = model.config.context_length
-    freq_input = model.uses_freq_id
+    freq_input = model.capabilities.freq_token
     rows, data = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         files = {

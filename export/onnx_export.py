@@ -22,8 +22,8 @@ removed, file -0.9%, latency within noise (onnxruntime's load-time optimizations
 the same patterns), so it is not a dependency.
 
 A new family plugs in by keeping the model contract (``forward(past_values, past_mask, freq_id)``)
-and, where needed, declaring on its model class ``uses_freq_id`` (bool) and ``onnx_channels``
-(a fixed channel count); see :func:`export_spec`.
+and declaring its ``Capabilities`` (frequency token, fixed channels, trace channels); see
+:func:`export_spec`.
 """
 
 from __future__ import annotations
@@ -76,24 +76,19 @@ class ExportSpec:
 def export_spec(model: ForecastModel) -> ExportSpec:
     """Graph inputs and channel rule of ``model``.
 
-    ``freq_id`` is an input when ``model.uses_freq_id`` (``ForecastModel``: TTM's
-    ``resolution_prefix_tuning`` unless a family says otherwise). A family states ``onnx_channels`` /
-    ``onnx_example_channels`` on its class where the defaults do not fit; otherwise
-    ``decoder_mode == "mix_channel"`` fixes ``num_input_channels``.
-    Covariate models are refused: the graph has no covariate inputs yet.
+    All from the model's declared ``capabilities``: ``freq_id`` is an input when it reads the
+    frequency token, the channel count is fixed when it mixes a fixed set of channels, and a family
+    may name the channel count to trace with. Covariate models are refused: the graph has no
+    covariate inputs yet.
     """
-    config = model.config
-    if getattr(config, "num_exog_channels", 0) or getattr(config, "enable_exog_mixer", False):
+    capabilities = model.capabilities
+    if capabilities.uses_covariates:
         raise InputError(
             "this model was trained with covariates and the ONNX graph has no covariate inputs yet: "
             "export a model without covariates"
         )
-    uses_freq = model.uses_freq_id
-    channels = getattr(model, "onnx_channels", None)
-    if channels is None and getattr(config, "decoder_mode", "") == "mix_channel":
-        channels = config.num_input_channels
-    names = ("past_values", "past_mask") + (("freq_id",) if uses_freq else ())
-    return ExportSpec(names, channels, getattr(model, "onnx_example_channels", None))
+    names = ("past_values", "past_mask") + (("freq_id",) if capabilities.freq_token else ())
+    return ExportSpec(names, capabilities.fixed_channels, capabilities.export_example_channels)
 
 
 class ExportGraph(nn.Module):

@@ -91,8 +91,8 @@ def test_mixed_families_and_frequency_input() -> None:
     other = ITransformer(ITransformerConfig(context_length=64, prediction_length=16, d_model=16, e_layers=1,
                                             n_heads=2, d_ff=16)).eval()
     ensemble = Ensemble.from_models([members(1)[0], other])
-    assert ensemble.uses_freq_id and ensemble.onnx_example_channels is None
-    assert not Ensemble.from_models([TTM(TTMConfig.tiny(resolution_prefix_tuning=False)), other]).uses_freq_id
+    assert ensemble.capabilities.freq_token and ensemble.capabilities.export_example_channels is None
+    assert not Ensemble.from_models([TTM(TTMConfig.tiny(resolution_prefix_tuning=False)), other]).capabilities.freq_token
     x, mask, freq = windows()
     with torch.no_grad():
         torch.testing.assert_close(ensemble(x, mask, freq), (ensemble.members[0](x, mask, freq) + other(x, mask)) / 2)
@@ -106,10 +106,11 @@ def test_export_inputs_follow_what_members_declare() -> None:
     small = dict(context_length=64, prediction_length=16)
     moirai = MoiraiMoE(MoiraiMoEConfig.tiny(**small))
     no_freq = TTM(TTMConfig.tiny(resolution_prefix_tuning=False))
-    assert not Ensemble.from_models([moirai, no_freq]).uses_freq_id
-    assert Ensemble.from_models([moirai, members(1)[0]]).uses_freq_id
+    assert not Ensemble.from_models([moirai, no_freq]).capabilities.freq_token
+    assert Ensemble.from_models([moirai, members(1)[0]]).capabilities.freq_token
     mamba = SMamba(SMambaConfig.tiny(**small))
-    assert Ensemble.from_models([no_freq, mamba]).onnx_example_channels == mamba.onnx_example_channels > 1
+    example = Ensemble.from_models([no_freq, mamba]).capabilities.export_example_channels
+    assert example == mamba.capabilities.export_example_channels > 1
 
 
 def test_finetune_modes_train_every_members_part() -> None:

@@ -165,8 +165,10 @@ def test_full_mode_trains_everything_and_unknown_mode_fails(tiny_checkpoint):
     assert resolve_mode(model, "decoder")[1] == resolve_mode(model, "head")[1]
     with pytest.raises(InputError, match="unknown fine-tuning mode"):
         resolve_mode(model, "adapter")
-    model.finetune_modes = {"full": ("",)}  # a family without a separately pretrained head
-    assert resolve_mode(model, "head") == ("full", ("",))
+    from tsfm.models.itransformer import ITransformer, ITransformerConfig
+
+    headless = ITransformer(ITransformerConfig.tiny())  # a family without a separately pretrained head
+    assert resolve_mode(headless, "head") == ("full", ("",))
 
 
 def test_zero_shot_weights_kept_when_finetuning_hurts(tiny_checkpoint):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tsfm.train.losses import NAIVE_FLOOR, context_scale, scaled_pinball_loss
+from tsfm.nn.losses import NAIVE_FLOOR, context_scale, scaled_pinball_loss
 from tsfm.train.module import ForecastingTask
 
 

@@ -223,7 +223,7 @@ def test_gradients_reach_every_parameter() -> None:
 
 # ---------------------------------------------------------------- export
 def test_onnx_export_with_dynamic_batch_and_channels(tmp_path) -> None:
-    """``tsfm.export`` traces S-Mamba with ``onnx_example_channels`` variates (two scan chunks of 8
+    """``tsfm.export`` traces S-Mamba with ``capabilities.export_example_channels`` variates (two scan chunks of 8
     plus one; ``Dim.AUTO``) and checks parity itself; the graph then runs with 6 and 70 variates.
 
     An example inside one chunk would bake in a single chunk (the graph fails for more variates
@@ -235,7 +235,7 @@ def test_onnx_export_with_dynamic_batch_and_channels(tmp_path) -> None:
 
     model = tiny(scan_backend="chunked", scan_chunk_size=8, e_layers=1)
     randomise(model)
-    assert model.onnx_example_channels == 17
+    assert model.capabilities.export_example_channels == 17
     path = export_onnx(model, tmp_path / "s_mamba.onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, channels in [(5, 6), (1, 70)]:

@@ -309,7 +309,7 @@ def test_config_validates_and_registry_and_yaml_build_the_family() -> None:
     assert default.config == SpaceTimeConfig()  # the yaml states the defaults
     assert (default.config.context_length, default.config.prediction_length) == (512, 96)
     assert 10_000 < default.num_parameters() < 3_000_000
-    assert not SpaceTime.uses_freq_id
+    assert not default.capabilities.freq_token
 
 
 # ---------------------------------------------------------------- checkpoints and training

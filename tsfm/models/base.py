@@ -2,21 +2,67 @@
 
 A family is a config dataclass (JSON-serialisable) plus an ``nn.Module`` whose ``forward`` takes
 raw values and returns quantiles in the input's scale. The Forecaster, training, evaluation and
-export only ever talk to this interface.
+export only ever talk to this interface: what a model can do (covariates, frequency token,
+fine-tuning modes, export channels) they read from :class:`Capabilities`, which each family's
+config declares, never from a family's own config fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from tsfm.errors import InputError
+from tsfm.nn.inputs import prepare_inputs
+from tsfm.nn.losses import scaled_pinball_loss
+
+__all__ = ["DEFAULT_QUANTILES", "Capabilities", "ForecastModel", "ModelConfig", "prepare_inputs"]
+
+FULL_FINETUNING: Mapping[str, tuple[str, ...]] = MappingProxyType({"full": ("",)})
+
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, as its family declares it (``ModelConfig.capabilities``).
+
+    Generic code (the Forecaster, fine-tuning, export, ensembles, the CLI) reads these instead of
+    a family's config fields.
+    """
+
+    #: covariate channels ``forward`` was trained to read as ``past_exog`` (0: none)
+    covariate_channels: int = 0
+    #: whether ``forward`` reads known-future covariates (``future_exog``)
+    future_covariates: bool = False
+    #: whether ``forward`` reads the frequency token ``freq_id`` (an exported graph then takes it)
+    freq_token: bool = False
+    #: fine-tuning mode -> trainable parameter prefixes ("" = every parameter); a family without a
+    #: separately pretrained head offers "full" only
+    finetune_modes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: FULL_FINETUNING)
+    #: the channel count the model mixes, fixed by its weights (None: any count); an exported graph
+    #: is built with exactly this many
+    fixed_channels: int | None = None
+    #: channels an export must trace the graph with (None: the exporter's default)
+    export_example_channels: int | None = None
+    #: whether the model can be exported to ONNX (not when it already is an exported graph)
+    exportable: bool = True
+
+    def __post_init__(self) -> None:
+        modes = {str(mode): tuple(prefixes) for mode, prefixes in self.finetune_modes.items()}
+        object.__setattr__(self, "finetune_modes", MappingProxyType(modes))
+
+    @property
+    def uses_covariates(self) -> bool:
+        return bool(self.covariate_channels or self.future_covariates)
 
 
 @dataclass
@@ -29,6 +75,8 @@ class ModelConfig:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     # Settings that add no weights, so a checkpoint can continue training with them changed.
     weight_free_fields: ClassVar[tuple[str, ...]] = ()
+    # What ``tiny()`` changes: a small config for tests and examples.
+    tiny_settings: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def __post_init__(self) -> None:
         self.quantiles = tuple(float(q) for q in self.quantiles)
@@ -70,6 +118,47 @@ class ModelConfig:
     def median_index(self) -> int:
         return self.quantiles.index(0.5)
 
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "ModelConfig":
+        """A small config for tests and examples: ``tiny_settings`` with ``overrides``."""
+        return cls(**{**cls.tiny_settings, **overrides})
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What a model with this config can do; families declare theirs."""
+        return Capabilities()
+
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "ModelConfig":
+        """This config turned into one that reads ``n_past`` past-only and ``n_future`` known-future
+        covariates beside ``n_targets`` targets (equal to ``self`` when it already does); the
+        pretrained weights load into the new model with ``ForecastModel.load_fitting_weights``."""
+        raise InputError(f"model family {self.family} does not take covariates; drop past_exog/future_exog")
+
+    def with_past_covariates(self, n_past: int, n_future: int, **fields: Any) -> "ModelConfig":
+        """``with_covariates`` of a family that reads past covariates only (as extra variates):
+        known-future ones are refused; ``fields`` are its new settings."""
+        if n_future:
+            raise InputError(f"model family {self.family} cannot use known-future covariates; "
+                             "pass them as past covariates or fine-tune ttm")
+        return dataclasses.replace(self, **fields)
+
+    # ------------------------------------------------------------------ validation helpers
+    def check_at_least(self, minimum: int, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) < minimum:
+                raise InputError(f"{type(self).__name__}.{name} must be >= {minimum}, got {getattr(self, name)}")
+
+    def check_rates(self, *names: str) -> None:
+        """Dropout-like settings: each in [0, 1)."""
+        for name in names:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{type(self).__name__}.{name} must be in [0, 1), got {getattr(self, name)}")
+
+    def check_choice(self, name: str, choices: Any) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise InputError(f"{name} '{value}' is unknown; use one of {', '.join(choices)}")
+
 
 class ForecastModel(nn.Module):
     """Base class of every family: raw values in, quantiles out.
@@ -91,10 +180,22 @@ class ForecastModel(nn.Module):
         return self.config.quantiles
 
     @property
-    def uses_freq_id(self) -> bool:
-        """Whether ``forward`` reads ``freq_id`` (an exported graph then takes it as an input): TTM's
-        resolution token; a family that never reads it may say so on its class."""
-        return bool(getattr(self.config, "resolution_prefix_tuning", False))
+    def capabilities(self) -> Capabilities:
+        return self.config.capabilities
+
+    def load_fitting_weights(self, state: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
+        """Load the weights of ``state`` that fit (same name and shape), e.g. a pretrained model's
+        into its covariate-aware version; parts left without weights then start as no-ops where the
+        family can (:meth:`start_new_parts`). Returns the missing, unexpected and mismatched keys."""
+        target = self.state_dict()
+        fitting = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+        mismatched = sorted(k for k in state if k in target and target[k].shape != state[k].shape)
+        missing, unexpected = self.load_state_dict(fitting, strict=False)
+        self.start_new_parts(set(missing))
+        return {"missing_keys": sorted(missing), "unexpected_keys": sorted(unexpected), "mismatched_keys": mismatched}
+
+    def start_new_parts(self, missing: set[str]) -> None:
+        """Make parts whose weights (``missing``) a checkpoint did not have start as exact no-ops."""
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -122,21 +223,8 @@ class ForecastModel(nn.Module):
     ) -> torch.Tensor:
         """Scale-free pinball loss of ``forward``; families with another native head override it.
 
-        ``loss_scale`` is each window's unit of error (``tsfm.train.losses``: "mad" or "naive")."""
-        from tsfm.train.losses import scaled_pinball_loss
-
+        ``loss_scale`` is each window's unit of error (``tsfm.nn.losses``: "mad" or "naive")."""
         pred = self(past_values, past_mask, freq_id, past_exog, future_exog)
         return scaled_pinball_loss(pred, future_values, self.quantiles, past_values, past_mask, future_mask,
                                    scale_kind=loss_scale)
 
-
-def prepare_inputs(
-    past_values: torch.Tensor, past_mask: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (values with NaN replaced by 0, float mask) — NaN always counts as unobserved."""
-    observed = ~torch.isnan(past_values)
-    mask = observed.to(past_values.dtype)
-    if past_mask is not None:
-        mask = mask * past_mask.to(past_values.dtype)
-    values = torch.where(mask > 0, past_values, torch.zeros_like(past_values))
-    return values, mask

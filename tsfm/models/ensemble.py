@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from tsfm.errors import InputError
-from tsfm.models.base import ForecastModel, ModelConfig
+from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm.models.registry import build_model, get_family
 
 
@@ -78,7 +78,7 @@ class EnsembleConfig(ModelConfig):
                 raise InputError(
                     f"ensemble member {i} ({config.family}) has quantiles {list(config.quantiles)}; the ensemble "
                     f"has {list(self.quantiles)}: members must agree")
-            if getattr(config, "num_exog_channels", 0) or getattr(config, "decoder_mode", "") == "mix_channel":
+            if config.capabilities.uses_covariates or config.capabilities.fixed_channels is not None:
                 raise InputError(f"ensemble member {i} mixes channels or takes covariates: ensembles take only "
                                  "channel-independent members without covariates")
         if self.weights is not None:
@@ -113,6 +113,18 @@ class Ensemble(ForecastModel):
 
     def __init__(self, config: EnsembleConfig) -> None:
         super().__init__(config)
+    @property
+    def capabilities(self) -> Capabilities:
+        """The frequency token when any member reads it; the largest channel count a member must be
+        traced with; the fine-tuning modes every member offers, each training those parts of every member."""
+        members = [member_config(m).capabilities for m in self.members]
+        examples = [c.export_example_channels for c in members if c.export_example_channels]
+        common = [mode for mode in members[0].finetune_modes if all(mode in c.finetune_modes for c in members)]
+        modes = {mode: tuple(f"members.{i}" + (f".{p}" if p else "") for i, c in enumerate(members)
+                             for p in c.finetune_modes[mode]) for mode in common}
+        return Capabilities(freq_token=any(c.freq_token for c in members), finetune_modes=modes,
+                            export_example_channels=max(examples) if examples else None)
+
         self.members = nn.ModuleList(build_model(dict(m)) for m in config.members)
         steps = torch.arange(config.prediction_length, dtype=torch.float32)
         reach = []  # [members, H]: each member's share of each step before the weights
@@ -134,27 +146,6 @@ class Ensemble(ForecastModel):
         for member, model in zip(ensemble.members, models):
             member.load_state_dict(model.state_dict(), strict=True)
         return ensemble.eval()
-
-    @property
-    def uses_freq_id(self) -> bool:
-        """Whether any member reads the frequency id (the exported graph then takes it)."""
-        return any(m.uses_freq_id for m in self.members)
-
-    @property
-    def onnx_example_channels(self) -> int | None:
-        """The largest channel count a member needs to be traced with (None: the exporter's default)."""
-        wanted = [c for m in self.members if (c := getattr(m, "onnx_example_channels", None))]
-        return max(wanted) if wanted else None
-
-    @property
-    def finetune_modes(self) -> dict[str, tuple[str, ...]]:
-        """The fine-tuning modes every member offers, each training those parts of every member."""
-        from tsfm.train.finetune import finetune_modes
-
-        per_member = [finetune_modes(m) for m in self.members]
-        common = [mode for mode in per_member[0] if all(mode in modes for modes in per_member)]
-        return {mode: tuple(f"members.{i}" + (f".{p}" if p else "") for i, modes in enumerate(per_member)
-                            for p in modes[mode]) for mode in common}
 
     def forward(
         self,

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from tsfm.errors import InputError
-from tsfm.models.base import ForecastModel, ModelConfig
+from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm.nn.attention import ACTIVATIONS, TransformerEncoder
 from tsfm.nn.scaling import SCALERS
 from tsfm.nn.variate_tokens import VariateQuantileHead, VariateTokenizer
@@ -58,32 +58,29 @@ class ITransformerConfig(ModelConfig):
     scaling: str = "std_rel"  # the paper: "std" (population std, 1e-5 inside the sqrt)
     num_exog_channels: int = 0
 
+    tiny_settings: ClassVar[dict[str, Any]] = dict(  # context 64, horizon 16, d_model 16, 2 heads
+        context_length=64, prediction_length=16, d_model=16, n_heads=2, e_layers=2, d_ff=32, dropout=0.0,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("d_model", "n_heads", "e_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise InputError(f"ITransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_at_least(1, "d_model", "n_heads", "e_layers", "d_ff")
         if self.d_model % self.n_heads:
             raise InputError(
                 f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; pick n_heads dividing d_model"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"ITransformerConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"activation '{self.activation}' is unknown; use one of {', '.join(ACTIVATIONS)}")
-        if self.scaling not in SCALERS:
-            raise InputError(f"scaling '{self.scaling}' is unknown; use one of {', '.join(SCALERS)}")
-        if self.num_exog_channels < 0:
-            raise InputError(f"ITransformerConfig.num_exog_channels must be >= 0, got {self.num_exog_channels}")
+        self.check_rates("dropout")
+        self.check_choice("activation", ACTIVATIONS)
+        self.check_choice("scaling", SCALERS)
+        self.check_at_least(0, "num_exog_channels")
 
-    @classmethod
-    def tiny(cls, **overrides: Any) -> "ITransformerConfig":
-        """A small config for smoke tests and examples (context 64, horizon 16, d_model 16, 2 heads)."""
-        settings: dict[str, Any] = dict(
-            context_length=64, prediction_length=16, d_model=16, n_heads=2, e_layers=2, d_ff=32, dropout=0.0,
-        )
-        settings.update(overrides)
-        return cls(**settings)
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(covariate_channels=self.num_exog_channels)
+
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "ITransformerConfig":
+        """Covariates are extra variate tokens: only their count changes, every weight is kept."""
+        return self.with_past_covariates(n_past, n_future, num_exog_channels=n_past)
 
 
 class ITransformer(ForecastModel):

@@ -55,11 +55,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsfm.errors import InputError
-from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
+from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm.nn.attention import AnyVariateAttention, KVCache, RMSNorm, RotaryEmbedding, any_variate_mask
 from tsfm.nn.distributions import MixtureHead, MixtureParams, mixture_log_prob, mixture_quantiles
+from tsfm.nn.inputs import fit_context, prepare_inputs
 from tsfm.nn.moe import GATINGS, MoEFeedForward
-from tsfm.nn.patching import fit_to_length
 from tsfm.nn.scaling import SCALERS, get_scaler
 
 
@@ -88,12 +88,15 @@ class MoiraiMoEConfig(ModelConfig):
     quantile_bisection_steps: int = 20
     num_exog_channels: int = 0
 
+    tiny_settings: ClassVar[dict[str, Any]] = dict(  # context 64, horizon 32 = two patches of 16, d_model 16
+        context_length=64, prediction_length=32, d_model=16, num_layers=2, num_heads=2, num_experts=4,
+        top_k=2, d_ff=32,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("patch_size", "d_model", "num_layers", "num_heads", "num_experts", "top_k", "d_ff",
-                     "quantile_bisection_steps"):
-            if getattr(self, name) < 1:
-                raise InputError(f"MoiraiMoEConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_at_least(1, "patch_size", "d_model", "num_layers", "num_heads", "num_experts", "top_k", "d_ff",
+                            "quantile_bisection_steps")
         if self.context_length % self.patch_size:
             raise InputError(
                 f"context_length {self.context_length} is not a multiple of patch_size {self.patch_size}; "
@@ -103,8 +106,7 @@ class MoiraiMoEConfig(ModelConfig):
             raise InputError(f"d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
         if self.top_k > self.num_experts:
             raise InputError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}; use top_k <= num_experts")
-        if self.gating not in GATINGS:
-            raise InputError(f"gating '{self.gating}' is unknown; use one of {', '.join(GATINGS)}")
+        self.check_choice("gating", GATINGS)
         if not 0.0 < self.rope_fraction <= 1.0 or self.rotary_dim < 2:
             raise InputError(
                 f"rope_fraction {self.rope_fraction} gives {self.rotary_dim} rotated features per head "
@@ -112,12 +114,9 @@ class MoiraiMoEConfig(ModelConfig):
             )
         if self.load_balance_weight < 0 or self.rope_base <= 1:
             raise InputError("load_balance_weight must be >= 0 and rope_base > 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"MoiraiMoEConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.scaling not in SCALERS:
-            raise InputError(f"scaling '{self.scaling}' is unknown; use one of {', '.join(SCALERS)}")
-        if self.num_exog_channels < 0:
-            raise InputError(f"MoiraiMoEConfig.num_exog_channels must be >= 0, got {self.num_exog_channels}")
+        self.check_rates("dropout")
+        self.check_choice("scaling", SCALERS)
+        self.check_at_least(0, "num_exog_channels")
         if not all(0.0 < q < 1.0 for q in self.quantiles):
             raise InputError("Moirai-MoE quantile levels must lie strictly between 0 and 1")
 
@@ -130,15 +129,13 @@ class MoiraiMoEConfig(ModelConfig):
     def num_patches(self) -> int:
         return self.context_length // self.patch_size
 
-    @classmethod
-    def tiny(cls, **overrides: Any) -> "MoiraiMoEConfig":
-        """A small config for tests and examples (context 64, horizon 32 = two patches of 16, d_model 16)."""
-        settings: dict[str, Any] = dict(
-            context_length=64, prediction_length=32, d_model=16, num_layers=2, num_heads=2, num_experts=4,
-            top_k=2, d_ff=32,
-        )
-        settings.update(overrides)
-        return cls(**settings)
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(covariate_channels=self.num_exog_channels)
+
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "MoiraiMoEConfig":
+        """Covariates are extra variates: only their count changes, every weight is kept."""
+        return self.with_past_covariates(n_past, n_future, num_exog_channels=n_past)
 
 
 class PatchEmbedding(nn.Module):
@@ -182,7 +179,6 @@ class MoiraiMoE(ForecastModel):
 
     config_class: ClassVar[type[ModelConfig]] = MoiraiMoEConfig
     config: MoiraiMoEConfig
-    uses_freq_id: ClassVar[bool] = False
 
     def __init__(self, config: MoiraiMoEConfig) -> None:
         super().__init__(config)
@@ -201,23 +197,8 @@ class MoiraiMoE(ForecastModel):
         """(values, mask) ``[B, context_length, C + E]``: NaN-free, fitted to the context, covariates last."""
         if future_exog is not None:
             raise InputError("Moirai-MoE cannot use future_exog (known-future covariates); pass past_exog only")
-        if past_values.dim() != 3:
-            raise InputError(f"past_values must be [batch, time, channels], got shape {tuple(past_values.shape)}")
-        dtype = self.head.proj.weight.dtype
-        values, mask = prepare_inputs(past_values.to(dtype), past_mask)
-        if past_exog is not None:
-            if past_exog.dim() != 3 or past_exog.shape[:2] != past_values.shape[:2]:
-                raise InputError(
-                    f"past_exog must be [batch, time, exog] aligned with past_values {tuple(past_values.shape)}, "
-                    f"got {tuple(past_exog.shape)}"
-                )
-            expected = self.config.num_exog_channels
-            if expected and past_exog.shape[-1] != expected:
-                raise InputError(f"model expects {expected} exogenous channels, got {past_exog.shape[-1]}")
-            exog_values, exog_mask = prepare_inputs(past_exog.to(dtype), None)
-            values, mask = torch.cat([values, exog_values], dim=-1), torch.cat([mask, exog_mask], dim=-1)
-        length = self.config.context_length
-        return fit_to_length(values, length), fit_to_length(mask, length)
+        return fit_context(past_values, past_mask, self.config.context_length, self.head.proj.weight.dtype,
+                           past_exog, self.config.num_exog_channels)
 
     def _tokens(self, scaled: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, T*P, V]`` scaled values and mask -> (tokens ``[B, V*T, D]``, valid ``[B, V*T]``), variate-major."""

@@ -29,7 +29,7 @@ from torch import nn
 from tsfm.errors import InputError
 from tsfm.kernels import BACKENDS
 from tsfm.kernels.selective_scan import TRACED_CHUNK_SIZE
-from tsfm.models.base import ForecastModel, ModelConfig
+from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm.nn.mamba import MambaBlock
 from tsfm.nn.scaling import SCALERS
 from tsfm.nn.variate_tokens import VariateQuantileHead, VariateTokenizer
@@ -52,28 +52,25 @@ class SMambaConfig(ModelConfig):
     scan_backend: str = "auto"
     scan_chunk_size: int | None = None  # chunked backend: steps per chunk (None: kernel default)
 
+    tiny_settings: ClassVar[dict[str, Any]] = dict(  # context 32, horizon 8, d_model 16
+        context_length=32, prediction_length=8, d_model=16, d_state=4, e_layers=2, d_ff=32, dropout=0.0,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("d_model", "d_state", "d_conv", "expand", "e_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise InputError(f"SMambaConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"SMambaConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.scaling not in SCALERS:
-            raise InputError(f"scaling '{self.scaling}' is unknown; use one of {', '.join(SCALERS)}")
-        if self.scan_backend not in BACKENDS:
-            raise InputError(f"scan_backend '{self.scan_backend}' is unknown; use one of {', '.join(BACKENDS)}")
+        self.check_at_least(1, "d_model", "d_state", "d_conv", "expand", "e_layers", "d_ff")
+        self.check_rates("dropout")
+        self.check_choice("scaling", SCALERS)
+        self.check_choice("scan_backend", BACKENDS)
         if self.scan_chunk_size is not None and self.scan_chunk_size < 1:
             raise InputError(f"SMambaConfig.scan_chunk_size must be >= 1 or None, got {self.scan_chunk_size}")
 
-    @classmethod
-    def tiny(cls, **overrides: Any) -> "SMambaConfig":
-        """A small config for tests and examples (context 32, horizon 8, d_model 16)."""
-        settings: dict[str, Any] = dict(
-            context_length=32, prediction_length=8, d_model=16, d_state=4, e_layers=2, d_ff=32, dropout=0.0,
-        )
-        settings.update(overrides)
-        return cls(**settings)
+    @property
+    def capabilities(self) -> Capabilities:
+        """ONNX export traces the scan over variate tokens with two chunks and one more token: an
+        example inside one chunk would bake in a single chunk, and a named ``Dim`` trips on the
+        chunk padding arithmetic (the exporter then uses ``Dim.AUTO``)."""
+        return Capabilities(export_example_channels=2 * (self.scan_chunk_size or TRACED_CHUNK_SIZE) + 1)
 
 
 class BiMambaLayer(nn.Module):
@@ -113,13 +110,6 @@ class SMamba(ForecastModel):
         self.norm = nn.LayerNorm(config.d_model)
         self.head = VariateQuantileHead(config.d_model, config.prediction_length, len(config.quantiles),
                                         config.median_index)
-
-    @property
-    def onnx_example_channels(self) -> int:
-        """ONNX export traces the scan over variate tokens with two chunks and one more token: an
-        example inside one chunk would bake in a single chunk, and a named ``Dim`` trips on the
-        chunk padding arithmetic (the exporter then uses ``Dim.AUTO``)."""
-        return 2 * (self.config.scan_chunk_size or TRACED_CHUNK_SIZE) + 1
 
     def forward(
         self,

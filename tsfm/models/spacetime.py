@@ -64,12 +64,12 @@ from torch import nn
 
 from tsfm.errors import InputError
 from tsfm.kernels import BACKENDS
-from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
+from tsfm.models.base import ForecastModel, ModelConfig
 from tsfm.nn.heads import monotone_quantiles
-from tsfm.nn.patching import fit_to_length
+from tsfm.nn.inputs import fit_context, prepare_inputs
+from tsfm.nn.losses import scaled_pinball_loss
 from tsfm.nn.scaling import SCALERS, get_scaler
 from tsfm.nn.ssm import ClosedLoopCompanionSSM, PreprocessSSM, SpaceTimeBlock
-from tsfm.train.losses import scaled_pinball_loss
 
 FUTURE_INPUT_CLIP = 50.0  # scaled units; the training loss's teacher-forced future inputs are clipped to this
 
@@ -97,43 +97,32 @@ class SpaceTimeConfig(ModelConfig):
     scan_backend: str = "auto"
     loss_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # closed-loop forecast, open-loop next step, u_hat
 
+    tiny_settings: ClassVar[dict[str, Any]] = dict(  # context 32, horizon 8, model_dim 16, kernel_dim 8
+        context_length=32, prediction_length=8, model_dim=16, kernel_dim=8, first_block_kernels=4,
+        diff_orders=2, ma_windows=(4, 8), dropout=0.0,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.ma_windows = tuple(int(m) for m in self.ma_windows)
         self.loss_weights = tuple(float(w) for w in self.loss_weights)
-        for name in ("model_dim", "kernel_dim", "encoder_blocks", "first_block_kernels"):
-            if getattr(self, name) < 1:
-                raise InputError(f"SpaceTimeConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_at_least(1, "model_dim", "kernel_dim", "encoder_blocks", "first_block_kernels")
         if self.model_dim % self.first_block_kernels:
             raise InputError(f"SpaceTimeConfig.model_dim {self.model_dim} must be a multiple of "
                              f"first_block_kernels {self.first_block_kernels}")
-        if self.diff_orders < 0:
-            raise InputError(f"SpaceTimeConfig.diff_orders must be >= 0, got {self.diff_orders}")
+        self.check_at_least(0, "diff_orders")
         if any(m < 2 for m in self.ma_windows):
             raise InputError(f"SpaceTimeConfig.ma_windows must all be >= 2, got {list(self.ma_windows)}")
         n_pre = self.diff_orders + len(self.ma_windows)
         if n_pre and self.model_dim % n_pre:
             raise InputError(f"SpaceTimeConfig.model_dim {self.model_dim} must be a multiple of the {n_pre} "
                              "preprocessing kernels (diff_orders + len(ma_windows))")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"SpaceTimeConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.scaling not in SCALERS:
-            raise InputError(f"scaling '{self.scaling}' is unknown; use one of {', '.join(SCALERS)}")
-        if self.scan_backend not in BACKENDS:
-            raise InputError(f"scan_backend '{self.scan_backend}' is unknown; use one of {', '.join(BACKENDS)}")
+        self.check_rates("dropout")
+        self.check_choice("scaling", SCALERS)
+        self.check_choice("scan_backend", BACKENDS)
         if len(self.loss_weights) != 3 or min(self.loss_weights) < 0 or max(self.loss_weights) <= 0:
             raise InputError("SpaceTimeConfig.loss_weights must be 3 non-negative numbers (closed loop, open loop, "
                              f"u_hat), not all 0, got {list(self.loss_weights)}")
-
-    @classmethod
-    def tiny(cls, **overrides: Any) -> "SpaceTimeConfig":
-        """A small config for tests and examples (context 32, horizon 8, model_dim 16, kernel_dim 8)."""
-        settings: dict[str, Any] = dict(
-            context_length=32, prediction_length=8, model_dim=16, kernel_dim=8, first_block_kernels=4,
-            diff_orders=2, ma_windows=(4, 8), dropout=0.0,
-        )
-        settings.update(overrides)
-        return cls(**settings)
 
 
 class SpaceTime(ForecastModel):
@@ -141,7 +130,6 @@ class SpaceTime(ForecastModel):
 
     config_class: ClassVar[type[ModelConfig]] = SpaceTimeConfig
     config: SpaceTimeConfig
-    uses_freq_id = False
 
     def __init__(self, config: SpaceTimeConfig) -> None:
         super().__init__(config)
@@ -161,12 +149,7 @@ class SpaceTime(ForecastModel):
     # ------------------------------------------------------------------ pieces
     def _inputs(self, past_values: torch.Tensor, past_mask: torch.Tensor | None):
         """(values fitted to the context [B, L, C] (0 where unobserved), mask, loc, scale, scaled values)."""
-        if past_values.dim() != 3:
-            raise InputError(f"past_values must be [batch, time, channels], got shape {tuple(past_values.shape)}")
-        dtype = self.head.weight.dtype
-        values, mask = prepare_inputs(past_values.to(dtype), None if past_mask is None else past_mask.to(dtype))
-        length = self.config.context_length
-        values, mask = fit_to_length(values, length), fit_to_length(mask, length)
+        values, mask = fit_context(past_values, past_mask, self.config.context_length, self.head.weight.dtype)
         loc, scale = self.scaler(values, mask)
         return values, mask, loc, scale, (values - loc) / scale * mask
 

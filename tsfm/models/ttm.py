@@ -16,6 +16,7 @@ target channels works) and starts as an exact no-op (zero-initialised output lay
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,13 +26,18 @@ from torch import nn
 
 from tsfm.data.freq import FREQ_VOCAB
 from tsfm.errors import InputError
-from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
+from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm.nn.heads import QuantileHead
+from tsfm.nn.inputs import fit_context
 from tsfm.nn.mixer import GatedAttention, MixerStack, adaptive_patching_error
-from tsfm.nn.patching import fit_to_length, patchify
+from tsfm.nn.patching import patchify
 from tsfm.nn.scaling import SCALERS, get_scaler
 
 DECODER_MODES = ("common_channel", "mix_channel")
+# granite's few-shot recipe: "head" freezes the patch embedding and backbone and trains the decoder,
+# the head and the exogenous mixer (TTM's decoder is part of its head, so "decoder" is the same set)
+HEAD_PARTS = ("decoder", "head", "exog_mixer")
+FINETUNE_MODES = {"head": HEAD_PARTS, "decoder": HEAD_PARTS, "full": ("",)}
 
 
 @dataclass
@@ -76,17 +82,18 @@ class TTMConfig(ModelConfig):
     anchor_window: int = 1
 
     weight_free_fields: ClassVar[tuple[str, ...]] = ("anchor_last", "anchor_window")
+    # context 64, 8 patches of 8, d_model 16, 2 levels
+    tiny_settings: ClassVar[dict[str, Any]] = dict(
+        context_length=64, prediction_length=16, patch_length=8, d_model=16, num_layers=1,
+        adaptive_patching_levels=2, decoder_d_model=8, decoder_num_layers=1, dropout=0.0, head_dropout=0.0,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("patch_length", "d_model", "num_layers", "decoder_d_model", "decoder_num_layers",
-                     "expansion_factor", "exog_mix_layers", "anchor_window"):
-            if getattr(self, name) < 1:
-                raise InputError(f"TTMConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("adaptive_patching_levels", "decoder_adaptive_patching_levels", "num_exog_channels",
-                     "exog_context_length"):
-            if getattr(self, name) < 0:
-                raise InputError(f"TTMConfig.{name} must be >= 0, got {getattr(self, name)}")
+        self.check_at_least(1, "patch_length", "d_model", "num_layers", "decoder_d_model", "decoder_num_layers",
+                            "expansion_factor", "exog_mix_layers", "anchor_window")
+        self.check_at_least(0, "adaptive_patching_levels", "decoder_adaptive_patching_levels", "num_exog_channels",
+                            "exog_context_length")
         if self.context_length % self.patch_length:
             raise InputError(
                 f"context_length {self.context_length} is not a multiple of patch_length {self.patch_length}; "
@@ -100,20 +107,16 @@ class TTMConfig(ModelConfig):
                     f"{prefix}d_model {error} ({prefix}adaptive_patching_levels={levels}); "
                     f"use a {prefix}d_model divisible by 2^{levels - 1} or fewer levels"
                 )
-        if self.decoder_mode not in DECODER_MODES:
-            raise InputError(f"decoder_mode '{self.decoder_mode}' is unknown; use one of {', '.join(DECODER_MODES)}")
+        self.check_choice("decoder_mode", DECODER_MODES)
         if self.decoder_mode == "mix_channel" and (self.num_input_channels is None or self.num_input_channels < 1):
             raise InputError(
                 "decoder_mode='mix_channel' mixes a fixed set of channels; set num_input_channels "
                 "(targets + exogenous channels)"
             )
-        if self.scaling not in SCALERS:
-            raise InputError(f"scaling '{self.scaling}' is unknown; use one of {', '.join(SCALERS)}")
+        self.check_choice("scaling", SCALERS)
         if self.enable_exog_mixer and self.num_exog_channels < 1:
             raise InputError("enable_exog_mixer=True needs num_exog_channels >= 1 (the number of future covariates)")
-        for name in ("dropout", "head_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InputError(f"TTMConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        self.check_rates("dropout", "head_dropout")
 
     @property
     def num_patches(self) -> int:
@@ -125,15 +128,20 @@ class TTMConfig(ModelConfig):
         """Tokens on the patch axis seen by mixers, decoder and head (patches + resolution token)."""
         return self.num_patches + int(self.resolution_prefix_tuning)
 
-    @classmethod
-    def tiny(cls, **overrides: Any) -> "TTMConfig":
-        """A small config for smoke tests and examples (context 64, 8 patches of 8, d_model 16, 2 levels)."""
-        settings: dict[str, Any] = dict(
-            context_length=64, prediction_length=16, patch_length=8, d_model=16, num_layers=1,
-            adaptive_patching_levels=2, decoder_d_model=8, decoder_num_layers=1, dropout=0.0, head_dropout=0.0,
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            covariate_channels=self.num_exog_channels, future_covariates=self.enable_exog_mixer,
+            freq_token=self.resolution_prefix_tuning, finetune_modes=FINETUNE_MODES,
+            fixed_channels=self.num_input_channels if self.decoder_mode == "mix_channel" else None,
         )
-        settings.update(overrides)
-        return cls(**settings)
+
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "TTMConfig":
+        """Covariates as extra channels of a channel-mixing decoder, known-future ones also through the
+        exogenous mixer (both start as exact no-ops: see ``TTM.start_new_parts`` and ``ExogMixer``)."""
+        n_exog = n_past + n_future
+        return dataclasses.replace(self, num_exog_channels=n_exog, enable_exog_mixer=n_future > 0,
+                                   decoder_mode="mix_channel", num_input_channels=n_targets + n_exog)
 
 
 class PatchEmbedding(nn.Module):
@@ -287,15 +295,11 @@ class TTM(ForecastModel):
         past_exog: torch.Tensor | None = None,
         future_exog: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if past_values.dim() != 3:
-            raise InputError(f"past_values must be [batch, time, channels], got shape {tuple(past_values.shape)}")
-        dtype = self.embedding.patcher.weight.dtype
-        values, mask = self._fit_context(past_values.to(dtype), past_mask)
-        n_targets = values.shape[-1]
+        values, mask = fit_context(past_values, past_mask, self.config.context_length,
+                                   self.embedding.patcher.weight.dtype, past_exog, self.config.num_exog_channels)
+        n_targets = past_values.shape[-1]
         if past_exog is not None:
-            self._check_exog(past_values, past_exog, future_exog)
-            exog_values, exog_mask = self._fit_context(past_exog.to(dtype), None)
-            values, mask = torch.cat([values, exog_values], dim=-1), torch.cat([mask, exog_mask], dim=-1)
+            self._check_future_exog(past_exog, future_exog)
         elif future_exog is not None and self.exog_mixer is not None:
             raise InputError("future_exog needs past_exog (the same covariates over the context) to be scaled")
         self._check_channels(values.shape[-1], past_exog is not None)
@@ -315,14 +319,6 @@ class TTM(ForecastModel):
         loc, scale = loc[:, :, :n_targets, None], scale[:, :, :n_targets, None]
         return out * scale + loc
 
-    def _fit_context(
-        self, values: torch.Tensor, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """NaN-free values and float mask, cut or left-padded (masked) to ``context_length``."""
-        values, mask = prepare_inputs(values, mask)
-        length = self.config.context_length
-        return fit_to_length(values, length), fit_to_length(mask, length)
-
     def _exog_correction(
         self,
         out: torch.Tensor,
@@ -341,16 +337,9 @@ class TTM(ForecastModel):
         base = out[..., self.config.median_index]
         return self.exog_mixer(base, future, tail[..., :n_targets], tail[..., n_targets:])
 
-    def _check_exog(self, past_values: torch.Tensor, past_exog: torch.Tensor, future_exog: torch.Tensor | None) -> None:
+    def _check_future_exog(self, past_exog: torch.Tensor, future_exog: torch.Tensor | None) -> None:
         cfg = self.config
-        if past_exog.dim() != 3 or past_exog.shape[:2] != past_values.shape[:2]:
-            raise InputError(
-                f"past_exog must be [batch, time, exog] aligned with past_values {tuple(past_values.shape)}, "
-                f"got {tuple(past_exog.shape)}"
-            )
         n_exog = past_exog.shape[-1]
-        if cfg.num_exog_channels and n_exog != cfg.num_exog_channels:
-            raise InputError(f"model expects {cfg.num_exog_channels} exogenous channels, got {n_exog}")
         if future_exog is None:
             return
         if future_exog.dim() != 3 or future_exog.shape[0] != past_exog.shape[0] or future_exog.shape[2] != n_exog:
@@ -362,6 +351,15 @@ class TTM(ForecastModel):
                 f"future_exog covers {future_exog.shape[1]} steps but the model forecasts "
                 f"{cfg.prediction_length}; pass covariates for the whole horizon"
             )
+
+    def start_new_parts(self, missing: set[str]) -> None:
+        """A channel mixer new to the decoder (a univariate model made covariate-aware) starts as an
+        exact no-op: its residual branch's last linear layer is zeroed. The exogenous mixer already
+        starts as one."""
+        for name, module in self.named_modules():
+            if name.endswith("channel_mixer") and f"{name}.mix.mlp.fc2.weight" in missing:
+                nn.init.zeros_(module.mix.mlp.fc2.weight)
+                nn.init.zeros_(module.mix.mlp.fc2.bias)
 
     def _check_channels(self, channels: int, with_exog: bool) -> None:
         cfg = self.config

@@ -12,10 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tsfm.errors import InputError
-from tsfm.models.base import prepare_inputs
 from tsfm.nn.heads import monotone_quantiles
-from tsfm.nn.patching import fit_to_length
+from tsfm.nn.inputs import fit_context
 from tsfm.nn.scaling import get_scaler
 
 
@@ -32,33 +30,12 @@ class VariateTokenizer(nn.Module):
         self.scaler = get_scaler(scaling)
         self.embedding = nn.Linear(context_length * (2 if mask_input else 1), d_model)
 
-    def fit_context(self, values: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """NaN-free values and float mask, cut or left-padded (masked) to ``context_length``."""
-        values, mask = prepare_inputs(values, mask)
-        return fit_to_length(values, self.context_length), fit_to_length(mask, self.context_length)
-
-    def check_exog(self, past_values: torch.Tensor, past_exog: torch.Tensor) -> None:
-        if past_exog.dim() != 3 or past_exog.shape[:2] != past_values.shape[:2]:
-            raise InputError(
-                f"past_exog must be [batch, time, exog] aligned with past_values {tuple(past_values.shape)}, "
-                f"got {tuple(past_exog.shape)}"
-            )
-        expected = self.num_exog_channels
-        if expected and past_exog.shape[-1] != expected:
-            raise InputError(f"model expects {expected} exogenous channels, got {past_exog.shape[-1]}")
-
     def forward(
         self, past_values: torch.Tensor, past_mask: torch.Tensor | None = None, past_exog: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens [B, C + E, d_model], loc [B, 1, C + E], scale [B, 1, C + E])."""
-        if past_values.dim() != 3:
-            raise InputError(f"past_values must be [batch, time, channels], got shape {tuple(past_values.shape)}")
-        dtype = self.embedding.weight.dtype
-        values, mask = self.fit_context(past_values.to(dtype), past_mask)
-        if past_exog is not None:
-            self.check_exog(past_values, past_exog)
-            exog_values, exog_mask = self.fit_context(past_exog.to(dtype), None)
-            values, mask = torch.cat([values, exog_values], dim=-1), torch.cat([mask, exog_mask], dim=-1)
+        values, mask = fit_context(past_values, past_mask, self.context_length, self.embedding.weight.dtype,
+                                   past_exog, self.num_exog_channels)
         loc, scale = self.scaler(values, mask)
         scaled = (values - loc) / scale * mask  # unobserved points are exactly 0
         tokens = scaled.transpose(1, 2)  # [B, N, L]: one token per variate (and per covariate)

@@ -8,18 +8,18 @@ forecast inside them. Few-shot keeps only the last ``fraction`` of each series' 
 (granite-tsfm's ``fewshot_fraction`` with ``fewshot_location="last"``). The loss covers the first
 ``min(horizon, prediction_length)`` steps: the steps the user forecasts.
 
-Modes. ``finetune_modes`` says which top-level submodules train in each mode: a model class may
-declare it; otherwise :data:`FINETUNE_MODES` has it by family. TTM follows granite's few-shot
+Modes. Which parameters train in each mode is the model's declared
+``capabilities.finetune_modes`` (``tsfm.models.base.Capabilities``). TTM follows granite's few-shot
 recipe: ``"head"`` freezes the patch embedding and backbone and trains the decoder, the head and
 the exogenous mixer (TTM's decoder is part of its head, so ``"decoder"`` is the same set);
-``"full"`` trains everything. A family with no entry has no separate pretrained head: it always
-fine-tunes fully (a note on stderr says so). Parameters missing from the pretrained weights
-(new covariate modules) always train.
+``"full"`` trains everything. A family that declares only ``"full"`` has no separate pretrained
+head: it always fine-tunes fully (a note on stderr says so). Parameters missing from the
+pretrained weights (new covariate modules) always train.
 
-Covariates. A univariate pretrained TTM becomes covariate-aware by a new config
-(``num_exog_channels``, ``decoder_mode="mix_channel"``, ``num_input_channels`` = targets +
-covariates, ``enable_exog_mixer`` when some covariates are known in the future) that loads the
-pretrained weights with ``strict=False``. The new modules start as exact no-ops (zeroed output
+Covariates. A pretrained model becomes covariate-aware by the config its family derives
+(``ModelConfig.with_covariates``: TTM gains a channel-mixing decoder and, when some covariates are
+known in the future, its exogenous mixer) and loads the pretrained weights that fit
+(``ForecastModel.load_fitting_weights``). The new modules start as exact no-ops (zeroed output
 layers), so before training the converted model forecasts exactly what the zero-shot one does.
 
 Selection. The validation loss is measured before training (the zero-shot model) and after every
@@ -55,14 +55,6 @@ from tsfm.models.base import ForecastModel
 from tsfm.models.registry import build_model
 from tsfm.train.module import ForecastingTask
 
-#: trainable top-level submodules per mode, by family ("" = every parameter)
-FINETUNE_MODES: dict[str, dict[str, tuple[str, ...]]] = {
-    "ttm": {
-        "head": ("decoder", "head", "exog_mixer"),
-        "decoder": ("decoder", "head", "exog_mixer"),
-        "full": ("",),
-    },
-}
 MODES = ("head", "decoder", "full")
 DEFAULT_LEARNING_RATE = {"head": 1e-3, "decoder": 1e-3, "full": 3e-4}
 MIN_PAST = 8  # fewest context points a training window may have
@@ -141,19 +133,11 @@ def model_card(report: FinetuneReport, base: str) -> str:
 # ----------------------------------------------------------------------------- modes and covariates
 
 
-def finetune_modes(model: ForecastModel) -> dict[str, tuple[str, ...]]:
-    """Mode -> trainable submodule names: the model's own ``finetune_modes``, else the family table."""
-    declared = getattr(model, "finetune_modes", None)
-    if declared:
-        return dict(declared)
-    return FINETUNE_MODES.get(model.config.family, {"full": ("",)})
-
-
 def resolve_mode(model: ForecastModel, mode: str) -> tuple[str, tuple[str, ...]]:
     """The mode that will run and its trainable prefixes (families without a pretrained head: full)."""
     if mode not in MODES:
         raise InputError(f"unknown fine-tuning mode '{mode}': use one of {', '.join(MODES)}")
-    modes = finetune_modes(model)
+    modes = model.capabilities.finetune_modes
     if mode in modes:
         return mode, modes[mode]
     print(f"note: {model.config.family} has no separately pretrained head; fine-tuning all parameters "
@@ -162,44 +146,18 @@ def resolve_mode(model: ForecastModel, mode: str) -> tuple[str, tuple[str, ...]]
 
 
 def with_covariates(model: ForecastModel, n_targets: int, n_past: int, n_future: int) -> tuple[ForecastModel, dict]:
-    """The model rebuilt to take ``n_past + n_future`` covariate channels, pretrained weights loaded.
-
-    TTM gains its exogenous mixer and channel-mixing decoder; families that read covariates as
-    extra variate tokens (iTransformer, Moirai-MoE) only record the count and keep every weight.
+    """The model rebuilt to take ``n_past + n_future`` covariate channels (its family's
+    ``config.with_covariates``), the pretrained weights that fit loaded.
 
     Returns the model and ``{"missing_keys", "unexpected_keys", "mismatched_keys"}`` of the load.
     Unchanged (and empty lists) when the model already has this covariate layout.
     """
-    config = model.config
-    n_exog = n_past + n_future
-    report: dict[str, list[str]] = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
-    if not hasattr(config, "num_exog_channels"):
-        raise InputError(f"model family {config.family} does not take covariates; drop past_exog/future_exog")
-    if n_future and not hasattr(config, "enable_exog_mixer"):
-        raise InputError(f"model family {config.family} cannot use known-future covariates; "
-                         "pass them as past covariates or fine-tune ttm")
-    wanted = dict(num_exog_channels=n_exog, enable_exog_mixer=n_future > 0, decoder_mode="mix_channel",
-                  num_input_channels=n_targets + n_exog)
-    wanted = {k: v for k, v in wanted.items() if hasattr(config, k)}  # variate-token families: the count only
-    if all(getattr(config, k) == v for k, v in wanted.items()):
-        return model, report
-    new = build_model(dataclasses.replace(config, **wanted))
-    target = new.state_dict()
-    source = model.state_dict()
-    fitting = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    report["mismatched_keys"] = sorted(k for k in source if k in target and target[k].shape != source[k].shape)
-    missing, unexpected = new.load_state_dict(fitting, strict=False)
-    report["missing_keys"], report["unexpected_keys"] = sorted(missing), sorted(unexpected)
-    _zero_new_outputs(new, set(missing))
+    config = model.config.with_covariates(n_targets, n_past, n_future)
+    if config == model.config:
+        return model, {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+    new = build_model(config)
+    report = new.load_fitting_weights(model.state_dict())
     return new.to(next(model.parameters()).device), report
-
-
-def _zero_new_outputs(model: ForecastModel, missing: set[str]) -> None:
-    """New residual channel mixers start as exact no-ops: zero their last linear layer."""
-    for name, module in model.named_modules():
-        if name.endswith("channel_mixer") and f"{name}.mix.mlp.fc2.weight" in missing:
-            torch.nn.init.zeros_(module.mix.mlp.fc2.weight)
-            torch.nn.init.zeros_(module.mix.mlp.fc2.bias)
 
 
 def freeze(model: ForecastModel, trainable: Sequence[str], always: set[str] = frozenset()) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import torch
 
 from tsfm.models.base import ForecastModel, ModelConfig
 from tsfm.models.registry import build_model
+from tsfm.nn.losses import check_loss_scale
 
 
 class ForecastingTask(pl.LightningModule):
@@ -24,8 +25,6 @@ class ForecastingTask(pl.LightningModule):
         min_lr_ratio: float = 0.05,
         loss_scale: str = "mad",
     ) -> None:
-        from tsfm.train.losses import check_loss_scale
-
         check_loss_scale(loss_scale)  # before any step, not at the first batch
         super().__init__()
         self.save_hyperparameters()

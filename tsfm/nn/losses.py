@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
+from tsfm.nn.inputs import prepare_inputs
+
 LOSS_SCALES = ("mad", "naive")
 NAIVE_FLOOR = 0.05  # the naive scale is at least this share of the MAD: weights at most 20x "mad"'s
 
@@ -36,11 +38,7 @@ def context_scale(
     Falls back to the mean absolute level (then 1) for flat contexts so the loss never divides by 0.
     """
     check_loss_scale(kind)
-    observed = ~torch.isnan(past_values)
-    mask = observed.to(past_values.dtype)
-    if past_mask is not None:
-        mask = mask * past_mask.to(past_values.dtype)
-    values = torch.where(mask > 0, past_values, torch.zeros_like(past_values))
+    values, mask = prepare_inputs(past_values, past_mask)
     count = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
     mean = (values * mask).sum(dim=1, keepdim=True) / count
     scale = ((values - mean).abs() * mask).sum(dim=1, keepdim=True) / count  # the MAD
@@ -71,11 +69,8 @@ def scaled_pinball_loss(
     scale_kind: str = "mad",
 ) -> torch.Tensor:
     """Mean pinball loss over observed targets, each window/channel divided by its context scale."""
-    observed = ~torch.isnan(future_values)
-    mask = observed.to(pred.dtype)
-    if future_mask is not None:
-        mask = mask * future_mask.to(pred.dtype)
-    target = torch.where(mask > 0, future_values, torch.zeros_like(future_values))
+    target, mask = prepare_inputs(future_values, future_mask)
+    mask = mask.to(pred.dtype)
     scale = context_scale(past_values, past_mask, kind=scale_kind)  # [B, 1, C]
     loss = pinball_loss(pred, target, quantiles).mean(dim=-1) / scale  # [B, H, C]
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
