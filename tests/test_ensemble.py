@@ -92,7 +92,8 @@ def test_mixed_families_and_frequency_input() -> None:
                                             n_heads=2, d_ff=16)).eval()
     ensemble = Ensemble.from_models([members(1)[0], other])
     assert ensemble.capabilities.freq_token and ensemble.capabilities.export_example_channels is None
-    assert not Ensemble.from_models([TTM(TTMConfig.tiny(resolution_prefix_tuning=False)), other]).capabilities.freq_token
+    no_freq = TTM(TTMConfig.tiny(resolution_prefix_tuning=False))
+    assert not Ensemble.from_models([no_freq, other]).capabilities.freq_token
     x, mask, freq = windows()
     with torch.no_grad():
         torch.testing.assert_close(ensemble(x, mask, freq), (ensemble.members[0](x, mask, freq) + other(x, mask)) / 2)

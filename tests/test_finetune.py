@@ -26,7 +26,6 @@ from tsfm.train.finetune import (
 )
 from tsfm.train.module import ForecastingTask
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tsfm.kernels import (
+    cpu_scan,
     default_chunk_size,
     get_default_backend,
     resolve_backend,
@@ -21,7 +22,6 @@ from tsfm.kernels import (
     selective_scan,
     set_default_backend,
 )
-from tsfm.kernels import cpu_scan
 
 TOL = {torch.float64: 1e-5, torch.float32: 1e-3}
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")

@@ -10,6 +10,8 @@ import pytest
 import torch
 from scipy import optimize, stats
 
+from conftest import seasonal_walks as series
+from tsfm.models.moirai_moe import MoiraiMoE, MoiraiMoEConfig
 from tsfm.nn.attention import RMSNorm, RotaryEmbedding, any_variate_mask
 from tsfm.nn.distributions import (
     MAX_DF,
@@ -21,8 +23,6 @@ from tsfm.nn.distributions import (
     params_from_raw,
     student_t_cdf,
 )
-from conftest import seasonal_walks as series
-from tsfm.models.moirai_moe import MoiraiMoE, MoiraiMoEConfig
 from tsfm.nn.moe import MoEFeedForward, load_balancing_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -93,7 +93,7 @@ class ModelConfig:
         return {"family": self.family, **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known - {"family"})
         if unknown:
@@ -107,10 +107,10 @@ class ModelConfig:
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    def fits_weights_of(self, other: "ModelConfig") -> bool:
+    def fits_weights_of(self, other: ModelConfig) -> bool:
         """Whether a model trained with ``other`` can continue with this config: equal settings,
         except those in ``weight_free_fields``."""
-        def kept(config: "ModelConfig") -> dict[str, Any]:
+        def kept(config: ModelConfig) -> dict[str, Any]:
             return {k: v for k, v in config.to_dict().items() if k not in self.weight_free_fields}
         return kept(self) == kept(other)
 
@@ -119,7 +119,7 @@ class ModelConfig:
         return self.quantiles.index(0.5)
 
     @classmethod
-    def tiny(cls, **overrides: Any) -> "ModelConfig":
+    def tiny(cls, **overrides: Any) -> ModelConfig:
         """A small config for tests and examples: ``tiny_settings`` with ``overrides``."""
         return cls(**{**cls.tiny_settings, **overrides})
 
@@ -128,13 +128,13 @@ class ModelConfig:
         """What a model with this config can do; families declare theirs."""
         return Capabilities()
 
-    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "ModelConfig":
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> ModelConfig:
         """This config turned into one that reads ``n_past`` past-only and ``n_future`` known-future
         covariates beside ``n_targets`` targets (equal to ``self`` when it already does); the
         pretrained weights load into the new model with ``ForecastModel.load_fitting_weights``."""
         raise InputError(f"model family {self.family} does not take covariates; drop past_exog/future_exog")
 
-    def with_past_covariates(self, n_past: int, n_future: int, **fields: Any) -> "ModelConfig":
+    def with_past_covariates(self, n_past: int, n_future: int, **fields: Any) -> ModelConfig:
         """``with_covariates`` of a family that reads past covariates only (as extra variates):
         known-future ones are refused; ``fields`` are its new settings."""
         if n_future:

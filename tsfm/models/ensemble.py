@@ -65,7 +65,8 @@ class EnsembleConfig(ModelConfig):
         configs = [member_config(m) for m in self.members]
         self.members = tuple(c.to_dict() for c in configs)  # complete and normalised: stable on reload
         if self.horizon_rule not in HORIZON_RULES:
-            raise InputError(f"ensemble horizon_rule must be one of {', '.join(HORIZON_RULES)}, got {self.horizon_rule!r}")
+            raise InputError(f"ensemble horizon_rule must be one of {', '.join(HORIZON_RULES)}, "
+                             f"got {self.horizon_rule!r}")
         context = max(c.context_length for c in configs)
         horizons = [c.prediction_length for c in configs]
         horizon = min(horizons) if self.horizon_rule == "shortest" else max(horizons)
@@ -90,13 +91,14 @@ class EnsembleConfig(ModelConfig):
 
     @classmethod
     def of(cls, configs: Sequence[ModelConfig], weights: Sequence[float] | None = None,
-           labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> "EnsembleConfig":
+           labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> EnsembleConfig:
         """The ensemble of models with these configs: their longest context, their shortest (or with
         ``horizon_rule="longest"`` longest) horizon, shared quantiles."""
         first = configs[0]
         pick = max if horizon_rule == "longest" else min
         return cls(context_length=max(c.context_length for c in configs), horizon_rule=horizon_rule,
-                   prediction_length=pick(c.prediction_length for c in configs), quantiles=first.quantiles, members=tuple(c.to_dict() for c in configs),
+                   prediction_length=pick(c.prediction_length for c in configs), quantiles=first.quantiles,
+                   members=tuple(c.to_dict() for c in configs),
                    weights=None if weights is None else tuple(weights),
                    labels=None if labels is None else tuple(str(label) for label in labels))
 
@@ -140,7 +142,7 @@ class Ensemble(ForecastModel):
 
     @classmethod
     def from_models(cls, models: Sequence[ForecastModel], weights: Sequence[float] | None = None,
-                    labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> "Ensemble":
+                    labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> Ensemble:
         """An ensemble holding copies of the weights of ``models`` (named ``labels`` in its config)."""
         ensemble = cls(EnsembleConfig.of([m.config for m in models], weights, labels, horizon_rule))
         for member, model in zip(ensemble.members, models):

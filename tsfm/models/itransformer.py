@@ -78,7 +78,7 @@ class ITransformerConfig(ModelConfig):
     def capabilities(self) -> Capabilities:
         return Capabilities(covariate_channels=self.num_exog_channels)
 
-    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "ITransformerConfig":
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> ITransformerConfig:
         """Covariates are extra variate tokens: only their count changes, every weight is kept."""
         return self.with_past_covariates(n_past, n_future, num_exog_channels=n_past)
 

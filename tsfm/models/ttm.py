@@ -136,7 +136,7 @@ class TTMConfig(ModelConfig):
             fixed_channels=self.num_input_channels if self.decoder_mode == "mix_channel" else None,
         )
 
-    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> "TTMConfig":
+    def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> TTMConfig:
         """Covariates as extra channels of a channel-mixing decoder, known-future ones also through the
         exogenous mixer (both start as exact no-ops: see ``TTM.start_new_parts`` and ``ExogMixer``)."""
         n_exog = n_past + n_future

@@ -232,7 +232,7 @@ class KVCache:
     def length(self) -> int:
         return self.time_id.shape[0]
 
-    def repeat_batch(self, repeats: int) -> "KVCache":
+    def repeat_batch(self, repeats: int) -> KVCache:
         """Each sample's cache repeated ``repeats`` times, sample-major (``b*repeats + j`` is copy j of b).
 
         Written as expand + reshape (no ``repeat_interleave``) so the batch axis stays symbolic on export.

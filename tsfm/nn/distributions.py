@@ -64,7 +64,7 @@ class MixtureParams(NamedTuple):
     n_scale: torch.Tensor
     f_loc: torch.Tensor
 
-    def map(self, fn) -> "MixtureParams":
+    def map(self, fn) -> MixtureParams:
         """The same parameters with ``fn`` applied to every tensor (e.g. add an axis)."""
         return MixtureParams(*(fn(t) for t in self))
 

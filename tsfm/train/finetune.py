@@ -308,7 +308,7 @@ class FinetuneTask(ForecastingTask):
         self.new_parameters = set(new_parameters)
 
     @classmethod
-    def on_model(cls, model: ForecastModel, new_parameters: Sequence[str], **optim: Any) -> "FinetuneTask":
+    def on_model(cls, model: ForecastModel, new_parameters: Sequence[str], **optim: Any) -> FinetuneTask:
         """The task training ``model`` itself (the constructor builds a fresh one from its config)."""
         task = cls(model.config.to_dict(), sorted(new_parameters), **optim)
         task.model = model

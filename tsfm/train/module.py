@@ -89,7 +89,8 @@ class ForecastingTask(pl.LightningModule):
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
-            exempt = param.ndim < 2 or "norm" in name or "embedding" in name or getattr(param, "_no_weight_decay", False)
+            exempt = (param.ndim < 2 or "norm" in name or "embedding" in name
+                      or getattr(param, "_no_weight_decay", False))
             (no_decay if exempt else decay).append(param)
         return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

@@ -63,7 +63,8 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
 
     corpus = OmegaConf.to_container(cfg.data.get("corpus"), resolve=True) if cfg.data.get("corpus") else None
     extra = [str(e["path"]) for e in cfg.data.get("extra", [])]
-    resumed = f"; resumed from `{cfg.ckpt_path}` (the wall time counts this process only)" if cfg.get("ckpt_path") else ""
+    resumed = (f"; resumed from `{cfg.ckpt_path}` (the wall time counts this process only)"
+               if cfg.get("ckpt_path") else "")
     lines = [
         f"# tsfm {model.config.family} checkpoint",
         "",
