@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
+from tsfm.data.window_cutting import context_windows, observed_mask, target_windows
 
 if TYPE_CHECKING:
     from tsfm.data.corpus import MappedTargets
@@ -123,24 +124,19 @@ def sample_window(sources: Sequence[Source], spec: WindowSpec, rng: np.random.Ge
     high = max(low, n - min_future)
     origin = int(rng.integers(low, high + 1))
 
-    past = series[max(0, origin - L):origin]
-    if not full and spec.truncate_prob > 0 and rng.random() < spec.truncate_prob and len(past) > min_past:
-        keep = int(np.exp(rng.uniform(np.log(min_past), np.log(len(past)))))
-        past = past[-max(keep, min_past):]
-    future = series[origin:origin + H]
-
-    past_values = np.full((L, 1), np.nan, dtype=np.float32)
-    past_values[L - len(past):, 0] = past
-    future_values = np.full((H, 1), np.nan, dtype=np.float32)
-    future_values[: len(future), 0] = future
-    past_mask = np.isfinite(past_values).astype(np.float32)
-    future_mask = np.isfinite(future_values).astype(np.float32)
+    span = min(origin, L)  # the history the context holds (all of it, up to L)
+    if not full and spec.truncate_prob > 0 and rng.random() < spec.truncate_prob and span > min_past:
+        keep = int(np.exp(rng.uniform(np.log(min_past), np.log(span))))
+        span = max(keep, min_past)
+    column = series[:, None]
+    past_values = context_windows([column], L, [origin], [span])[0]
+    future_values = target_windows([column], H, [origin])[0]
     token = FREQ_VOCAB.index(name) if name in FREQ_VOCAB else 0
     return {
         "past_values": past_values,
-        "past_mask": past_mask,
+        "past_mask": observed_mask(past_values),
         "future_values": future_values,
-        "future_mask": future_mask,
+        "future_mask": observed_mask(future_values),
         "freq_id": np.int64(token),
     }
 

@@ -1,9 +1,9 @@
 """Model-ready inference windows from a :class:`~tsfm.data.series_set.SeriesSet`.
 
-Every series becomes the last ``context_length`` steps of its grid: longer histories are cut,
-shorter ones are left-padded with NaN and the padding is masked (DESIGN §3: padding is never
-counted as observed). Covariates have no mask, so their windows are made finite instead: gaps
-are filled from the nearest observed value in time and all-missing columns become 0.
+Every series becomes the last ``context_length`` steps of its grid, cut by
+:mod:`tsfm.data.window_cutting` (longer histories are cut, shorter ones left-padded with NaN and
+masked; covariate windows made finite). Known-future covariates come from a frame or a set
+matched to the next ``h`` stamps of every series.
 """
 
 from __future__ import annotations
@@ -16,37 +16,8 @@ from tsfm.data.messages import RowSource
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import clean_columns
 from tsfm.data.timestamps import parse_times
+from tsfm.data.window_cutting import context_windows, fill_covariates, observed_mask
 from tsfm.errors import InputError
-
-
-def _last_window(arrays: list[np.ndarray], length: int, width: int) -> np.ndarray:
-    """``[N, length, width]`` float32: the last ``length`` rows of each array, left-padded with NaN."""
-    n = len(arrays)
-    out = np.full((n * length, width), np.nan, dtype=np.float32)
-    if n == 0 or width == 0:
-        return out.reshape(n, length, width)
-    tails = [a[-length:] for a in arrays]
-    kept = np.array([len(t) for t in tails], dtype=np.int64)
-    # destination row of every kept step: series i fills rows i*length + (length - kept_i) ... (i+1)*length - 1
-    ends = np.cumsum(kept)
-    within = np.arange(ends[-1]) - np.repeat(ends - kept, kept)
-    dest = np.repeat(np.arange(n) * length + (length - kept), kept) + within
-    out[dest] = np.concatenate(tails)
-    return out.reshape(n, length, width)
-
-
-def _finite_exog(x: np.ndarray) -> np.ndarray:
-    """Fill NaN along time (axis 1) from the previous, else the next observed value; else 0."""
-    n, length, e = x.shape
-    if x.size == 0 or not np.isnan(x).any():
-        return x
-    idx = np.arange(length)[None, :, None]
-    valid = ~np.isnan(x)
-    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
-    nxt = np.minimum.accumulate(np.where(valid, idx, length)[:, ::-1], axis=1)[:, ::-1]
-    src = np.where(prev >= 0, prev, np.minimum(nxt, length - 1))
-    filled = np.take_along_axis(x, src, axis=1)
-    return np.nan_to_num(filled, nan=0.0).astype(np.float32)
 
 
 def inference_windows(
@@ -66,17 +37,17 @@ def inference_windows(
     if context_length < 1:
         raise ValueError("context_length must be >= 1")
     c = series.n_channels
-    past_values = _last_window(series.values, context_length, c)
+    past_values = context_windows(series.values, context_length, width=c)
     out: dict[str, np.ndarray | list[str]] = {
         "past_values": past_values,
-        "past_mask": (~np.isnan(past_values)).astype(np.float32),
+        "past_mask": observed_mask(past_values),
         "freq_id": np.full(len(series), series.freq_info.token, dtype=np.int64),
     }
     histories = [a for a in (series.past_exog, series.future_exog) if a is not None]
     if histories:
         exog = [np.concatenate(parts, axis=1) for parts in zip(*histories)]
         width = len(series.past_exog_names) + len(series.future_exog_names)
-        out["past_exog"] = _finite_exog(_last_window(exog, context_length, width))
+        out["past_exog"] = fill_covariates(context_windows(exog, context_length, width=width))
         out["past_exog_names"] = [*series.past_exog_names, *series.future_exog_names]
     if future is not None:
         if h is None:

@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.sampling import collate_windows
-from tsfm.data.windows import _finite_exog
+from tsfm.data.window_cutting import context_windows, fill_covariates, observed_mask, target_windows
 from tsfm.errors import InputError
 from tsfm.models.base import ForecastModel
 from tsfm.models.registry import build_model
@@ -250,34 +250,23 @@ class SeriesWindows(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    @staticmethod
-    def _cut(array: np.ndarray, start: int, stop: int, length: int, left: bool) -> np.ndarray:
-        """``array[start:stop]`` placed in a NaN block of ``length`` rows (right-aligned if ``left`` padding)."""
-        out = np.full((length, array.shape[1]), np.nan, dtype=np.float32)
-        piece = array[max(0, start):max(0, stop)]
-        if left:
-            out[length - len(piece):] = piece
-        else:
-            out[: len(piece)] = piece
-        return out
-
     def __getitem__(self, k: int) -> dict[str, np.ndarray]:
         i, t, end = int(self.split.series[k]), int(self.split.origins[k]), int(self.split.ends[k])
         series = self.values[i]
-        past = self._cut(series, t - self.L, t, self.L, left=True)
-        future = self._cut(series, t, min(t + self.loss_steps, end), self.H, left=False)
+        past = context_windows([series], self.L, [t])[0]
+        future = target_windows([series], self.H, [t], [min(t + self.loss_steps, end)])[0]
         item = {
             "past_values": past,
-            "past_mask": np.isfinite(past).astype(np.float32),
+            "past_mask": observed_mask(past),
             "future_values": future,
-            "future_mask": np.isfinite(future).astype(np.float32),
+            "future_mask": observed_mask(future),
             "freq_id": self.freq_id,
         }
         if self.exog is not None:
             exog = self.exog[i]
-            item["past_exog"] = _finite_exog(self._cut(exog, t - self.L, t, self.L, left=True)[None])[0]
+            item["past_exog"] = fill_covariates(context_windows([exog], self.L, [t]))[0]
             if self.n_future_exog:
-                ahead = self._cut(exog, t, t + self.loss_steps, self.H, left=False)
+                ahead = target_windows([exog], self.H, [t], [t + self.loss_steps])[0]
                 ahead[:, : exog.shape[1] - self.n_future_exog] = np.nan  # past-only covariates: unknown ahead
                 item["future_exog"] = ahead
         return item
