@@ -64,6 +64,57 @@ def test_checkpoint_round_trip_and_complete_member_configs(tmp_path) -> None:
         torch.testing.assert_close(loaded(x, mask, freq), ensemble(x, mask, freq), rtol=0, atol=0)
 
 
+def test_members_referenced_by_checkpoint_are_stored_once_and_exactly(tmp_path) -> None:
+    """A referencing ensemble (as shipped) reads its members' weights from their own checkpoints,
+    only the exact weights it was released with; saving it again writes a self-contained folder."""
+    from safetensors.torch import save_file
+
+    from tsfm.models.ensemble import MEMBER_CHECKPOINTS, member_reference, referencing_config
+
+    parts = members()
+    ensemble = Ensemble.from_models(parts, weights=[3, 1])
+    folder = tmp_path / "ens"
+    folder.mkdir()
+    first = save_pretrained(parts[0], folder / "first")  # a member stored as a folder inside the ensemble's
+    elsewhere = save_pretrained(parts[1], tmp_path / "second")  # and one stored elsewhere (as a shipped name would be)
+    references = [member_reference("first", (first / "model.safetensors").read_bytes()),
+                  member_reference(str(elsewhere), (elsewhere / "model.safetensors").read_bytes())]
+    (folder / "config.json").write_text(json.dumps(referencing_config(ensemble.config, references)))
+    save_file({}, str(folder / "model.safetensors"), metadata={"family": "ensemble"})
+    loaded = load_model(folder)
+    assert loaded.config == ensemble.config
+    x, mask, freq = windows()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, mask, freq), ensemble(x, mask, freq), rtol=0, atol=0)
+
+    copy = save_pretrained(loaded, tmp_path / "saved")  # what Forecaster.save and fine-tuning write
+    assert MEMBER_CHECKPOINTS not in json.loads((copy / "config.json").read_text())
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(copy)(x, mask, freq), ensemble(x, mask, freq), rtol=0, atol=0)
+
+    mixed = referencing_config(ensemble.config, [references[0], None])  # member 1 in the ensemble's own file
+    (folder / "config.json").write_text(json.dumps(mixed))
+    save_file({k: v for k, v in ensemble.state_dict().items() if k.startswith("members.1.")},
+              str(folder / "model.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(folder)(x, mask, freq), ensemble(x, mask, freq), rtol=0, atol=0)
+
+    torch.manual_seed(5)
+    save_pretrained(TTM(TTMConfig.tiny()), first)  # the member re-released with other weights
+    with pytest.raises(InputError, match="re-release the ensemble"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps(referencing_config(ensemble.config, [
+        member_reference("first", (first / "model.safetensors").read_bytes()), None])))
+    save_pretrained(TTM(TTMConfig.tiny(anchor_last=True)), first)  # right digest of a checkpoint of another config
+    (folder / "config.json").write_text(json.dumps(referencing_config(ensemble.config, [
+        member_reference("first", (first / "model.safetensors").read_bytes()), None])))
+    with pytest.raises(InputError, match="whose config is not the member's"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**mixed, MEMBER_CHECKPOINTS: [references[0]]}))
+    with pytest.raises(InputError, match="one entry per member"):
+        load_model(folder)
+
+
 def test_members_must_agree_and_take_no_covariates() -> None:
     tiny = TTMConfig.tiny()
     with pytest.raises(InputError, match="at least two members"):

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from conftest import eval_dir
 from tsfm import Forecaster, load_model
 from tsfm.cli.main import app
-from tsfm.data.loading import load_series
 from tsfm.data.freq import FREQ_VOCAB
+from tsfm.data.loading import load_series
 from tsfm.hub import WEIGHTS_DIR, load_suite, shipped_models
 from tsfm.models.registry import FAMILIES
 
@@ -175,13 +175,17 @@ def test_ttm_serves_yearly_and_monthly_data_with_their_specialists():
 @pytest.mark.parametrize("name", [n for n in CHECKPOINTS if json.loads(
     (WEIGHTS_DIR / n / "config.json").read_text())["family"] == "ensemble"])
 def test_shipped_ensembles_hold_their_named_members_weights(name):
-    """An ensemble's config and card name its members (each shipped too); its weights are exactly
-    theirs, so a member retrained without re-releasing the ensemble fails here."""
+    """An ensemble's config and card name its members (each shipped too) and it stores no copy of
+    their weights: it references them with their digests, so a member retrained without
+    re-releasing the ensemble fails here."""
     ensemble = load_model(name)
     members = ensemble.config.labels
     assert re.findall(r"^\| `([^`]+)` \| \w[\w-]* \| [\d.]+ \|", (WEIGHTS_DIR / name / "README.md").read_text(),
                       re.M) == list(members)
     assert len(members) == len(ensemble.members) >= 2
+    stored = json.loads((WEIGHTS_DIR / name / "config.json").read_text())  # references, no copies of weights
+    assert [r["checkpoint"] for r in stored["member_checkpoints"]] == list(members)
+    assert (WEIGHTS_DIR / name / "model.safetensors").stat().st_size < 1000
     for member, module in zip(members, ensemble.members):
         shipped = load_model(member).state_dict()
         assert module.config == load_model(member).config

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,7 +21,7 @@ app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 def build(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. configs/corpus/default.yaml"),
     workers: int = typer.Option(1, "--workers", min=1, help="worker processes"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the cache folder of the recipe)"),
+    out: Path | None = typer.Option(None, "--out", help="output folder (default: the cache folder of the recipe)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Build the corpus of RECIPE (cached: instant when it exists) and print its folder."""

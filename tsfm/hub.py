@@ -171,6 +171,9 @@ def load_model(name_or_path: str | Path = "ttm", device: str | torch.device = "c
         config = json.loads((directory / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"cannot read {directory / CONFIG_FILE}: {err}") from None
+    from tsfm.models.ensemble import referenced_member_state, split_member_references
+
+    config, references = split_member_references(config)  # ensemble members stored as checkpoints of their own
     try:
         model = build_model(config)
     except (KeyError, TypeError, ValueError) as err:
@@ -179,6 +182,11 @@ def load_model(name_or_path: str | Path = "ttm", device: str | torch.device = "c
         state = load_file(str(directory / WEIGHTS_FILE), device=str(device))
     except (SafetensorError, OSError) as err:
         raise InputError(f"cannot read {directory / WEIGHTS_FILE}: {err}") from None
+    for index, reference in references.items():  # a folder beside the ensemble's files, else a shipped name
+        member = resolve(directory / reference["checkpoint"] if (directory / reference["checkpoint"]).is_dir()
+                         else reference["checkpoint"])
+        state.update(referenced_member_state(config, index, reference, (member / CONFIG_FILE).read_text(),
+                                             (member / WEIGHTS_FILE).read_bytes()))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

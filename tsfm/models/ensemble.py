@@ -18,15 +18,24 @@ differently. ``horizon_rule`` says what it forecasts:
   pools ttm-512 (96 steps) with ttm-96-wide (32) this way, at about twice ttm-512's cost at any
   horizon up to 96 instead of 19 calls of each at horizon 96.
 
-The ensemble is itself a ``ForecastModel``: one checkpoint (``config.json`` holds every member's config,
-``model.safetensors`` their weights under ``members.<i>.``) that the Forecaster, suites,
-fine-tuning and ONNX export use like any other.
+The ensemble is itself a ``ForecastModel``: one checkpoint that the Forecaster, suites,
+fine-tuning and ONNX export use like any other. Its ``config.json`` holds every member's config
+and ``model.safetensors`` their weights under ``members.<i>.``: a folder that stands alone, which
+is how an ensemble you build, fine-tune or ``Forecaster.save`` is written. A shipped ensemble
+instead references its members: ``member_checkpoints`` in its config names, per member, a
+checkpoint (a shipped name, or a folder relative to the ensemble's) and the SHA-256 of that
+checkpoint's weights file, and ``tsfm.hub.load_model`` reads the member's weights from there, so
+each shipped weight is stored once. The digest makes a reference exact: a member re-released
+with other weights stops the ensemble from loading instead of changing its forecasts unseen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -107,14 +116,6 @@ class EnsembleConfig(ModelConfig):
         raw = self.weights or (1.0,) * len(self.members)
         return tuple(w / sum(raw) for w in raw)
 
-
-class Ensemble(ForecastModel):
-    """Members' forecasts, averaged quantile level by quantile level with the config's weights."""
-
-    config_class = EnsembleConfig
-
-    def __init__(self, config: EnsembleConfig) -> None:
-        super().__init__(config)
     @property
     def capabilities(self) -> Capabilities:
         """The frequency token when any member reads it; the largest channel count a member must be
@@ -127,6 +128,14 @@ class Ensemble(ForecastModel):
         return Capabilities(freq_token=any(c.freq_token for c in members), finetune_modes=modes,
                             export_example_channels=max(examples) if examples else None)
 
+
+class Ensemble(ForecastModel):
+    """Members' forecasts, averaged quantile level by quantile level with the config's weights."""
+
+    config_class = EnsembleConfig
+
+    def __init__(self, config: EnsembleConfig) -> None:
+        super().__init__(config)
         self.members = nn.ModuleList(build_model(dict(m)) for m in config.members)
         steps = torch.arange(config.prediction_length, dtype=torch.float32)
         reach = []  # [members, H]: each member's share of each step before the weights
@@ -170,3 +179,56 @@ class Ensemble(ForecastModel):
             part = weights[None, :, None, None].to(out.dtype) * out
             total = part if total is None else total + part
         return total
+
+
+# ----------------------------------------------------------------------------- checkpoint storage
+MEMBER_CHECKPOINTS = "member_checkpoints"  # config.json key of members stored as checkpoints of their own
+
+
+def member_reference(checkpoint: str, weights: bytes) -> dict[str, str]:
+    """The ``member_checkpoints`` entry naming ``checkpoint`` (whose weights file holds ``weights``)."""
+    return {"checkpoint": str(checkpoint), "sha256": hashlib.sha256(weights).hexdigest()}
+
+
+def referencing_config(config: EnsembleConfig, references: Sequence[Mapping[str, str] | None]) -> dict[str, Any]:
+    """The ``config.json`` of an ensemble whose member ``i`` is stored as ``references[i]`` (a
+    ``member_reference``), or in the ensemble's own weights file where that is None."""
+    if len(references) != len(config.members):
+        raise InputError("name one checkpoint (or None) per ensemble member")
+    return {**config.to_dict(), MEMBER_CHECKPOINTS: [None if r is None else dict(r) for r in references]}
+
+
+def split_member_references(data: dict[str, Any]) -> tuple[dict[str, Any], dict[int, dict[str, str]]]:
+    """A stored config without its member references, and those references by member index."""
+    if MEMBER_CHECKPOINTS not in data:
+        return data, {}
+    data = dict(data)
+    references = data.pop(MEMBER_CHECKPOINTS)
+    if (data.get("family") != EnsembleConfig.family or not isinstance(references, list)
+            or len(references) != len(data.get("members", ()))):
+        raise InputError(f"'{MEMBER_CHECKPOINTS}' must be a list of one entry per member of an ensemble config")
+    found = {i: r for i, r in enumerate(references) if r is not None}
+    for i, reference in found.items():
+        if not isinstance(reference, dict) or not {"checkpoint", "sha256"} <= set(reference):
+            raise InputError(f"ensemble member {i}: a member checkpoint is {{\"checkpoint\": ..., \"sha256\": ...}}")
+    return data, found
+
+
+def referenced_member_state(data: dict[str, Any], index: int, reference: Mapping[str, str], config_text: str,
+                            weights: bytes) -> dict[str, Any]:
+    """Member ``index``'s weights, named as in the ensemble (``members.<index>.``), from the checkpoint
+    its reference names (``config_text`` and ``weights``: that checkpoint's files), after checking
+    that it is exactly the member the ensemble was released with."""
+    from safetensors.torch import load
+
+    name = reference["checkpoint"]
+    if hashlib.sha256(weights).hexdigest() != reference["sha256"]:
+        raise InputError(f"ensemble member {index} references '{name}', whose weights are not the ones the ensemble "
+                         "was released with (SHA-256 differs): re-release the ensemble (tools/release.py ensemble)")
+    try:
+        stored = member_config(json.loads(config_text)).to_dict()
+    except (ValueError, TypeError, KeyError) as err:
+        raise InputError(f"ensemble member {index}: bad config in '{name}': {err}") from None
+    if stored != member_config(data["members"][index]).to_dict():
+        raise InputError(f"ensemble member {index} references '{name}', whose config is not the member's")
+    return {f"members.{index}.{key}": value for key, value in load(weights).items()}
