@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tsfm.data.freq import same_freq
+from tsfm.data.backtest import backtest_windows
 from tsfm.data.forecast_frame import forecast_frame
 from tsfm.data.freq import canonical_alias
 from tsfm.data.loading import load_series
@@ -399,7 +400,7 @@ def test_seriesset_grid_helpers():
         t = int(s.lengths[i])
         full = pd.date_range(s.starts[i], periods=t + 5, freq=s.freq)
         assert s.timestamps(i).equals(full[:t]) and s.future_index(i, 5).equals(full[t:])
-    head, tails = s.split_last(3)
+    (head, tails), = backtest_windows(s, 3)
     assert head.lengths.tolist() == [7, 8] and [t.shape for t in tails] == [(3, 1), (3, 1)]
     np.testing.assert_array_equal(np.vstack([head.values[1], tails[1]]), s.values[1])
     assert head.future_index(1, 3).equals(s.timestamps(1)[-3:])

@@ -3,7 +3,8 @@
 The split and the metrics follow the eval set's README (and so the held-out harness):
 
 - the last ``n_windows * h`` points of every series are test, scored as ``n_windows`` consecutive
-  windows of ``h`` points; window ``k`` (0 = earliest) sees every point before its start;
+  windows of ``h`` points; window ``k`` (0 = earliest) sees every point before its start (points
+  of the series' grid, split by ``tsfm.data.backtest.backtest_windows`` as in the Forecaster);
 - MASE on the median, scaled by the seasonal naive error of everything before the window
   (period ``m``; ``m`` longer than that past -> 1), averaged over series x windows;
 - sMAPE on the median, 0-200 scale, averaged over series x windows;
@@ -26,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tsfm.data.backtest import backtest_windows
+from tsfm.data.loading import load_series
 from tsfm.errors import InputError
 from tsfm.models.base import DEFAULT_QUANTILES
 
@@ -41,37 +44,67 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         )
 
 
-def backtest_splits(df: pd.DataFrame, h: int, n_windows: int = 1) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Split every series into ``n_windows`` consecutive test windows of ``h`` points at its end.
+def backtest_splits(
+    df: pd.DataFrame, h: int, n_windows: int = 1, step: int | None = None
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Split every series into ``n_windows`` test windows of ``h`` points at its end, ``step``
+    (default ``h``) apart: the windows of :func:`tsfm.data.backtest.backtest_windows`, as frames.
 
     Returns ``[(context_df, actual_df), ...]`` earliest window first; ``context_df`` holds every
-    point of every series before the window's start, ``actual_df`` the window's ``h`` points.
-    Rows keep the input's columns and are sorted by ``unique_id, ds``.
+    row of every series up to the window's cutoff, ``actual_df`` the window's ``h`` points.
+    Rows keep the input's columns and are sorted by ``unique_id, ds``. Points count on the
+    series' grid (the frame is read with ``load_series``), so a series with missing stamps is
+    split where the Forecaster splits it: a grid point without a row appears as a row whose
+    values are NaN (in ``actual_df``, and at the cutoff in ``context_df``, so that a forecaster
+    reading the context continues the same grid).
     """
     _check_columns(df, (ID, TIME, TARGET), "the backtest frame")
     if h < 1 or n_windows < 1:
         raise InputError(f"h and n_windows must be positive (got h={h}, n_windows={n_windows})")
-    test_len = h * n_windows
     data = df.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
-    sizes = data.groupby(ID, sort=False)[TIME].transform("size").to_numpy()
-    too_short = data.loc[sizes <= test_len, ID].unique()
-    if len(too_short):
-        shown = ", ".join(map(str, too_short[:5])) + (" ..." if len(too_short) > 5 else "")
-        raise InputError(
-            f"series {shown} have <= h*n_windows = {test_len} points: use fewer windows or a shorter horizon"
-        )
-    from_end = sizes - 1 - data.groupby(ID, sort=False).cumcount().to_numpy()  # 0 = last point
+    series = load_series(data, id_col=ID, time_col=TIME, target=TARGET, min_length=1)
+    code = pd.Index(series.ids).get_indexer(data[ID].astype(str))  # series of every row
+    grids = [series.timestamps(i) for i in range(len(series))]
+    position = np.empty(len(data), dtype=np.int64)  # grid position of every row
+    for i, rows in pd.Series(np.arange(len(data))).groupby(code, sort=False):
+        position[rows.to_numpy()] = grids[i].get_indexer(data[TIME].iloc[rows.to_numpy()])
+    if (code < 0).any() or (position < 0).any():
+        raise InputError("the backtest frame's 'ds' must be timestamps or integer steps (e.g. parsed with pd.to_datetime)")
+    first_row = pd.Series(np.arange(len(data))).groupby(code, sort=False).first().sort_index().to_numpy()
     splits = []
-    for k in range(n_windows):
-        start = (n_windows - k) * h  # points from the end at which window k starts (exclusive)
-        context = data[from_end >= start].reset_index(drop=True)
-        actual = data[(from_end < start) & (from_end >= start - h)].reset_index(drop=True)
-        splits.append((context, actual))
+    for head, _ in backtest_windows(series, h, n_windows, step):
+        cut = head.lengths[code]  # rows before it are context
+        context = data[position < cut]
+        actual = data[(position >= cut) & (position < cut + h)]
+        context = _with_missing_points(context, data, head.lengths - 1, h=1, position=position, code=code,
+                                       grids=grids, first_row=first_row)
+        actual = _with_missing_points(actual, data, head.lengths, h=h, position=position, code=code,
+                                      grids=grids, first_row=first_row)
+        splits.append((context.reset_index(drop=True), actual.reset_index(drop=True)))
     return splits
 
 
+def _with_missing_points(
+    part: pd.DataFrame, data: pd.DataFrame, starts: np.ndarray, h: int, *, position: np.ndarray,
+    code: np.ndarray, grids: list[pd.Index], first_row: np.ndarray,
+) -> pd.DataFrame:
+    """``part`` with a NaN row for each grid point ``starts[i] .. starts[i] + h - 1`` of series ``i``
+    that has no row in ``data`` (none on series without gaps)."""
+    present = pd.MultiIndex.from_arrays([code, position])
+    wanted = pd.MultiIndex.from_arrays([np.repeat(np.arange(len(starts)), h), (starts[:, None] + np.arange(h)).ravel()])
+    missing = wanted[~wanted.isin(present)]
+    if len(missing) == 0:
+        return part
+    series, points = missing.get_level_values(0).to_numpy(), missing.get_level_values(1).to_numpy()
+    filler = pd.DataFrame({c: pd.Series(np.nan, index=range(len(missing)), dtype=float) for c in data.columns})
+    filler[ID] = data[ID].to_numpy()[first_row[series]]
+    filler[TIME] = [grids[i][p] for i, p in zip(series, points)]
+    return pd.concat([part, filler], ignore_index=True).sort_values([ID, TIME], kind="stable")
+
+
 def backtest_forecasts(
-    forecast_fn: Callable[[pd.DataFrame], pd.DataFrame], df: pd.DataFrame, h: int, n_windows: int = 1
+    forecast_fn: Callable[[pd.DataFrame], pd.DataFrame], df: pd.DataFrame, h: int, n_windows: int = 1,
+    step: int | None = None,
 ) -> pd.DataFrame:
     """Run ``forecast_fn(context_df) -> forecast_df`` on every backtest window.
 
@@ -81,7 +114,7 @@ def backtest_forecasts(
     the window's ``h`` points of every series.
     """
     frames = []
-    for context, actual in backtest_splits(df, h, n_windows):
+    for context, actual in backtest_splits(df, h, n_windows, step):
         forecast = forecast_fn(context)
         _check_columns(forecast, (ID, TIME), "the forecast frame")
         window = _strict_merge(actual[[ID, TIME, TARGET]], forecast.drop(columns=[TARGET, CUTOFF], errors="ignore"), [ID, TIME])

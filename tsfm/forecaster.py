@@ -501,14 +501,14 @@ class Forecaster:
 
         Window k (oldest first) forecasts ``h`` points from everything before its cutoff.
         """
+        from tsfm.data.backtest import backtest_windows
         if not self.__sklearn_is_fitted__():
             self.fit(df)
         series = self._series(df)
         h = int(h or self.horizon_)
         step = int(step_size or h)
         frames = []
-        for k in range(n_windows - 1, -1, -1):
-            head, tails = series.split_last(h + k * step)
+        for head, tails in backtest_windows(series, h, n_windows, step):
             forecast = self._forecast(head, h, future_exog=self._backtest_covariates(series, head, h))
             cutoffs = pd.Series([head.last_timestamp(i) for i in range(len(head))], index=head.ids)
             forecast.insert(2, "cutoff", forecast["unique_id"].map(cutoffs) if not head.ids_as_channels

@@ -134,12 +134,6 @@ class SeriesSet:
 
         return replace(self, values=cut(self.values), past_exog=cut(self.past_exog), future_exog=cut(self.future_exog))
 
-    def split_last(self, k: int) -> tuple["SeriesSet", list[np.ndarray]]:
-        """``(head, tails)``: the series without their last ``k`` points, and those points ``[k, C]``."""
-        head = self.truncate(k)
-        tails = [v[len(v) - k :] * self.scale_of(i) for i, v in enumerate(self.values)]
-        return head, tails
-
     def to_frame(self) -> pd.DataFrame:
         """Long frame of the grid (NaN rows included): ``unique_id, ds, y`` (or one column per
         target when C > 1), then the exog columns; reading it back gives the same set."""

@@ -1,0 +1,38 @@
+"""The backtest splitter: which points each window of a rolling-origin backtest sees and scores.
+
+Window ``k`` of ``n_windows`` (0 = oldest) holds out the last ``h + (n_windows - 1 - k) * step``
+grid points of every series: the forecaster sees everything before (its cutoff is the last point
+it sees) and is scored on the ``h`` points after. Positions count grid points, gaps included, so
+a series with missing stamps is scored on the same stamps wherever it is backtested:
+``Forecaster.cross_validation`` and ``tsfm evaluate`` (on a SeriesSet) and
+``tsfm.evaluation.backtest_splits`` (on a frame, for ``benchmarks/``) all split here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from tsfm.data.series_set import SeriesSet
+from tsfm.errors import InputError
+
+
+def backtest_windows(
+    series: SeriesSet, h: int, n_windows: int = 1, step: int | None = None
+) -> Iterator[tuple[SeriesSet, list[np.ndarray]]]:
+    """``(head, futures)`` per cutoff, oldest first.
+
+    ``head`` is the set without the points window ``k`` holds out; ``futures[i]`` is ``[h, C]``
+    float64, the ``h`` points after series ``i``'s cutoff in the user's units (NaN where none
+    was observed). ``step`` (default ``h``) is the distance between cutoffs. Raises InputError
+    when a series is too short to keep a point before the oldest window.
+    """
+    step = h if step is None else int(step)
+    if h < 1 or n_windows < 1 or step < 1:
+        raise InputError(f"h, n_windows and step must be positive (got h={h}, n_windows={n_windows}, step={step})")
+    for k in range(n_windows - 1, -1, -1):
+        held_out = h + k * step
+        head = series.truncate(held_out)
+        futures = [v[len(v) - held_out : len(v) - held_out + h] * series.scale_of(i) for i, v in enumerate(series.values)]
+        yield head, futures
