@@ -109,23 +109,51 @@ def test_paper_settings_match_the_reference_scripts():
     assert mamba.model["d_state"] == 2 and mamba.train.lr == 7e-5
     assert paper_setup("s-mamba", "exchange_rate", 96).train.batch_size == 16
     assert paper_setup("itransformer", "exchange_rate", 336).train.epochs == 1
+    # SpaceTime: its README's ETTh1/ETTh2 720 command (univariate, lag 336, n_blocks 1, AdamW 1e-3, wd 1e-4)
+    st = paper_setup("spacetime", "etth1", 720, lookback=336)
+    assert st.model["context_length"] == 336 and st.model["encoder_blocks"] == 1 and st.model["model_dim"] == 128
+    assert st.model["kernel_dim"] == 64 and st.model["dropout"] == 0.25 and st.model["quantiles"] == [0.5]
+    assert (st.train.optimizer, st.train.weight_decay, st.train.lr, st.train.batch_size) == ("adamw", 1e-4, 1e-3, 50)
+    assert st.train.time_features is False
+    with pytest.raises(ValueError):
+        paper_setup("spacetime", "etth1", 96)  # the paper's README gives horizon 720 only
 
 
-@pytest.mark.parametrize("family", ["itransformer", "s-mamba"])
+def test_univariate_target_keeps_one_channel_with_its_own_statistics(tmp_path):
+    frame = _frame(channels=3)
+    frame.columns = ["X_HUFL", "X_MULL", "X_OT"]
+    long = frame.reset_index(names="ds").melt(id_vars="ds", var_name="unique_id", value_name="y")
+    long[["unique_id", "ds", "y"]].to_csv(tmp_path / "exchange_rate.csv", index=False)
+    full = LTSFData.load("exchange_rate", tmp_path)
+    one = LTSFData.load("exchange_rate", tmp_path, target="OT")
+    assert one.columns == ["X_OT"] and one.values.shape == (400, 1)
+    np.testing.assert_allclose(one.values[:, 0], full.values[:, 2])
+    with pytest.raises(Exception):
+        LTSFData.load("exchange_rate", tmp_path, target="nope")
+
+
+@pytest.mark.parametrize("family", ["itransformer", "s-mamba", "spacetime"])
 def test_a_few_training_steps_through_the_benchmark_path(family):
     torch.set_num_threads(1)
     data = LTSFData.from_frame(_frame(rows=300), "ratio")
-    setup = paper_setup(family, "etth2", 96, lookback=32)
-    model = {**setup.model, "prediction_length": 8, "d_model": 16, "d_ff": 16}
+    if family == "spacetime":
+        setup = paper_setup(family, "etth1", 720, lookback=32)
+        model = {**setup.model, "prediction_length": 8, "model_dim": 16, "kernel_dim": 8, "first_block_kernels": 4,
+                 "diff_orders": 2, "ma_windows": [4, 8]}
+    else:
+        setup = paper_setup(family, "etth2", 96, lookback=32)
+        model = {**setup.model, "prediction_length": 8, "d_model": 16, "d_ff": 16}
     if family == "itransformer":
         model["n_heads"] = 2
-    settings = TrainSettings(lr=1e-3, batch_size=8, epochs=2, patience=3, seed=0)
+    settings = TrainSettings(lr=1e-3, batch_size=8, epochs=2, patience=3, seed=0,
+                             time_features=setup.train.time_features, optimizer=setup.train.optimizer,
+                             weight_decay=setup.train.weight_decay)
     out = fit_and_test(data, model, settings, progress=False, limit_train_batches=3)
     assert out["n_test_windows"] == 60 - 8 + 1
     assert np.isfinite(out["mse"]) and np.isfinite(out["mae"]) and out["mse"] > 0
     assert out["epochs_run"] == 2 and out["best_epoch"] in (1, 2) and len(out["val_mse_per_epoch"]) == 2
 
-    task = LTSFTask(model, time_features=True)
+    task = LTSFTask(model, time_features=setup.train.time_features)
     batch = {"past_values": torch.zeros(2, 32, 3), "past_exog": torch.zeros(2, 32, 4)}
     assert task.point_forecast(batch).shape == (2, 8, 3)
 
@@ -135,7 +163,7 @@ def test_paper_rows_average_to_the_published_averages():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from ltsf import PAPER
+    from ltsf import PAPER, PAPER_AVG
 
     published = {  # issue 29: averages over 96/192/336/720 (MSE, MAE)
         ("itransformer", "etth1"): (0.454, 0.447), ("itransformer", "etth2"): (0.383, 0.407),
@@ -146,6 +174,7 @@ def test_paper_rows_average_to_the_published_averages():
         rows = [PAPER[(model, dataset, h)] for h in (96, 192, 336, 720)]
         assert sum(r[0] for r in rows) / 4 == pytest.approx(mse, abs=6e-4)
         assert sum(r[1] for r in rows) / 4 == pytest.approx(mae, abs=6e-4)
+        assert PAPER_AVG[(model, dataset)] == (mse, mae)
 
 
 def test_few_shot_keeps_the_last_windows_and_trains_only_the_head():
@@ -156,8 +185,8 @@ def test_few_shot_keeps_the_last_windows_and_trains_only_the_head():
     config = ITransformerConfig.tiny(context_length=32, prediction_length=8)
     pretrained = ITransformer(config)
     before = {k: v.clone() for k, v in pretrained.state_dict().items()}
-    settings = TrainSettings(lr=1e-2, batch_size=4, epochs=1, patience=3, seed=0, lradj="constant",
-                             time_features=False)
+    settings = TrainSettings(lr=1e-2, batch_size=4, epochs=1, patience=3, seed=0, lradj="onecycle",
+                             optimizer="adamw", weight_decay=0.01, drop_last=False, time_features=False)
     from tsfm.train import ltsf
 
     seen = {}
