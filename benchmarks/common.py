@@ -23,7 +23,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def use_checkout() -> None:
@@ -117,6 +119,21 @@ def run_metadata(threads: Mapping[str, Any], packages: Sequence[str]) -> dict[st
         "threads": dict(threads),
         "packages": package_versions(packages),
     }
+
+
+def start_run(num_threads: int | None, packages: Sequence[str]) -> dict[str, Any]:
+    """Begin a benchmark run: pin every thread pool to ``num_threads`` (before numpy-heavy imports;
+    None leaves the defaults), make ``import tsfm`` this checkout, and return the run's record
+    (``run_metadata``: command, date, commit, machine and its load, threads, package versions)."""
+    threads = pin_threads(num_threads)
+    use_checkout()
+    return run_metadata(threads, packages)
+
+
+def finish_run(meta: dict[str, Any]) -> dict[str, Any]:
+    """The run's record with the machine load at the end: call it when the measuring is done."""
+    meta["uptime_at_end"] = uptime()
+    return meta
 
 
 def metadata_markdown(meta: Mapping[str, Any]) -> str:

@@ -32,17 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from common import (
-    RESULTS_DIR,
-    markdown_table,
-    metadata_markdown,
-    pin_threads,
-    run_metadata,
-    uptime,
-    use_checkout,
-    write_results,
-)
+from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
 
 PERIODS = (5.3, 7.5, 9.6, 11.0, 13.7, 16.0, 23.0)
 NOISES = (0.0, 0.2)
@@ -131,9 +121,7 @@ def family_means(cells: dict[str, float], probes) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = pin_threads(args.num_threads)
-    use_checkout()
-    meta = run_metadata(threads, PACKAGES)
+    meta = start_run(args.num_threads, PACKAGES)
     probes = make_probes(args.series, args.context, args.horizon, args.seed)
     makers: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {}
     for name in args.baselines:
@@ -148,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         results[label] = {"cells": cells, "families": family_means(cells, probes), "seconds": seconds}
         print(f"{label}: " + ", ".join(f"{k} {v:.3f}" for k, v in results[label]["families"].items()),
               file=sys.stderr)
-    meta["uptime_at_end"] = uptime()
+    finish_run(meta)
     labels = list(results)
     families = list(results[labels[0]]["families"])
     cells = list(results[labels[0]]["cells"])

@@ -41,18 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-
-from common import (
-    REPO_ROOT,
-    RESULTS_DIR,
-    markdown_table,
-    metadata_markdown,
-    pin_threads,
-    run_metadata,
-    uptime,
-    use_checkout,
-    write_results,
-)
+from common import REPO_ROOT, RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
 
 HELD_OUT_RECIPE = REPO_ROOT / "configs" / "corpus" / "default_heldout.yaml"
 QUANTILES = (0.1, 0.5, 0.9)
@@ -461,10 +450,8 @@ def select_systems(wanted: list[str] | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = pin_threads(args.num_threads)
-    use_checkout()
+    meta = start_run(args.num_threads, PACKAGES)
     systems = select_systems(args.systems)
-    meta = run_metadata(threads, PACKAGES)
 
     # statsforecast's optimisers warn per fit ("possible convergence problem"): hundreds of lines
     warnings.filterwarnings("ignore", category=UserWarning, module=r"statsforecast\.")
@@ -489,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k}λ {system_mean(result, k):6.2f}" for k in HORIZONS)
             print(f"{name:<24} H={case.horizons} {model:<10} {result['seconds']:7.2f}s  {status}",
                   file=sys.stderr, flush=True)
-    meta["uptime_at_end"] = uptime()
+    finish_run(meta)
 
     held = {m: {"status": NOT_PRETRAINED, "detail": "statsforecast"} for m in runners if m not in args.models}
     held.update({m: held_out_status(m, [results[c.name][m]["checkpoint"] for c in cases

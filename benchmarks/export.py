@@ -35,15 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    checkpoint_name,
     REPO_ROOT,
     RESULTS_DIR,
+    checkpoint_name,
+    finish_run,
     markdown_table,
     metadata_markdown,
-    pin_threads,
-    run_metadata,
+    start_run,
     uptime,
-    use_checkout,
     write_results,
 )
 
@@ -196,11 +195,11 @@ def latency(model, paths, threads: list[int], batches: list[int], rounds: int) -
 # ----------------------------------------------------------------------------- accuracy
 def accuracy(model_name: str, paths: dict[str, Path], eval_dir: Path, wanted: str) -> dict[str, Any]:
     import pandas as pd
+    from zero_shot import load_manifest, run_model, statsforecast_fn
 
     from tsfm import Forecaster
     from tsfm.evaluation import aggregate_relative
     from tsfm.export.onnx_model import OnnxForecaster
-    from zero_shot import load_manifest, run_model, statsforecast_fn
 
     def maker(name: str):
         def make(task):
@@ -319,11 +318,9 @@ def render(meta, model_name, params, build, size, par, blocks, acc) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads_env = pin_threads(1)
-    use_checkout()
+    meta = start_run(1, PACKAGES)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     model_name = checkpoint_name(args.model or default_model())
-    meta = run_metadata(threads_env, PACKAGES)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
 
@@ -343,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         acc = None if args.skip_accuracy else accuracy(model_name, paths, args.eval_dir, args.tasks)
-    meta["uptime_at_end"] = uptime()
+    finish_run(meta)
     data = {"meta": meta, "model": model_name, "parameters": model.num_parameters(), "sizes": size,
             "build_seconds": build["seconds"], "parity": par, "latency": blocks,
             "accuracy": None if acc is None else {"relative": acc["relative"], "errors": acc["errors"],

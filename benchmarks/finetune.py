@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    checkpoint_name,
-    RESULTS_DIR,
     REPO_ROOT,
+    RESULTS_DIR,
+    checkpoint_name,
+    finish_run,
     markdown_table,
     metadata_markdown,
-    pin_threads,
-    run_metadata,
-    uptime,
-    use_checkout,
+    start_run,
     write_results,
 )
 
@@ -189,15 +187,13 @@ def render(meta, args, tasks, results, table, models, speeds, notes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = pin_threads(args.num_threads)
-    use_checkout()
+    meta = start_run(args.num_threads, PACKAGES)
     warnings.filterwarnings("ignore")
     import logging
 
     logging.getLogger("lightning").setLevel(logging.ERROR)
     import pandas as pd
 
-    meta = run_metadata(threads, PACKAGES)
     args.model = checkpoint_name(args.model)
     fractions = [float(x) for x in args.fractions.split(",") if x.strip()]
     models = ["TTM zero-shot", *[f"TTM few-shot {f:.0%}" for f in fractions]]
@@ -214,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         speeds = [speed(args.model, mode) for mode in ("head", "full")]
         for s in speeds:
             print(f"speed {s['mode']}: {s['windows']} windows, {s['finetune_seconds']:.1f}s", file=sys.stderr)
-    meta["uptime_at_end"] = uptime()
+    finish_run(meta)
     import hashlib
 
     from tsfm.hub import WEIGHTS_FILE, resolve

@@ -28,16 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
-    RESULTS_DIR,
-    markdown_table,
-    metadata_markdown,
-    pin_threads,
-    run_metadata,
-    uptime,
-    use_checkout,
-    write_results,
-)
+from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
 
 DEFAULT_MODEL = "ttm"
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -326,11 +317,9 @@ def render(meta: dict[str, Any], args: argparse.Namespace, res: dict[str, Any]) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = pin_threads(args.num_threads)  # subprocesses inherit the variables
-    use_checkout()
+    meta = start_run(args.num_threads, PACKAGES)  # subprocesses inherit the variables
     command = tsfm_command()
     require_forecaster()
-    meta = run_metadata(threads, PACKAGES)
 
     with tempfile.TemporaryDirectory(prefix="tsfm-speed-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -351,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             results["large"] = time_large_cli(command, workdir, args)
         print("(c) latency ...", file=sys.stderr, flush=True)
         results["latency"] = model_latency(args.model, [1, args.series])
-    meta["uptime_at_end"] = uptime()
+    finish_run(meta)
     written = write_results(args.output, render(meta, args, results), {"meta": meta, "args": vars(args), **results})
     heavy = results["imports"]["forecaster_heavy_modules"] + results["imports"]["cli_heavy_modules"]
     print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

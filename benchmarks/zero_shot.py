@@ -41,17 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import (
-    RESULTS_DIR,
-    REPO_ROOT,
-    markdown_table,
-    metadata_markdown,
-    pin_threads,
-    run_metadata,
-    uptime,
-    use_checkout,
-    write_results,
-)
+from common import REPO_ROOT, RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 LEVELS = (20, 40, 60, 80)  # central intervals whose bounds are the quantiles above (0.5 = point)
@@ -435,8 +425,7 @@ def run_notes(args: argparse.Namespace, models: list[str], warm_seconds: dict[st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = pin_threads(args.num_threads)  # before numpy and friends are imported
-    use_checkout()
+    meta = start_run(args.num_threads, PACKAGES)  # before numpy and friends are imported
     tasks = load_tasks(args.data_dir, args.tasks, args.min_windows)
     tsfm_models = [] if args.skip_tsfm else [m.strip() for m in args.models.split(",") if m.strip()]
     run_stats = [BASELINE] if args.skip_stats else list(STATS_MODELS)
@@ -444,7 +433,6 @@ def main(argv: list[str] | None = None) -> int:
         run_stats = [] if args.skip_stats else run_stats
     run_here = run_stats + tsfm_models
     reused = reused_rows(args.reuse, tasks, set(run_here))
-    meta = run_metadata(threads, PACKAGES)
 
     import pandas as pd
 
@@ -466,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task['name']:<26} {name:<18} {run['seconds']:8.2f}s  {status}", file=sys.stderr, flush=True)
         if set(MEDIAN_OF) <= set(run_here):
             results[task["name"]][MEDIAN] = median_run(forecasts, df, task)
-    meta["uptime_at_end"] = uptime()
+    finish_run(meta)
 
     present = {m for per in results.values() for m in per}
     stats_order = [m for m in (*STATS_MODELS, MEDIAN) if m in present]
