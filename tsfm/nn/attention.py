@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tsfm.nn.decay import exempt_from_weight_decay
+
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
@@ -184,7 +186,7 @@ class AnyVariateAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim)
         self.k_norm = RMSNorm(self.head_dim)
         self.variate_bias = nn.Parameter(torch.zeros(2, n_heads))  # [different, same] per head
-        self.variate_bias._no_weight_decay = True  # a bias, although 2-D: exempt from AdamW decay
+        exempt_from_weight_decay(self.variate_bias)  # a bias, although 2-D: exempt from AdamW decay
         self.dropout = nn.Dropout(dropout)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:

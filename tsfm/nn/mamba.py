@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsfm.kernels import BACKENDS, selective_scan
+from tsfm.nn.decay import exempt_from_weight_decay
 
 
 class MambaBlock(nn.Module):
@@ -52,7 +53,7 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
-        self.A_log._no_weight_decay = True  # decaying A_log would pull every state towards one timescale
+        exempt_from_weight_decay(self.A_log)  # decaying A_log would pull every state towards one timescale
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
         self._init_dt(dt_min, dt_max, dt_init_floor)

@@ -50,6 +50,7 @@ from tsfm.kernels import (
     krylov_doubling,
     resolve_backend,
 )
+from tsfm.nn.decay import exempt_from_weight_decay
 
 
 def _full_precision(x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -150,7 +151,7 @@ class CompanionSSM(nn.Module):
         self.model_dim, self.n_kernels, self.kernel_dim = model_dim, n_kernels, kernel_dim
         self.backend = _check_backend(backend)
         self.a = nn.Parameter(torch.randn(n_kernels, kernel_dim))
-        self.a._no_weight_decay = True  # only a / ||a||_1 is used: decaying a's scale would only raise its step size
+        exempt_from_weight_decay(self.a)  # only a / ||a||_1 is used: decaying a's scale would only raise its step size
         self.b = nn.Parameter(torch.randn(n_kernels, kernel_dim) / math.sqrt(kernel_dim))
         self.c = nn.Parameter(torch.randn(n_kernels, kernel_dim) / math.sqrt(kernel_dim))
         self.D = nn.Parameter(torch.ones(model_dim)) if skip else None

@@ -10,6 +10,7 @@ import torch
 
 from tsfm.models.base import ForecastModel, ModelConfig
 from tsfm.models.registry import build_model
+from tsfm.nn.decay import decays
 from tsfm.nn.losses import check_loss_scale
 
 
@@ -84,14 +85,11 @@ class ForecastingTask(pl.LightningModule):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """AdamW groups of the trainable parameters: no weight decay on vectors, norms, embeddings and
-        parameters a layer marks ``_no_weight_decay`` (Mamba's ``A_log``, as in mamba_ssm)."""
+        parameters their layer exempts (``tsfm.nn.decay``: Mamba's ``A_log``, as in mamba_ssm)."""
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            exempt = (param.ndim < 2 or "norm" in name or "embedding" in name
-                      or getattr(param, "_no_weight_decay", False))
-            (no_decay if exempt else decay).append(param)
+            if param.requires_grad:
+                (decay if decays(name, param) else no_decay).append(param)
         return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self) -> dict[str, Any]:
