@@ -152,8 +152,10 @@ class LTSFDataModule(pl.LightningDataModule):
         if getattr(self, "train_set", None) is not None:
             return
         self.train_set = self.data.windows("train", self.lookback, self.horizon)
-        if self.train_fraction < 1.0:  # few-shot: the last share of the training windows (granite's "last")
-            keep = max(1, math.ceil(self.train_fraction * len(self.train_set)))
+        if self.train_fraction < 1.0:  # few-shot: granite's select_by_fixed_fraction(location="last",
+            # minimum_size=context_length): the last int(f * (rows - L)) + L training rows, and the windows inside them
+            rows = self.data.segments["train"][1] - self.data.segments["train"][0]
+            keep = max(1, int(self.train_fraction * (rows - self.lookback)) - self.horizon + 1)
             self.train_set.starts = self.train_set.starts[-keep:]
         self.val_set = self.data.windows("val", self.lookback, self.horizon)
         self.test_set = self.data.windows("test", self.lookback, self.horizon, stride=self.test_stride)
