@@ -54,6 +54,14 @@ def seasonal_walks(batch: int, length: int, channels: int, seed: int = 0) -> tor
     return 50 + season + torch.randn(batch, length, channels, generator=g).cumsum(1) * 0.3
 
 
+def randomise(module: torch.nn.Module, seed: int = 1, scale: float = 0.3) -> None:
+    """Perturb every parameter (zero-initialised outputs, unit norms) so no init hides a wrong term."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
 def monthly_frame(n_series: int = 3, length: int = 60, seed: int = 0) -> pd.DataFrame:
     """Long frame of seasonal monthly series with different levels and lengths."""
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_checkpoint_round_trip, monthly_frame
+from conftest import assert_checkpoint_round_trip, monthly_frame, randomise
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
 from tsfm.hub import save_pretrained
@@ -28,16 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def tiny(**overrides) -> MoiraiMoE:
     torch.manual_seed(0)
     model = MoiraiMoE(MoiraiMoEConfig.tiny(**overrides)).eval()
-    randomise(model)
+    randomise(model, scale=0.2)  # the variate biases start at 0, the norms at 1
     return model
-
-
-def randomise(module: torch.nn.Module, seed: int = 1) -> None:
-    """Perturb every parameter (the variate biases start at 0, the norms at 1) so no init hides a term."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=g))
 
 
 def scaled_sequence(batch: int, patches: int, variates: int, seed: int = 0) -> torch.Tensor:
@@ -45,18 +37,6 @@ def scaled_sequence(batch: int, patches: int, variates: int, seed: int = 0) -> t
 
 
 # ---------------------------------------------------------------- contract
-@pytest.mark.parametrize("batch,channels", [(1, 1), (3, 2), (2, 7)])
-def test_output_shape_finite_and_monotone(batch: int, channels: int) -> None:
-    model = tiny()
-    with torch.no_grad():
-        out = model(series(batch, L, channels) * torch.randn(1, 1, channels).exp())
-    assert out.shape == (batch, H, channels, len(model.quantiles))
-    assert torch.isfinite(out).all()
-    assert (out.diff(dim=-1) >= 0).all()
-    assert (out.diff(dim=-1) > 0).float().mean() > 0.99
-    assert (out[:, P:, :, -1] - out[:, P:, :, 0]).mean() > 0  # the second patch has spread too
-
-
 def test_default_config_size_and_registry() -> None:
     torch.manual_seed(0)
     model = MoiraiMoE(MoiraiMoEConfig())

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_checkpoint_round_trip
+from conftest import assert_checkpoint_round_trip, randomise
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
 from tsfm.models.registry import build_model
@@ -25,14 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def tiny(**overrides) -> SMamba:
     torch.manual_seed(0)
     return SMamba(SMambaConfig.tiny(**overrides)).eval()
-
-
-def randomise(module: torch.nn.Module, seed: int = 1) -> None:
-    """Perturb every parameter so no zero/one init hides a wrong term."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
 
 
 # ---------------------------------------------------------------- Mamba block
@@ -109,17 +101,6 @@ def test_bidirectional_layer_sees_both_sides() -> None:
 
 
 # ---------------------------------------------------------------- contract
-@pytest.mark.parametrize("batch,channels", [(1, 1), (3, 2), (4, 9)])
-def test_output_shape_finite_and_monotone(batch: int, channels: int) -> None:
-    model = tiny()
-    with torch.no_grad():
-        out = model(series(batch, L, channels) * torch.randn(1, 1, channels).exp())
-    assert out.shape == (batch, H, channels, len(model.quantiles))
-    assert torch.isfinite(out).all()
-    assert (out.diff(dim=-1) >= 0).all()
-    assert (out.diff(dim=-1) > 0).float().mean() > 0.99
-
-
 def test_registry_builds_the_family_and_config_validates() -> None:
     model = build_model({"family": "s-mamba", **SMambaConfig.tiny().to_dict()})
     assert isinstance(model, SMamba)
