@@ -11,17 +11,9 @@ import pandas as pd
 import pytest
 
 from tsfm.data import corpus
-from tsfm.data.corpus import (
-    build_corpus,
-    corpus_dir,
-    iter_corpus,
-    load_corpus,
-    load_recipe,
-    open_corpus,
-    read_manifest,
-    recipe_hash,
-    validate_recipe,
-)
+from tsfm.data.corpus import build_corpus
+from tsfm.data.corpus_reading import iter_corpus, load_corpus, open_corpus, read_manifest
+from tsfm.data.corpus_recipe import GENERATOR_KINDS, corpus_dir, load_recipe, recipe_hash, validate_recipe
 from tsfm.data.synthetic import SEASONAL_PERIODS
 from tsfm.errors import InputError
 
@@ -275,7 +267,7 @@ def test_smoke_recipe_builds_fast_with_every_kind(tmp_path) -> None:
     assert {n: g["series"] for n, g in manifest["generators"].items()} == \
         {n: g["count"] for n, g in recipe["generators"].items()}
     # every kind that draws its series (real sources read files: tests/test_real_data.py)
-    assert {g["kind"] for g in manifest["generators"].values()} == set(corpus.GENERATOR_KINDS) - {"real"}
+    assert {g["kind"] for g in manifest["generators"].values()} == set(GENERATOR_KINDS) - {"real"}
     assert seconds < 30  # about 2 s on one idle core; generous for a shared CI machine
     assert CliRunner().invoke(app, ["/nonexistent.yaml", "--quiet"]).exit_code == 2
 

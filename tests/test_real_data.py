@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tsfm.data.corpus import build_corpus, load_corpus, read_manifest, recipe_hash, validate_recipe
+from tsfm.data.corpus import build_corpus
+from tsfm.data.corpus_reading import load_corpus, read_manifest
+from tsfm.data.corpus_recipe import recipe_hash, validate_recipe
 from tsfm.data.real import ValueFingerprints, read_real_series
 from tsfm.errors import InputError
 

@@ -86,7 +86,7 @@ def test_full_context_windows_fill_the_context():
 def test_mapped_lengths_match_the_series(tmp_path):
     from gluonts.dataset.arrow import ArrowWriter
 
-    from tsfm.data.corpus import MappedTargets
+    from tsfm.data.corpus_reading import MappedTargets
 
     rng = np.random.default_rng(3)
     entries = [{"target": rng.normal(size=n).astype(np.float32), "freq": "D", "start": "2020-01-01"}

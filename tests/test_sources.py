@@ -145,7 +145,8 @@ def test_local_csv_long_format_and_folders(tmp_path) -> None:
 
 
 def test_local_built_corpus_folder(tmp_path, monkeypatch) -> None:
-    from tsfm.data.corpus import build_corpus, load_corpus
+    from tsfm.data.corpus import build_corpus
+    from tsfm.data.corpus_reading import load_corpus
 
     monkeypatch.setenv("TSFM_CACHE", str(tmp_path / "cache"))
     recipe = {"seed": 1, "generators": {"structural": {"count": 5, "length_min": 20, "length_max": 40}}}

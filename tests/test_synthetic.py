@@ -8,6 +8,7 @@ import pytest
 from tsfm.data.freq import freq_info
 from tsfm.data.synthetic import SEASONAL_PERIODS, Sample
 from tsfm.data.synthetic import chaos as chaos_mod
+from tsfm.data.synthetic.gluonts_artificial import gluonts_artificial
 from tsfm.data.synthetic.kernel_synth import (
     RBF,
     Constant,
@@ -19,7 +20,7 @@ from tsfm.data.synthetic.kernel_synth import (
     sample_kernel,
 )
 from tsfm.data.synthetic.mixup import mix, tsmixup
-from tsfm.data.synthetic.structural import STRUCTURAL_KINDS, gluonts_artificial, structural
+from tsfm.data.synthetic.structural import STRUCTURAL_KINDS, structural
 
 LENGTHS = (20, 37, 64, 150, 400, 1100)
 SYSTEMS = ["Lorenz", "Rossler", "Henon"]

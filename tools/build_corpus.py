@@ -25,7 +25,8 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Build the corpus of RECIPE (cached: instant when it exists) and print its folder."""
-    from tsfm.data.corpus import build_corpus, corpus_dir, load_recipe
+    from tsfm.data.corpus import build_corpus
+    from tsfm.data.corpus_recipe import corpus_dir, load_recipe
     from tsfm.errors import InputError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -1,4 +1,4 @@
-"""Synthetic pretraining corpora: built once from a recipe, deterministically, cached as Arrow.
+"""Building pretraining corpora: once per recipe, deterministically, cached as Arrow.
 
 A corpus is a directory of GluonTS-compatible Arrow IPC files (written by
 ``gluonts.dataset.arrow.ArrowWriter``; one file per generator shard, readable with
@@ -26,15 +26,15 @@ Determinism: shard ``k`` of generator ``g`` draws from
 generators and reads their shards. ``chaos`` first probes which dysts systems integrate at all
 (cached, see ``tsfm.data.synthetic.chaos.working_systems``); a time budget inside the
 integrator is the one clock-dependent step, and such timeouts are listed in the manifest.
+
+Recipes are validated and hashed in ``tsfm.data.corpus_recipe``; a built corpus is read with
+``tsfm.data.corpus_reading``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
-from functools import lru_cache
 import importlib.metadata
-import inspect
 import json
 import logging
 import multiprocessing
@@ -46,207 +46,32 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tsfm.data.real import ValueFingerprints, read_real_series, real_source_files, table_files
-from tsfm.data.synthetic import MAX_LENGTH, Sample
-from tsfm.data.synthetic.chaos import ChaosFailure, chaos_views, list_systems, working_systems
-from tsfm.data.synthetic.kernel_synth import kernel_synth
-from tsfm.data.synthetic.mixup import tsmixup
-from tsfm.data.synthetic.structural import gluonts_artificial, structural
+from tsfm.data.corpus_reading import MANIFEST
+from tsfm.data.corpus_recipe import (
+    COMMON_KEYS,
+    CORPUS_FORMAT,
+    KINDS,
+    code_version,
+    data_digests,
+    default_cache_root,
+    file_sha256,
+    held_out_systems,
+    recipe_hash,
+    validate_recipe,
+)
+from tsfm.data.real import ValueFingerprints, read_real_series, table_files
+from tsfm.data.synthetic import Sample
+from tsfm.data.synthetic.chaos import ChaosFailure, list_systems, working_systems
 from tsfm.errors import InputError
 
-__all__ = [
-    "CORPUS_FORMAT", "GENERATOR_KINDS", "build_corpus", "corpus_dir", "default_cache_root",
-    "held_out_systems", "iter_corpus", "load_corpus", "load_recipe", "read_manifest", "recipe_hash",
-    "validate_recipe",
-]
-
 log = logging.getLogger(__name__)
-
-# Bump when the on-disk layout changes. Generator code changes need no bump: the recipe hash
-# covers a digest of the generator sources (``generator_code_digest``).
-CORPUS_FORMAT = 2
-MANIFEST = "manifest.json"
-# "label": a frequency alias every series of the generator carries instead of its own (a yearly
-# specialist's corpus labels trends and cycles yearly: yearly data has no calendar season).
-# "keep_freqs": only series the generator itself labels with one of these aliases are kept (a
-# monthly specialist's corpus keeps the monthly draws, their seasons on the calendar's periods).
-_COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size", "label", "keep_freqs"}
-
-
-# ----------------------------------------------------------------------------- generator kinds
-@dataclass(frozen=True)
-class GeneratorKind:
-    """How the corpus runs one kind: its function, default shard size, and recipe parameters
-    (the function's keyword-only arguments, plus ``extra`` corpus-level ones, minus ``drop``)."""
-
-    fn: Callable[..., Sample | list[Sample]] | None  # None: the kind reads data instead of drawing it
-    shard_size: int
-    extra: frozenset[str] = frozenset()
-    drop: frozenset[str] = frozenset()
-
-    @property
-    def params(self) -> frozenset[str]:
-        sig = inspect.signature(self.fn).parameters.values() if self.fn is not None else ()
-        return frozenset({p.name for p in sig if p.kind == p.KEYWORD_ONLY} | self.extra) - self.drop
-
-
-KINDS: dict[str, GeneratorKind] = {
-    "kernel_synth": GeneratorKind(kernel_synth, 1000),
-    "structural": GeneratorKind(structural, 1000),
-    "gluonts": GeneratorKind(gluonts_artificial, 250),
-    # chaos: ~10 trajectories/s, so small shards keep the workers balanced; "systems" restricts
-    # the probed list, "exclude_systems" holds systems out (for zero-shot evaluation on unseen
-    # dynamics), "probe" sets the probe's length / pts_per_period / max_evals / time_budget
-    "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe", "exclude_systems"}), frozenset({"failures"})),
-    # mixup: "sources" names the generators whose series it mixes (default: all others)
-    "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"})),
-    # real: the long tables of a folder ("path", optionally only "files"), at most "count" series
-    # of at least "length_min" steps; any series sharing a run of "exclude_run" values with a series
-    # of the "exclude" folders (evaluation sets) is dropped and listed in the manifest
-    "real": GeneratorKind(None, 500, frozenset({"path", "files", "exclude", "exclude_run"})),
-}
-
-
-GENERATOR_KINDS: tuple[str, ...] = tuple(KINDS)
-
-
-# ----------------------------------------------------------------------------- recipes and paths
-def default_cache_root() -> Path:
-    """``$TSFM_CACHE/corpora`` when ``TSFM_CACHE`` is set, else ``~/.cache/tsfm/corpora``."""
-    root = os.environ.get("TSFM_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "tsfm") / "corpora"
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe from a YAML (or JSON) file."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"corpus recipe {p} does not exist; pass a YAML file like configs/corpus/smoke.yaml")
-    return validate_recipe(yaml.safe_load(p.read_text()))
-
-
-def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The recipe as plain JSON-able data with defaults filled in, or one-line ``InputError``."""
-    if not isinstance(recipe, Mapping) or not isinstance(recipe.get("generators"), Mapping):
-        raise InputError("a corpus recipe needs a 'generators' mapping (see configs/corpus/smoke.yaml)")
-    seed = recipe.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"recipe seed must be a non-negative integer, got {seed!r}")
-    kinds = KINDS
-    out: dict[str, Any] = {"name": str(recipe.get("name", "corpus")), "seed": seed, "generators": {}}
-    for name, spec in recipe["generators"].items():
-        spec = dict(spec or {})
-        kind = spec.get("kind", name)
-        if kind not in kinds:
-            raise InputError(f"generator {name!r} has unknown kind {kind!r}; use one of {', '.join(GENERATOR_KINDS)}")
-        unknown = set(spec) - _COMMON_KEYS - kinds[kind].params
-        if unknown:
-            raise InputError(f"generator {name!r} has unknown parameters {sorted(unknown)}; "
-                             f"{kind} accepts {sorted(kinds[kind].params)}")
-        count, lo, hi = spec.get("count", 0), spec.get("length_min", 64), spec.get("length_max", 512)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (count, lo, hi)) or count < 0 \
-                or not 2 <= lo <= hi:
-            raise InputError(f"generator {name!r}: count >= 0 and 2 <= length_min <= length_max must be integers")
-        weight = float(spec.get("weight", 1.0))
-        if weight < 0:
-            raise InputError(f"generator {name!r}: weight must be >= 0")
-        if kind == "chaos" and spec.get("exclude_systems"):
-            spec["exclude_systems"] = sorted(set(spec["exclude_systems"]))  # order does not change the corpus
-            unknown_systems = sorted(set(spec["exclude_systems"]) - set(list_systems()))
-            if unknown_systems:  # a typo would silently hold nothing out
-                raise InputError(f"generator {name!r}: exclude_systems names unknown dysts systems {unknown_systems}")
-        if kind == "real":
-            if not isinstance(spec.get("path"), str):
-                raise InputError(f"generator {name!r}: a real source needs 'path', a folder of long tables")
-            spec.setdefault("exclude", [])
-            spec.setdefault("exclude_run", 8)
-            if not isinstance(spec["exclude_run"], int) or spec["exclude_run"] < 4:
-                raise InputError(f"generator {name!r}: exclude_run must be an integer >= 4")
-        label = spec.get("label")
-        if label is not None:
-            if label not in MAX_LENGTH:
-                raise InputError(f"generator {name!r}: label {label!r} is not one of {', '.join(MAX_LENGTH)}")
-            if hi > MAX_LENGTH[label]:
-                raise InputError(f"generator {name!r}: series labelled {label} are at most {MAX_LENGTH[label]} "
-                                 f"steps long (calendar range); lower length_max from {hi}")
-        keep = spec.get("keep_freqs")
-        if keep is not None and (not isinstance(keep, list) or not keep or set(keep) - set(MAX_LENGTH)):
-            raise InputError(f"generator {name!r}: keep_freqs must be a non-empty list of {', '.join(MAX_LENGTH)}")
-        spec.update(kind=kind, count=count, length_min=lo, length_max=hi, weight=weight,
-                    shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
-        out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
-    gens = out["generators"]
-    mixups = [n for n, s in gens.items() if s["kind"] == "mixup"]
-    for name in mixups:
-        sources = gens[name].get("sources") or [n for n in gens if n not in mixups]
-        bad = [s for s in sources if s not in gens or s in mixups]
-        if bad:
-            raise InputError(f"mixup generator {name!r} lists unknown or mixup sources {bad}")
-        if gens[name]["count"] > 0 and not any(gens[s]["count"] > 0 for s in sources):
-            raise InputError(f"mixup generator {name!r} has no source series to mix; give a source a count > 0")
-    return out
-
-
-def _code_version() -> str:
-    try:
-        return importlib.metadata.version("tsfm")
-    except importlib.metadata.PackageNotFoundError:
-        import tsfm
-
-        return getattr(tsfm, "__version__", "0+unknown")
-
-
-@lru_cache(maxsize=1)
-def generator_code_digest() -> str:
-    """SHA-256 of the sources that decide a corpus' bytes (this module and the generators).
-
-    Part of the recipe hash, so editing a generator invalidates cached corpora by itself: a
-    hand-bumped format number is easy to forget, and a stale cache trains on old data silently.
-    """
-    digest = hashlib.sha256()
-    here = Path(__file__).resolve()
-    for path in [here, here.parent / "real.py", *sorted((here.parent / "synthetic").glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def _data_digests(recipe: Mapping[str, Any]) -> dict[str, str]:
-    """SHA-256 of every file the real sources read: new data (or a new exclusion set) is a new corpus."""
-    files = {f for s in recipe["generators"].values() if s["kind"] == "real" and s["count"] > 0
-             for f in real_source_files(s)}
-    return {str(f): _file_digest(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(files)}
-
-
-@lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """``_sha256`` of a file, read once per (path, size, modification time): the recipe hash is asked for
-    several times per training run and the real sources are megabytes."""
-    return _sha256(Path(path))
-
-
-def recipe_hash(recipe: Mapping[str, Any]) -> str:
-    """SHA-256 of the validated recipe, the corpus format, the tsfm version, the generator code and
-    the contents of the real data files it reads."""
-    recipe = validate_recipe(recipe)
-    payload = json.dumps([recipe, CORPUS_FORMAT, _code_version(), generator_code_digest(),
-                          sorted(_data_digests(recipe).values())], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def corpus_dir(recipe: Mapping[str, Any], cache_root: str | Path | None = None) -> Path:
-    """The cache directory of a recipe: ``<cache_root>/<name>-<hash[:16]>``."""
-    root = default_cache_root() if cache_root is None else Path(cache_root)
-    return root / f"{validate_recipe(recipe)['name']}-{recipe_hash(recipe)[:16]}"
 
 
 # ----------------------------------------------------------------------------- one shard
@@ -273,13 +98,6 @@ def _log_uniform_length(rng: np.random.Generator, lo: int, hi: int) -> int:
 def _shard_rng(seed: int, name: str, shard: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode()), shard]))
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _mixup_source(pool_files: list[str]) -> tuple[int, Callable[[int], tuple[np.ndarray, str]]]:
@@ -360,7 +178,7 @@ def _write_shard(entries: list[dict[str, Any]], name: str, shard: int, out_dir: 
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         ArrowWriter(compression=None).write_to_file(entries, path)
-        stats.update(path=rel, sha256=_sha256(path), bytes=path.stat().st_size)
+        stats.update(path=rel, sha256=file_sha256(path), bytes=path.stat().st_size)
     return stats
 
 
@@ -412,7 +230,7 @@ def _tasks(recipe: dict[str, Any], out_dir: Path, kinds: set[str]) -> list[dict[
     for name, spec in recipe["generators"].items():
         if spec["kind"] not in kinds:
             continue
-        params = {k: v for k, v in spec.items() if k not in _COMMON_KEYS}
+        params = {k: v for k, v in spec.items() if k not in COMMON_KEYS}
         for shard, begin in enumerate(range(0, spec["count"], spec["shard_size"])):
             tasks.append({
                 "seed": recipe["seed"], "name": name, "kind": spec["kind"], "shard": shard,
@@ -550,10 +368,10 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
               "bytes": r["bytes"], "sha256": r["sha256"]} for r in results if r["path"]]
     return {
         "format": CORPUS_FORMAT,
-        "tsfm_version": _code_version(),
+        "tsfm_version": code_version(),
         "recipe": recipe,
         "recipe_hash": digest,
-        "data_files": _data_digests(recipe),
+        "data_files": data_digests(recipe),
         "seed": recipe["seed"],
         "generators": generators,
         "mixing_weights": {n: g["weight"] for n, g in generators.items()},
@@ -567,12 +385,6 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
     }
 
 
-def held_out_systems(recipe: Mapping[str, Any]) -> list[str]:
-    """dysts systems every chaos generator of the recipe holds out (never drawn into the corpus)."""
-    specs = [set(s.get("exclude_systems") or ()) for s in validate_recipe(recipe)["generators"].values()
-             if s["kind"] == "chaos"]
-    return sorted(set.intersection(*specs)) if specs else []
-
 
 def _dysts_section(working: list[str], skipped: dict[str, str], failed: dict[str, Counter],
                    held_out: list[str]) -> dict[str, Any]:
@@ -584,108 +396,3 @@ def _dysts_section(working: list[str], skipped: dict[str, str], failed: dict[str
         "skipped": dict(sorted(skipped.items())),
         "failed_draws": {s: dict(c) for s, c in sorted(failed.items())},
     }
-
-
-# ----------------------------------------------------------------------------- reading
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a built corpus directory, or ``InputError`` when there is none."""
-    p = Path(path) / MANIFEST
-    if not p.is_file():
-        raise InputError(f"{path} is not a built corpus (no {MANIFEST}); build it with build_corpus")
-    return json.loads(p.read_text())
-
-
-def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
-    import pyarrow as pa
-
-    with pa.memory_map(str(path)) as source:
-        table = pa.ipc.open_file(source).read_all()
-        target = table.column("target").combine_chunks()
-        offsets = target.offsets.to_numpy()
-        values = target.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=True)
-        shapes = table.column("target._np_shape").to_pylist() if "target._np_shape" in table.column_names else None
-        ids, starts, freqs = (table.column(c).to_pylist() for c in ("item_id", "start", "freq"))
-    for i in range(len(ids)):
-        arr = values[offsets[i]: offsets[i + 1]]
-        yield {"item_id": ids[i], "start": starts[i], "freq": freqs[i],
-               "target": arr.reshape(shapes[i]) if shapes else arr}
-
-
-def iter_corpus(path: str | Path, generators: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Entries of a corpus, one shard in memory at a time, in manifest order."""
-    manifest = read_manifest(path)
-    for f in manifest["files"]:
-        if generators is None or f["generator"] in generators:
-            yield from _read_shard(Path(path) / f["path"])
-
-
-def load_corpus(path: str | Path, generators: list[str] | None = None) -> list[dict[str, Any]]:
-    """All entries of a corpus (numpy float32 targets), optionally of some generators only."""
-    return list(iter_corpus(path, generators))
-
-
-class MappedTargets(Sequence):
-    """The targets of some corpus shards, read through memory maps (the streaming path).
-
-    ``self[i]`` is a zero-copy float32 view into the mapped Arrow file, so training keeps only
-    offsets and frequency names in memory and the operating system pages values in on demand: the
-    corpus size is bounded by disk, not RAM. Same series, same order as :func:`load_corpus`.
-    Pickles as its file list (a spawned dataloader worker re-maps the files, copying nothing).
-    """
-
-    def __init__(self, files: Sequence[str | Path]) -> None:
-        import pyarrow as pa
-
-        self.files = [str(f) for f in files]
-        self._chunks: list[tuple[np.ndarray, np.ndarray, list | None]] = []  # values, offsets, shapes
-        self.freqs: list[str] = []
-        ends = []
-        for path in self.files:
-            table = pa.ipc.open_file(pa.memory_map(path)).read_all()
-            shapes = table.column("target._np_shape") if "target._np_shape" in table.column_names else None
-            row = 0
-            for chunk in table.column("target").chunks:
-                values = chunk.values.to_numpy(zero_copy_only=True)  # float32 in the mapped file
-                offsets = chunk.offsets.to_numpy()
-                chunk_shapes = shapes.slice(row, len(chunk)).to_pylist() if shapes is not None else None
-                self._chunks.append((values, offsets, chunk_shapes))
-                row += len(chunk)
-                ends.append((ends[-1] if ends else 0) + len(chunk))
-            self.freqs += table.column("freq").to_pylist()
-        self._ends = np.asarray(ends, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self._ends[-1]) if len(self._ends) else 0
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"series {index} out of range for {len(self)} series")
-        index %= len(self)
-        k = int(np.searchsorted(self._ends, index, side="right"))
-        local = index - (int(self._ends[k - 1]) if k else 0)
-        values, offsets, shapes = self._chunks[k]
-        series = values[offsets[local]: offsets[local + 1]]
-        return series.reshape(shapes[local]) if shapes is not None else series
-
-    def lengths(self) -> np.ndarray:
-        """Time steps of every series (the last axis of a multivariate one), without reading values."""
-        out = []
-        for _, offsets, shapes in self._chunks:
-            if shapes is None:
-                out.append(np.diff(offsets))
-            else:
-                out.append(np.array([shape[-1] for shape in shapes], dtype=np.int64))
-        return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["files"])
-
-
-def open_corpus(path: str | Path, generators: list[str] | None = None) -> MappedTargets:
-    """The targets of a built corpus (optionally of some generators), memory-mapped."""
-    manifest = read_manifest(path)
-    return MappedTargets([Path(path) / f["path"] for f in manifest["files"]
-                          if generators is None or f["generator"] in generators])

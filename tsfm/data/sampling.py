@@ -23,7 +23,7 @@ from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
 from tsfm.data.window_cutting import context_windows, observed_mask, target_windows
 
 if TYPE_CHECKING:
-    from tsfm.data.corpus import MappedTargets
+    from tsfm.data.corpus_reading import MappedTargets
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def load_local_dataset(path: str | Path, freq: str | None = None) -> list[dict[s
     if not p.exists():
         raise InputError(f"dataset path {p} does not exist")
     if p.is_dir() and (p / "manifest.json").is_file():
-        from tsfm.data.corpus import load_corpus
+        from tsfm.data.corpus_reading import load_corpus
 
         entries = load_corpus(p)
         if freq is not None:

@@ -70,7 +70,7 @@ class CorpusDataModule(pl.LightningDataModule):
         self._pending_stream: dict[str, int] | None = None
 
     def _corpus_path(self) -> Path:
-        from tsfm.data.corpus import corpus_dir, default_cache_root
+        from tsfm.data.corpus_recipe import corpus_dir, default_cache_root
 
         root = Path(self.cache_dir) if self.cache_dir else default_cache_root()
         return corpus_dir(self.corpus, root)
@@ -86,7 +86,8 @@ class CorpusDataModule(pl.LightningDataModule):
         if self.sources:
             return
         if self.corpus:
-            from tsfm.data.corpus import build_corpus, open_corpus
+            from tsfm.data.corpus import build_corpus
+            from tsfm.data.corpus_reading import open_corpus
 
             path = build_corpus(self.corpus, self._corpus_path(), num_workers=self.build_workers, progress=False)
             for name, generator in self.corpus["generators"].items():  # one pool per generator, at its weight

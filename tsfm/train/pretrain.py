@@ -33,7 +33,7 @@ OmegaConf.register_new_resolver("tsfm_precision", default_precision, replace=Tru
 
 def _held_out_note(corpus: dict | None) -> str:
     """``; dysts systems held out: ...`` for the systems no chaos generator of the recipe draws."""
-    from tsfm.data.corpus import held_out_systems
+    from tsfm.data.corpus_recipe import held_out_systems
 
     held = held_out_systems(corpus) if corpus else []
     return f"; dysts systems held out: {', '.join(held)}" if held else ""

@@ -8,8 +8,8 @@ seasonal periods it put into the series are natural periods of that frequency (1
 token and the periodicity from that.
 
 Modules: ``kernel_synth`` (Gaussian-process compositions), ``structural`` (trend/season/noise,
-ARIMA, random walks, counts, cycles), ``chaos`` (dysts flows and maps), ``mixup`` (TSMixup of corpus series);
-``structural.gluonts_artificial`` wraps GluonTS' own artificial generators. ``tsfm.data.corpus`` maps
+ARIMA, random walks, counts, cycles; built from ``components``), ``chaos`` (dysts flows and maps),
+``mixup`` (TSMixup of corpus series); ``gluonts_artificial`` wraps GluonTS' own artificial generators. ``tsfm.data.corpus_recipe`` maps
 recipe names to these functions.
 """
 

@@ -49,15 +49,10 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
 - ``solar``: sub-daily clear-sky bump (zero at night, day fraction U[0.3, 0.7]) times an annual
   envelope and a cloud process.
 - Any kind gets spikes/outliers with probability ``outlier_prob`` (default 0.08).
-
-``gluonts_artificial`` uses GluonTS' recipe DSL (``LinearTrend``, ``SmoothSeasonality``, ``ARp``,
-``RandomChangepoints``, ``BinaryMarkovChain``) and ``ComplexSeasonalTimeSeries``; those draw from
-numpy's global RNG, so it is seeded from ``rng`` and restored afterwards.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -74,146 +69,22 @@ from tsfm.data.synthetic import (
     seasonal_freq,
     usable_periods,
 )
+from tsfm.data.synthetic.components import (
+    add_outliers,
+    ar1_path,
+    excursion,
+    local_linear_trend,
+    observation_noise,
+    rescale,
+    seasonal_pattern,
+    smooth_path,
+    trend_path,
+)
 
 __all__ = [
     "STRUCTURAL_KINDS", "structural", "seasonal_trend", "arima", "random_walk", "intermittent",
     "positive", "quasi_cycle", "free_cycle", "growth", "local_trend", "evolving_season", "solar",
-    "gluonts_artificial",
 ]
-
-
-# ----------------------------------------------------------------------------- building blocks
-def _smooth_path(rng: np.random.Generator, length: int) -> np.ndarray:
-    """A random walk rescaled to unit standard deviation: a slow, length-independent wander."""
-    path = np.cumsum(rng.standard_normal(length))
-    path -= path.mean()
-    return path / (path.std() + 1e-12)
-
-
-def _ar1(rng: np.random.Generator, length: int, phi: float, sd: float) -> np.ndarray:
-    """A stationary AR(1) path with marginal standard deviation ``sd``."""
-    e = rng.standard_normal(length) * sd * np.sqrt(1.0 - phi**2)
-    e[0] = rng.standard_normal() * sd
-    return lfilter([1.0], [1.0, -phi], e)
-
-
-_TREND_SHAPES: dict[str, float] = {"none": 0.15, "linear": 0.3, "damped": 0.15, "exponential": 0.1,
-                                   "logistic": 0.1, "piecewise": 0.2}
-
-
-def _trend(rng: np.random.Generator, length: int, total: float | None = None,
-           shapes: Mapping[str, float] = _TREND_SHAPES) -> np.ndarray:
-    """A trend path starting at 0 (level units): one of six shapes, shifts, stochastic level.
-
-    ``total`` (the change over the series) defaults to a draw from U[-0.8, 1.5]."""
-    u = np.arange(length) / max(length - 1, 1)
-    total = rng.uniform(-0.8, 1.5) if total is None else total
-    kind = choose(rng, shapes)
-    if kind == "linear":
-        g = total * u
-    elif kind == "damped":
-        kappa = rng.uniform(1.0, 6.0)
-        g = total * (1.0 - np.exp(-kappa * u)) / (1.0 - np.exp(-kappa))
-    elif kind == "exponential":
-        r = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.5)
-        g = total * np.expm1(r * u) / np.expm1(r)
-    elif kind == "logistic":
-        k, c = rng.uniform(6.0, 20.0), rng.uniform(0.2, 0.8)
-        s = 1.0 / (1.0 + np.exp(-k * (u - c)))
-        g = total * (s - s[0]) / (s[-1] - s[0] + 1e-12)
-    elif kind == "piecewise":
-        cuts = np.sort(rng.uniform(0.1, 0.9, int(rng.integers(1, 5))))
-        slopes = rng.standard_normal(len(cuts) + 1)
-        seg = np.searchsorted(cuts, u)
-        g = np.concatenate([[0.0], np.cumsum(slopes[seg][1:] * np.diff(u))])
-        g *= abs(total) / (np.abs(g).max() + 1e-12)
-    else:
-        g = np.zeros(length)
-    if rng.random() < 0.2:
-        for at in rng.integers(1, max(length - 1, 2), int(rng.integers(1, 4))):
-            g[at:] += rng.normal(0.0, 0.2)
-    if rng.random() < 0.4:
-        g += np.cumsum(rng.standard_normal(length)) * log_uniform(rng, 0.002, 0.03)
-    return g
-
-
-def _excursion(path: np.ndarray, total: float) -> np.ndarray:
-    """``path`` moved to start at 0 and scaled so that its largest excursion is ``total``."""
-    return (path - path[0]) * total / (np.abs(path - path[0]).max() + 1e-12)
-
-
-def _local_linear_trend(rng: np.random.Generator, length: int, low: float, high: float
-                        ) -> tuple[np.ndarray, float]:
-    """Harvey's local linear trend from 0, its largest excursion ``total`` ~ log-U[low, high].
-
-    The slope is a random walk (w.p. 0.5) or an AR(1) with phi U[0.9, 0.995] (damped), its
-    innovations log-U[0.01, 0.3] of the initial slope's scale; level noise log-U[0.001, 0.3]
-    of a typical step. Returns the path and ``total``."""
-    phi = 1.0 if rng.random() < 0.5 else rng.uniform(0.9, 0.995)
-    slope_sd = log_uniform(rng, 0.01, 0.3)
-    shocks = rng.standard_normal(length) * slope_sd
-    shocks[0] = rng.choice([-1.0, 1.0], p=[0.4, 0.6]) * rng.uniform(0.3, 1.0)
-    slope = lfilter([1.0], [1.0, -phi], shocks)
-    step = np.abs(slope).mean() + 1e-12
-    level = np.cumsum(slope + rng.standard_normal(length) * step * log_uniform(rng, 0.001, 0.3))
-    total = log_uniform(rng, low, high)
-    return _excursion(level, total), total
-
-
-def _season(rng: np.random.Generator, length: int, period: float) -> np.ndarray:
-    """A zero-mean seasonal pattern with max |value| 1 whose shape drifts slowly across cycles."""
-    t = np.arange(length, dtype=np.float64)
-    if period == round(period) and period >= 3 and rng.random() < 0.4:
-        p = int(period)
-        profile = rng.standard_normal(p)
-        for _ in range(int(rng.integers(0, 4))):  # circular smoothing: from spiky to smooth profiles
-            profile = 0.25 * np.roll(profile, 1) + 0.5 * profile + 0.25 * np.roll(profile, -1)
-        cycles = profile[None, :] + np.cumsum(
-            rng.standard_normal((int(np.ceil(length / period)), p)), axis=0) * rng.uniform(0.0, 0.08)
-        s = (cycles - cycles.mean(axis=1, keepdims=True)).reshape(-1)[:length]
-    else:
-        k_max = int(max(1, min(6, period // 2)))
-        k = np.arange(1, int(rng.integers(1, k_max + 1)) + 1)
-        coef = rng.standard_normal((2, len(k))) * k ** (-rng.uniform(0.5, 2.0))
-        drift = rng.uniform(0.0, 0.3)
-        coef_t = coef[:, None, :] * (1.0 + drift * _smooth_path(rng, length)[None, :, None])
-        theta = 2.0 * np.pi * np.outer(t / period, k)
-        s = (np.cos(theta) * coef_t[0]).sum(1) + (np.sin(theta) * coef_t[1]).sum(1)
-    return s / (np.abs(s).max() + 1e-12)
-
-
-def _noise(rng: np.random.Generator, length: int, sd: float) -> np.ndarray:
-    """Observation noise: Gaussian, Student-t, AR(1) or stochastic volatility."""
-    kind = choose(rng, {"gaussian": 0.35, "student_t": 0.2, "ar1": 0.25, "stoch_vol": 0.2})
-    if kind == "student_t":
-        df = rng.uniform(2.5, 8.0)
-        return sd * rng.standard_t(df, length) / np.sqrt(df / (df - 2.0))
-    if kind == "ar1":
-        return _ar1(rng, length, rng.uniform(0.2, 0.95), sd)
-    if kind == "stoch_vol":
-        h = _ar1(rng, length, rng.uniform(0.9, 0.99), rng.uniform(0.2, 0.8))
-        return sd * np.exp(h - h.mean()) * rng.standard_normal(length)
-    return sd * rng.standard_normal(length)
-
-
-def _rescale(rng: np.random.Generator, y: np.ndarray, positive: bool) -> np.ndarray:
-    """Move a relative-unit series to a random scale (and, if not positive, maybe centre it)."""
-    if not positive and rng.random() < 0.3:
-        y = y - np.median(y)
-    return y * 10.0 ** rng.uniform(-1.0, 4.5)
-
-
-def _add_outliers(rng: np.random.Generator, y: np.ndarray, positive: bool) -> np.ndarray:
-    """Isolated spikes or short bursts of 3-10 robust step sizes (whole numbers for counts)."""
-    y = y.copy()
-    integer = bool(np.all(y == np.round(y)))
-    step = 1.4826 * np.median(np.abs(np.diff(y))) + 1e-6 * (np.abs(y).mean() + 1e-12)
-    for at in rng.integers(0, len(y), 1 + rng.poisson(len(y) / 400)):
-        size = rng.uniform(3.0, 10.0) * step * (1.0 if positive else rng.choice([-1.0, 1.0]))
-        size = max(1.0, np.round(size)) if integer and positive else size
-        width = 1 if rng.random() < 0.7 else int(rng.integers(2, 6))
-        y[at: at + width] += size
-    return y
 
 
 # ----------------------------------------------------------------------------- generator kinds
@@ -224,18 +95,18 @@ def seasonal_trend(rng: np.random.Generator, length: int) -> Sample:
     if len(periods) > 1 and rng.random() < 0.5:
         periods = periods[:1]
     multiplicative = rng.random() < 0.5
-    g = _trend(rng, length)
-    amp = rng.uniform(0.03, 0.5) * np.exp(rng.uniform(0.0, 0.4) * _smooth_path(rng, length))
+    g = trend_path(rng, length)
+    amp = rng.uniform(0.03, 0.5) * np.exp(rng.uniform(0.0, 0.4) * smooth_path(rng, length))
     season = np.zeros(length)
     for i, p in enumerate(periods):
-        season += (1.0 if i == 0 else rng.uniform(0.2, 1.0)) * _season(rng, length, p)
+        season += (1.0 if i == 0 else rng.uniform(0.2, 1.0)) * seasonal_pattern(rng, length, p)
     season /= max(np.abs(season).max(), 1.0)
-    noise = _noise(rng, length, log_uniform(rng, 0.002, 0.15))
+    noise = observation_noise(rng, length, log_uniform(rng, 0.002, 0.15))
     if multiplicative:
         y = np.exp(g) * np.clip(1.0 + np.minimum(amp, 0.9) * season, 0.05, None) * np.exp(noise)
     else:
         y = 1.0 + g + amp * season + noise
-    return Sample(_rescale(rng, y, multiplicative), freq, tuple(periods))
+    return Sample(rescale(rng, y, multiplicative), freq, tuple(periods))
 
 
 def _arma(rng: np.random.Generator, length: int, p: int, q: int, burn: int = 200) -> np.ndarray:
@@ -282,7 +153,7 @@ def arima(rng: np.random.Generator, length: int) -> Sample:
         x = np.cumsum(x + drift)
         drift = 0.0
     x = x / (np.std(np.diff(x)) + 1e-12) * log_uniform(rng, 0.005, 0.1)
-    return Sample(_rescale(rng, 1.0 + x, False), freq, periods)
+    return Sample(rescale(rng, 1.0 + x, False), freq, periods)
 
 
 def random_walk(rng: np.random.Generator, length: int) -> Sample:
@@ -292,7 +163,7 @@ def random_walk(rng: np.random.Generator, length: int) -> Sample:
         freq = choose(rng, {"B": 0.5, "D": 0.2, "other": 0.3})
         freq = nonseasonal_freq(rng, length) if freq == "other" else freq
         vol = log_uniform(rng, 0.004, 0.04) * np.exp(
-            _ar1(rng, length, rng.uniform(0.95, 0.995), rng.uniform(0.1, 0.4)))
+            ar1_path(rng, length, rng.uniform(0.95, 0.995), rng.uniform(0.1, 0.4)))
         returns = rng.normal(2e-4, 5e-4) + vol * rng.standard_t(5.0, length) / np.sqrt(5.0 / 3.0)
         y = log_uniform(rng, 1.0, 2000.0) * np.exp(np.cumsum(returns))
         return Sample(y, freq, ())
@@ -303,7 +174,7 @@ def random_walk(rng: np.random.Generator, length: int) -> Sample:
         jumps = rng.random(length) < rng.uniform(0.002, 0.02)
         steps = steps + jumps * rng.normal(0.0, 5.0, length)
     y = np.cumsum(steps) * log_uniform(rng, 0.002, 0.05)
-    return Sample(_rescale(rng, 1.0 + y, False), freq, ())
+    return Sample(rescale(rng, 1.0 + y, False), freq, ())
 
 
 def intermittent(rng: np.random.Generator, length: int) -> Sample:
@@ -315,12 +186,12 @@ def intermittent(rng: np.random.Generator, length: int) -> Sample:
         occurs = rng.random(length) < rng.uniform(0.05, 0.6)
         y = occurs * (1 + rng.poisson(log_uniform(rng, 0.5, 20.0), length))
         return Sample(y.astype(np.float64), freq, ())
-    log_rate = np.log(log_uniform(rng, 0.02, 30.0)) + _ar1(rng, length, rng.uniform(0.5, 0.99),
+    log_rate = np.log(log_uniform(rng, 0.02, 30.0)) + ar1_path(rng, length, rng.uniform(0.5, 0.99),
                                                            rng.uniform(0.05, 0.6))
-    log_rate += _trend(rng, length) * 0.5
+    log_rate += trend_path(rng, length) * 0.5
     periods = usable_periods(freq, length, 2.0)[:1] if seasonal else ()
     for p in periods:
-        log_rate += rng.uniform(0.1, 1.0) * _season(rng, length, p)
+        log_rate += rng.uniform(0.1, 1.0) * seasonal_pattern(rng, length, p)
     rate = np.exp(np.clip(log_rate, -10.0, 12.0))
     if rng.random() < 0.5:
         r = log_uniform(rng, 0.3, 10.0)
@@ -334,16 +205,16 @@ def positive(rng: np.random.Generator, length: int) -> Sample:
     freq = seasonal_freq(rng, length) if seasonal else nonseasonal_freq(rng, length)
     kind = choose(rng, {"ar1": 0.4, "walk": 0.3, "smooth": 0.3})
     if kind == "ar1":
-        z = _ar1(rng, length, rng.uniform(0.5, 0.999), 1.0)
+        z = ar1_path(rng, length, rng.uniform(0.5, 0.999), 1.0)
     elif kind == "walk":
         z = np.cumsum(rng.standard_normal(length)) / np.sqrt(length)
     else:
-        z = _smooth_path(rng, length)
+        z = smooth_path(rng, length)
     z = rng.uniform(0.05, 1.2) * (z - z.mean()) / (z.std() + 1e-12)
     periods = usable_periods(freq, length, 2.0)[:1] if seasonal else ()
     for p in periods:
-        z += rng.uniform(0.05, 0.6) * _season(rng, length, p)
-    return Sample(_rescale(rng, np.exp(z), True), freq, tuple(periods))
+        z += rng.uniform(0.05, 0.6) * seasonal_pattern(rng, length, p)
+    return Sample(rescale(rng, np.exp(z), True), freq, tuple(periods))
 
 
 # Trend shapes of ``growth``: always a trend (no "none"), mostly ones that keep their slope.
@@ -369,17 +240,17 @@ def growth(rng: np.random.Generator, length: int) -> Sample:
         total = max(total, -2.0)  # a decline to ~14 %, not to zero
     else:
         total = max(total, -0.9)  # additive level 1 + trend stays positive before the noise
-    g = _trend(rng, length, total=total, shapes=_GROWTH_SHAPES)
+    g = trend_path(rng, length, total=total, shapes=_GROWTH_SHAPES)
     season = np.zeros(length)
     if periods:
-        amp = rng.uniform(0.03, 0.4) * np.exp(rng.uniform(0.0, 0.3) * _smooth_path(rng, length))
-        season = amp * _season(rng, length, periods[0])
-    noise = _noise(rng, length, abs(total) * log_uniform(rng, 0.003, 0.3))
+        amp = rng.uniform(0.03, 0.4) * np.exp(rng.uniform(0.0, 0.3) * smooth_path(rng, length))
+        season = amp * seasonal_pattern(rng, length, periods[0])
+    noise = observation_noise(rng, length, abs(total) * log_uniform(rng, 0.003, 0.3))
     if multiplicative:
         y = np.exp(g + noise) * np.clip(1.0 + np.minimum(season, 0.9), 0.05, None)
     else:
         y = 1.0 + g + season + noise
-    return Sample(_rescale(rng, y, multiplicative), freq, tuple(periods))
+    return Sample(rescale(rng, y, multiplicative), freq, tuple(periods))
 
 
 # Mean cycle length range (in steps) of quasi-cycles per frequency label.
@@ -412,21 +283,21 @@ def quasi_cycle(rng: np.random.Generator, length: int) -> Sample:
         x /= x.std() + 1e-12
         periods: tuple[float, ...] = ()
         if freq == "MS" and length >= 36 and rng.random() < 0.5:  # El Nino: cycle + annual season
-            x += rng.uniform(0.3, 1.5) * _season(rng, length, 12.0)
+            x += rng.uniform(0.3, 1.5) * seasonal_pattern(rng, length, 12.0)
             periods = (12.0,)
         y = 1.0 + x * rng.uniform(0.05, 0.5)
-        return Sample(_rescale(rng, y, False), freq, periods)
+        return Sample(rescale(rng, y, False), freq, periods)
     u, k = _cycle_phase(rng, length, period)
     amp = np.exp(0.35 * rng.standard_normal(k.max() + 1))[k]
     if kind == "sunspot":
         shape = np.sin(np.pi * u ** rng.uniform(0.55, 1.0)) ** rng.uniform(1.0, 2.5)
         y = amp * shape + rng.uniform(0.0, 0.1)
         y = np.maximum(y + rng.uniform(0.02, 0.1) * np.sqrt(y + 0.02) * rng.standard_normal(length), 0.0)
-        return Sample(_rescale(rng, y, True), freq, ())
+        return Sample(rescale(rng, y, True), freq, ())
     x = np.sin(2 * np.pi * u) + rng.uniform(0.0, 0.4) * np.sin(4 * np.pi * u + rng.uniform(0, 2 * np.pi))
-    x = x * amp + _ar1(rng, length, rng.uniform(0.0, 0.7), rng.uniform(0.05, 0.3))
+    x = x * amp + ar1_path(rng, length, rng.uniform(0.0, 0.7), rng.uniform(0.05, 0.3))
     y = np.exp(rng.uniform(1.5, 6.0) / 2.0 * x / (np.abs(x).max() + 1e-12))
-    return Sample(_rescale(rng, y, True), freq, ())
+    return Sample(rescale(rng, y, True), freq, ())
 
 
 # The frequency labels a free cycle carries: yearly, where real data has cycles at free periods
@@ -447,17 +318,17 @@ def free_cycle(rng: np.random.Generator, length: int) -> Sample:
     x = np.zeros(length)
     for i, p in enumerate(periods):
         amp = 1.0 if i == 0 else rng.uniform(0.2, 0.8)
-        x += amp * _season(rng, length, p if rng.random() < 0.85 else float(round(p)))
-    envelope = np.exp(rng.uniform(0.0, 0.3) * _smooth_path(rng, length))  # slowly changing amplitude
+        x += amp * seasonal_pattern(rng, length, p if rng.random() < 0.85 else float(round(p)))
+    envelope = np.exp(rng.uniform(0.0, 0.3) * smooth_path(rng, length))  # slowly changing amplitude
     multiplicative = rng.random() < 0.4
     a = rng.uniform(0.05, 0.6)
-    noise = _noise(rng, length, a * log_uniform(rng, 0.01, 0.5))
-    g = _trend(rng, length) if rng.random() < 0.5 else np.zeros(length)
+    noise = observation_noise(rng, length, a * log_uniform(rng, 0.01, 0.5))
+    g = trend_path(rng, length) if rng.random() < 0.5 else np.zeros(length)
     if multiplicative:
         y = np.exp(g + a * envelope * x + noise)
     else:
         y = 1.0 + g + a * envelope * x + noise
-    return Sample(_rescale(rng, y, multiplicative), freq, ())
+    return Sample(rescale(rng, y, multiplicative), freq, ())
 
 
 def solar(rng: np.random.Generator, length: int) -> Sample:
@@ -471,9 +342,9 @@ def solar(rng: np.random.Generator, length: int) -> Sample:
     bump[np.abs(phase - 0.5) > day_fraction / 2.0] = 0.0
     bump **= rng.uniform(1.0, 2.0)
     annual = 1.0 + rng.uniform(0.0, 0.4) * np.sin(2 * np.pi * t / (365.25 * day) + rng.uniform(0, 2 * np.pi))
-    cloud = 1.0 / (1.0 + np.exp(-_ar1(rng, length, rng.uniform(0.8, 0.99), rng.uniform(0.5, 2.5)) - 1.5))
+    cloud = 1.0 / (1.0 + np.exp(-ar1_path(rng, length, rng.uniform(0.8, 0.99), rng.uniform(0.5, 2.5)) - 1.5))
     y = bump * annual * cloud
-    return Sample(_rescale(rng, y, True), freq, (day,))
+    return Sample(rescale(rng, y, True), freq, (day,))
 
 
 def local_trend(rng: np.random.Generator, length: int) -> Sample:
@@ -488,16 +359,16 @@ def local_trend(rng: np.random.Generator, length: int) -> Sample:
     log units when multiplicative, w.p. 0.3)."""
     freq = seasonal_freq(rng, length) if rng.random() < 0.4 else nonseasonal_freq(rng, length)
     periods = usable_periods(freq, length, 2.0)[:1]
-    g, total = _local_linear_trend(rng, length, 0.2, 3.0)
+    g, total = local_linear_trend(rng, length, 0.2, 3.0)
     noise_sd = total / length * log_uniform(rng, 0.001, 1.0)
     season = np.zeros(length)
     if periods:
-        season = rng.uniform(0.02, 0.3) * _season(rng, length, periods[0])
+        season = rng.uniform(0.02, 0.3) * seasonal_pattern(rng, length, periods[0])
     if rng.random() < 0.3:  # multiplicative: the level in log units, a season growing with it
-        y = np.exp(np.clip(g, -2.0, None) + _noise(rng, length, noise_sd)) * (1.0 + season)
-        return Sample(_rescale(rng, y, True), freq, tuple(periods))
-    y = 1.0 + g + season * total + _noise(rng, length, noise_sd)
-    return Sample(_rescale(rng, y, False), freq, tuple(periods))
+        y = np.exp(np.clip(g, -2.0, None) + observation_noise(rng, length, noise_sd)) * (1.0 + season)
+        return Sample(rescale(rng, y, True), freq, tuple(periods))
+    y = 1.0 + g + season * total + observation_noise(rng, length, noise_sd)
+    return Sample(rescale(rng, y, False), freq, tuple(periods))
 
 
 def _evolving_pattern(rng: np.random.Generator, length: int, period: float) -> np.ndarray:
@@ -505,7 +376,7 @@ def _evolving_pattern(rng: np.random.Generator, length: int, period: float) -> n
     seasonal of Harvey's model, smoothed circularly for long periods); initial max |value| 1."""
     p = max(int(round(period)), 2)
     cycles = int(np.ceil(length / p))
-    first = _season(rng, p, float(p))
+    first = seasonal_pattern(rng, p, float(p))
     drift = log_uniform(rng, 0.3, 2.0) / np.sqrt(cycles)
     steps = rng.standard_normal((cycles, p))
     for _ in range(int(rng.integers(0, 3)) + (2 if p > 12 else 0)):
@@ -525,26 +396,26 @@ def evolving_season(rng: np.random.Generator, length: int) -> Sample:
     ``seasonal_trend``'s and ``local_trend``'s seasons barely drift, so the TTMs learnt to forecast
     the average season of their context: a quarterly season that shrank from 1.5 to 0.6 was
     forecast 45 % too large. The pattern's total drift is log-U[0.3, 2] of its initial size, the
-    amplitude envelope exp(U[-1.5, 1.5] t/T), the level ``_local_linear_trend`` (total change
+    amplitude envelope exp(U[-1.5, 1.5] t/T), the level ``local_linear_trend`` (total change
     log-U[0.05, 2], w.p. 0.7) or a random walk (log-U[0.05, 1]); season amplitude U[0.05, 0.5],
     noise sd log-U[0.02, 0.3] of it; multiplicative (log units) w.p. 0.35."""
     freq = seasonal_freq(rng, length)
     periods = usable_periods(freq, length, 2.0)[:1]
     if rng.random() < 0.7:
-        g, _ = _local_linear_trend(rng, length, 0.05, 2.0)
+        g, _ = local_linear_trend(rng, length, 0.05, 2.0)
     else:
-        g = _excursion(np.cumsum(rng.standard_normal(length)), log_uniform(rng, 0.05, 1.0))
+        g = excursion(np.cumsum(rng.standard_normal(length)), log_uniform(rng, 0.05, 1.0))
     amp = rng.uniform(0.05, 0.5)
     season = np.zeros(length)
     if periods:
         season = _evolving_pattern(rng, length, periods[0])
         if rng.random() < 0.6:
             season *= np.exp(rng.uniform(-1.5, 1.5) * np.arange(length) / length)
-    noise = _noise(rng, length, amp * log_uniform(rng, 0.02, 0.3))
+    noise = observation_noise(rng, length, amp * log_uniform(rng, 0.02, 0.3))
     if rng.random() < 0.35:
         y = np.exp(np.clip(g, -2.0, None) + noise) * np.clip(1.0 + amp * season, 0.05, None)
-        return Sample(_rescale(rng, y, True), freq, tuple(periods))
-    return Sample(_rescale(rng, 1.0 + g + amp * season + noise, False), freq, tuple(periods))
+        return Sample(rescale(rng, y, True), freq, tuple(periods))
+    return Sample(rescale(rng, 1.0 + g + amp * season + noise, False), freq, tuple(periods))
 
 
 STRUCTURAL_KINDS: dict[str, Callable[[np.random.Generator, int], Sample]] = {
@@ -582,68 +453,5 @@ def structural(
     sample = STRUCTURAL_KINDS[choose(rng, weights)](rng, length)
     y = np.asarray(sample.target, dtype=np.float64)
     if rng.random() < outlier_prob:
-        y = _add_outliers(rng, y, positive=bool(np.all(y >= 0)))
+        y = add_outliers(rng, y, positive=bool(np.all(y >= 0)))
     return Sample(finite_float32(y), sample.freq, sample.periods)
-
-
-# ----------------------------------------------------------------------------- GluonTS recipes
-# GluonTS' ComplexSeasonalTimeSeries only knows these frequency strings; map them to ours.
-_GLUONTS_FREQ = {"M": "MS", "W": "W-SUN", "D": "D", "H": "h"}
-
-
-def _with_global_seed(seed: int, fn: Callable[[], np.ndarray]) -> np.ndarray:
-    """Run ``fn`` with numpy's global RNG seeded, leaving the caller's global state untouched."""
-    state = np.random.get_state()
-    try:
-        np.random.seed(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn()
-    finally:
-        np.random.set_state(state)
-
-
-def gluonts_artificial(
-    rng: np.random.Generator, length: int, *, complex_seasonal_prob: float = 0.25
-) -> Sample:
-    """A series from GluonTS' artificial generators (recipe DSL or ComplexSeasonalTimeSeries)."""
-    from gluonts.dataset.artificial import ComplexSeasonalTimeSeries
-    from gluonts.dataset.artificial import recipe as rcp
-
-    seed = int(rng.integers(2**31 - 1))
-    if rng.random() < complex_seasonal_prob:
-        fits = [f for f in _GLUONTS_FREQ if usable_periods(_GLUONTS_FREQ[f], length, 2.0)]
-        gl_freq = fits[int(rng.integers(len(fits)))] if fits else "D"
-        freq = _GLUONTS_FREQ[gl_freq]
-        period = int(round(usable_periods(freq, length, 1.0)[0])) if fits else 7
-        low = rng.uniform(-1000.0, 1000.0)
-        options = dict(
-            num_series=1, prediction_length=1, freq_str=gl_freq, length_low=max(length, 2),
-            length_high=max(length, 2) + 1, min_val=low, max_val=low + log_uniform(rng, 1.0, 1e4),
-            is_noise=bool(rng.random() < 0.8), seasonality=period,
-        )
-
-        def make() -> np.ndarray:
-            dataset = ComplexSeasonalTimeSeries(**options)
-            return np.asarray(dataset.make_timeseries(seed=seed)[0]["target"], dtype=np.float64)
-
-        y = _with_global_seed(seed, make)
-        return Sample(y[:length].astype(np.float32), freq, (float(period),))
-
-    freq = seasonal_freq(rng, length)
-    periods = usable_periods(freq, length, 2.0)[:1]
-    terms = [rcp.LinearTrend(slope=rng.normal(0.0, 2.0)),
-             rcp.ARp(phi=[rng.uniform(0.1, 0.95)], sigma=log_uniform(rng, 0.01, 0.5))]
-    for p in periods:
-        terms.append(rcp.SmoothSeasonality(period=p, phase=rng.uniform(0, p)) * rng.uniform(0.2, 3.0))
-    if rng.random() < 0.4:
-        terms.append(rcp.RandomChangepoints(int(rng.integers(1, 5))) * rng.normal(0.0, 1.0))
-    target = terms[0]
-    for term in terms[1:]:
-        target = target + term
-    if rng.random() < 0.2:  # on/off regimes (machine running / idle)
-        target = target * rcp.BinaryMarkovChain(one_to_zero=rng.uniform(0.01, 0.1),
-                                                zero_to_one=rng.uniform(0.05, 0.3))
-    offset = rng.uniform(0.0, 10.0)
-    y = _with_global_seed(seed, lambda: np.asarray(rcp.evaluate(target + offset, length), float))
-    return Sample(finite_float32(y * log_uniform(rng, 0.1, 1e3)), freq, tuple(periods))
