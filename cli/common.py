@@ -14,19 +14,7 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def say_variant(forecaster, model: str) -> None:
-    """When ``model`` is a suite (``ttm``), say on stderr which checkpoint the data chose."""
-    from tsfm.hub import load_suite
-
-    chosen = getattr(forecaster, "model_name_", model)
-    if chosen != model:
-        suite = load_suite(model)
-        freq = forecaster.series_.freq_info.name
-        special = suite is not None and any(f == freq and suite.locate(v) == chosen for f, _, v in suite.by_frequency)
-        from tsfm.inference import log_scale_applies
-
-        mode = forecaster._log_scale_mode()
-        log_note = (f"; positive contexts in log space, --log-scale {mode}"
-                    if log_scale_applies(mode, forecaster.series_.freq_info.season) else "")
-        typer.echo(f"model {chosen} (from suite {model}: median history {forecaster.history_length_:g} points"
-                   f"{f', {freq} data' if special else ''}{log_note})", err=True)
+def say_variant(forecaster) -> None:
+    """When a suite chose the checkpoint (``ttm``), say on stderr which one and why."""
+    if forecaster.plan_.reason:
+        typer.echo(forecaster.plan_.reason, err=True)

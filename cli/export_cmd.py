@@ -1,4 +1,4 @@
-"""``tsfm export``: a model as one ``.onnx`` file for numpy + onnxruntime (optionally int8).
+"""``tsfm export``: a model as one ``.onnx`` file, or a suite as a folder of them, for numpy + onnxruntime.
 
 Registered in ``cli/main.py`` with ``app.command(name="export")(export)``. Bad input ends with
 one line on stderr and exit code 2; the file appears only when the export succeeded.
@@ -7,39 +7,40 @@ one line on stderr and exit code 2; the file appears only when the export succee
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from tsfm.cli.common import fail
 
 
-def default_output(model: str, quantize: str) -> Path:
-    """``ttm.onnx`` / ``ttm-int8.onnx`` (from a directory's name for checkpoints) in the current directory."""
+def default_output(model: str, quantize: str, suite: bool = False) -> Path:
+    """``ttm-512.onnx`` / ``ttm-512-int8.onnx`` (from a directory's name for checkpoints), or for a suite
+    the folder ``ttm-edge`` / ``ttm-int8-edge``, in the current directory."""
     stem = Path(model.rstrip("/\\")).name or "model"
     suffix = "" if quantize in ("none", "fp32") else ("-int8-static" if quantize == "int8-static" else "-int8")
-    return Path(f"{stem}{suffix}.onnx")
+    return Path(f"{stem}{suffix}-edge") if suite else Path(f"{stem}{suffix}.onnx")
 
 
 def export(
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
-    output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Output .onnx file (default: <model>.onnx or <model>-int8.onnx here)"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o",
+        help="Output .onnx file, or folder for a suite (default: <model>.onnx, <model>-int8.onnx, <suite>-edge here)"),
     quantize: str = typer.Option(
         "none", "--quantize", "-q",
         help="none, int8 (= int8-dynamic: 3.4x smaller, accuracy kept) or int8-static (QDQ, calibrated)"),
     target: str = typer.Option(
         "x86", "--target", help="CPU of the int8 file: x86 (AVX2 without VNNI; safe default), x86-vnni or arm"),
-    context_length: Optional[int] = typer.Option(
+    context_length: int | None = typer.Option(
         None, "--context-length", help="History steps the file takes (default and maximum: the model's)"),
-    horizon: Optional[int] = typer.Option(
+    horizon: int | None = typer.Option(
         None, "--horizon", "-h",
         help="Steps to forecast: shorter than the model's is cut in the graph, longer is rolled out by the runtime"),
     calibration_series: int = typer.Option(
         128, "--calibration-series", help="Synthetic series that calibrate int8-static activations"),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration series"),
 ) -> None:
-    """Export a model to ONNX (one file; batch and channels dynamic) for `runtime.py` on any device."""
+    """Export a model to ONNX (one file; batch and channels dynamic), or a suite to a folder, for tsfm_runtime."""
     from tsfm.errors import InputError
 
     if context_length is not None and context_length < 1:
@@ -48,30 +49,42 @@ def export(
         fail("--horizon must be a positive integer")
     if calibration_series < 1:
         fail("--calibration-series must be a positive integer")
-    output = output or default_output(model, quantize)
-    if output.is_dir():
-        fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
     try:
-        from tsfm.export.onnx_export import export_onnx
-        from tsfm.export.runtime import __file__ as runtime_file
-        from tsfm.export.runtime import load
+        from tsfm.export.onnx_export import export_onnx, export_suite
         from tsfm.hub import load_suite
 
         suite = load_suite(model)
+        output = output or default_output(model, quantize, suite is not None)
+        say = lambda line: typer.echo(line, err=True)  # noqa: E731
         if suite is not None:
-            typer.echo(f"model {suite.default} (the default of suite {model}; export another variant by its name)",
-                       err=True)
-        path = export_onnx(
-            model, output, context_length=context_length, horizon=horizon, quantize=quantize, target=target,
-            calibration_series=calibration_series, seed=seed, log=lambda line: typer.echo(line, err=True),
-        )
+            if context_length is not None or horizon is not None:
+                fail(f"--context-length and --horizon apply to one checkpoint; suite {model} exports every checkpoint "
+                     "whole (export one by its name to cut it)")
+            if output.suffix.lower() == ".onnx":
+                fail(f"suite {model} exports to a folder (one .onnx per checkpoint and its suite.json): "
+                     f"give a folder name such as {output.with_suffix('')}-edge")
+            path = export_suite(model, output, quantize=quantize, target=target,
+                                calibration_series=calibration_series, seed=seed, log=say)
+        else:
+            if output.is_dir():
+                fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
+            path = export_onnx(model, output, context_length=context_length, horizon=horizon, quantize=quantize,
+                               target=target, calibration_series=calibration_series, seed=seed, log=say)
     except InputError as err:
         fail(str(err).splitlines()[0] if str(err) else "bad input")
-    edge = load(path)
+    import tsfm_runtime
+
+    edge = tsfm_runtime.load(path)
+    where = Path(tsfm_runtime.__file__).parent
+    if suite is not None:
+        typer.echo(f"{path}/: suite {model} ({', '.join(edge.spec.checkpoints())}), chosen per dataset as "
+                   f"`tsfm forecast --model {model}` chooses; serve it with numpy + onnxruntime only: "
+                   f"tsfm_runtime.load('{path}') (copy {where} to the device)", err=True)
+        return
     typer.echo(
         f"{path}: context {edge.context_length}, horizon {edge.default_horizon}"
         f"{'' if edge.default_horizon == edge.horizon else f' ({edge.horizon} per run, rolled out)'}, "
         f"quantiles {','.join(f'{q:g}' for q in edge.quantiles)}, quantization {edge.quantization}; "
-        f"serve it with numpy + onnxruntime only by copying {Path(runtime_file)} next to it",
+        f"serve it with numpy + onnxruntime only: tsfm_runtime.load('{path}') (copy {where} to the device)",
         err=True,
     )

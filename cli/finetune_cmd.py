@@ -14,7 +14,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -47,27 +46,27 @@ def finetune(
     input: Path = typer.Argument(..., help="CSV (long or wide, as for `tsfm forecast`): the history to adapt to"),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Checkpoint directory to write"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
-    horizon: Optional[int] = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
+    horizon: int | None = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
     fraction: float = typer.Option(0.1, "--fraction", help="Share of each series' training windows (the last ones)"),
     mode: str = typer.Option("head", "--mode", help="head (backbone frozen), decoder, or full"),
-    exog: Optional[list[str]] = typer.Option(None, "--exog", help="Past covariate column(s); repeat for several"),
-    future_exog: Optional[list[str]] = typer.Option(
+    exog: list[str] | None = typer.Option(None, "--exog", help="Past covariate column(s); repeat for several"),
+    future_exog: list[str] | None = typer.Option(
         None, "--future-exog", help="Known-future covariate column(s) (forecast needs --future); repeat for several"
     ),
     max_epochs: int = typer.Option(20, "--max-epochs", help="Most epochs (early stopping usually ends sooner)"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Most optimizer steps"),
-    val_size: Optional[int] = typer.Option(None, "--val-size", help="Points per series held out for validation"),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Default: per mode"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Most optimizer steps"),
+    val_size: int | None = typer.Option(None, "--val-size", help="Points per series held out for validation"),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", "--lr", help="Default: per mode"),
     batch_size: int = typer.Option(64, "--batch-size", help="Windows per step"),
     patience: int = typer.Option(3, "--patience", help="Epochs without validation improvement before stopping"),
-    freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Series id column (long format)"),
-    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column"),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s); repeat for several"),
-    context_length: Optional[int] = typer.Option(None, "--context-length", help="Use at most this many past points"),
+    freq: str | None = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
+    id_col: str | None = typer.Option(None, "--id-col", help="Series id column (long format)"),
+    time_col: str | None = typer.Option(None, "--time-col", help="Timestamp column"),
+    target: list[str] | None = typer.Option(None, "--target", help="Target column(s); repeat for several"),
+    context_length: int | None = typer.Option(None, "--context-length", help="Use at most this many past points"),
     fill: str = typer.Option("mask", "--fill", help="Gaps: mask (default), none, ffill, interpolate or zero"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Torch threads"),
+    num_threads: int | None = typer.Option(None, "--num-threads", help="Torch threads"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output-dir"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
 ) -> None:
@@ -94,7 +93,7 @@ def finetune(
             input, fraction=fraction, mode=mode, max_epochs=max_epochs, max_steps=max_steps, val_size=val_size,
             learning_rate=learning_rate, batch_size=batch_size, patience=patience, progress=not quiet,
         )
-        say_variant(forecaster, model)
+        say_variant(forecaster)
         if quiet:
             typer.echo(forecaster.finetune_report_.summary(), err=True)
         _save(forecaster, output_dir, overwrite)

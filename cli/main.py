@@ -12,7 +12,6 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -44,7 +43,7 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _check_horizon(horizon: Optional[int]) -> None:
+def _check_horizon(horizon: int | None) -> None:
     if horizon is not None and horizon < 1:
         fail("--horizon must be a positive integer")
     if horizon is not None and horizon > MAX_HORIZON:
@@ -53,7 +52,7 @@ def _check_horizon(horizon: Optional[int]) -> None:
              "forecast a coarser frequency instead")
 
 
-def _stream_to_file(source: Optional[Path] = None) -> Path:
+def _stream_to_file(source: Path | None = None) -> Path:
     """stdin (the input ``-``) or a pipe such as ``<(zcat x.gz)`` copied to a temporary file, so it is
     read like any CSV (sniffed, re-read for its header); the copy is removed at exit."""
     import atexit
@@ -71,7 +70,7 @@ def _stream_to_file(source: Optional[Path] = None) -> Path:
     return Path(name)
 
 
-def _split_list(text: Optional[str]) -> list[str]:
+def _split_list(text: str | None) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()] if text else []
 
 
@@ -92,48 +91,51 @@ def _levels_to_quantiles(levels: list[str]) -> list[str]:
 
 @app.command()
 def forecast(
-    input: Path = typer.Argument(..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
-    horizon: Optional[int] = typer.Option(
+    input: Path = typer.Argument(
+        ..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
+    horizon: int | None = typer.Option(
         None, "--horizon", "-H", help=f"Steps to forecast, at most {MAX_HORIZON} (default: from the frequency)"
     ),
-    model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`), checkpoint directory, suite folder (suite.json) or exported .onnx file"),
+    model: str = typer.Option(
+        "ttm", "--model", "-m",
+        help="Model name (see `tsfm models`), checkpoint directory, suite folder (suite.json) or exported .onnx file"),
     quantiles: str = typer.Option(
         "0.1,0.5,0.9", "--quantiles", "-q",
         help="Quantile levels, e.g. 0.1,0.5,0.9; within the model's range (0.1-0.9 for the shipped models)",
     ),
-    level: Optional[str] = typer.Option(
+    level: str | None = typer.Option(
         None, "--level",
         help="Prediction-interval coverages in %, e.g. 50,80; at most 80 for the shipped models (quantiles 0.1-0.9)",
     ),
-    freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Series id column (long format)"),
-    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column"),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s); repeat for several"),
-    exog: Optional[list[str]] = typer.Option(None, "--exog", help="Covariate column(s) (past values); repeat for several"),
-    future_exog: Optional[list[str]] = typer.Option(
+    freq: str | None = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
+    id_col: str | None = typer.Option(None, "--id-col", help="Series id column (long format)"),
+    time_col: str | None = typer.Option(None, "--time-col", help="Timestamp column"),
+    target: list[str] | None = typer.Option(None, "--target", help="Target column(s); repeat for several"),
+    exog: list[str] | None = typer.Option(None, "--exog", help="Covariate column(s) (past values); repeat for several"),
+    future_exog: list[str] | None = typer.Option(
         None, "--future-exog", help="Known-future covariate column(s); their next H values come from --future"
     ),
-    future: Optional[Path] = typer.Option(
+    future: Path | None = typer.Option(
         None, "--future", help="CSV of known-future covariates for the next H steps (id, time, --future-exog columns)"
     ),
-    context_length: Optional[int] = typer.Option(None, "--context-length", help="Use at most this many past points"),
+    context_length: int | None = typer.Option(None, "--context-length", help="Use at most this many past points"),
     batch_size: int = typer.Option(256, "--batch-size", help="Windows per model call"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     fill: str = typer.Option("mask", "--fill", help="Gaps: mask (default), none, ffill, interpolate or zero"),
-    nonnegative: Optional[bool] = typer.Option(
+    nonnegative: bool | None = typer.Option(
         None, "--nonnegative/--allow-negative",
         help="Floor every forecast at zero / never floor (default: floor series whose context has no negative value)",
     ),
-    log_scale: Optional[str] = typer.Option(
+    log_scale: str | None = typer.Option(
         None, "--log-scale",
         help="Forecast in log space: seasonal (positive series of a seasonal frequency), positive or never "
              "(default: the model's choice; the ttm suite says seasonal, single checkpoints never)",
     ),
-    num_threads: Optional[int] = typer.Option(
+    num_threads: int | None = typer.Option(
         None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"
     ),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output CSV (default or '-': stdout)"),
-    plot: Optional[Path] = typer.Option(
+    output: str | None = typer.Option(None, "--output", "-o", help="Output CSV (default or '-': stdout)"),
+    plot: Path | None = typer.Option(
         None, "--plot", help="Write a picture (.png, .pdf, .svg, .jpg) of history + median + 80% band"
     ),
 ) -> None:
@@ -170,6 +172,7 @@ def forecast(
         try:
             from tsfm.data.tables import read_table
             from tsfm.forecaster import Forecaster
+            from tsfm.pipeline import reads_covariates
 
             forecaster = Forecaster(
                 model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
@@ -179,7 +182,7 @@ def forecast(
                 num_threads=num_threads or default_threads(),
             )
             forecaster.fit(input)
-            say_variant(forecaster, model)
+            say_variant(forecaster)
             if forecaster.series_.month_first:
                 typer.echo("note: dates like 03/04/2020 were read month-first (March 4); if they are day-first, "
                            "write them as ISO dates (2020-04-03)", err=True)
@@ -187,7 +190,7 @@ def forecast(
                 series = forecaster.series_
                 what = (series.resolution or "integer steps") if series.step_index else forecaster.freq_
                 typer.echo(f"horizon {forecaster.horizon_} (default for frequency {what})", err=True)
-            uses_covariates = bool(getattr(forecaster.model_.config, "num_exog_channels", 0))
+            uses_covariates = reads_covariates(forecaster.model_)
             if (exog or future_exog or future) and not uses_covariates:
                 typer.echo("note: the zero-shot model forecasts from the targets alone; covariates take effect "
                            "after `tsfm finetune` with --exog/--future-exog", err=True)
@@ -211,16 +214,16 @@ def forecast(
 @app.command()
 def evaluate(
     input: Path = typer.Argument(..., help="CSV with the full history of every series (long or wide)"),
-    horizon: Optional[int] = typer.Option(
+    horizon: int | None = typer.Option(
         None, "--horizon", "-H", help=f"Steps per backtest window (at most {MAX_HORIZON})"
     ),
     n_windows: int = typer.Option(1, "--n-windows", help="Consecutive backtest windows at the end of each series"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name or checkpoint directory"),
-    season: Optional[int] = typer.Option(None, "--season", help="Seasonal period of the MASE scale"),
-    freq: Optional[str] = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
-    id_col: Optional[str] = typer.Option(None, "--id-col"),
-    time_col: Optional[str] = typer.Option(None, "--time-col"),
-    target: Optional[str] = typer.Option(None, "--target"),
+    season: int | None = typer.Option(None, "--season", help="Seasonal period of the MASE scale"),
+    freq: str | None = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
+    id_col: str | None = typer.Option(None, "--id-col"),
+    time_col: str | None = typer.Option(None, "--time-col"),
+    target: str | None = typer.Option(None, "--target"),
 ) -> None:
     """Backtest on the last n-windows x horizon points: MASE, sMAPE (0-200), WQL, 10-90% coverage."""
     from tsfm.errors import InputError

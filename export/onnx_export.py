@@ -11,11 +11,11 @@ Batch and channels are dynamic (channels fixed only for channel-mixing models), 
 fixed per artifact; scaling and NaN handling happen inside the graph. The file's metadata props
 (``tsfm.*``) carry everything a runtime needs: context, horizon, quantile levels, frequency
 vocabulary, quantization preset, input names, tsfm version and family, so that
-``export/runtime.py`` (numpy + onnxruntime only) can serve it.
+``tsfm_runtime`` (numpy + onnxruntime only) can serve it.
 
 Horizon rule: ``horizon`` smaller than the model's truncates the graph's output; larger keeps
 the model's own horizon in the graph and records the request as ``tsfm.default_horizon``: the
-runtime then rolls out (every quantile path fed back, as ``tsfm.inference`` does).
+runtime then rolls out (``tsfm_runtime.rules.rollout``, as the package does).
 
 Graph simplification: onnxslim 0.1.98 was measured on the 790k-parameter TTM: 8 of 356 nodes
 removed, file -0.9%, latency within noise (onnxruntime's load-time optimizations already fuse
@@ -37,7 +37,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +49,10 @@ from tsfm import __version__
 from tsfm.data.freq import FREQ_VOCAB
 from tsfm.errors import InputError
 from tsfm.models.base import ForecastModel
+from tsfm_runtime.edge import FORMAT_VERSION
+from tsfm_runtime.suite import SUITE_FILE
 
 OPSET = 18  # what onnxruntime >= 1.14 runs: older devices keep working
-FORMAT_VERSION = 1  # must match export/runtime.py
 OUTPUT_NAME = "quantiles"
 QUANTIZE_METHODS = ("none", "int8-dynamic", "int8-static")
 QUANTIZE_ALIASES = {"int8": "int8-dynamic", "fp32": "none", "": "none"}
@@ -231,7 +232,7 @@ def artifact_metadata(
     model: ForecastModel, spec: ExportSpec, context: int, horizon: int, default_horizon: int, quantization: str,
     quantization_settings: dict | None = None,
 ) -> dict[str, str]:
-    """The ``tsfm.*`` props every artifact carries (read by export/runtime.py)."""
+    """The ``tsfm.*`` props every artifact carries (read by ``tsfm_runtime.edge``)."""
     return {
         "tsfm.format_version": str(FORMAT_VERSION),
         "tsfm.family": model.config.family,
@@ -319,7 +320,8 @@ def export_onnx(
         onnx.checker.check_model(str(fp32), full_check=True)
         error = check_parity(fp32, model, spec, context, graph_horizon)
         if error > PARITY_TOLERANCE:
-            raise RuntimeError(f"the exported graph differs from the model by {error:.2e} (relative): please report this")
+            raise RuntimeError(f"the exported graph differs from the model by {error:.2e} (relative): "
+                               "please report this")
         if method == "none":
             os.replace(fp32, output)
         else:
@@ -329,16 +331,62 @@ def export_onnx(
     return output
 
 
+def export_suite(
+    name_or_folder: str | Path,
+    output: str | Path,
+    *,
+    quantize: str = "none",
+    target: str = "x86",
+    calibration_series: int = 128,
+    seed: int = 0,
+    log: Log | None = None,
+) -> Path:
+    """Export a suite (``ttm``) as a folder: its ``suite.json`` and one ``.onnx`` per checkpoint it may serve.
+
+    ``tsfm_runtime.load(folder)`` and ``Forecaster(model=folder)`` choose among them with the
+    suite's own rule and value space, so the edge forecasts what the package forecasts. The
+    folder appears whole or not at all (an existing one is replaced only after the export succeeded).
+    """
+    from tsfm.hub import load_suite
+
+    suite = load_suite(name_or_folder)
+    if suite is None:
+        raise InputError(f"'{name_or_folder}' is not a suite: export a checkpoint with export_onnx")
+    log = log or (lambda message: None)
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output '{output}' is a file; a suite exports to a folder: give a folder name")
+    stems = {name: Path(name).name for name in suite.spec.checkpoints()}
+    if len(set(stems.values())) != len(stems):
+        raise InputError(f"suite '{name_or_folder}' has two checkpoints with the same folder name: rename one")
+    spec = replace(suite.spec, default=stems[suite.spec.default],
+                   variants=tuple((stems[n], h) for n, h in suite.spec.variants),
+                   by_frequency=tuple((f, stems[g], stems[s]) for f, g, s in suite.spec.by_frequency))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tsfm-suite-", dir=output.parent) as tmp:
+        staged = Path(tmp) / "suite"
+        staged.mkdir()
+        for name, stem in stems.items():
+            log(f"checkpoint {stem} of suite {suite.name}")
+            export_onnx(suite.locate(name), staged / f"{stem}.onnx", quantize=quantize, target=target,
+                        calibration_series=calibration_series, seed=seed, log=log)
+        (staged / SUITE_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        previous = Path(tmp) / "previous"
+        if output.exists():
+            os.replace(output, previous)
+        os.replace(staged, output)
+    log(f"wrote {output}/ ({len(stems)} checkpoints, {sum(p.stat().st_size for p in output.iterdir()) / 1e6:.2f} MB)")
+    return output
+
+
 def export_forecaster(forecaster, output: str | Path, *, quantize: str = "none", target: str = "x86",
                       horizon: int | None = None, context_length: int | None = None, **options) -> Path:
-    """``Forecaster.export_onnx``: its model, with its horizon (fitted or given) and context length.
+    """``Forecaster.export_onnx``: the checkpoint it serves (fitted: the one its plan chose; else the
+    one its ``model`` names), with its horizon (fitted or given) and context length capped at the model's."""
+    from tsfm.pipeline import load_network
 
-    The forecaster's context length is capped at the model's, as ``Forecaster.predict`` does.
-    """
-    if not hasattr(forecaster, "model_"):
-        forecaster._load_model()
-    model = forecaster.model_
-    if getattr(model.config, "family", "") == "onnx":
+    model = forecaster.model_ if hasattr(forecaster, "model_") else load_network(forecaster.model)
+    if not model.config.capabilities.exportable:
         raise InputError("this Forecaster already runs an exported .onnx file: export from a model or checkpoint")
     horizon = horizon or getattr(forecaster, "horizon_", None) or forecaster.horizon
     context_length = context_length or forecaster.context_length

@@ -67,7 +67,8 @@ def preprocess(fp32: Path, out: Path) -> Path:
     return out
 
 
-def quantize_model(fp32: Path, workdir: Path, method: str, target: str, reader=None) -> tuple[Path, str, dict[str, Any]]:
+def quantize_model(fp32: Path, workdir: Path, method: str, target: str,
+                   reader=None) -> tuple[Path, str, dict[str, Any]]:
     """Quantize ``fp32`` into ``workdir``; returns (path, preset name, the exact settings used)."""
     check_target(target)
     with _quiet_logs():
@@ -147,7 +148,8 @@ def calibration_reader(context: int, uses_freq: bool, n_series: int, seed: int =
     values, mask, freq_id = calibration_windows(context, n_series, seed, channels)
     feeds = []
     for start in range(0, n_series, CALIBRATION_BATCH):
-        batch = {"past_values": values[start:start + CALIBRATION_BATCH], "past_mask": mask[start:start + CALIBRATION_BATCH]}
+        stop = start + CALIBRATION_BATCH
+        batch = {"past_values": values[start:stop], "past_mask": mask[start:stop]}
         if uses_freq:
             batch["freq_id"] = freq_id[start:start + CALIBRATION_BATCH]
         feeds.append(batch)
@@ -207,7 +209,8 @@ def quantize_onnx(
         path, preset, settings = quantize_model(Path(source), Path(tmp), method, target, reader)
         proto = onnx.load(str(path))
         tsfm_props = {k: v for k, v in meta.items() if k.startswith("tsfm.")}
-        tsfm_props.update({"tsfm.quantization": preset, "tsfm.quantization_settings": json.dumps(settings, sort_keys=True)})
+        tsfm_props.update({"tsfm.quantization": preset,
+                           "tsfm.quantization_settings": json.dumps(settings, sort_keys=True)})
         set_metadata(proto, tsfm_props)
         onnx.save_model(proto, path)
         onnx.checker.check_model(str(path), full_check=True)

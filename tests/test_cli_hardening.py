@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from io import StringIO
 from pathlib import Path
 
@@ -150,12 +149,12 @@ def test_forecaster_quantiles_empty_string_and_number(tiny_checkpoint):
 
 
 def test_level_outside_model_range_fails_at_fit_with_the_range(tiny_checkpoint, csv, monkeypatch):
-    import tsfm.inference
+    import tsfm_runtime.rules
 
     def boom(*args, **kwargs):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(tsfm.inference, "forecast_arrays", boom)
+    monkeypatch.setattr(tsfm_runtime.rules, "rollout", boom)
     code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "--level", "95")
     assert code == 2 and "[0.1, 0.9]" in _one_line(err) and "up to 80" in err
     help_text = _run("forecast", "--help")[1]
@@ -178,12 +177,12 @@ def test_forecaster_horizon_cap(tiny_checkpoint):
 
 
 def test_horizon_past_the_last_pandas_date_fails_before_the_model(tiny_checkpoint, csv, monkeypatch):
-    import tsfm.inference
+    import tsfm_runtime.rules
 
     def boom(*args, **kwargs):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(tsfm.inference, "forecast_arrays", boom)
+    monkeypatch.setattr(tsfm_runtime.rules, "rollout", boom)
     code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", str(MAX_HORIZON))  # monthly: year 2800
     assert code == 2 and "2262" in _one_line(err)
     f = Forecaster(model=tiny_checkpoint, horizon=3).fit(monthly_frame(1))
@@ -442,18 +441,15 @@ def test_tz_monthly_and_hourly_keep_zone(tiny_checkpoint):
 
 
 def _edge_model():
-    sys.path.insert(0, str(REPO / "export"))
-    try:
-        import runtime
-    finally:
-        sys.path.pop(0)
+    from tsfm_runtime.edge import EdgeModel
+
     class Graph:  # stands in for the onnxruntime session: zeros, or inf when the values are large
         def run(self, outputs, feeds):
             values = feeds["past_values"]
             fill = np.inf if np.nanmax(np.abs(values)) > 1e30 else 0.0
             return [np.full((len(values), 8, values.shape[2], 3), fill, np.float32)]
 
-    model = object.__new__(runtime.EdgeModel)  # no file needed: a stand-in graph
+    model = object.__new__(EdgeModel)  # no file needed: a stand-in graph
     model.context_length, model.horizon, model.default_horizon, model.batch_size = 32, 8, 8, 256
     model.quantiles, model.channels, model.freq_vocab, model.input_names = (0.1, 0.5, 0.9), None, ("oov",), ()
     model.session = Graph()

@@ -1,4 +1,4 @@
-"""The edge runtime on its own: a fresh venv with only numpy + onnxruntime runs a copy of runtime.py.
+"""The edge runtime on its own: a fresh venv with only numpy + onnxruntime runs a copy of tsfm_runtime.
 
 The venv is built once and cached in pytest's cache directory (``.pytest_cache/d/tsfm-edge-venv``),
 so later runs only pay for the forecast. If pip cannot reach a package registry the venv test
@@ -27,16 +27,18 @@ import torch
 
 from tsfm.export.onnx_export import export_onnx
 from tsfm.hub import load_model
-from tsfm.inference import floor_at_zero, forecast_arrays, from_log_space, pin_constants, to_log_space
+from tsfm.pipeline import torch_step
+from tsfm_runtime.rules import floor_at_zero, from_log_space, pin_constants, rollout, to_log_space
 
-RUNTIME = Path(__file__).resolve().parents[1] / "export" / "runtime.py"
-ALLOWED_IMPORTS = {"__future__", "json", "re", "collections", "pathlib", "numpy", "onnxruntime"}
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime" / "tsfm_runtime"
+ALLOWED_IMPORTS = {"__future__", "json", "re", "collections", "dataclasses", "pathlib", "typing", "numpy",
+                   "onnxruntime", "tsfm_runtime"}
 NETWORK_ERRORS = ("No matching distribution", "Could not find a version", "Failed to establish a new connection",
                   "Temporary failure in name resolution", "Network is unreachable", "Max retries exceeded")
 DRIVER = """
 import json, sys
 import numpy as np
-import runtime
+import tsfm_runtime as runtime
 
 model = runtime.load("model.onnx", num_threads=1)
 data = np.load("inputs.npz")
@@ -99,10 +101,17 @@ def _build_venv(root: Path) -> Path:
     return python
 
 
+def forecast_arrays(model, values, mask, freq_id, horizon):
+    return rollout(torch_step(model, 256, "cpu"), values, mask, freq_id, horizon, model.quantiles,
+                   model.config.prediction_length)
+
+
 def test_runtime_imports_only_numpy_onnxruntime_and_stdlib():
-    tree = ast.parse(RUNTIME.read_text())
-    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    names = set()
+    for path in RUNTIME.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names |= {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert names <= ALLOWED_IMPORTS, names - ALLOWED_IMPORTS
 
 
@@ -120,7 +129,7 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     device = tmp_path / "device"
     device.mkdir()
     export_onnx(tiny_checkpoint, device / "model.onnx", horizon=40)
-    shutil.copy(RUNTIME, device / "runtime.py")
+    shutil.copytree(RUNTIME, device / "tsfm_runtime", ignore=shutil.ignore_patterns("__pycache__"))
     (device / "broken.onnx").write_bytes((device / "model.onnx").read_bytes()[:5000])
     (device / "drive.py").write_text(DRIVER)
 

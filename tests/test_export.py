@@ -16,18 +16,29 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+import tsfm_runtime as runtime
 from conftest import monthly_frame
+from tsfm import Forecaster
 from tsfm.data.freq import FREQ_VOCAB, freq_token
 from tsfm.errors import InputError
-from tsfm.export import runtime
 from tsfm.export.onnx_export import export_forecaster, export_spec, plan_lengths, read_metadata
-from tsfm.export.onnx_model import forecast_with_onnx
 from tsfm.export.quantize import calibration_windows, quantize_onnx
 from tsfm.hub import load_model, save_pretrained
-from tsfm.inference import floor_at_zero, forecast_arrays, pin_constants
 from tsfm.models.ttm import TTM, TTMConfig
+from tsfm.pipeline import torch_step
+from tsfm_runtime.freq import resolution_name
+from tsfm_runtime.rules import floor_at_zero, pin_constants, rollout
 
 torch.set_num_threads(1)
+
+
+def forecast_arrays(model, values, mask, freq_id, horizon):
+    return rollout(torch_step(model, 256, "cpu"), values, mask, freq_id, horizon, model.quantiles,
+                   model.config.prediction_length)
+
+
+def forecast_with_onnx(path, df, **args):
+    return Forecaster(model=str(path), **args).fit(df).predict()
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -178,7 +189,7 @@ def test_freq_aliases_map_like_the_package():
                "B", "C", "W", "W-SAT", "2W", "M", "ME", "MS", "3MS", "12M", "BME", "Q", "QS-OCT", "Q-DEC", "4QS", "BQS",
                "Y", "YS", "A", "A-DEC", "BA", "ms", "us", "1.5h", "MIN", "qs"]
     vocab = list(FREQ_VOCAB)
-    assert [vocab.index(runtime.freq_name(a)) if runtime.freq_name(a) else 0 for a in aliases] == \
+    assert [vocab.index(resolution_name(a)) if resolution_name(a) else 0 for a in aliases] == \
         [freq_token(a) for a in aliases]
 
 

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import monthly_frame
 from tsfm import hub
 from tsfm.models.ttm import TTM, TTMConfig
-
-from conftest import monthly_frame
 
 
 @pytest.fixture()
@@ -129,12 +128,12 @@ def test_cli_says_which_variant_it_chose(suite_dir, tmp_path) -> None:
 
 
 def test_models_command_shows_suite_rule_and_variants(suite_dir, monkeypatch) -> None:
+    import shutil
+
     from typer.testing import CliRunner
 
     from tsfm.cli.main import app
     from tsfm.models import registry
-
-    import shutil
 
     monkeypatch.setitem(registry.FAMILIES, "mini", registry.FAMILIES["ttm"])
     shutil.copytree(suite_dir / "mini-16", suite_dir / "mini-16-a-long-name")
@@ -278,7 +277,7 @@ def test_the_suite_forecasts_positive_seasonal_series_in_log_space(ensemble_suit
     with pytest.raises(InputError, match="log_scale must be None .* seasonal, positive, never"):
         Forecaster(model="minie", log_scale="log").fit(data)
     tuned = Forecaster(model="minie", horizon=6).finetune(data, fraction=1.0, max_steps=1, progress=False)
-    assert tuned._log_scale_mode() == "never"  # fine-tuned on raw values: forecast raw values
+    assert tuned.plan_.log_scale == "never"  # fine-tuned on raw values: forecast raw values
 
 
 def test_a_bad_log_scale_in_suite_json_is_one_line(ensemble_suite) -> None:
@@ -323,3 +322,59 @@ def test_a_saved_suite_forecaster_keeps_forecasting_in_log_space(ensemble_suite,
     loaded = Forecaster.load(f.save(tmp_path / "saved"))
     assert loaded.log_scale == "seasonal"
     pd.testing.assert_frame_equal(loaded.fit(data).predict(), f.predict())
+
+
+@pytest.fixture()
+def exported_suite(suite_dir, tmp_path_factory):
+    """Suite `mini` with a monthly specialist and calibrated intervals, exported to a folder."""
+    from tsfm.export.onnx_export import export_suite
+
+    spec = json.loads((suite_dir / "mini" / hub.SUITE_FILE).read_text())
+    spec["by_frequency"] = {"M": {"mini-64": "mini-16"}}
+    spec["calibration_windows"] = 2
+    (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps(spec))
+    out = tmp_path_factory.mktemp("edge") / "mini-edge"
+    export_suite("mini", out)
+    return out
+
+
+def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, one_torch_thread) -> None:
+    """The folder holds one file per checkpoint; the runtime and the Forecaster on the folder choose the
+    checkpoint the suite chooses and give its forecasts, calibrated by the same backtests."""
+    import tsfm_runtime
+    from tsfm import Forecaster
+
+    assert sorted(p.name for p in exported_suite.iterdir()) == ["mini-16.onnx", "mini-64.onnx", "suite.json"]
+    edge = tsfm_runtime.load(exported_suite)
+    suite = hub.load_suite("mini")
+    for length, freq in ((30, "D"), (60, "D"), (60, "MS"), (30, "W")):
+        df = frame(length, freq, n_series=3)
+        levels = tuple(edge.quantiles)
+        want = Forecaster(model="mini", horizon=12, quantiles=levels).fit(df)
+        got = Forecaster(model=str(exported_suite), horizon=12, quantiles=levels).fit(df)
+        info = want.series_.freq_info
+        assert want.plan_.calibration_windows == got.plan_.calibration_windows == 2
+        assert got.model_name_ == str(exported_suite / f"{want.model_name_}.onnx")
+        assert want.model_name_ == suite.select(want.history_length_, info.season, info.name)
+        cols = ["mean", *map(str, levels)]
+        np.testing.assert_allclose(got.predict()[cols].to_numpy(), want.predict()[cols].to_numpy(), rtol=1e-4, atol=1e-4)
+        values = np.stack([g["y"].to_numpy() for _, g in df.groupby("unique_id")])
+        assert edge.chosen(values, freq=freq) == want.model_name_
+        direct = edge.predict(values, freq=freq, horizon=12)  # [3, 12, 1, Q]
+        np.testing.assert_allclose(direct[:, :, 0].reshape(-1, len(levels)), want.predict()[list(map(str, levels))],
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_cli_exports_a_suite_to_a_folder_only(suite_dir, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tsfm.cli.main import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["export", "--model", "mini", "-o", str(tmp_path / "mini.onnx")])
+    assert bad.exit_code == 2 and "exports to a folder" in bad.stderr and not (tmp_path / "mini.onnx").exists()
+    cut = runner.invoke(app, ["export", "--model", "mini", "--horizon", "4", "-o", str(tmp_path / "x")])
+    assert cut.exit_code == 2 and not (tmp_path / "x").exists()
+    ok = runner.invoke(app, ["export", "--model", "mini", "-o", str(tmp_path / "edge")])
+    assert ok.exit_code == 0, ok.stderr
+    assert (tmp_path / "edge" / "suite.json").is_file() and "tsfm_runtime.load" in ok.stderr

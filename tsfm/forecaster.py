@@ -70,7 +70,8 @@ def _check_future_fits(series, h: int) -> None:
             series.future_index(i, h)
         except (OverflowError, ValueError):
             raise InputError(f"{h} steps of {series.freq} after '{series.ids[i]}' ends run past "
-                             f"{pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold: use a shorter horizon") from None
+                             f"{pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold: "
+                             "use a shorter horizon") from None
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -117,10 +118,14 @@ class Forecaster:
 
     ``log_scale``: which series are forecast in log space (their forecast taken back with exp):
     "seasonal" (strictly positive contexts of a seasonal frequency, spanning at most a factor of
-    100: ``tsfm.inference.log_scale_channels``), "positive" (every such context) or "never".
-    None (default) takes the model's choice: the ``ttm`` suite says "seasonal" (it forecasts
-    multiplicative seasonality better that way, docs/training.md); a single checkpoint, an
-    ``.onnx`` file or a fine-tuned model says "never".
+    100: ``tsfm_runtime.rules.log_scale_channels``), "positive" (every such context) or "never".
+    None (default) takes the model's choice (a suite's ``suite.json``; "never" for a single
+    checkpoint, an ``.onnx`` file or a fine-tuned model).
+
+    ``calibration_windows``: how many backtests of the horizon inside each series' own history
+    calibrate the central intervals (conformal: widened or narrowed until they cover their nominal
+    share there; ``tsfm_runtime.rules.backtest_widening``); 0 turns it off, None takes the model's
+    choice as for ``log_scale``.
     """
 
     def __init__(
@@ -139,6 +144,7 @@ class Forecaster:
         fill: str = "mask",
         nonnegative: bool | None = None,
         log_scale: str | None = None,
+        calibration_windows: int | None = None,
         device: str = "cpu",
         batch_size: int = 256,
         num_threads: int | None = None,
@@ -157,6 +163,7 @@ class Forecaster:
         self.fill = fill
         self.nonnegative = nonnegative
         self.log_scale = log_scale
+        self.calibration_windows = calibration_windows
         self.device = device
         self.batch_size = batch_size
         self.num_threads = num_threads
@@ -169,7 +176,7 @@ class Forecaster:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> "Forecaster":
+    def set_params(self, **params: Any) -> Forecaster:
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
@@ -195,7 +202,8 @@ class Forecaster:
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
             raise NotFittedError(
-                "This Forecaster instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator."
+                "This Forecaster instance is not fitted yet. "
+                "Call 'fit' with appropriate arguments before using this estimator."
             )
 
     # ----------------------------------------------------------------- fitting
@@ -214,28 +222,20 @@ class Forecaster:
 
     def _check_source(self) -> None:
         """Fail on an unknown model or device before reading any data (one line naming the valid ones)."""
-        from tsfm.hub import resolve
+        from tsfm.hub import load_suite, resolve
+        from tsfm.pipeline import is_exported
 
         self._device()
-        if not str(self.model).lower().endswith(".onnx"):
+        if not is_exported(self.model) and load_suite(self.model) is None:  # a suite's checkpoints load at fit
             resolve(self.model)
 
     def _load_model(self, source: str | None = None) -> None:
         """Load ``source`` (default: ``model``; a suite's variant when ``fit`` chose one)."""
-        import torch
-
-        from tsfm.hub import load_model
+        from tsfm.pipeline import is_exported, load_network
 
         source = str(self.model) if source is None else source
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
-        self.device_ = self._device()
-        if source.lower().endswith(".onnx"):  # an exported file: onnxruntime on the CPU
-            from tsfm.export.onnx_model import load_onnx_model
-
-            self.device_, self.model_ = "cpu", load_onnx_model(source, num_threads=self.num_threads)
-        else:
-            self.model_ = load_model(source, device=self.device_)
+        self.device_ = "cpu" if is_exported(source) else self._device()
+        self.model_ = load_network(source, device=self.device_, num_threads=self.num_threads)
         self.model_name_ = source
         self.__dict__.pop("_finetuned_from", None)  # fresh weights: no fine-tune to keep
 
@@ -257,68 +257,38 @@ class Forecaster:
         future = _names(self.future_exog) if self.future_exog is not None else saved.get("future_exog", [])
         return past, future
 
-    def _load_for(self, series) -> None:
-        """Load the model for these series: a suite (``ttm``) picks its variant by their resolution,
-        typical observed length (at most ``context_length``) and season. A fine-tuned model is kept."""
-        from tsfm.hub import select_checkpoint
+    def _plan(self, series) -> None:
+        """Decide what serves these series (``plan_``) and load it; a fine-tuned model is kept."""
+        from tsfm.pipeline import plan
 
-        lengths = np.array([np.isfinite(v).any(axis=1).sum() for v in series.values])
-        self.history_length_ = float(np.median(lengths))
-        usable = min(self.history_length_, self.context_length or np.inf)
-        chosen = select_checkpoint(self.model, usable, series.freq_info.season, series.freq_info.name)
-        if hasattr(self, "model_") and (getattr(self, "_finetuned_from", None) == self.model
-                                        or getattr(self, "model_name_", None) == chosen):
-            return
-        self._load_model(chosen)
+        finetuned = getattr(self, "_finetuned_from", None) == self.model and hasattr(self, "model_")
+        self.plan_ = plan(self.model, series, context_length=self.context_length, log_scale=self.log_scale,
+                          calibration_windows=self.calibration_windows, finetuned=finetuned)
+        self.history_length_ = self.plan_.history
+        if not finetuned and (not hasattr(self, "model_") or getattr(self, "model_name_", None) != self.plan_.source):
+            self._load_model(self.plan_.source)
 
-    def _log_scale_mode(self) -> str:
-        """``log_scale``, else the suite's choice for zero-shot forecasts ("never" once fine-tuned or with covariates)."""
-        from tsfm.hub import load_suite
-
-        if self.log_scale is not None:
-            return self.log_scale
-        if getattr(self, "_finetuned_from", None) is not None or self._uses_covariates():
-            return "never"
-        suite = None if str(self.model).lower().endswith(".onnx") else load_suite(self.model)
-        return suite.log_scale if suite is not None else "never"
-
-    def _uses_covariates(self) -> bool:
-        return bool(getattr(self.model_.config, "num_exog_channels", 0))
-
-    def fit(self, df: pd.DataFrame | str | Path, y: Any = None) -> "Forecaster":
+    def fit(self, df: pd.DataFrame | str | Path, y: Any = None) -> Forecaster:
         """Validate ``df`` (long or wide), load the model and remember each series' context."""
         levels, names = _quantile_names(self.quantiles)
         if self.horizon is not None:
             _check_steps("horizon", self.horizon)
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
-        if self.num_threads is not None and (not isinstance(self.num_threads, (int, np.integer)) or self.num_threads < 1):
+        threads = self.num_threads
+        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise InputError(f"num_threads must be a positive integer (or None), got {self.num_threads!r}")
         if self.nonnegative not in (None, True, False):
             raise InputError(f"nonnegative must be None (decide per series), True or False, got {self.nonnegative!r}")
-        from tsfm.inference import LOG_SCALE_MODES
+        from tsfm.pipeline import check_levels
 
-        if self.log_scale is not None and self.log_scale not in LOG_SCALE_MODES:
-            raise InputError(f"log_scale must be None (the model's choice) or one of {', '.join(LOG_SCALE_MODES)}, "
-                             f"got {self.log_scale!r}")
         self._check_source()
         series = self._series(df)
-        self._load_for(series)
-        self._check_levels(levels)
+        self._plan(series)
+        check_levels(self.model_, levels)
         self._remember(series, levels, names)
         _check_future_fits(series, self.horizon_)
         return self
-
-    def _check_levels(self, levels: Sequence[float]) -> None:
-        """Levels outside the model's quantile range fail now, before the model runs (no extrapolation)."""
-        model_levels = [float(q) for q in self.model_.quantiles]
-        lo, hi = min(model_levels), max(model_levels)
-        bad = [q for q in levels if not lo - 1e-9 <= q <= hi + 1e-9]
-        if bad:
-            raise InputError(
-                f"quantile levels {', '.join(f'{q:g}' for q in bad)} are outside the model's range [{lo:g}, {hi:g}]: "
-                f"ask for levels inside it (--level up to {round(100 * (hi - lo))})"
-            )
 
     def _remember(self, series, levels: list[float], names: list[str]) -> None:
         """The fitted attributes: the series' context, frequency, horizon and quantile columns."""
@@ -328,8 +298,6 @@ class Forecaster:
         self.levels_, self.quantile_names_ = levels, names
         self.series_ids_ = list(series.ids)
         self.X_future_ = None
-        if not hasattr(self, "history_length_"):
-            self.history_length_ = float(np.median([np.isfinite(v).any(axis=1).sum() for v in series.values]))
 
     def finetune(
         self,
@@ -344,7 +312,7 @@ class Forecaster:
         patience: int = 3,
         progress: bool = True,
         X_future: pd.DataFrame | None = None,
-    ) -> "Forecaster":
+    ) -> Forecaster:
         """Few-shot fine-tuning on ``df`` (Lightning), then ready to ``predict`` its series; returns self.
 
         Starts from the weights ``model`` names, trains on the last ``fraction`` of each series'
@@ -355,6 +323,7 @@ class Forecaster:
         univariate model into a covariate-aware one. ``X_future`` (known-future covariates for
         the next ``horizon`` steps) is checked now and used by ``predict()``.
         """
+        from tsfm.pipeline import future_covariates, plan
         from tsfm.train.finetune import finetune_model
 
         self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
@@ -366,84 +335,24 @@ class Forecaster:
             batch_size=batch_size, patience=patience, progress=progress, device=self.device_,
         )
         self._finetuned_from = self.model
+        self.plan_ = plan(self.model, self.series_, context_length=self.context_length, log_scale=self.log_scale,
+                          calibration_windows=self.calibration_windows, finetuned=True)  # trained on raw values
         if progress:
             print(self.finetune_report_.summary(), file=sys.stderr)
         if X_future is not None:
-            self._future_covariates(self.series_, self.horizon_, X_future)  # fail now, not at predict
+            future_covariates(self.model_, self.series_, self.horizon_, X_future)  # fail now, not at predict
             self.X_future_ = X_future
         return self
 
     # ----------------------------------------------------------------- predicting
-    def _forecast(self, series, h: int, levels: Sequence[float] | None = None,
-                  names: Sequence[str] | None = None, X_future: Any = None,
-                  future_exog: np.ndarray | None = None) -> pd.DataFrame:
-        from tsfm.data.forecast_frame import forecast_frame
-        from tsfm.data.windows import inference_windows
-        from tsfm.inference import (floor_at_zero, forecast_arrays, from_log_space, interpolate_levels,
-                                    log_scale_channels, pin_constants, to_log_space)
-
-        context = self.context_length or self.model_.config.context_length
-        context = min(int(context), self.model_.config.context_length)
-        windows = inference_windows(series, context)
-        past_values, past_mask, freq_id = windows["past_values"], windows["past_mask"], windows["freq_id"]
-        past_exog = None
-        if self._uses_covariates():
-            past_exog = self._past_covariates(windows)
-            if future_exog is None:
-                future_exog = self._future_covariates(series, h, X_future)
-        logged = log_scale_channels(past_values, past_mask, self._log_scale_mode(), series.freq_info.season)
-        model_values = to_log_space(past_values, past_mask, logged) if logged.any() else past_values
-        raw = forecast_arrays(self.model_, model_values, past_mask, freq_id, h, self.batch_size, self.device_,
-                              past_exog=past_exog, future_exog=future_exog)
-        raw = from_log_space(raw, model_values, past_mask, logged)
-        raw = floor_at_zero(pin_constants(raw, past_values, past_mask), past_values, past_mask, self.nonnegative)
-        model_levels = list(self.model_.quantiles)
-        levels = list(levels if levels is not None else self.levels_)
-        names = list(names if names is not None else self.quantile_names_)
-        quantiles = interpolate_levels(raw, model_levels, levels)
-        median = interpolate_levels(raw, model_levels, [0.5])[..., 0]
-        return forecast_frame(series, quantiles, levels, names, mean=median)
-
-    def _past_covariates(self, windows: dict) -> np.ndarray:
-        """``past_exog [N, L, E]`` for a covariate-aware model; InputError when the columns do not match."""
-        expected = int(self.model_.config.num_exog_channels)
-        got = windows.get("past_exog")
-        width = 0 if got is None else got.shape[-1]
-        if width != expected:
-            saved = _checkpoint_roles(self.model)
-            named = [*saved.get("past_exog", []), *saved.get("future_exog", [])]
-            hint = f" ({', '.join(named)})" if named else ""
-            raise InputError(
-                f"this model was fine-tuned with {expected} covariate column(s){hint} but {width} were given; "
-                "pass the same past_exog/future_exog columns (CLI: --exog/--future-exog)"
-            )
-        return got
-
-    def _future_covariates(self, series, h: int, X_future: Any) -> np.ndarray | None:
-        """``future_exog [N, h, Ep + Ef]`` (NaN for the past-only columns) or None when the model has no mixer."""
-        from tsfm.data.windows import future_exog_windows
-
-        n_future = len(series.future_exog_names)
-        if not n_future or not getattr(self.model_.config, "enable_exog_mixer", False):
-            return None
-        if X_future is None:
-            raise InputError(
-                f"this model uses known-future covariates ({', '.join(series.future_exog_names)}): pass X_future "
-                f"with their values for the next {h} steps of every series (CLI: --future FILE)"
-            )
-        known = future_exog_windows(series, X_future, h)  # [N, h, Ef], validated
-        unknown = np.full(known.shape[:2] + (len(series.past_exog_names),), np.nan, dtype=np.float32)
-        return np.concatenate([unknown, known], axis=-1)
-
-    def _backtest_covariates(self, series, head, h: int) -> np.ndarray | None:
-        """Known-future covariates after each backtest cutoff, read from the series' own columns."""
-        if not self._uses_covariates() or series.future_exog is None:
-            return None
-        if not getattr(self.model_.config, "enable_exog_mixer", False):
-            return None
-        known = np.stack([f[len(v):len(v) + h] for f, v in zip(series.future_exog, head.values)]).astype(np.float32)
-        unknown = np.full(known.shape[:2] + (len(series.past_exog_names),), np.nan, dtype=np.float32)
-        return np.concatenate([unknown, known], axis=-1)
+    def forecast_options(self) -> dict[str, Any]:
+        """How the fitted Forecaster runs ``tsfm.pipeline.forecast``: its plan's value space and its settings."""
+        self._check_fitted()
+        saved = _checkpoint_roles(self.model)
+        return {"log_scale": self.plan_.log_scale, "calibration_windows": self.plan_.calibration_windows,
+                "nonnegative": self.nonnegative,
+                "context_length": self.context_length, "batch_size": self.batch_size, "device": self.device_,
+                "trained_with": [*saved.get("past_exog", []), *saved.get("future_exog", [])]}
 
     def predict(
         self, df: pd.DataFrame | str | Path | None = None, h: int | None = None, X_future: pd.DataFrame | None = None
@@ -453,6 +362,8 @@ class Forecaster:
         ``X_future``: known-future covariates for the next ``h`` steps (models fine-tuned with
         ``future_exog``); for the fitted series it is remembered (plots use it).
         """
+        from tsfm.pipeline import check_levels, forecast_frame, reads_covariates
+
         self._check_fitted()
         if h is not None:
             _check_steps("h", h)
@@ -461,38 +372,41 @@ class Forecaster:
                                  "call fit(df) first, or predict(df)")
         if not hasattr(self, "levels_"):
             levels, names = _quantile_names(self.quantiles)
-            self._check_levels(levels)
+            check_levels(self.model_, levels)
             self.levels_, self.quantile_names_ = levels, names
         series = self.series_ if df is None else self._series(df)
+        if not hasattr(self, "plan_"):
+            self._plan(series)
         if not hasattr(self, "horizon_"):
             self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
-        _check_future_fits(series, int(h) if h is not None else self.horizon_)
-        if not self._uses_covariates():
+        h = int(h) if h is not None else self.horizon_
+        _check_future_fits(series, h)
+        if not reads_covariates(self.model_):
             if X_future is not None:
                 print("warning: this model was not trained with covariates; X_future is ignored "
                       "(fine-tune with covariates first)", file=sys.stderr)
-            return self._forecast(series, int(h) if h is not None else self.horizon_)
-        if df is None:
+            X_future = None
+        elif df is None:
             X_future = X_future if X_future is not None else self.X_future_
             self.X_future_ = X_future
-        return self._forecast(series, int(h) if h is not None else self.horizon_, X_future=X_future)
+        return forecast_frame(self.model_, series, h, self.levels_, self.quantile_names_, x_future=X_future,
+                              **self.forecast_options())
 
     def predict_band(self, h: int | None = None, max_series: int | None = None) -> pd.DataFrame:
         """Median and 80% band (levels 0.1/0.5/0.9) of the fitted series, whatever ``quantiles`` is."""
+        from tsfm.pipeline import forecast_frame, future_covariates
+
         self._check_fitted()
-        series = self.series_
+        h = int(h or self.horizon_)
+        series, future_exog = self.series_, None
+        x_future = getattr(self, "X_future_", None)
         if max_series is not None and len(series) > max_series:
             series = series.subset(list(range(max_series)))
-        x_future = getattr(self, "X_future_", None)
-        if x_future is not None and max_series is not None and len(self.series_) > max_series:
-            from tsfm.data.windows import future_exog_windows
-
-            full = future_exog_windows(self.series_, x_future, int(h or self.horizon_))[:max_series]
-            unknown = np.full(full.shape[:2] + (len(series.past_exog_names),), np.nan, dtype=np.float32)
-            return self._forecast(series, int(h or self.horizon_), (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"),
-                                  future_exog=np.concatenate([unknown, full], axis=-1))
-        return self._forecast(series, int(h or self.horizon_), (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"),
-                              X_future=x_future)
+            if x_future is not None:
+                full = future_covariates(self.model_, self.series_, h, x_future)
+                future_exog = None if full is None else full[:max_series]
+        return forecast_frame(self.model_, series, h, (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"), x_future=x_future,
+                              future_exog=future_exog, **self.forecast_options())
 
     def cross_validation(
         self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1, step_size: int | None = None
@@ -502,6 +416,8 @@ class Forecaster:
         Window k (oldest first) forecasts ``h`` points from everything before its cutoff.
         """
         from tsfm.data.backtest import backtest_windows
+        from tsfm.pipeline import backtest_covariates, forecast_frame
+
         if not self.__sklearn_is_fitted__():
             self.fit(df)
         series = self._series(df)
@@ -509,7 +425,9 @@ class Forecaster:
         step = int(step_size or h)
         frames = []
         for head, tails in backtest_windows(series, h, n_windows, step):
-            forecast = self._forecast(head, h, future_exog=self._backtest_covariates(series, head, h))
+            forecast = forecast_frame(self.model_, head, h, self.levels_, self.quantile_names_,
+                                      future_exog=backtest_covariates(self.model_, series, head, h),
+                                      **self.forecast_options())
             cutoffs = pd.Series([head.last_timestamp(i) for i in range(len(head))], index=head.ids)
             forecast.insert(2, "cutoff", forecast["unique_id"].map(cutoffs) if not head.ids_as_channels
                             else head.last_timestamp(0))
@@ -531,7 +449,8 @@ class Forecaster:
         if series.n_channels > 1:
             raise InputError("evaluate scores univariate series: pass one --target per series")
         keys = ["unique_id", "ds", "cutoff"]
-        forecast = cv.drop(columns=["y", "mean"]).rename(columns=dict(zip(self.quantile_names_, map(str, self.levels_))))
+        names = dict(zip(self.quantile_names_, map(str, self.levels_)))
+        forecast = cv.drop(columns=["y", "mean"]).rename(columns=names)
         return evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
                                   int(m or series.freq_info.season), self.levels_)
 
@@ -551,7 +470,8 @@ class Forecaster:
         save_pretrained(self.model_, out, card=card)
         params = self.get_params()
         params["model"] = None  # the checkpoint is this directory
-        params["log_scale"] = self._log_scale_mode()  # a suite's choice, which the bare checkpoint would not know
+        params["log_scale"] = self.plan_.log_scale  # a suite's choices, which the bare checkpoint would not know
+        params["calibration_windows"] = self.plan_.calibration_windows
         quantiles = params["quantiles"]
         params["quantiles"] = (_quantile_names(quantiles)[1] if isinstance(quantiles, str)
                                 else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))
@@ -563,7 +483,7 @@ class Forecaster:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Forecaster":
+    def load(cls, directory: str | Path) -> Forecaster:
         """A Forecaster on the checkpoint in ``directory``, fitted on the series it was saved with
         (``predict()`` works at once; ``fit(df)`` or ``predict(df)`` forecasts other data)."""
         path = Path(directory)

@@ -20,11 +20,13 @@ class TSFMPredictor(Predictor):
 
     def predict(self, dataset: Dataset, **kwargs) -> Iterator[QuantileForecast]:
         from tsfm.data.gluonts_adapters import from_gluonts, period_freq
+        from tsfm.pipeline import forecast_frame
 
         entries = list(dataset)
         series = from_gluonts(entries, freq=self.forecaster.freq_)
-        frame = self.forecaster._forecast(series, self.prediction_length)
         names = list(self.forecaster.quantile_names_)
+        frame = forecast_frame(self.forecaster.model_, series, self.prediction_length, self.forecaster.levels_, names,
+                               **self.forecaster.forecast_options())
         h = self.prediction_length
         for i, entry in enumerate(entries):
             rows = frame.iloc[i * h:(i + 1) * h]

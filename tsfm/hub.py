@@ -14,15 +14,14 @@ from pathlib import Path
 import torch
 
 from tsfm.errors import InputError
-from tsfm.inference import LOG_SCALE_MODES
 from tsfm.models.base import ForecastModel
 from tsfm.models.registry import FAMILIES, build_model
+from tsfm_runtime.suite import SUITE_FILE, SuiteSpec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
-SUITE_FILE = "suite.json"
 
 
 def save_pretrained(model: ForecastModel, directory: str | Path, card: str | None = None) -> Path:
@@ -43,67 +42,52 @@ def save_pretrained(model: ForecastModel, directory: str | Path, card: str | Non
 class Suite:
     """One shipped name (``ttm``) served by several checkpoints, one chosen per dataset.
 
-    granite-tsfm ships TTM as context/horizon revisions and picks one for the data at hand; a
-    suite does the same from ``tsfm/weights/<name>/suite.json``: each variant names a shipped
-    checkpoint and the shortest typical history it is meant for (``min_history``), and a
-    variant is only eligible when its context covers ``min_seasons`` seasons of the data's
-    frequency (a 96-step window is two days of half-hourly data but under two years of weekly).
-    ``by_frequency`` names specialists: variants trained on for one resolution (canonical names:
-    ``"Y"`` yearly, ``"M"`` monthly) that stand in for a general variant on data of that
-    resolution, as granite-tsfm offers frequency-tuned TTM revisions.
-
-    An ensemble variant is eligible only when every member's context covers those seasons (a
-    96-step member cannot read a yearly season of weekly data), and among variants for the same
-    ``min_history`` the first listed eligible one wins: an ensemble listed before its long-context
-    member serves where both are eligible, the member alone where only it is. ``log_scale`` is the
-    Forecaster's default for the suite's forecasts (``tsfm.inference.log_scale_channels``).
-
-    A folder holding a ``suite.json`` (and no checkpoint) is a suite too: its variants are
-    checkpoint folders beside the file or paths, else shipped names. That is how a trial swaps one
-    variant for a new checkpoint and benchmarks the whole suite unchanged otherwise.
+    The selection rule is ``tsfm_runtime.suite.SuiteSpec``'s (the edge runtime chooses the same
+    way); this class finds the checkpoints. A folder holding a ``suite.json`` (and no checkpoint)
+    is a suite too: its variants are checkpoint folders or exported ``.onnx`` files beside the
+    file, else shipped names. That is how a trial swaps one variant for a new checkpoint and
+    benchmarks the whole suite unchanged otherwise, and how an exported suite forecasts.
     """
 
     name: str
-    default: str
-    variants: tuple[tuple[str, int], ...]  # (checkpoint name, min_history), ascending min_history
-    min_seasons: float = 2.0
-    by_frequency: tuple[tuple[str, str, str], ...] = ()  # (canonical frequency, general variant, specialist)
+    spec: SuiteSpec
     root: Path | None = None  # the suite's folder when it is not shipped
-    log_scale: str = "never"
+
+    default = property(lambda self: self.spec.default)
+    variants = property(lambda self: self.spec.variants)
+    by_frequency = property(lambda self: self.spec.by_frequency)
+    min_seasons = property(lambda self: self.spec.min_seasons)
+    log_scale = property(lambda self: self.spec.log_scale)
 
     def locate(self, variant: str) -> str:
-        """The checkpoint a variant names: a folder in (or a path from) ``root``, else a shipped name."""
-        if self.root is not None and (self.root / variant).is_dir():
-            return str(self.root / variant)
+        """The checkpoint a variant names: a folder or ``.onnx`` file in ``root``, else a shipped name."""
+        if self.root is not None:
+            for candidate in (self.root / variant, self.root / f"{variant}.onnx"):
+                if candidate.exists():
+                    return str(candidate)
         return variant
+
+    def variant_of(self, located: str) -> str:
+        """The variant name of a located checkpoint (``locate``'s inverse)."""
+        return next((v for v in self.spec.checkpoints() if self.locate(v) == located), located)
 
     def context_length(self, variant: str) -> int:
         """The shortest context the variant reads: its own, or for an ensemble its shortest member's."""
-        config = json.loads((resolve(self.locate(variant)) / CONFIG_FILE).read_text())
+        located = self.locate(variant)
+        if located.lower().endswith(".onnx"):
+            from tsfm_runtime.edge import load as load_exported
+
+            return load_exported(located).context_length
+        config = json.loads((resolve(located) / CONFIG_FILE).read_text())
         return int(min([m["context_length"] for m in config.get("members", [])] or [config["context_length"]]))
 
     def specialist(self, variant: str, freq: str) -> str | None:
         """The variant that stands in for ``variant`` on data of resolution ``freq``, if any."""
-        return next((s for f, v, s in self.by_frequency if f == freq and v == variant), None)
+        return self.spec.specialist(variant, freq)
 
     def select(self, history: float, season: int, freq: str = "") -> str:
-        """The variant for series of resolution ``freq`` whose typical (median) observed length is
-        ``history``: among the variants covering ``min_seasons`` seasons, the one for the longest
-        ``min_history`` the history reaches (else the shortest such one), the default when none
-        covers them; then its specialist for ``freq`` when the suite has one."""
-        chosen = self._by_length(history, season)
-        return self.locate(self.specialist(chosen, freq) or chosen)
-
-    def _by_length(self, history: float, season: int) -> str:
-        covering = [(name, h) for name, h in self.variants
-                    if self.context_length(name) >= self.min_seasons * max(season, 1)]
-        if not covering:
-            return self.default
-        reached = [(name, h) for name, h in covering if history >= h]
-        if not reached:
-            return covering[0][0]
-        longest = max(h for _, h in reached)
-        return next(name for name, h in reached if h == longest)
+        """The checkpoint (located) for series of resolution ``freq`` and typical observed length ``history``."""
+        return self.locate(self.spec.select(history, season, freq, self.context_length))
 
 
 def load_suite(name: str | Path) -> Suite | None:
@@ -114,15 +98,13 @@ def load_suite(name: str | Path) -> Suite | None:
         return None
     if (path.parent / CONFIG_FILE).exists():
         raise InputError(f"{path.parent} holds both a suite and a checkpoint: remove one")
-    spec = json.loads(path.read_text())
-    variants = tuple(sorted(((v["name"], int(v["min_history"])) for v in spec["variants"]), key=lambda v: v[1]))
-    by_frequency = tuple(sorted((freq, general, special) for freq, pairs in spec.get("by_frequency", {}).items()
-                                for general, special in pairs.items()))
-    label = str(name) if root is not None else str(name).lower()
-    log_scale = spec.get("log_scale", "never")
-    if log_scale not in LOG_SCALE_MODES:
-        raise InputError(f"{path}: log_scale must be one of {', '.join(LOG_SCALE_MODES)}, got {log_scale!r}")
-    return Suite(label, spec["default"], variants, float(spec.get("min_seasons", 2.0)), by_frequency, root, log_scale)
+    try:
+        spec = SuiteSpec.from_dict(json.loads(path.read_text()), str(path))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read {path}: {err}") from None
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return Suite(str(name) if root is not None else str(name).lower(), spec, root)
 
 
 def select_checkpoint(name_or_path: str | Path, history: float, season: int, freq: str = "") -> str:

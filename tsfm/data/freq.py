@@ -19,52 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
+from tsfm_runtime import freq as freqs
 
 from tsfm.data.grid import Calendar, Segments, grid_of, grid_positions
 from tsfm.data.messages import quoted_names
 from tsfm.data.timestamps import DAY_NS
 from tsfm.errors import InputError
 
-# Resolution tokens for TTM's resolution prefix tuning. Index = token id; 0 is out-of-vocabulary.
-# Unlike granite-tsfm's mapping, monthly, quarterly and yearly data get tokens of their own.
-FREQ_VOCAB: tuple[str, ...] = (
-    "oov", "s", "min", "5min", "10min", "15min", "30min", "h", "D", "B", "W", "M", "Q", "Y",
-)
-
-# canonical name -> (seasonal period, default horizon). Seasonal periods follow the eval
-# manifest (Y=1, Q=4, M=12, W=52, D=7, B=5, h=24, 30min=48); horizons follow M4
-# (H 48, D 14, W 13, M 18, Q 8, Y 6) with one day of steps for sub-hourly data.
-_TABLE: dict[str, tuple[int, int]] = {
-    "s": (60, 60),
-    "min": (1440, 1440),
-    "5min": (288, 288),
-    "10min": (144, 144),
-    "15min": (96, 96),
-    "30min": (48, 48),
-    "h": (24, 48),
-    "D": (7, 14),
-    "B": (5, 14),
-    "W": (52, 13),
-    "M": (12, 18),
-    "Q": (4, 8),
-    "Y": (1, 6),
-}
-
-# pandas offset class name -> (canonical base name, seconds-ish rank used to order resolutions)
-_BASES: dict[str, str] = {
-    "Second": "s",
-    "Minute": "min",
-    "Hour": "h",
-    "Day": "D",
-    "BusinessDay": "B",
-    "Week": "W",
-    "MonthBegin": "M",
-    "MonthEnd": "M",
-    "QuarterBegin": "Q",
-    "QuarterEnd": "Q",
-    "YearBegin": "Y",
-    "YearEnd": "Y",
-}
+# The resolution names, seasonal periods, default horizons and tokens are the edge runtime's
+# tables (numpy-only), so that an exported model reads a frequency exactly as the package does.
+FREQ_VOCAB = freqs.FREQ_VOCAB
 
 
 @dataclass(frozen=True)
@@ -80,27 +44,7 @@ class FreqInfo:
 
 def canonical_name(freq: str | pd.DateOffset) -> str:
     """Canonical resolution name of a frequency ("" if unknown): ``QS-OCT`` -> ``Q``, ``30min`` -> ``30min``."""
-    offset = to_offset(freq)
-    base = _BASES.get(type(offset).__name__, "")
-    if not base:
-        return ""
-    n = offset.n
-    if base == "min":
-        name = "min" if n == 1 else f"{n}min"
-        if n == 60:
-            return "h"
-        return name if name in _TABLE else ""
-    if base == "s":
-        return "s" if n == 1 else ("min" if n == 60 else "")
-    if base == "h":
-        return "h" if n == 1 else ("D" if n == 24 else "")
-    if base == "D":
-        return "D" if n == 1 else ("W" if n == 7 else "")
-    if base == "M":
-        return "M" if n == 1 else ("Q" if n == 3 else ("Y" if n == 12 else ""))
-    if base == "Q":
-        return "Q" if n == 1 else ("Y" if n == 4 else "")
-    return base if n == 1 else ""
+    return freqs.resolution_name(to_offset(freq).freqstr)
 
 
 def freq_info(freq: str | pd.DateOffset) -> FreqInfo:
@@ -110,9 +54,8 @@ def freq_info(freq: str | pd.DateOffset) -> FreqInfo:
     """
     offset = to_offset(freq)
     name = canonical_name(offset)
-    season, horizon = _TABLE.get(name, (1, 14))
-    token = FREQ_VOCAB.index(name) if name in FREQ_VOCAB else 0
-    return FreqInfo(alias=offset.freqstr, name=name, season=season, horizon=horizon, token=token)
+    season, horizon = freqs.season_and_horizon(name)
+    return FreqInfo(alias=offset.freqstr, name=name, season=season, horizon=horizon, token=freqs.token(name))
 
 
 def freq_token(freq: str | pd.DateOffset | None) -> int:

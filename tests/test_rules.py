@@ -1,4 +1,5 @@
-"""The shared forecasting path: level interpolation, rollout past the model horizon, constants."""
+"""The rules around a network (``tsfm_runtime.rules``): level interpolation, rollout past the model
+horizon, constants, floor at zero, log space."""
 
 from dataclasses import dataclass
 
@@ -6,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from tsfm.errors import InputError
-from tsfm.inference import (
+from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
+from tsfm.pipeline import torch_step
+from tsfm_runtime.rules import (
     constant_channels,
     floor_at_zero,
-    forecast_arrays,
     from_log_space,
     interpolate_levels,
     log_scale_channels,
     nonnegative_channels,
     pin_constants,
+    rollout,
     to_log_space,
 )
-from tsfm.models.base import ForecastModel, ModelConfig, prepare_inputs
 
 
 @dataclass
@@ -43,6 +44,11 @@ def _model(h=4, spread=1.0):
     return LastValueModel(LastValueConfig(context_length=8, prediction_length=h, spread=spread))
 
 
+def forecast_arrays(model, past, mask, freq_id, horizon):
+    return rollout(torch_step(model, 256, "cpu"), past, mask, freq_id, horizon, model.quantiles,
+                   model.config.prediction_length)
+
+
 def test_interpolate_levels_linear_and_exact():
     values = np.array([[1.0, 2.0, 4.0]])
     out = interpolate_levels(values, [0.1, 0.5, 0.9], [0.1, 0.3, 0.5, 0.7])
@@ -50,7 +56,7 @@ def test_interpolate_levels_linear_and_exact():
 
 
 def test_interpolate_levels_rejects_out_of_range():
-    with pytest.raises(InputError, match="outside the model's range"):
+    with pytest.raises(ValueError, match="outside the model's range"):
         interpolate_levels(np.zeros((1, 3)), [0.1, 0.5, 0.9], [0.05])
 
 
@@ -120,7 +126,7 @@ def test_log_scale_channels_by_mode_and_season():
     assert log_scale_channels(past, mask, "seasonal", season=12).tolist() == [[True, False], [True, False]]
     assert not log_scale_channels(past, mask, "seasonal", season=1).any()  # yearly data stays raw
     assert not log_scale_channels(past, mask, "never", season=12).any()
-    with pytest.raises(InputError, match="log_scale must be one of seasonal, positive, never"):
+    with pytest.raises(ValueError, match="log_scale must be one of seasonal, positive, never"):
         log_scale_channels(past, mask, "always", season=12)
 
 
@@ -139,3 +145,59 @@ def test_log_space_round_trip_is_bounded_by_the_context_range():
     assert np.array_equal(back[0, 0, 1], q[0, 0, 1])
     assert np.all(np.diff(back, axis=-1) >= 0)  # exp keeps quantiles sorted
     assert from_log_space(q, logs, mask, np.zeros_like(logged)) is q
+
+
+def test_conformal_widening_reaches_nominal_coverage_on_exchangeable_data():
+    """Forecasts that think the noise is N(0, 1) when it is N(0, 2): the 80% interval covers about 52%;
+    widened by what one half of the data says, it covers 80% of the other half (and the 40% one 40%)."""
+    from scipy.stats import norm
+
+    from tsfm_runtime.rules import conformal_widening, widen
+
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    rng = np.random.default_rng(0)
+    actual = rng.normal(0, 2, (400, 12, 1))
+    quantiles = np.broadcast_to(norm.ppf(levels), (400, 12, 1, 9)).astype(np.float32)
+    known = np.ones(actual.shape, dtype=bool)
+    widening = conformal_widening(quantiles[:200], actual[:200], known[:200], levels)
+    assert widening.shape == (4,) and np.all(widening > 0)
+    calibrated = widen(quantiles[200:], widening, levels)
+    test = actual[200:, :, 0]
+    for lo, hi, nominal in ((0, 8, 0.8), (2, 6, 0.4)):
+        raw = np.mean((test >= quantiles[200:, :, 0, lo]) & (test <= quantiles[200:, :, 0, hi]))
+        got = np.mean((test >= calibrated[:, :, 0, lo]) & (test <= calibrated[:, :, 0, hi]))
+        assert raw < nominal - 0.1 and abs(got - nominal) < 0.03
+    assert np.array_equal(calibrated[..., 4], quantiles[200:, ..., 4])  # the median stays
+
+
+def test_widen_keeps_levels_sorted_and_zero_changes_nothing():
+    from tsfm_runtime.rules import conformal_widening, interval_pairs, widen
+
+    levels = (0.1, 0.5, 0.9)
+    q = np.sort(np.random.default_rng(2).normal(size=(3, 4, 2, 3)), axis=-1).astype(np.float32)
+    assert interval_pairs(levels) == [(0, 2)]
+    np.testing.assert_array_equal(widen(q, np.zeros(1), levels), q)
+    assert np.all(np.diff(widen(q, np.array([-0.5]), levels), axis=-1) >= 0)  # narrowed to the midpoint, no crossing
+    too_few = conformal_widening(q[:1, :1, :1], np.zeros((1, 1, 1)), np.ones((1, 1, 1), bool), levels)
+    assert too_few.tolist() == [0.0]  # one score cannot set a 90% quantile: no change
+
+
+def test_calibration_only_uses_the_history_it_is_given():
+    """Backtests sit inside the histories: the forecast of a series does not change when values after its
+    end would have been different, and a history too short for one backtest is left uncalibrated."""
+    from tsfm_runtime.rules import forecast
+
+    model = _model(h=4, spread=1.0)
+    step = torch_step(model, 256, "cpu")
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 3, (2, 40, 1)).astype(np.float32)
+    mask = np.ones_like(values)
+    args = (step, values, mask, np.zeros(2, np.int64), 4, model.quantiles, 4)
+    calibrated = forecast(*args, context=8, calibration_windows=3)
+    plain = forecast(*args, context=8)
+    width = lambda q: q[..., -1] - q[..., 0]  # noqa: E731
+    assert np.all(width(calibrated) > width(plain))  # noise of 3 against a band of 0.8: widened
+    short = forecast(step, values[:, :6], mask[:, :6], np.zeros(2, np.int64), 4, model.quantiles, 4, context=8,
+                     calibration_windows=3)
+    np.testing.assert_array_equal(short, forecast(step, values[:, :6], mask[:, :6], np.zeros(2, np.int64), 4,
+                                                  model.quantiles, 4, context=8))
