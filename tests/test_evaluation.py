@@ -274,7 +274,8 @@ def test_parity_with_gluonts_ev():
         rows = cv[(cv.unique_id == label["item_id"]) & (cv.ds >= start)].iloc[:h]
         keys = [str(q) for q in quantiles]
         forecasts.append(
-            QuantileForecast(rows[keys].to_numpy().T, start_date=label["start"], forecast_keys=keys, item_id=label["item_id"])
+            QuantileForecast(rows[keys].to_numpy().T, start_date=label["start"], forecast_keys=keys,
+                             item_id=label["item_id"])
         )
     metrics = [MASE(), SMAPE(), MeanWeightedSumQuantileLoss(quantile_levels=quantiles)]
     theirs = gluonts_evaluate(forecasts, test_data=test_data, metrics=metrics, seasonality=m).iloc[0]

@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsfm.data.freq import same_freq
 from tsfm.data.backtest import backtest_windows
 from tsfm.data.forecast_frame import forecast_frame
-from tsfm.data.freq import canonical_alias
+from tsfm.data.freq import canonical_alias, same_freq
+from tsfm.data.gluonts_adapters import from_gluonts, period_freq, to_gluonts, to_list_dataset
 from tsfm.data.loading import load_series
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import read_table
-from tsfm.data.gluonts_adapters import from_gluonts, period_freq, to_gluonts, to_list_dataset
 from tsfm.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +182,8 @@ def test_frequency_inferred_despite_gaps(freq, expected, drop):
     np.testing.assert_array_equal(s.values[0][keep, 0], keep)
 
 
-@pytest.mark.parametrize("freq, expected", [("BMS", "BMS"), ("6MS", "6MS"), ("2W-MON", "2W-MON"), ("2D", "2D"), ("QE-NOV", "QE-NOV")])
+@pytest.mark.parametrize("freq, expected", [("BMS", "BMS"), ("6MS", "6MS"), ("2W-MON", "2W-MON"), ("2D", "2D"),
+                                            ("QE-NOV", "QE-NOV")])
 def test_less_common_regular_frequencies(freq, expected):
     ds = pd.date_range("2021-03-01", periods=30, freq=freq)
     s = load_series(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 1.0}))
@@ -456,7 +456,8 @@ def test_forecast_frame_multichannel_adds_target_column():
 # ------------------------------------------------------------------ GluonTS
 
 
-@pytest.mark.parametrize("freq, pfreq", [("MS", "M"), ("QS", "Q-DEC"), ("W-SAT", "W-SAT"), ("B", "B"), ("30min", "30min"), ("YS", "Y-DEC")])
+@pytest.mark.parametrize("freq, pfreq", [("MS", "M"), ("QS", "Q-DEC"), ("W-SAT", "W-SAT"), ("B", "B"),
+                                          ("30min", "30min"), ("YS", "Y-DEC")])
 def test_gluonts_round_trip(freq, pfreq):
     df = long_frame(ids=("a", "b"), n=9, freq=freq, start="2018-01-01")
     df = df.drop(index=4)  # a gap stays NaN through the round trip

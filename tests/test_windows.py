@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,7 +70,8 @@ def frame_with_promo(n=8):
 
 
 def future_frame(series: SeriesSet, h: int) -> pd.DataFrame:
-    return pd.concat([pd.DataFrame({"unique_id": uid, "ds": series.future_index(i, h), "promo": 10.0 * (i + 1) + np.arange(h)})
+    return pd.concat([pd.DataFrame({"unique_id": uid, "ds": series.future_index(i, h),
+                                    "promo": 10.0 * (i + 1) + np.arange(h)})
                       for i, uid in enumerate(series.ids)], ignore_index=True)
 
 

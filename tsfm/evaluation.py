@@ -69,7 +69,8 @@ def backtest_splits(
     for i, rows in pd.Series(np.arange(len(data))).groupby(code, sort=False):
         position[rows.to_numpy()] = grids[i].get_indexer(data[TIME].iloc[rows.to_numpy()])
     if (code < 0).any() or (position < 0).any():
-        raise InputError("the backtest frame's 'ds' must be timestamps or integer steps (e.g. parsed with pd.to_datetime)")
+        raise InputError("the backtest frame's 'ds' must be timestamps or integer steps "
+                         "(e.g. parsed with pd.to_datetime)")
     first_row = pd.Series(np.arange(len(data))).groupby(code, sort=False).first().sort_index().to_numpy()
     splits = []
     for head, _ in backtest_windows(series, h, n_windows, step):
@@ -117,7 +118,8 @@ def backtest_forecasts(
     for context, actual in backtest_splits(df, h, n_windows, step):
         forecast = forecast_fn(context)
         _check_columns(forecast, (ID, TIME), "the forecast frame")
-        window = _strict_merge(actual[[ID, TIME, TARGET]], forecast.drop(columns=[TARGET, CUTOFF], errors="ignore"), [ID, TIME])
+        forecast = forecast.drop(columns=[TARGET, CUTOFF], errors="ignore")
+        window = _strict_merge(actual[[ID, TIME, TARGET]], forecast, [ID, TIME])
         last = context.groupby(ID, sort=False)[TIME].max()
         window.insert(2, CUTOFF, window[ID].map(last).to_numpy())
         frames.append(window)
@@ -211,7 +213,8 @@ def evaluate_forecasts(
     if 0.5 not in levels:
         raise InputError("quantiles must include 0.5: the median is the point forecast scored by MASE and sMAPE")
     q_cols = [quantile_column(q) for q in levels]
-    forecast_df = forecast_df.rename(columns={c: quantile_column(float(c)) for c in forecast_df.columns if _is_level(c)})
+    levels_as_written = {c: quantile_column(float(c)) for c in forecast_df.columns if _is_level(c)}
+    forecast_df = forecast_df.rename(columns=levels_as_written)
     _check_columns(forecast_df, [ID, TIME, *q_cols], "the forecast frame")
     _check_columns(actual_df, (ID, TIME, TARGET), "the actual frame")
     _check_columns(context_df, (ID, TIME, TARGET), "the context frame")
@@ -220,8 +223,8 @@ def evaluate_forecasts(
     time_types = {_time_kind(f[TIME]) for f in (forecast_df, actual_df, context_df)}
     if len(time_types) > 1:
         raise InputError(
-            f"'ds' has different types across the forecast, actual and context frames ({', '.join(sorted(time_types))}): "
-            "parse them the same way (e.g. pd.to_datetime)"
+            "'ds' has different types across the forecast, actual and context frames "
+            f"({', '.join(sorted(time_types))}): parse them the same way (e.g. pd.to_datetime)"
         )
 
     joined = _joined(forecast_df, actual_df, q_cols)

@@ -34,5 +34,6 @@ def backtest_windows(
     for k in range(n_windows - 1, -1, -1):
         held_out = h + k * step
         head = series.truncate(held_out)
-        futures = [v[len(v) - held_out : len(v) - held_out + h] * series.scale_of(i) for i, v in enumerate(series.values)]
+        futures = [v[len(v) - held_out : len(v) - held_out + h] * series.scale_of(i)
+                   for i, v in enumerate(series.values)]
         yield head, futures

@@ -10,8 +10,8 @@ Layout detection follows research/ecosystem.md §1.10 (flags always win):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,8 @@ def resolve_roles(
     time_alias = time_col or find_alias(cols, TIME_ALIASES, [*exog, *targets, id_col or ""])
     if id_col or (id_alias and time_alias):
         idc = id_col or id_alias
-        tc = time_col or find_alias(cols, TIME_ALIASES, [idc, *exog, *targets]) or _only_time_column(df, [idc, *exog, *targets])
+        others = [idc, *exog, *targets]
+        tc = time_col or find_alias(cols, TIME_ALIASES, others) or _only_time_column(df, others)
         return ColumnRoles("long", idc, tc, targets or _long_target(df, [idc, tc, *exog]))
 
     if time_col:

@@ -378,7 +378,8 @@ def _manifest(recipe: dict[str, Any], digest: str, results: list[dict[str, Any]]
         "files": files,
         "totals": {"series": sum(f["series"] for f in files), "points": sum(f["points"] for f in files),
                    "bytes": sum(f["bytes"] for f in files)},
-        "dysts": _dysts_section(working, skipped, failed_draws, held_out_systems(recipe)) if working or skipped else None,
+        "dysts": (_dysts_section(working, skipped, failed_draws, held_out_systems(recipe))
+                  if working or skipped else None),
         "build": {"seconds": round(seconds, 2), "num_workers": num_workers,
                   "finished": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
                   "python": platform.python_version(), "numpy": np.__version__},

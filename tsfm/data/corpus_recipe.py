@@ -173,7 +173,8 @@ def generator_code_digest() -> str:
     """
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for path in [here / "corpus.py", here / "corpus_recipe.py", here / "real.py", *sorted((here / "synthetic").glob("*.py"))]:
+    sources = [here / "corpus.py", here / "corpus_recipe.py", here / "real.py"]
+    for path in [*sources, *sorted((here / "synthetic").glob("*.py"))]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,8 @@ def forecast_frame(
     n, h, c, nq = q.shape
     if n != len(series) or c != series.n_channels or nq != len(levels):
         raise ValueError(
-            f"quantiles shape {q.shape} does not match {len(series)} series, {series.n_channels} channels, {len(levels)} levels"
+            f"quantiles shape {q.shape} does not match {len(series)} series, {series.n_channels} channels, "
+            f"{len(levels)} levels"
         )
     names = list(names) if names is not None else level_names(levels)
     if mean is None:

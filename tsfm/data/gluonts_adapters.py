@@ -10,7 +10,8 @@ period's stamp is its start rolled forward onto the offset, which recovers the o
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd

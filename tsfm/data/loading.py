@@ -17,8 +17,8 @@ cannot hold (around 1e300 or 1e-300) are divided by a per-series power of ten in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -209,7 +209,8 @@ def load_series(
         check_duplicates(sort_rows(rows), src)
         rows = ids_to_channels(rows)
     if not rows.ids:  # a wide table whose series columns are all empty
-        raise InputError(f"series with no values (all missing): {quoted_names(rows.empty_ids)}; drop them or fill them in")
+        raise InputError(f"series with no values (all missing): {quoted_names(rows.empty_ids)}; "
+                         "drop them or fill them in")
     series = _place(rows, freq, fill, min_length, src)
     series.layout = roles.layout
     series.ids_as_channels = rows.channels_are_series

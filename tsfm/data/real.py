@@ -120,7 +120,7 @@ class ValueFingerprints:
             self._affine.update(affine)
 
     @classmethod
-    def of_folders(cls, folders: Iterable[str | Path], run: int = 8) -> "ValueFingerprints":
+    def of_folders(cls, folders: Iterable[str | Path], run: int = 8) -> ValueFingerprints:
         """Fingerprints of every series in the long tables of some folders (evaluation sets)."""
         files = [f for folder in folders for f in table_files(folder)]
         return cls((frame["y"].to_numpy(dtype=np.float64) for path in files

@@ -37,7 +37,7 @@ class Rows:
     steps: bool = False
     slash_dates: bool = False
 
-    def take(self, keep: np.ndarray) -> "Rows":
+    def take(self, keep: np.ndarray) -> Rows:
         return replace(
             self,
             codes=self.codes[keep],

@@ -64,12 +64,12 @@ class Source:
         return self._long[length]
 
     @classmethod
-    def from_mapped(cls, targets: "MappedTargets", weight: float = 1.0) -> "Source":
+    def from_mapped(cls, targets: MappedTargets, weight: float = 1.0) -> Source:
         """A pool over memory-mapped corpus shards: series stay on disk until a window needs them."""
         return cls(targets, [canonical_name(f) if f else "" for f in targets.freqs], weight)
 
     @classmethod
-    def from_entries(cls, entries: Sequence[dict], weight: float = 1.0) -> "Source":
+    def from_entries(cls, entries: Sequence[dict], weight: float = 1.0) -> Source:
         targets = [np.asarray(e["target"], dtype=np.float32) for e in entries]
         names = [canonical_name(e["freq"]) if e.get("freq") else "" for e in entries]
         return cls(targets, names, weight)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ class SeriesSet:
         """The next ``h`` stamps after series ``i``, continuing its grid."""
         return self.user_stamps(pd.date_range(self.last_naive(i), periods=h + 1, freq=self.freq)[1:])
 
-    def subset(self, idx: Sequence[int] | np.ndarray | slice) -> "SeriesSet":
+    def subset(self, idx: Sequence[int] | np.ndarray | slice) -> SeriesSet:
         """The series at ``idx`` (ints, a boolean mask or a slice), in that order."""
         picked = np.atleast_1d(np.arange(len(self))[idx]).tolist()
 
@@ -116,7 +117,7 @@ class SeriesSet:
             scales=None if self.scales is None else self.scales[picked],
         )
 
-    def truncate(self, n_last: int) -> "SeriesSet":
+    def truncate(self, n_last: int) -> SeriesSet:
         """Drop the last ``n_last`` points of every series (a backtest cutoff)."""
         if n_last < 0:
             raise ValueError("n_last must be >= 0")
@@ -126,7 +127,8 @@ class SeriesSet:
         if short:
             raise InputError(
                 f"cannot hold out {n_last} points: {quoted_names(short)} "
-                f"{'has' if len(short) == 1 else 'have'} no more than {n_last} points; use fewer windows or a shorter horizon"
+                f"{'has' if len(short) == 1 else 'have'} no more than {n_last} points; "
+                "use fewer windows or a shorter horizon"
             )
 
         def cut(items: list[np.ndarray] | None) -> list[np.ndarray] | None:

@@ -39,7 +39,8 @@ def check_observed(rows: Rows, seg: Segments, min_length: int) -> None:
         raise InputError(f"series with no values (all missing): {quoted_names(empty)}; drop them or fill them in")
     short = [(label(k, c), int(counts[k, c])) for k, c in zip(*np.nonzero(counts < min_length))]
     if short:
-        listed = ", ".join(f"'{name}' ({n})" for name, n in short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+        listed = ", ".join(f"'{name}' ({n})" for name, n in short[:5])
+        listed += f" and {len(short) - 5} more" if len(short) > 5 else ""
         raise InputError(
             f"{len(short)} series {'has' if len(short) == 1 else 'have'} fewer than {min_length} observed points: "
             f"{listed}; drop them or provide more history"

@@ -95,7 +95,8 @@ def _from_series_set(
     ]
     if missing or wrong:
         bad = missing or wrong
-        raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, bad)}")
+        raise InputError(f"future covariates do not cover the next {h} steps: "
+                         f"{_expected_text(series.ids, expected, bad)}")
     arrays = [future.future_exog[by_id[uid]] for uid in series.ids]
     return _no_missing(np.stack(arrays).astype(np.float32), series.ids, names)
 
@@ -131,7 +132,8 @@ def _from_frame(
         if (pos[i] < 0).any() or counts.get(uid, 0) != h
     ]
     if bad:
-        raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, bad)}")
+        raise InputError(f"future covariates do not cover the next {h} steps: "
+                         f"{_expected_text(series.ids, expected, bad)}")
     return _no_missing(values[pos].astype(np.float32), series.ids, names)
 
 
@@ -147,7 +149,8 @@ def _shared_future(
     if differ:
         raise InputError("the future frame has no id column but the series end at different times; add an id column")
     if len(frame) != h or not frame.index.equals(expected[0]):
-        raise InputError(f"future covariates do not cover the next {h} steps: {_expected_text(series.ids, expected, [0])}")
+        raise InputError(f"future covariates do not cover the next {h} steps: "
+                         f"{_expected_text(series.ids, expected, [0])}")
     block = frame.to_numpy(np.float32)
     return _no_missing(np.broadcast_to(block, (len(series), h, len(names))).copy(), series.ids, names)
 
@@ -170,5 +173,6 @@ def _no_missing(x: np.ndarray, ids: list[str], names: list[str]) -> np.ndarray:
     holes = np.argwhere(np.isnan(x))
     if holes.size:
         i, _, e = holes[0]
-        raise InputError(f"future covariate '{names[e]}' is missing for '{ids[i]}'; known-future values must be complete")
+        raise InputError(f"future covariate '{names[e]}' is missing for '{ids[i]}'; "
+                         "known-future values must be complete")
     return x

@@ -9,8 +9,8 @@ token and the periodicity from that.
 
 Modules: ``kernel_synth`` (Gaussian-process compositions), ``structural`` (trend/season/noise,
 ARIMA, random walks, counts, cycles; built from ``components``), ``chaos`` (dysts flows and maps),
-``mixup`` (TSMixup of corpus series); ``gluonts_artificial`` wraps GluonTS' own artificial generators. ``tsfm.data.corpus_recipe`` maps
-recipe names to these functions.
+``mixup`` (TSMixup of corpus series); ``gluonts_artificial`` wraps GluonTS' own artificial
+generators. ``tsfm.data.corpus_recipe`` maps recipe names to these functions.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def _dysts_version() -> str:
     return importlib.metadata.version("dysts")
 
 
-@lru_cache(maxsize=None)
+@cache
 def list_systems(kinds: tuple[str, ...] = ("continuous", "discrete")) -> tuple[str, ...]:
     """Names of dysts systems of the given kinds ('continuous' includes delay equations).
 
@@ -77,7 +77,7 @@ def list_systems(kinds: tuple[str, ...] = ("continuous", "discrete")) -> tuple[s
         return tuple(names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prototype(name: str) -> Any:
     """One instance per system and process (instantiation parses dysts' metadata JSON)."""
     with warnings.catch_warnings():

@@ -7,7 +7,8 @@ comes at scales from 0.1 to ~3e4. Parameter ranges (documented once, here):
 - ``seasonal_trend``: level x or + season + noise; a seasonal frequency w.p. 0.8. Trend: none /
   linear / damped / exponential / logistic / piecewise-linear with 1-4 changepoints, total
   change U[-0.8, 1.5] (log units when multiplicative); level shifts (p 0.2, 1-3 shifts
-  ~N(0, 0.2)); stochastic level (p 0.4, random walk sd log-U[0.002, 0.03]). Season: one or two natural periods of the frequency, harmonics
+  ~N(0, 0.2)); stochastic level (p 0.4, random walk sd log-U[0.002, 0.03]). Season: one or two
+  natural periods of the frequency, harmonics
   (1-6, decay k^-U[0.5, 2]) or a random per-step profile (integer periods), amplitude
   U[0.03, 0.5] drifting by up to exp(+-0.4), profile drifting across cycles; multiplicative or
   additive (p 0.5). Noise sd log-U[0.002, 0.15]: Gaussian, Student-t (df U[2.5, 8]), AR(1)
@@ -230,8 +231,8 @@ def growth(rng: np.random.Generator, length: int) -> Sample:
     is log-U[0.3, 3] (either sign, log units when multiplicative) over a series of window-like
     length, the noise ranges from negligible to larger than the trend's steps, and a season
     rides on it w.p. 0.6 (growing with the level when multiplicative). ttm-512's phase 5 trains
-    on it (co2_weekly's error fell by a quarter to a third); for ttm-96 the trials did not pay
-    (docs/training.md)."""
+    on it (co2_weekly's error fell by a quarter to a third); for ttm-96 the trials moved single
+    windows both ways and did not pay (CHANGELOG.md, 2026-12-02)."""
     freq = seasonal_freq(rng, length) if rng.random() < 0.6 else nonseasonal_freq(rng, length)
     periods = usable_periods(freq, length, 2.0)[:1]
     multiplicative = rng.random() < 0.5
@@ -303,7 +304,7 @@ def quasi_cycle(rng: np.random.Generator, length: int) -> Sample:
 # The frequency labels a free cycle carries: yearly, where real data has cycles at free periods
 # (sunspots, lynx, business cycles) and no calendar season competes. Labelling them with seasonal
 # frequencies too (monthly, hourly...) cost the model its calendar prior: forecasts of short
-# seasonal series got worse (benchmarks/results/cycles.md, docs/training.md).
+# seasonal series got worse by as much as the cycles gained (benchmarks/results/cycles.md).
 _FREE_CYCLE_FREQ_WEIGHTS: dict[str, float] = {"YS": 1.0}
 
 
