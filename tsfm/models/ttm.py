@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsfm.data.freq import FREQ_VOCAB
 from tsfm.errors import InputError
 from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm.nn.heads import QuantileHead
@@ -32,6 +31,7 @@ from tsfm.nn.inputs import fit_context
 from tsfm.nn.mixer import GatedAttention, MixerStack, adaptive_patching_error
 from tsfm.nn.patching import patchify
 from tsfm.nn.scaling import SCALERS, get_scaler
+from tsfm_runtime.freq import FREQ_VOCAB
 
 DECODER_MODES = ("common_channel", "mix_channel")
 # granite's few-shot recipe: "head" freezes the patch embedding and backbone and trains the decoder,
