@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tsfm.data.series_set import SeriesSet
 from tsfm.data.sampling import collate_windows
+from tsfm.data.series_set import SeriesSet
 from tsfm.data.window_cutting import context_windows, fill_covariates, observed_mask, target_windows
 from tsfm.errors import InputError
 from tsfm.models.base import ForecastModel
