@@ -151,9 +151,11 @@ def checkpoint_card(name: str, config: dict, phases: list[Phase], results: Path)
         "",
         "## Reproduce",
         "",
-        f"{len(phases)} training phase{'s' if len(phases) > 1 else ''}, each a recipe of `configs/experiment/` run by "
-        "`tsfm pretrain` (docs/training.md) from the weights of the phase before it (the recipe's or the command's "
-        "`init_from`), then the release tool, which writes this folder and card:",
+        (f"{len(phases)} training phases, each a recipe of `configs/experiment/` run by `tsfm pretrain` "
+         "(docs/training.md) from the weights of the phase before it (the recipe's or the command's `init_from`), "
+         "then the release tool, which writes this folder and card:" if len(phases) > 1 else
+         "One training phase, a recipe of `configs/experiment/` run by `tsfm pretrain` (docs/training.md), then the "
+         "release tool, which writes this folder and card:"),
         "",
         "```bash",
         *[p.field("command").strip("`") or f"# phase {i}: command not recorded" for i, p in enumerate(phases, 1)],
