@@ -171,3 +171,20 @@ def test_release_command_line_refuses_an_installed_copy(monkeypatch, tmp_path) -
     monkeypatch.setattr(release, "WEIGHTS_DIR", tmp_path / "site-packages" / "tsfm" / "weights")
     result = CliRunner().invoke(release.app, ["card", "ttm"])
     assert result.exit_code != 0 and "pip install -e ." in str(result.exception or result.output)
+
+
+def test_maintainer_tools_stay_out_of_the_installed_package() -> None:
+    """tools/ is not a package of the distribution, and nothing installed imports it or parses a
+    command line of its own (the package's commands are typer's, in cli/)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    setuptools = (repo / "pyproject.toml").read_text().partition("[tool.setuptools]")[2].partition("\n[")[0]
+    packages = re.findall(r'"([\w.]+)"', setuptools.partition("packages")[2])
+    assert "tsfm" in packages and not any(p == "tools" or p.startswith("tools.") for p in packages)
+    installed = [repo / "tsfm", repo / "cli", repo / "export"]
+    for path in (f for root in installed for f in root.rglob("*.py")):
+        text = path.read_text()
+        assert "import argparse" not in text and "from tools" not in text and "import tools" not in text, path
+    assert not (repo / "tsfm" / "train" / "release.py").exists()
