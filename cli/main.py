@@ -7,7 +7,6 @@ no ``--output`` is given; logs and progress go to stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -251,7 +250,7 @@ def evaluate(
 @app.command()
 def models() -> None:
     """List model families and the pretrained weights shipped with the package."""
-    from tsfm.hub import WEIGHTS_DIR, load_suite, shipped_models
+    from tsfm.hub import WEIGHTS_DIR, load_suite, read_config, shipped_models
     from tsfm.models.registry import FAMILIES
 
     shipped = set(shipped_models())
@@ -278,10 +277,9 @@ def models() -> None:
         if name in suites:
             typer.echo(f"{name:<{width}}{'suite':<10}variants: {', '.join(v for v, _ in suites[name].variants)}")
             continue
-        config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
-        family = config["family"] + (f" of {' + '.join(config['labels'])}" if config.get("labels") else "")
-        typer.echo(f"{name:<{width}}{'shipped':<10}{family} checkpoint: context {config['context_length']}, "
-                   f"horizon {config['prediction_length']}{roles.get(name, '')}")
+        config = read_config(WEIGHTS_DIR / name)
+        typer.echo(f"{name:<{width}}{'shipped':<10}{config.description} checkpoint: context {config.context_length}, "
+                   f"horizon {config.prediction_length}{roles.get(name, '')}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from tsfm.errors import InputError
-from tsfm.models.base import ForecastModel
-from tsfm.models.registry import FAMILIES, build_model
+from tsfm.models.base import ForecastModel, ModelConfig
+from tsfm.models.registry import FAMILIES, build_config, build_model
 from tsfm_runtime.suite import SUITE_FILE, SuiteSpec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -78,8 +78,7 @@ class Suite:
             from tsfm_runtime.edge import load as load_exported
 
             return load_exported(located).context_length
-        config = json.loads((resolve(located) / CONFIG_FILE).read_text())
-        return int(min([m["context_length"] for m in config.get("members", [])] or [config["context_length"]]))
+        return read_config(resolve(located)).shortest_context
 
     def specialist(self, variant: str, freq: str) -> str | None:
         """The variant that stands in for ``variant`` on data of resolution ``freq``, if any."""
@@ -105,6 +104,14 @@ def load_suite(name: str | Path) -> Suite | None:
     except ValueError as err:
         raise InputError(str(err)) from None
     return Suite(str(name) if root is not None else str(name).lower(), spec, root)
+
+
+def read_config(directory: Path) -> ModelConfig:
+    """The config of the checkpoint in ``directory`` (its weights are not read)."""
+    from tsfm.models.ensemble import split_member_references
+
+    config, _ = split_member_references(json.loads((directory / CONFIG_FILE).read_text()))
+    return build_config(config)
 
 
 def select_checkpoint(name_or_path: str | Path, history: float, season: int, freq: str = "") -> str:

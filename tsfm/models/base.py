@@ -128,6 +128,16 @@ class ModelConfig:
         """What a model with this config can do; families declare theirs."""
         return Capabilities()
 
+    @property
+    def shortest_context(self) -> int:
+        """The fewest past steps any part of the model reads (a suite checks seasons against it)."""
+        return self.context_length
+
+    @property
+    def description(self) -> str:
+        """What the checkpoint is, in a few words (``tsfm models``)."""
+        return self.family
+
     def with_covariates(self, n_targets: int, n_past: int, n_future: int) -> ModelConfig:
         """This config turned into one that reads ``n_past`` past-only and ``n_future`` known-future
         covariates beside ``n_targets`` targets (equal to ``self`` when it already does); the

@@ -100,6 +100,14 @@ class EnsembleConfig(ModelConfig):
         if self.labels is not None and len(self.labels) != len(self.members):
             raise InputError("ensemble labels must name every member")
 
+    @property
+    def shortest_context(self) -> int:
+        return min(member_config(m).shortest_context for m in self.members)
+
+    @property
+    def description(self) -> str:
+        return self.family + (f" of {' + '.join(self.labels)}" if self.labels else "")
+
     @classmethod
     def of(cls, configs: Sequence[ModelConfig], weights: Sequence[float] | None = None,
            labels: Sequence[str] | None = None, horizon_rule: str = "shortest") -> EnsembleConfig:

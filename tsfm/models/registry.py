@@ -61,6 +61,14 @@ def get_family(name: str) -> Family:
     return FAMILIES[key]
 
 
+def build_config(config: dict) -> ModelConfig:
+    """The config object of a config dict carrying its ``family``."""
+    if not config.get("family"):
+        raise ValueError("config dict has no 'family'")
+    config_cls, _ = get_family(config["family"]).load()
+    return config_cls.from_dict(config)
+
+
 def build_model(config: ModelConfig | dict, family: str | None = None) -> ForecastModel:
     """Instantiate a model from a config object or a config dict carrying its ``family``."""
     if isinstance(config, dict):
