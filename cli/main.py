@@ -128,7 +128,12 @@ def forecast(
     log_scale: str | None = typer.Option(
         None, "--log-scale",
         help="Forecast in log space: seasonal (positive series of a seasonal frequency), positive or never "
-             "(default: the model's choice; the ttm suite says seasonal, single checkpoints never)",
+             "(default: the model's choice; single checkpoints never)",
+    ),
+    calibration_windows: int | None = typer.Option(
+        None, "--calibration-windows",
+        help="Backtests of the horizon inside each history that calibrate the intervals (conformal); 0: none "
+             "(default: the model's choice; the ttm suite says 3, single checkpoints 0)",
     ),
     num_threads: int | None = typer.Option(
         None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"
@@ -146,6 +151,8 @@ def forecast(
         fail(f"--num-threads must be a positive integer, got {num_threads}")
     if context_length is not None and context_length < 1:
         fail("--context-length must be a positive integer")
+    if calibration_windows is not None and calibration_windows < 0:
+        fail(f"--calibration-windows must be 0 or more, got {calibration_windows}")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
         fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
     names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
@@ -177,7 +184,8 @@ def forecast(
                 model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
                 id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
                 past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
-                nonnegative=nonnegative, log_scale=log_scale, device=device, batch_size=batch_size,
+                nonnegative=nonnegative, log_scale=log_scale, calibration_windows=calibration_windows,
+                device=device, batch_size=batch_size,
                 num_threads=num_threads or default_threads(),
             )
             forecaster.fit(input)

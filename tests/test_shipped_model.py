@@ -123,14 +123,16 @@ def test_forecasts_follow_a_clear_seasonal_pattern():
 
 def test_a_zero_floored_series_gets_no_negative_forecast(tmp_path):
     """Half-hourly solar-like power (zero at night): the network alone forecasts below zero at
-    night; a context with no negative value is floored (API and CLI), unless told otherwise."""
+    night; a context with no negative value is floored (API and CLI), unless told otherwise. Without
+    calibration the floor is exactly max(raw, 0); calibrated intervals are floored too."""
     t = np.arange(48 * 8)
     day = np.clip(np.sin(2 * np.pi * ((t % 48) - 12) / 24), 0, None) ** 1.5
     y = np.round(3.0 * day * np.random.default_rng(0).uniform(0.6, 1.0, len(t)), 2)
     df = pd.DataFrame({"unique_id": "pv", "ds": pd.date_range("2024-06-01", periods=len(t), freq="30min"), "y": y})
     cols = ["mean", "0.1", "0.5", "0.9"]
-    raw = Forecaster(horizon=48, nonnegative=False).fit(df).predict()
-    floored = Forecaster(horizon=48).fit(df).predict()
+    raw = Forecaster(horizon=48, nonnegative=False, calibration_windows=0).fit(df).predict()
+    floored = Forecaster(horizon=48, calibration_windows=0).fit(df).predict()
+    assert (Forecaster(horizon=48).fit(df).predict()[cols].to_numpy() >= 0).all()
     assert (raw["0.1"] < -0.05).sum() >= 10  # the floor has work to do
     np.testing.assert_array_equal(floored[cols].to_numpy(), np.maximum(raw[cols].to_numpy(), 0))
     shifted = Forecaster(horizon=48).fit(df.assign(y=df.y - 0.01)).predict()  # one value below 0: no floor
@@ -138,7 +140,8 @@ def test_a_zero_floored_series_gets_no_negative_forecast(tmp_path):
     df.to_csv(tmp_path / "pv.csv", index=False)
     for flag, want in (([], floored), (["--allow-negative"], raw)):
         out = tmp_path / f"fc{len(flag)}.csv"
-        result = CliRunner().invoke(app, ["forecast", str(tmp_path / "pv.csv"), "-H", "48", "-o", str(out), *flag])
+        result = CliRunner().invoke(app, ["forecast", str(tmp_path / "pv.csv"), "-H", "48", "-o", str(out),
+                                          "--calibration-windows", "0", *flag])
         assert result.exit_code == 0, result.output
         np.testing.assert_allclose(pd.read_csv(out)[cols].to_numpy(), want[cols].to_numpy(), rtol=1e-6, atol=1e-6)
 
