@@ -63,7 +63,7 @@ def preprocess(fp32: Path, out: Path) -> Path:
     """``quant_pre_process``: symbolic shape inference and ORT's basic graph optimizations.
 
     ORT's symbolic shape inference gives up on some graphs (every ensemble's, with onnxruntime
-    1.23: a TypeError inside it); ONNX's own shape inference then serves, which is all dynamic
+    1.32: a TypeError inside it); ONNX's own shape inference then serves, which is all dynamic
     quantization of MatMul/Gemm weights needs."""
     from onnxruntime.quantization import quant_pre_process
 
