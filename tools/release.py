@@ -338,8 +338,14 @@ def suite_card(name: str, results: Path = RESULTS) -> Path:
         f"revisions the same way)"
         + ("; on data of some resolutions a specialist trained on for it stands in for the chosen variant"
            if suite.by_frequency else "")
-        + f". Without data (`tsfm.load_model(\"{name}\")`, `tsfm export`) it is "
-        f"`{suite.default}`. Each variant is also offered by its own name.",
+        + (f". Its intervals are calibrated from {suite.spec.calibration_windows} backtests of the horizon "
+           "inside each series' own history (conformal: each central interval widened or narrowed until it "
+           "covers its nominal share there)" if suite.spec.calibration_windows else "")
+        + (f"; forecasts of positive contexts are made in log space ({suite.log_scale})"
+           if suite.log_scale != "never" else "")
+        + f". Without data (`tsfm.load_model(\"{name}\")`) it is `{suite.default}`; `tsfm export --model {name}` "
+        "writes the whole suite (a folder: `suite.json` and one `.onnx` per checkpoint) and `tsfm_runtime` chooses "
+        "and calibrates on the device as the package does. Each variant is also offered by its own name.",
         "",
         "| variant | chosen from a median history of | context | horizon | parameters |",
         "|---|---|---|---|---|",
