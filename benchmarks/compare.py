@@ -16,9 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from zero_shot import GROUPS, geo_interval, log_ratios
-
 from common import markdown_table, write_results
+from zero_shot import GROUPS, geo_interval, log_ratios
 
 
 def verdict(interval: tuple[float, float, float]) -> str:
@@ -33,7 +32,8 @@ def compare(data: dict, candidate: str, reference: str) -> list[list[str]]:
     results = {name: info["models"] for name, info in data["tasks"].items()}
     for model in (candidate, reference):
         if not any(model in per for per in results.values()):
-            raise SystemExit(f"error: no rows of {model} in the results; known: {sorted({m for p in results.values() for m in p})}")
+            known = sorted({m for per in results.values() for m in per})
+            raise SystemExit(f"error: no rows of {model} in the results; known: {known}")
     rows = []
     groups = {"all": tasks, **{g: [t for t in tasks if t["group"] == g] for g in GROUPS}}
     for group, members in groups.items():

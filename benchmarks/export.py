@@ -63,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="model name or checkpoint directory (default: shipped ttm)")
     parser.add_argument("--threads", default="1,2", help="thread counts to time (default 1,2)")
     parser.add_argument("--batches", default="1,256", help="batch sizes to time (default 1,256)")
-    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds per block (default: 200 at batch 1, 40 above)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="interleaved rounds per block (default: 200 at batch 1, 40 above)")
     parser.add_argument("--parity-windows", type=int, default=256, help="synthetic windows for parity (default 256)")
     parser.add_argument("--calibration-series", type=int, default=128, help="int8-static calibration series")
     parser.add_argument("--eval-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "eval",
@@ -276,7 +277,8 @@ def render(meta, model_name, params, build, size, par, blocks, acc) -> str:
         "## Size and parity (one graph horizon, synthetic windows)",
         "",
         markdown_table(
-            ["variant", "bytes", "vs torch weights", "build s", "max abs diff / max abs torch", "median abs diff / mean abs step"],
+            ["variant", "bytes", "vs torch weights", "build s", "max abs diff / max abs torch",
+             "median abs diff / mean abs step"],
             [[v, f"{size[v]:,}", f"{size[v] / size['torch eager']:.2f}", _sci(build["seconds"].get(v), ".1f"),
               _sci(par.get(v, {}).get("max_rel")), _sci(par.get(v, {}).get("median_scaled"))] for v in VARIANTS]),
         "",
@@ -297,15 +299,17 @@ def render(meta, model_name, params, build, size, par, blocks, acc) -> str:
         parts += ["", "## Accuracy on the visible eval set (geometric mean of score / SeasonalNaive; lower is better)",
                   "", "The last column is the largest change of a single task's MASE against ONNX fp32: how "
                   "faithful a variant is, beyond the aggregate.", "",
-                  markdown_table(["variant", "rel. MASE", "rel. sMAPE", "rel. WQL", "max per-task abs(MASE / fp32 - 1)"],
+                  markdown_table(["variant", "rel. MASE", "rel. sMAPE", "rel. WQL",
+                                  "max per-task abs(MASE / fp32 - 1)"],
                                  [[n, rel[n]["MASE"], rel[n]["sMAPE"], rel[n]["WQL"], _task_spread(acc, n)]
                                   for n in names], 4)]
-        task_rows = [[t] + [per[n]["scores"].get("MASE", float("nan")) for n in names] for t, per in acc["tasks"].items()]
+        task_rows = [[t] + [per[n]["scores"].get("MASE", float("nan")) for n in names]
+                     for t, per in acc["tasks"].items()]
         parts += ["", "### MASE per task", "", markdown_table(["task", *names], task_rows, 4)]
         if acc["errors"]:
             parts += ["", "Errors:", ""] + [f"- {k}: `{v}`" for k, v in acc["errors"].items()]
     parts += ["", "## Notes", "",
-              "- ONNX variants are served by `export/runtime.py` (`tsfm.export.runtime`) (numpy + onnxruntime); accuracy runs them "
+              "- ONNX variants are served by `tsfm_runtime` (numpy + onnxruntime); accuracy runs them "
               "through `Forecaster` on the .onnx file, so windows, rollout and constant pinning are the package's.",
               "- int8 presets: x86 = per-channel QInt8 weights with reduce_range (7-bit) for AVX2 CPUs without VNNI "
               "(`tsfm export --quantize int8`); x86-vnni = the same with 8-bit weights (identical settings to the arm "

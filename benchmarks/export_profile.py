@@ -19,7 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    markdown_table, metadata_markdown, pin_threads, run_metadata, use_checkout, write_results,
+    markdown_table,
+    metadata_markdown,
+    pin_threads,
+    run_metadata,
+    use_checkout,
+    write_results,
 )
 
 use_checkout()

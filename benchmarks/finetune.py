@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = hashlib.sha256((resolve(args.model) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
     notes = [
-        f"Model `{args.model}` (weights sha256 {weights}...); fine-tuning mode `{args.mode}`, at most {args.max_epochs} epochs, early stopping "
+        f"Model `{args.model}` (weights sha256 {weights}...); fine-tuning mode `{args.mode}`, "
+        f"at most {args.max_epochs} epochs, early stopping "
         "(patience 3) on each window's own held-out last points (twice the horizon, or one horizon for short "
         "contexts), the best epoch restored, the zero-shot weights kept when no epoch beat them (`kept`).",
         "Few-shot windows: every forecast origin of the context with the targets before the held-out part, last "

@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=512, help="points per series (default 512)")
     parser.add_argument("--horizon", type=int, default=96, help="forecast horizon (default 96)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="tsfm model name or checkpoint directory (default ttm)")
-    parser.add_argument("--repeats", type=int, default=3, help="CLI and in-process repeats, median reported (default 3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="CLI and in-process repeats, median reported (default 3)")
     parser.add_argument("--ets-series", type=int, default=50, help="series AutoETS is timed on (default 50)")
     parser.add_argument("--skip-ets", action="store_true", help="leave out the AutoETS comparison")
     parser.add_argument("--large-series", type=int, default=10000,
@@ -71,7 +72,8 @@ def require_forecaster() -> None:
     try:
         from tsfm import Forecaster  # noqa: F401
     except ImportError as err:
-        raise SystemExit(f"error: cannot import tsfm.Forecaster ({err}): install tsfm with `pip install -e .`") from None
+        raise SystemExit(f"error: cannot import tsfm.Forecaster ({err}): "
+                         "install tsfm with `pip install -e .`") from None
 
 
 # ----------------------------------------------------------------------------- data
@@ -85,8 +87,9 @@ def synthetic_frame(n_series: int, length: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     t = np.arange(length)[None, :]
     level = rng.uniform(10, 1000, (n_series, 1))
-    daily = rng.uniform(0.05, 0.4, (n_series, 1)) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi, (n_series, 1)))
-    weekly = rng.uniform(0.0, 0.2, (n_series, 1)) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi, (n_series, 1)))
+    phase = lambda: rng.uniform(0, 2 * np.pi, (n_series, 1))  # noqa: E731
+    daily = rng.uniform(0.05, 0.4, (n_series, 1)) * np.sin(2 * np.pi * t / 24 + phase())
+    weekly = rng.uniform(0.0, 0.2, (n_series, 1)) * np.sin(2 * np.pi * t / 168 + phase())
     trend = rng.uniform(-0.3, 0.3, (n_series, 1)) * t / length
     noise = rng.normal(0, 0.05, (n_series, length))
     values = level * (1 + daily + weekly + trend + noise)
@@ -295,7 +298,8 @@ def render(meta: dict[str, Any], args: argparse.Namespace, res: dict[str, Any]) 
         rows.append(["AutoETS(season_length=24), n_jobs=1", ets["series_timed"], f"{ets['seconds']:.2f}",
                      f"{ets['extrapolated_s']:.1f} (extrapolated)", f"{1000 * ets['per_series_s']:.2f}"])
     parts += ["", f"## (b) Zero-shot {args.model} vs AutoETS on the same series", "",
-              markdown_table(["model", "series timed", "seconds", f"seconds for {args.series} series", "ms per series"], rows)]
+              markdown_table(["model", "series timed", "seconds", f"seconds for {args.series} series",
+                              "ms per series"], rows)]
     if ets:
         parts += ["", f"AutoETS / {args.model} time ratio: **{ets['extrapolated_s'] / ttm['median_s']:.1f}x** "
                   f"(AutoETS timed on the first {ets['series_timed']} series and extrapolated per series; "

@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "of max(3 H, 2 m) points (default 5; 0: the manifest's n_windows)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "zero_shot.md",
                         help="markdown report path; the JSON goes next to it")
-    parser.add_argument("--num-threads", type=int, default=1, help="threads for torch, OpenMP, BLAS and numba (default 1)")
+    parser.add_argument("--num-threads", type=int, default=1,
+                        help="threads for torch, OpenMP, BLAS and numba (default 1)")
     args = parser.parse_args(argv)
     args.data_dir = args.data_dir or [SHARED / "eval", SHARED / "real" / "dev"]
     return args
@@ -351,7 +352,8 @@ def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str])
         "bootstrap-over-tasks interval.",
         "",
         markdown_table(
-            ["model", "rel. MASE", "rel. WQL", "rel. sMAPE", "mean 10-90 coverage (ideal 0.8)", "seconds", "failed tasks"],
+            ["model", "rel. MASE", "rel. WQL", "rel. sMAPE", "mean 10-90 coverage (ideal 0.8)", "seconds",
+             "failed tasks"],
             [[m, cell(rel["all"][m]["MASE"]), cell(rel["all"][m]["WQL"]), cell(rel["all"][m]["sMAPE"]),
               summary["coverage_10_90"][m], f"{summary['seconds'][m]:.1f}",
               ", ".join(summary["failed_tasks"][m]) or "none"] for m in models],

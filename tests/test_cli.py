@@ -2,9 +2,7 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -103,12 +101,13 @@ def test_models_lists_families():
 
 def test_console_script_exit_code_and_no_lightning_import(tiny_checkpoint, csv, tmp_path):
     """A real process: the forecast path must not import Lightning (it costs seconds)."""
+    argv = ["tsfm", "forecast", str(csv), "--model", str(tiny_checkpoint), "-o", str(tmp_path / "o.csv")]
     code = (
-        "import sys; from tsfm.cli.main import main; sys.argv=['tsfm','forecast',%r,'--model',%r,'-o',%r];\n"
+        f"import sys; from tsfm.cli.main import main; sys.argv={argv!r};\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "bad=[m for m in sys.modules if m.startswith(('lightning','pytorch_lightning','hydra'))]\n"
         "assert not bad, bad\nprint('ok')"
-    ) % (str(csv), str(tiny_checkpoint), str(tmp_path / "o.csv"))
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
     bad = subprocess.run([sys.executable, "-m", "tsfm.cli", "forecast", str(tmp_path / "missing.csv")],

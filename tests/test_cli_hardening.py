@@ -379,7 +379,8 @@ def test_pipe_input(tiny_checkpoint, tmp_path):
 
 
 def test_stdin_input(tiny_checkpoint):
-    code, out, err = _run("forecast", "-", "--model", tiny_checkpoint, "-H", "2", input=monthly_frame(2).to_csv(index=False))
+    code, out, err = _run("forecast", "-", "--model", tiny_checkpoint, "-H", "2",
+                          input=monthly_frame(2).to_csv(index=False))
     assert code == 0, err
     assert len(pd.read_csv(StringIO(out))) == 4
 
@@ -398,7 +399,8 @@ def test_no_runtime_warnings_on_stderr(tmp_path):
     df.loc[5:20, "y"] = np.nan  # a long gap, huge values: numpy's notes must not leak
     df.assign(y=df["y"] * 1e35).to_csv(path, index=False)  # the shipped suite's log-space rule overflowed float32
     result = subprocess.run([sys.executable, "-m", "tsfm.cli", "forecast", str(path), "-H", "20", "--level", "50"],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "default"})
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONWARNINGS": "default"})
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr
 

@@ -118,7 +118,7 @@ def test_onnxruntime_matches_torch_at_other_batch_and_channels(exported, model):
 
 
 def test_runtime_matches_package_path_short_history_nan_rollout(exported, model):
-    """EdgeModel.predict == forecast_arrays + pin_constants + floor_at_zero on NaN-padded windows (what Forecaster runs)."""
+    """EdgeModel.predict == rollout + pin_constants + floor_at_zero on NaN-padded windows (what Forecaster runs)."""
     values, mask = _windows(batch=3, length=40, channels=2, seed=3)  # shorter than the context 64
     edge = runtime.load(exported[0], num_threads=1, batch_size=2)  # batches of 2: the split must not matter
     got = edge.predict(values, mask, freq="MS", horizon=40)  # 40 > 16: two rollout steps
@@ -257,7 +257,8 @@ def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
     with torch.no_grad():
         want = plain(torch.from_numpy(values), torch.from_numpy(mask)).numpy()[:, :8]  # pads 48 -> 64 inside
     got = edge.predict(values, mask, freq="h")  # freq ignored by this graph
-    assert got.shape == (2, 8, 3, 9) and _rel(floor_at_zero(pin_constants(want, values, mask), values, mask), got) < 1e-4
+    assert got.shape == (2, 8, 3, 9)
+    assert _rel(floor_at_zero(pin_constants(want, values, mask), values, mask), got) < 1e-4
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint):

@@ -357,7 +357,8 @@ def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, on
         assert got.model_name_ == str(exported_suite / f"{want.model_name_}.onnx")
         assert want.model_name_ == suite.select(want.history_length_, info.season, info.name)
         cols = ["mean", *map(str, levels)]
-        np.testing.assert_allclose(got.predict()[cols].to_numpy(), want.predict()[cols].to_numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.predict()[cols].to_numpy(), want.predict()[cols].to_numpy(),
+                                   rtol=1e-4, atol=1e-4)
         values = np.stack([g["y"].to_numpy() for _, g in df.groupby("unique_id")])
         assert edge.chosen(values, freq=freq) == want.model_name_
         direct = edge.predict(values, freq=freq, horizon=12)  # [3, 12, 1, Q]

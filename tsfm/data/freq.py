@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from tsfm_runtime import freq as freqs
 
 from tsfm.data.grid import Calendar, Segments, grid_of, grid_positions
 from tsfm.data.messages import quoted_names
 from tsfm.data.timestamps import DAY_NS
 from tsfm.errors import InputError
+from tsfm_runtime import freq as freqs
 
 # The resolution names, seasonal periods, default horizons and tokens are the edge runtime's
 # tables (numpy-only), so that an exported model reads a frequency exactly as the package does.
