@@ -133,7 +133,15 @@ def forecast(
     calibration_windows: int | None = typer.Option(
         None, "--calibration-windows",
         help="Backtests of the horizon inside each history that calibrate the intervals (conformal); 0: none "
-             "(default: the model's choice; the ttm suite says 3, single checkpoints 0)",
+             "(default: the model's choice; the ttm suite says 3, single checkpoints 0; with --ensemble auto any "
+             "value but 0 keeps its own calibration)",
+    ),
+    ensemble: str | None = typer.Option(
+        None, "--ensemble",
+        help="auto: combine the ttm suite, moirai-moe and statsforecast's AutoARIMA, AutoTheta, AutoETS and "
+             "SeasonalNaive with per-quantile weights fitted on backtests of INPUT's own history, then calibrate "
+             "the intervals (conformal); members within a CPU budget; stderr says the members, weights and "
+             "calibration (sets the model: no --model)",
     ),
     num_threads: int | None = typer.Option(
         None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"
@@ -155,6 +163,10 @@ def forecast(
         fail(f"--calibration-windows must be 0 or more, got {calibration_windows}")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
         fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
+    if ensemble is not None and ensemble != "auto":
+        fail(f"--ensemble '{ensemble}' is not known: use --ensemble auto")
+    if ensemble and model != "ttm":
+        fail("--ensemble auto chooses its own members: leave out --model")
     names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
     names = sorted(dict.fromkeys(names), key=lambda q: float(q) if q.replace(".", "", 1).isdigit() else -1)
     if not names:
@@ -181,7 +193,8 @@ def forecast(
             from tsfm.pipeline import reads_covariates
 
             forecaster = Forecaster(
-                model=model, horizon=horizon, quantiles=tuple(names), context_length=context_length, freq=freq,
+                model=ensemble or model, horizon=horizon, quantiles=tuple(names), context_length=context_length,
+                freq=freq,
                 id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
                 past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
                 nonnegative=nonnegative, log_scale=log_scale, calibration_windows=calibration_windows,
@@ -203,6 +216,8 @@ def forecast(
                            "after `tsfm finetune` with --exog/--future-exog", err=True)
             x_future = read_table(future) if future is not None and uses_covariates else None
             result = forecaster.predict(X_future=x_future)
+            for note in getattr(forecaster.model_, "notes", []):  # an ensemble member that failed somewhere
+                typer.echo(note, err=True)
             if plot is not None:
                 from tsfm.plotting import plot_forecast
 

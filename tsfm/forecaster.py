@@ -126,6 +126,11 @@ class Forecaster:
     calibrate the central intervals (conformal: widened or narrowed until they cover their nominal
     share there; ``tsfm_runtime.rules.backtest_widening``); 0 turns it off, None takes the model's
     choice as for ``log_scale``.
+
+    ``model="auto"``: a quantile ensemble of the ttm suite, moirai-moe and statsforecast's models,
+    weighted per level and calibrated on backtests of the fitted history (``tsfm.auto``; ``fit``
+    fits the weights, ``predict`` reuses them, ``save`` keeps them); ``calibration_windows=0``
+    turns its calibration off.
     """
 
     def __init__(
@@ -222,12 +227,13 @@ class Forecaster:
 
     def _check_source(self) -> None:
         """Fail on an unknown model or device before reading any data (one line naming the valid ones)."""
+        from tsfm.auto import AUTO
         from tsfm.hub import load_suite, resolve
         from tsfm.pipeline import is_exported
 
         self._device()
-        if not is_exported(self.model) and load_suite(self.model) is None:  # a suite's checkpoints load at fit
-            resolve(self.model)
+        if self.model != AUTO and not is_exported(self.model) and load_suite(self.model) is None:
+            resolve(self.model)  # a suite's checkpoints load at fit
 
     def _load_model(self, source: str | None = None) -> None:
         """Load ``source`` (default: ``model``; a suite's variant when ``fit`` chose one)."""
@@ -284,11 +290,32 @@ class Forecaster:
 
         self._check_source()
         series = self._series(df)
-        self._plan(series)
+        if self.model == "auto":
+            self.model_ = self._fit_auto(series)
+        else:
+            self._plan(series)
         check_levels(self.model_, levels)
         self._remember(series, levels, names)
         _check_future_fits(series, self.horizon_)
         return self
+
+    def _is_auto(self) -> bool:
+        return getattr(self, "model_name_", None) == "auto"
+
+    def _fit_auto(self, series, h: int | None = None):
+        """The ``model="auto"`` ensemble fitted on ``series`` (``tsfm.auto.fit``), with its plan."""
+        from tsfm import auto
+        from tsfm.pipeline import Plan, typical_history
+
+        h = h or (int(self.horizon) if self.horizon is not None else series.freq_info.horizon)
+        self.device_ = self._device()
+        ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
+                            calibrate=self.calibration_windows != 0, device=self.device_, batch_size=self.batch_size,
+                            n_jobs=self.num_threads, num_threads=self.num_threads)
+        self.model_name_ = auto.AUTO
+        self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(ensemble.lines))
+        self.history_length_ = self.plan_.history
+        return ensemble
 
     def _remember(self, series, levels: list[float], names: list[str]) -> None:
         """The fitted attributes: the series' context, frequency, horizon and quantile columns."""
@@ -326,6 +353,8 @@ class Forecaster:
         from tsfm.pipeline import future_covariates, plan
         from tsfm.train.finetune import finetune_model
 
+        if self.model == "auto":
+            raise InputError("model='auto' is an ensemble of pretrained and statistical models: fine-tune one model")
         self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
         self.fit(df)
         context = min(int(self.context_length or self.model_.config.context_length), self.model_.config.context_length)
@@ -381,6 +410,8 @@ class Forecaster:
             self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
         h = int(h) if h is not None else self.horizon_
         _check_future_fits(series, h)
+        if self._is_auto():
+            return self.model_.forecast_frame(series, h, self.levels_, self.quantile_names_, self.nonnegative)
         if not reads_covariates(self.model_):
             if X_future is not None:
                 print("warning: this model was not trained with covariates; X_future is ignored "
@@ -402,6 +433,8 @@ class Forecaster:
         x_future = getattr(self, "X_future_", None)
         if max_series is not None and len(series) > max_series:
             series = series.subset(list(range(max_series)))
+        if self._is_auto():
+            return self.model_.forecast_frame(series, h, (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"), self.nonnegative)
             if x_future is not None:
                 full = future_covariates(self.model_, self.series_, h, x_future)
                 future_exog = None if full is None else full[:max_series]
@@ -425,9 +458,13 @@ class Forecaster:
         step = int(step_size or h)
         frames = []
         for head, tails in backtest_windows(series, h, n_windows, step):
-            forecast = forecast_frame(self.model_, head, h, self.levels_, self.quantile_names_,
-                                      future_exog=backtest_covariates(self.model_, series, head, h),
-                                      **self.forecast_options())
+            if self._is_auto():  # weights and calibration fitted on each window's own past
+                forecast = self._fit_auto(head, h).forecast_frame(head, h, self.levels_, self.quantile_names_,
+                                                                  self.nonnegative)
+            else:
+                forecast = forecast_frame(self.model_, head, h, self.levels_, self.quantile_names_,
+                                          future_exog=backtest_covariates(self.model_, series, head, h),
+                                          **self.forecast_options())
             cutoffs = pd.Series([head.last_timestamp(i) for i in range(len(head))], index=head.ids)
             forecast.insert(2, "cutoff", forecast["unique_id"].map(cutoffs) if not head.ids_as_channels
                             else head.last_timestamp(0))
@@ -467,11 +504,15 @@ class Forecaster:
             from tsfm.train.finetune import model_card
 
             card = model_card(report, str(self.model_name_))
-        save_pretrained(self.model_, out, card=card)
         params = self.get_params()
-        params["model"] = None  # the checkpoint is this directory
-        params["log_scale"] = self.plan_.log_scale  # a suite's choices, which the bare checkpoint would not know
-        params["calibration_windows"] = self.plan_.calibration_windows
+        if self._is_auto():  # the ensemble's members, weights and calibration (auto.json), no checkpoint
+            out.mkdir(parents=True, exist_ok=True)
+            self.model_.save(out)
+        else:
+            save_pretrained(self.model_, out, card=card)
+            params["model"] = None  # the checkpoint is this directory
+            params["log_scale"] = self.plan_.log_scale  # a suite's choices, which the bare checkpoint would not know
+            params["calibration_windows"] = self.plan_.calibration_windows
         quantiles = params["quantiles"]
         params["quantiles"] = (_quantile_names(quantiles)[1] if isinstance(quantiles, str)
                                 else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))
@@ -490,11 +531,22 @@ class Forecaster:
         params = {}
         if (path / FORECASTER_FILE).is_file():
             params = json.loads((path / FORECASTER_FILE).read_text())
-        params["model"] = str(path)
+        params["model"] = "auto" if params.get("model") == "auto" else str(path)
         if isinstance(params.get("quantiles"), list):
             params["quantiles"] = tuple(params["quantiles"])
         forecaster = cls(**params)
-        forecaster._load_model()
+        if forecaster.model == "auto":  # the saved weights and calibration, not refitted
+            from tsfm.auto import AutoEnsemble
+            from tsfm.pipeline import Plan
+
+            forecaster.device_ = forecaster._device()
+            forecaster.model_ = AutoEnsemble.load(path, context_length=forecaster.context_length,
+                                                  device=forecaster.device_, batch_size=forecaster.batch_size,
+                                                  num_threads=forecaster.num_threads)
+            forecaster.model_name_ = "auto"
+            forecaster.plan_ = Plan("auto", "never", 0.0, "\n".join(forecaster.model_.lines))
+        else:
+            forecaster._load_model()
         if (path / CONTEXT_FILE).is_file():
             from tsfm.data.saved_series import load_saved_series
 
@@ -506,6 +558,9 @@ class Forecaster:
         """Export the model as one ``.onnx`` file (raw values in, quantiles out) for the edge runtime."""
         from tsfm.export.onnx_export import export_forecaster
 
+        if self.model == "auto":
+            raise InputError("model='auto' has no single network to export: export its members (tsfm export) and "
+                             "combine their quantiles with tsfm_runtime.aggregate.combine_saved and auto.json")
         return export_forecaster(self, path, quantize=quantize, target=target, **options)
 
     def to_gluonts_predictor(self):
