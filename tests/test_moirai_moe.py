@@ -1,7 +1,8 @@
-"""Moirai-MoE: the forward contract, causality of the decoder, KV-cache decoding against full
-recomputation, the quantile-path rollout against a cache-free reference, variate permutation
-equivariance, covariates, scaling and padding, the native training loss, checkpoints and the
-Forecaster. The ONNX export test of the model is in test_nn_moe.py (this file's time budget)."""
+"""Moirai-MoE: causality of the decoder, KV-cache decoding against full recomputation, the
+quantile-path rollout against a cache-free reference, covariates, the native training loss and the
+Forecaster. The contract every family keeps (scale, padding, channels, round trips, training) is in
+test_model_contract.py; the ONNX export test of the model is in test_nn_moe.py (this file's time
+budget)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_checkpoint_round_trip, monthly_frame, randomise
+from conftest import monthly_frame, randomise
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
 from tsfm.hub import save_pretrained
 from tsfm.models.moirai_moe import MoiraiMoE, MoiraiMoEConfig
-from tsfm.models.registry import build_model
 from tsfm.nn.distributions import mixture_log_prob, mixture_quantiles
 
 L, H, P = 64, 32, 16  # MoiraiMoEConfig.tiny(): context 64 (4 patches), horizon 32 (2 patches)
@@ -36,18 +36,15 @@ def scaled_sequence(batch: int, patches: int, variates: int, seed: int = 0) -> t
     return torch.randn(batch, patches * P, variates, generator=torch.Generator().manual_seed(seed))
 
 
-# ---------------------------------------------------------------- contract
-def test_default_config_size_and_registry() -> None:
+# ---------------------------------------------------------------- size and configs
+def test_default_config_size() -> None:
     torch.manual_seed(0)
     model = MoiraiMoE(MoiraiMoEConfig())
     total = model.num_parameters()
     experts = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
     active = total - experts + experts * model.config.top_k // model.config.num_experts
     assert 2_000_000 < total < 3_000_000 and active < 1_000_000
-    built = build_model({"family": "moirai-moe", **MoiraiMoEConfig.tiny().to_dict()})
-    assert isinstance(built, MoiraiMoE)
-    assert MoiraiMoEConfig.from_dict(built.config.to_dict()) == built.config
-    assert built.config.to_dict()["gating"] == "learned"
+    assert MoiraiMoEConfig.tiny().to_dict()["gating"] == "learned"
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -160,69 +157,15 @@ def test_sparse_and_dense_moe_give_the_same_forecast() -> None:
 
 
 # ---------------------------------------------------------------- variates and covariates
-def test_permuting_variates_permutes_the_forecast() -> None:
-    model = tiny()
-    x, exog = series(2, L, 4, seed=7), series(2, L, 3, seed=8)
-    perm, exog_perm = torch.tensor([2, 0, 3, 1]), torch.tensor([1, 2, 0])
-    with torch.no_grad():
-        base = model(x, past_exog=exog)
-        moved = model(x[..., perm], past_exog=exog[..., exog_perm])
-    torch.testing.assert_close(moved, base[:, :, perm], rtol=1e-4, atol=1e-3)
-
-
-def test_unseen_variate_counts_and_variates_interact() -> None:
-    model = tiny()
-    x = series(2, L, 11, seed=9)
-    changed = x.clone()
-    changed[:, :, 10] += torch.linspace(0, 20, L)
-    with torch.no_grad():
-        a, b = model(x), model(changed)
-        single = model(x[..., :1])
-    assert a.shape == (2, H, 11, 9) and single.shape == (2, H, 1, 9)
-    assert (a[:, :, :10] - b[:, :, :10]).abs().max() > 1e-3
-    assert (a[:, :, :1] - single).abs().max() > 1e-3  # the other variates were attended to
-
-
-def test_past_exog_are_extra_variates_and_future_exog_is_refused() -> None:
+def test_past_exog_are_extra_variates() -> None:
     model = tiny()
     x, exog = series(2, L, 2), series(2, L, 2, seed=5)
     with torch.no_grad():
         out, plain = model(x, past_exog=exog), model(x)
-        freq_ignored = model(x, freq_id=torch.tensor([3, 4]))
     assert out.shape == plain.shape == (2, H, 2, 9)
     assert (out - plain).abs().max() > 1e-3
-    torch.testing.assert_close(freq_ignored, plain, rtol=0, atol=0)
-    with pytest.raises(InputError, match="future_exog"):
-        model(x, past_exog=exog, future_exog=torch.zeros(2, H, 2))
     with pytest.raises(InputError, match="past_exog"):
         model(x, past_exog=exog[:, :10])
-    with pytest.raises(InputError, match="past_values"):
-        model(x[0])
-
-
-# ---------------------------------------------------------------- scaling and padding
-def test_short_history_equals_masked_left_padding_and_constant_history_is_finite() -> None:
-    model = tiny()
-    x = series(2, 37, 3)  # not a multiple of the patch size
-    padded = torch.cat([torch.full((2, L - 37, 3), 123.0), x], dim=1)
-    mask = torch.cat([torch.zeros(2, L - 37, 3), torch.ones(2, 37, 3)], dim=1)
-    nan_padded = torch.cat([torch.full((2, L - 37, 3), float("nan")), x], dim=1)
-    with torch.no_grad():
-        short, masked, nan = model(x), model(padded, mask), model(nan_padded)
-        zero_observed = model(padded.where(mask > 0, torch.zeros(())))
-        constant = model(torch.full((1, 20, 2), 4.2))
-    torch.testing.assert_close(short, masked, rtol=0, atol=0)
-    torch.testing.assert_close(short, nan, rtol=0, atol=0)
-    assert (short - zero_observed).abs().max() > 1.0
-    assert torch.isfinite(constant).all() and (constant - 4.2).abs().max() < 1.0
-
-
-def test_forecast_follows_affine_rescaling() -> None:
-    model = tiny()
-    x = series(3, L, 2)
-    with torch.no_grad():
-        base, moved = model(x), model(7.5 * x - 300.0)
-    torch.testing.assert_close(moved, 7.5 * base - 300.0, rtol=1e-4, atol=2e-3)
 
 
 # ---------------------------------------------------------------- training
@@ -259,30 +202,7 @@ def test_training_loss_is_next_patch_nll_plus_weighted_balance_and_ignores_unobs
     assert torch.isfinite(loss)
 
 
-def test_gradients_reach_every_parameter_and_a_short_run_lowers_the_loss() -> None:
-    torch.manual_seed(0)
-    model = MoiraiMoE(MoiraiMoEConfig.tiny()).train()
-    x, y = series(8, L, 2, seed=10), series(8, H, 2, seed=11)
-    y = x[:, -H:] + (y - y[:, :1]) * 0.1  # a learnable continuation
-    model.training_loss(x, y, past_exog=series(8, L, 1, seed=12)).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not missing
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        optimizer.zero_grad()
-        loss = model.training_loss(x, y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert np.mean(losses[-5:]) < losses[0] - 0.3
-
-
-# ---------------------------------------------------------------- checkpoints, Forecaster
-def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
-    assert_checkpoint_round_trip(tiny(), tmp_path / "ckpt", series(2, L, 3))
-
-
+# ---------------------------------------------------------------- Forecaster
 def test_forecaster_predicts_from_a_checkpoint(tmp_path) -> None:
     from tsfm import Forecaster
 

@@ -1,7 +1,7 @@
 """SpaceTime: AR(p) recovery (issue 6 acceptance), preprocessing kernels, the closed loop against a
-hand-stepped recurrence, scan-backend parity, the forward contract (shapes, monotone quantiles,
-channel equivariance, short/NaN histories, covariates), checkpoints, training, the Forecaster and
-ONNX export."""
+hand-stepped recurrence, scan-backend parity, the mask embedding, config validation and the yaml,
+the loss terms and the Forecaster. The contract every family keeps (scale, padding, channels, round
+trips, training, ONNX export) is in test_model_contract.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import assert_checkpoint_round_trip, monthly_frame, randomise
+from conftest import monthly_frame, randomise
 from conftest import seasonal_walks as series
 from tsfm.errors import InputError
 from tsfm.hub import save_pretrained
@@ -182,59 +182,7 @@ def test_scan_backends_agree(dtype: torch.dtype) -> None:
     assert abs(loss_a.item() - loss_b.item()) < 1e-4 * abs(loss_a.item())
 
 
-# ---------------------------------------------------------------- contract
-def test_constant_history_gives_a_finite_forecast_near_the_level() -> None:
-    model = tiny()
-    with torch.no_grad():
-        out = model(torch.full((2, L, 3), 42.0))
-    assert torch.isfinite(out).all()
-    assert (out - 42.0).abs().max() < 0.1
-
-
-def test_channels_are_forecast_independently() -> None:
-    model = tiny()
-    randomise(model, scale=0.1)
-    x = series(2, L, 5)
-    perm = torch.tensor([3, 0, 4, 1, 2])
-    changed = x.clone()
-    changed[:, :, 4] += torch.linspace(0, 20, L)
-    with torch.no_grad():
-        out, permuted, other = model(x), model(x[:, :, perm]), model(changed)
-    torch.testing.assert_close(permuted, out[:, :, perm], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(other[:, :, :4], out[:, :, :4], rtol=1e-5, atol=1e-5)
-    assert (other[:, :, 4] - out[:, :, 4]).abs().max() > 1e-3
-
-
-def test_scaling_invariance() -> None:
-    model = tiny()
-    randomise(model, scale=0.1)
-    x = series(3, L, 2)
-    with torch.no_grad():
-        base, moved = model(x), model(7.5 * x - 300.0)
-    torch.testing.assert_close(moved, 7.5 * base - 300.0, rtol=1e-4, atol=2e-3)
-
-
-def test_short_and_gappy_histories_with_nan() -> None:
-    model = tiny()
-    randomise(model, scale=0.1)
-    x = series(2, 20, 3)
-    padded = torch.cat([torch.full((2, L - 20, 3), 123.0), x], dim=1)
-    mask = torch.cat([torch.zeros(2, L - 20, 3), torch.ones(2, 20, 3)], dim=1)
-    nan_padded = torch.cat([torch.full((2, L - 20, 3), float("nan")), x], dim=1)
-    gappy = x.clone()
-    gappy[:, 5:9, 1] = float("nan")
-    with torch.no_grad():
-        short, masked, nan = model(x), model(padded, mask), model(nan_padded)
-        zero_observed = model(padded.where(mask > 0, torch.zeros(())))
-        gap = model(gappy)
-        tiny_history = model(x[:, -2:])
-    torch.testing.assert_close(short, masked, rtol=0, atol=0)
-    torch.testing.assert_close(short, nan, rtol=0, atol=0)
-    assert (short - zero_observed).abs().max() > 1.0  # zero padding counted as observed differs
-    assert torch.isfinite(gap).all() and torch.isfinite(tiny_history).all()
-    assert (gap[:, :, 1] - short[:, :, 1]).abs().max() > 1e-4
-
-
+# ---------------------------------------------------------------- inputs and configs
 def test_mask_enters_the_embedding() -> None:
     model = tiny()
     randomise(model, scale=0.1)
@@ -249,34 +197,16 @@ def test_mask_enters_the_embedding() -> None:
     assert (masked - blind).abs().max() > 1e-3
 
 
-def test_longer_history_keeps_the_last_context() -> None:
-    model = tiny()
-    x = series(2, 3 * L, 2)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), model(x[:, -L:]), rtol=0, atol=0)
-
-
-def test_covariates_are_refused_and_freq_id_ignored() -> None:
+def test_training_refuses_covariates_and_forecast_a_zero_horizon() -> None:
     model = tiny()
     x = series(2, L, 3)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x, freq_id=torch.tensor([3, 4])), model(x), rtol=0, atol=0)
-    with pytest.raises(InputError, match="past_exog"):
-        model(x, past_exog=series(2, L, 1))
-    with pytest.raises(InputError, match="future_exog"):
-        model(x, future_exog=torch.zeros(2, H, 1))
     with pytest.raises(InputError, match="past_exog"):
         model.training_loss(x, series(2, H, 3), past_exog=series(2, L, 1))
-    with pytest.raises(InputError, match="past_values"):
-        model(x[0])
     with pytest.raises(InputError, match="horizon"):
         model.forecast(x, horizon=0)
 
 
-def test_config_validates_and_registry_and_yaml_build_the_family() -> None:
-    model = build_model({"family": "spacetime", **SpaceTimeConfig.tiny().to_dict()})
-    assert isinstance(model, SpaceTime)
-    assert SpaceTimeConfig.from_dict(model.config.to_dict()) == model.config
+def test_config_validates_and_the_yaml_builds_the_defaults() -> None:
     for bad, match in [(dict(scan_backend="cuda"), "scan_backend"), (dict(model_dim=18), "first_block_kernels"),
                        (dict(model_dim=12, diff_orders=3), "preprocessing"),
                        (dict(ma_windows=(1, 4)), "ma_windows"), (dict(loss_weights=(1.0, 1.0)), "loss_weights"),
@@ -292,20 +222,7 @@ def test_config_validates_and_registry_and_yaml_build_the_family() -> None:
     assert not default.capabilities.freq_token
 
 
-# ---------------------------------------------------------------- checkpoints and training
-def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
-    model = tiny()
-    randomise(model, scale=0.1)
-    assert_checkpoint_round_trip(model, tmp_path / "ckpt", series(2, L, 3))
-
-
-def test_gradients_reach_every_parameter() -> None:
-    model = tiny(dropout=0.1).train()
-    model.training_loss(series(4, L, 3), series(4, H, 3, seed=2)).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not missing
-
-
+# ---------------------------------------------------------------- training
 def test_each_loss_term_counts() -> None:
     x, y = series(3, L, 2), series(3, H, 2, seed=2)
     losses = []
@@ -316,21 +233,6 @@ def test_each_loss_term_counts() -> None:
             losses.append(model.training_loss(x, y).item())
     assert min(losses[:3]) > 0
     assert losses[3] == pytest.approx(sum(losses[:3]), rel=1e-5)
-
-
-def test_short_training_run_lowers_the_loss() -> None:
-    model = tiny().train()
-    x, y = series(16, L, 2, seed=3), series(16, L + H, 2, seed=3)[:, L:]
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with torch.no_grad():
-        before = model.training_loss(x, y).item()
-    for _ in range(40):
-        optimiser.zero_grad()
-        model.training_loss(x, y).backward()
-        optimiser.step()
-    with torch.no_grad():
-        after = model.training_loss(x, y).item()
-    assert after < 0.7 * before, (before, after)
 
 
 # ---------------------------------------------------------------- interfaces
@@ -348,23 +250,3 @@ def test_forecaster_predicts_with_a_spacetime_checkpoint(tmp_path) -> None:
     assert fc["0.5"].between(df.y.min() - 50, df.y.max() + 50).all()
 
 
-@pytest.mark.slow
-def test_onnx_export_matches(tmp_path) -> None:
-    """The FFT kernels, the final state and the closed loop export via tsfm.export (parity checked
-    there at 1e-4); the file then runs at another batch/channel count with NaN and masks."""
-    onnxruntime = pytest.importorskip("onnxruntime")
-    from tsfm.export.onnx_export import export_onnx
-
-    model = tiny(scan_backend="chunked")
-    randomise(model, scale=0.1)
-    path = export_onnx(model, tmp_path / "spacetime.onnx")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = series(5, L, 4, seed=3)
-    x[0, :6, 1] = float("nan")
-    mask = torch.ones_like(x)
-    mask[1, :10] = 0
-    got = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy()})[0]
-    with torch.no_grad():
-        want = model(x, mask).numpy()
-    assert got.shape == (5, H, 4, len(model.quantiles))
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -1,11 +1,11 @@
-"""TTM: the forward contract, its pieces (RPT, adaptive patching, channel and exogenous mixing),
-scaling and padding semantics, checkpoints, config validation, training and ONNX export."""
+"""TTM: its pieces (RPT, adaptive patching, channel and exogenous mixing), its scaling and mask
+input, safetensors checkpoints, config validation and the anchor. The contract every family keeps
+(scale, padding, channels, round trips, training, ONNX export) is in test_model_contract.py."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -13,7 +13,6 @@ from safetensors.torch import load_file, save_file
 from conftest import seasonal_walks as series
 from tsfm.data.freq import FREQ_VOCAB, freq_token
 from tsfm.errors import InputError
-from tsfm.models.registry import build_model
 from tsfm.models.ttm import TTM, TTMConfig, last_observed, line_end
 
 H, L = 16, 64  # TTMConfig.tiny(): context 64, horizon 16, 8 patches of 8
@@ -27,26 +26,7 @@ def tiny(**overrides) -> TTM:
     return TTM(TTMConfig.tiny(**overrides)).eval()
 
 
-# ---------------------------------------------------------------- contract
-def test_output_is_in_input_scale() -> None:
-    """Untrained forecasts sit around the series level (de-normalised inside forward)."""
-    model = tiny()
-    x = series(4, L, 1) + 1000.0
-    median = model(x)[..., model.config.median_index]
-    assert (median - x[:, -16:].mean(1, keepdim=True)).abs().max() < 50
-
-
-def test_channels_are_independent_with_common_channel_decoder() -> None:
-    model = tiny()
-    x = series(2, L, 3)
-    y = x.clone()
-    y[:, :, 1] = torch.randn(2, L) * 100
-    a, b = model(x), model(y)
-    assert torch.equal(a[:, :, 0], b[:, :, 0]) and torch.equal(a[:, :, 2], b[:, :, 2])
-    assert not torch.allclose(a[:, :, 1], b[:, :, 1])
-    torch.testing.assert_close(model(x[:, :, :1]), a[:, :, :1])  # same as forecasting channel 0 alone
-
-
+# ---------------------------------------------------------------- channel mixing
 def test_mix_channel_decoder_mixes_channels() -> None:
     model = tiny(decoder_mode="mix_channel", num_input_channels=3)
     x = series(2, L, 3)
@@ -82,7 +62,7 @@ def test_frequency_token_has_no_path_without_prefix_tuning() -> None:
 
 
 # ---------------------------------------------------------------- adaptive patching
-def test_adaptive_patching_levels_of_the_default_config() -> None:
+def test_adaptive_patching_levels_of_encoder_and_decoder() -> None:
     torch.manual_seed(0)
     no_rpt = TTM(TTMConfig(resolution_prefix_tuning=False))
     assert no_rpt.config.num_patches == 16
@@ -91,6 +71,9 @@ def test_adaptive_patching_levels_of_the_default_config() -> None:
     default = TTM(TTMConfig())
     assert default.backbone.level_shapes == [(68, 32), (34, 64), (17, 128)]
     assert sum(len(level.layers) for level in default.backbone.levels) == 6  # 2 layers x 3 levels
+    decoder = tiny(decoder_mode="mix_channel", num_input_channels=3, num_exog_channels=1, enable_exog_mixer=True,
+                   decoder_d_model=16, decoder_adaptive_patching_levels=2).decoder
+    assert decoder.mixer.level_shapes == [(18, 8), (9, 16)]
 
 
 def test_default_config_stays_under_one_million_parameters() -> None:
@@ -100,18 +83,6 @@ def test_default_config_stays_under_one_million_parameters() -> None:
 
 
 # ---------------------------------------------------------------- scaling and padding
-@pytest.mark.parametrize("with_gaps", [False, True])
-def test_forecast_is_equivariant_to_affine_rescaling(with_gaps: bool) -> None:
-    model = tiny()
-    x = series(3, L - 10, 2)  # shorter than the context: left-padded and masked inside
-    if with_gaps:
-        x[0, 5:9, 0] = float("nan")
-        x[2, -3:, 1] = float("nan")
-    base = model(x)
-    for a, b in [(3.7, -20.0), (0.25, 1e3), (40.0, 0.0)]:
-        torch.testing.assert_close(model(a * x + b), a * base + b, rtol=1e-4, atol=1e-4 * a)
-
-
 def test_relative_floor_keeps_equivariance_for_small_units() -> None:
     """Series in small units (std ~1e-3): TTM's absolute 1e-5 floor distorts them, ``std_rel`` does not."""
     model = tiny(scaling="std_rel")
@@ -123,37 +94,6 @@ def test_relative_floor_keeps_equivariance_for_small_units() -> None:
     absolute.load_state_dict(model.state_dict())
     drift = (absolute(2e-4 * x) - 2e-4 * absolute(x)).abs().max() / 2e-4
     assert drift > 1e-2  # the absolute floor really does bend small-unit forecasts
-
-
-def test_padding_equals_mask_and_padded_values_do_not_matter() -> None:
-    model = tiny()
-    short = series(2, 40, 2)
-    nan_padded = torch.cat([torch.full((2, L - 40, 2), float("nan")), short], dim=1)
-    garbage = torch.cat([torch.randn(2, L - 40, 2) * 1e4, short], dim=1)
-    mask = torch.cat([torch.zeros(2, L - 40, 2), torch.ones(2, 40, 2)], dim=1)
-    expected = model(short)
-    assert torch.equal(model(nan_padded), expected)
-    assert torch.equal(model(garbage, past_mask=mask), expected)
-    assert (model(garbage) - expected).abs().max() > 1e-3  # without the mask, those values count
-
-
-def test_longer_input_keeps_the_last_context() -> None:
-    model = tiny()
-    x = series(2, L + 37, 1)
-    assert torch.equal(model(x), model(x[:, -L:]))
-    torch.testing.assert_close(model(x.double()), model(x))  # other dtypes are cast to the weights'
-    with pytest.raises(InputError, match="batch, time, channels"):
-        model(x[0])
-
-
-def test_constant_and_empty_series_give_finite_forecasts() -> None:
-    model = tiny()
-    x = torch.full((2, L, 2), 5.0)
-    x[1, :, 1] = float("nan")  # nothing observed at all
-    out = model(x)
-    assert torch.isfinite(out).all()
-    assert (out[0, :, 0] - 5.0).abs().max() < 0.1  # constant series: forecast stays near the level
-    assert torch.isfinite(tiny(scaling="mean")(torch.zeros(1, L, 1))).all()
 
 
 def test_patch_embedding_sees_the_mask_only_when_asked() -> None:
@@ -224,15 +164,6 @@ def test_safetensors_round_trip_is_bit_identical(tmp_path) -> None:
     assert torch.equal(model(x, **args), loaded(x, **args))
 
 
-def test_config_dict_round_trip_and_registry() -> None:
-    config = TTMConfig.tiny(quantiles=(0.1, 0.5, 0.9))
-    data = json.loads(json.dumps(config.to_dict()))
-    assert data["family"] == "ttm"
-    assert TTMConfig.from_dict(data) == config
-    model = build_model(data)
-    assert isinstance(model, TTM) and model.config == config
-
-
 @pytest.mark.parametrize(
     "overrides,message",
     [
@@ -251,80 +182,6 @@ def test_config_dict_round_trip_and_registry() -> None:
 def test_config_validation(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TTMConfig.tiny(**overrides)
-
-
-# ---------------------------------------------------------------- training
-def test_every_parameter_learns() -> None:
-    """Two Adam steps on the pinball loss reach every parameter (the zero-initialised exog output
-    layer passes gradient upstream from the second step on)."""
-    torch.manual_seed(0)
-    config = TTMConfig.tiny(
-        decoder_mode="mix_channel", num_input_channels=3, num_exog_channels=1, enable_exog_mixer=True,
-        decoder_d_model=16, decoder_adaptive_patching_levels=2, dropout=0.1, head_dropout=0.1,
-    )
-    model = TTM(config).train()
-    assert model.decoder.mixer.level_shapes == [(18, 8), (9, 16)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, exog = series(8, L + H, 2), torch.randn(8, L + H, 1)
-    past, future = exog[:, :L], exog[:, L:]
-    touched = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
-    losses = []
-    for _ in range(2):
-        optimizer.zero_grad()
-        loss = model.training_loss(x[:, :L], x[:, L:], freq_id=torch.full((8,), 7), past_exog=past, future_exog=future)
-        loss.backward()
-        for name, p in model.named_parameters():
-            touched[name] += p.grad.abs()
-        optimizer.step()
-        losses.append(loss.item())
-    assert all(np.isfinite(losses))
-    dead = [name for name, grad in touched.items() if grad.sum() == 0]
-    assert not dead, f"parameters without gradient: {dead}"
-
-
-def test_training_reduces_loss_on_a_seasonal_series() -> None:
-    torch.manual_seed(0)
-    model = TTM(TTMConfig.tiny()).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    t = torch.arange(L + H, dtype=torch.float32)
-    phase = torch.rand(32, 1) * 8
-    x = (torch.sin(2 * torch.pi * (t + phase) / 8) * 5 + 20).unsqueeze(-1)
-    first = None
-    for _ in range(60):
-        optimizer.zero_grad()
-        loss = model.training_loss(x[:, :L], x[:, L:])
-        loss.backward()
-        optimizer.step()
-        first = first if first is not None else loss.item()
-    assert loss.item() < 0.3 * first
-
-
-# ---------------------------------------------------------------- export
-def test_onnx_export_with_dynamic_batch_and_channels(tmp_path) -> None:
-    onnxruntime = pytest.importorskip("onnxruntime")
-    from torch.export import Dim
-
-    model = tiny()
-    path = tmp_path / "ttm.onnx"
-    example = (series(2, L, 3), torch.ones(2, L, 3), torch.tensor([7, 8]))
-    batch, channels = Dim("batch"), Dim("channels")
-    torch.onnx.export(
-        model, example, str(path), dynamo=True, external_data=False,
-        input_names=["past_values", "past_mask", "freq_id"], output_names=["quantiles"],
-        dynamic_shapes={
-            "past_values": {0: batch, 2: channels}, "past_mask": {0: batch, 2: channels}, "freq_id": {0: batch},
-        },
-    )
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = series(5, L, 4, seed=3)
-    mask = torch.ones_like(x)
-    mask[:, :20] = 0
-    freq = torch.tensor([0, 7, 8, 11, 13])
-    got = session.run(None, {"past_values": x.numpy(), "past_mask": mask.numpy(), "freq_id": freq.numpy()})[0]
-    with torch.inference_mode():
-        expected = model(x, mask, freq).numpy()
-    assert got.shape == (5, H, 4, len(model.quantiles))
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------- anchor_last
