@@ -63,7 +63,7 @@ ARIMA_MAX_SEASON = 24
 COST_MS = {
     "SeasonalNaive": (0.5, 0.001), "AutoTheta": (2.0, 0.07), "AutoETS": (10.0, 0.4),
     "AutoARIMA": (300.0, 1.0), "AutoARIMA-approx": (150.0, 0.5), "AutoARIMA-narrow": (40.0, 0.15),
-    DEFAULT_MODEL: 3.0, "moirai-moe": 25.0,
+    DEFAULT_MODEL: 5.0, "moirai-moe": 40.0,
 }
 APPROX_ARIMA = (("approximation", True),)
 NARROW_ARIMA = (("approximation", True), ("max_p", 2), ("max_q", 2), ("max_P", 1), ("max_Q", 1), ("nmodels", 20))
