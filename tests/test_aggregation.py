@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -111,6 +112,13 @@ def test_combine_renormalises_over_the_members_a_series_has():
     saved = {"format": aggregate.FORMAT, "members": ["a", "b"], "levels": list(GRID), "weights": weights.tolist(),
              "widening": [0.0] * 4}
     np.testing.assert_allclose(aggregate.combine_saved(saved, {"a": members[0]}), 1.0)  # b not on the device
+
+
+def test_the_default_path_loads_no_ensemble_code(tiny_checkpoint):
+    code = ("import sys; from conftest import monthly_frame; from tsfm import Forecaster; "
+            f"Forecaster(model={str(tiny_checkpoint)!r}, horizon=3).fit(monthly_frame(1)).predict(); "
+            "assert not {'tsfm.auto', 'tsfm.aggregation', 'statsforecast'} & set(sys.modules), 'ensemble code loaded'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
 
 
 def test_runtime_aggregation_imports_nothing_of_tsfm():

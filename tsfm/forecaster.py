@@ -227,12 +227,11 @@ class Forecaster:
 
     def _check_source(self) -> None:
         """Fail on an unknown model or device before reading any data (one line naming the valid ones)."""
-        from tsfm.auto import AUTO
         from tsfm.hub import load_suite, resolve
         from tsfm.pipeline import is_exported
 
         self._device()
-        if self.model != AUTO and not is_exported(self.model) and load_suite(self.model) is None:
+        if self.model != "auto" and not is_exported(self.model) and load_suite(self.model) is None:
             resolve(self.model)  # a suite's checkpoints load at fit
 
     def _load_model(self, source: str | None = None) -> None:
