@@ -28,7 +28,7 @@ import torch
 from tsfm.export.onnx_export import export_onnx
 from tsfm.hub import load_model
 from tsfm.pipeline import torch_step
-from tsfm_runtime.rules import floor_at_zero, from_log_space, pin_constants, rollout, to_log_space
+from tsfm_runtime.rules import floor_at_zero, forecast, from_log_space, pin_constants, rollout, to_log_space
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime" / "tsfm_runtime"
 ALLOWED_IMPORTS = {"__future__", "json", "re", "collections", "dataclasses", "pathlib", "typing", "numpy",
@@ -45,6 +45,8 @@ data = np.load("inputs.npz")
 np.save("multi.npy", model.predict(data["values"], data["mask"], freq="MS"))
 np.save("single.npy", model.predict(data["single"], freq=["h"], horizon=10))
 np.save("logged.npy", model.predict(data["values"], data["mask"], freq="MS", log_scale=True))
+suite = runtime.load("suite", num_threads=1)
+np.save("suite.npy", suite.predict(data["values"], data["mask"], freq="MS", horizon=8))
 try:
     runtime.load("broken.onnx")
     error = ""
@@ -131,6 +133,10 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     export_onnx(tiny_checkpoint, device / "model.onnx", horizon=40)
     shutil.copytree(RUNTIME, device / "tsfm_runtime", ignore=shutil.ignore_patterns("__pycache__"))
     (device / "broken.onnx").write_bytes((device / "model.onnx").read_bytes()[:5000])
+    (device / "suite").mkdir()  # a suite of one checkpoint whose intervals are calibrated by 2 backtests
+    shutil.copy(device / "model.onnx", device / "suite" / "model.onnx")
+    (device / "suite" / "suite.json").write_text(json.dumps(
+        {"default": "model", "variants": [{"name": "model", "min_history": 0}], "calibration_windows": 2}))
     (device / "drive.py").write_text(DRIVER)
 
     rng = np.random.default_rng(11)
@@ -158,6 +164,10 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     want_single = floor_at_zero(pin_constants(forecast_arrays(model, one, one_mask, np.full(1, 7), 10), one, one_mask),
                                 one, one_mask)
 
+    full_mask = mask * ~np.isnan(values)
+    want_suite = forecast(torch_step(model, 256, "cpu"), values, full_mask, np.full(4, 11), 8, model.quantiles, 16,
+                          context=64, calibration_windows=2)  # 50 steps: backtests cut at 42 and 34
+
     run = subprocess.run([str(edge_python), "-E", "-s", "drive.py"], cwd=device, capture_output=True, text=True,
                          env=_clean_env(), timeout=120)
     assert run.returncode == 0, run.stderr
@@ -170,6 +180,8 @@ def test_copied_runtime_matches_torch_forecast(edge_python, tiny_checkpoint, tmp
     logged = np.load(device / "logged.npy")
     assert multi.shape == logged.shape == (4, 40, 3, 9) and single_out.shape == (1, 10, 1, 9)
     assert np.abs(logged - multi).max() > 1e-2 * np.abs(multi).max()  # log space does change the forecast
-    for got, want in ((multi, want_multi), (single_out, want_single), (logged, want_logged)):
+    calibrated = np.load(device / "suite.npy")
+    assert np.abs(calibrated - multi[:, :8]).max() > 1e-3 * np.abs(multi).max()  # calibration changes the intervals
+    for got, want in ((multi, want_multi), (single_out, want_single), (logged, want_logged), (calibrated, want_suite)):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert np.all(multi[2, :, 2] == 3.0)
