@@ -40,6 +40,7 @@ from tsfm.data.backtest import backtest_windows
 from tsfm.data.forecast_frame import forecast_frame as make_frame
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.windows import inference_windows
+from tsfm.errors import InputError
 from tsfm.models.base import Capabilities
 from tsfm.statistical import StatsMember, available_cpus, forecast_cuts
 from tsfm_runtime import aggregate, rules
@@ -193,7 +194,7 @@ class AutoEnsemble:
         combined = aggregate.apply(self.last_members, self.weights, GRID, self.widening)
         missing = ~np.isfinite(combined).all(axis=(1, 2, 3))
         if missing.any():
-            raise ValueError(f"no member could forecast {int(missing.sum())} series "
+            raise InputError(f"no member of the ensemble could forecast {int(missing.sum())} series "
                              f"(e.g. {series.ids[int(np.argmax(missing))]})")
         windows = inference_windows(series, 512)
         values, mask = windows["past_values"], windows["past_mask"]
