@@ -35,6 +35,10 @@ from zero_shot import GROUPS, QUANTILES, SHARED, geo_interval, load_tasks, log_r
 
 PACKAGES = ("tsfm", "statsforecast", "numpy", "pandas", "torch")
 AUTO, UNCALIBRATED, EQUAL, IN_SAMPLE = "auto", "auto-uncalibrated", "auto-equal", "auto-insample-calibration"
+FORECASTER = "forecaster"  # what Forecaster(model="auto").predict() returned (the code's rule at run time)
+RULES = {  # the documented weighting rules compared (prior, what n counts); the code's default is "auto"
+    "equal-units": ("equal", "units"), "equal-points": ("equal", "points"), "default-units": ("default", "units"),
+}
 MEMBERS_ALONE = ("ttm", "moirai-moe", "AutoARIMA", "AutoTheta", "AutoETS", "SeasonalNaive")
 REUSED = (*MEMBERS_ALONE, "AutoARIMA-approx", "StatsMedian")
 COVERAGES = {"coverage_80": (0.1, 0.9), "coverage_50": (0.25, 0.75)}
@@ -83,6 +87,7 @@ def variant_frames(forecaster) -> dict[str, Any]:
     """Quantile frames (columns "0.1".."0.9") of every variant scored, from one fitted-and-predicted ensemble."""
     import numpy as np
 
+    from tsfm import aggregation, auto
     from tsfm.auto import GRID
     from tsfm.data.forecast_frame import forecast_frame
     from tsfm.data.windows import inference_windows
@@ -98,18 +103,32 @@ def variant_frames(forecaster) -> dict[str, Any]:
 
     stack = ensemble.last_members
     equal = np.full(ensemble.weights.shape, 1.0 / len(ensemble.members))
-    out = {UNCALIBRATED: frame(aggregate.apply(stack, ensemble.weights, GRID)),
-           EQUAL: frame(aggregate.apply(stack, equal, GRID))}
+    out = {EQUAL: frame(aggregate.apply(stack, equal, GRID))}
     data = ensemble.backtests
-    if data is not None:  # the other rule: calibrate on the very aggregates the weights were fitted on
-        fitted = aggregate.combine(data.forecasts, ensemble.weights)
-        known = np.isfinite(data.actual) & np.isfinite(fitted).all(axis=1)
-        widening = rules.conformal_widening(fitted, data.actual, known, GRID)
-        out[IN_SAMPLE] = frame(aggregate.apply(stack, ensemble.weights, GRID, widening))
+    for name, (prior, count) in RULES.items():
+        if data is None:  # too short for a backtest: the default model alone, whatever the rule
+            out[f"rule:{name}"] = out[f"rule:{name}:uncalibrated"] = out[IN_SAMPLE] = frame(stack[0])
+            continue
+        rule = auto.weight_rule(ensemble.members, prior, count)
+        weights = aggregation.fit_weights(data, GRID, **rule)
+        widening = aggregation.calibration(data, GRID, **rule)
+        out[f"rule:{name}"] = frame(aggregate.apply(stack, weights, GRID, widening))
+        out[f"rule:{name}:uncalibrated"] = frame(aggregate.apply(stack, weights, GRID))
+        if name == default_rule():  # the other calibration: on the very aggregates the weights were fitted on
+            fitted = aggregate.combine(data.forecasts, weights)
+            known = np.isfinite(data.actual) & np.isfinite(fitted).all(axis=1)
+            out[IN_SAMPLE] = frame(aggregate.apply(stack, weights, GRID, rules.conformal_widening(
+                fitted, data.actual, known, GRID)))
     for i, member in enumerate(ensemble.members):
         if np.isfinite(stack[i]).all():
             out[f"member:{member.name}"] = frame(stack[i])
     return out
+
+
+def default_rule() -> str:
+    from tsfm import aggregation, auto
+
+    return f"{auto.PRIOR}-{aggregation.COUNT}"
 
 
 def run_task(task: dict[str, Any], num_threads: int) -> dict[str, Any]:
@@ -130,7 +149,7 @@ def run_task(task: dict[str, Any], num_threads: int) -> dict[str, Any]:
         for name, value in forecaster.model_.seconds.items():
             member_seconds[name] = member_seconds.get(name, 0.0) + value
         lines.append(forecaster.model_.lines)
-        variants = {AUTO: forecast, **variant_frames(forecaster)}
+        variants = {FORECASTER: forecast, **variant_frames(forecaster)}
         last = context.groupby("unique_id")["ds"].max()
         for name, f in variants.items():
             f = f.drop(columns=["mean"], errors="ignore").merge(actual[["unique_id", "ds", "y"]],
@@ -145,10 +164,10 @@ def run_task(task: dict[str, Any], num_threads: int) -> dict[str, Any]:
         cv = pd.concat(parts, ignore_index=True)
         scores = evaluate_forecasts(cv, cv, df, task["m"], QUANTILES)
         scores.update(coverages(cv))
-        models[name] = {"scores": scores, "seconds": seconds if name == AUTO else 0.0, "error": None}
-    weights = [line[1] for line in lines]
+        models[name] = {"scores": scores, "seconds": seconds if name == FORECASTER else 0.0, "error": None}
+    weights = [line[-1] for line in lines]
     return {"models": models, "member_seconds": member_seconds, "lines": lines, "weights": weights,
-            "mean_points": float(np.mean([len(p) for p in frames[AUTO]]))}
+            "mean_points": float(np.mean([len(p) for p in frames[FORECASTER]]))}
 
 
 # ----------------------------------------------------------------------------- report
@@ -162,6 +181,7 @@ def summarise(results: dict[str, dict[str, Any]], tasks: list[dict[str, Any]]) -
 
     present = sorted({m for per in results.values() for m in per})
     models = [AUTO, UNCALIBRATED, EQUAL, *[m for m in (IN_SAMPLE,) if m in present],
+              *sorted(m for m in present if m.startswith("rule:")), FORECASTER,
               *[m for m in REUSED if m in present],
               *sorted(m for m in present if m.startswith("member:"))]
     groups = {"all": tasks, **{g: [t for t in tasks if t["group"] == g] for g in GROUPS}}
@@ -218,12 +238,12 @@ def render(meta, tasks, results, info, summary, notes) -> str:
         rows = [[t["name"], t["group"]] + [results[t["name"]].get(m, {}).get("scores", {}).get(metric, float("nan"))
                                            for m in shown] for t in tasks]
         parts += ["", f"## {metric} per task", "", markdown_table(["task", "group", *shown], rows, digits)]
-    rows = [[t["name"], t["n_windows"], t["n_series"], f"{results[t['name']][AUTO]['seconds']:.1f}",
+    rows = [[t["name"], t["n_windows"], t["n_series"], f"{results[t['name']][FORECASTER]['seconds']:.1f}",
              ", ".join(f"{k} {v:.1f}" for k, v in info[t["name"]]["member_seconds"].items()),
              info[t["name"]]["lines"][-1][0].split(": ", 1)[-1]] for t in tasks]
     parts += ["", "## Seconds per task (fit + predict over all windows) and the last window's members", "",
               markdown_table(["task", "windows", "series", "auto s", "per member s", "members (last window)"], rows)]
-    rows = [[t["name"], info[t["name"]]["lines"][-1][1]] for t in tasks]
+    rows = [[t["name"], info[t["name"]]["lines"][-1][-1]] for t in tasks]
     parts += ["", "## Weights and calibration of each task's last window", "", markdown_table(["task", "said"], rows)]
     return "\n".join(parts)
 
@@ -282,11 +302,12 @@ def main(argv: list[str] | None = None) -> int:
             with partial.open("a") as handle:
                 handle.write(json.dumps(row, default=float) + "\n")
             done[task["name"]] = row
-            auto_scores = row["models"][AUTO]["scores"]
+            auto_scores = row["models"][FORECASTER]["scores"]
             print(f"{task['name']:<26} {time.perf_counter() - start:7.1f}s  MASE {auto_scores['MASE']:.3f}  "
                   f"cov80 {auto_scores['coverage_80']:.2f}", file=sys.stderr, flush=True)
-        results[task["name"]] = {**{m: r for m, r in old["models"].items() if m in REUSED},
-                                 **done[task["name"]]["models"]}
+        ran = done[task["name"]]["models"]
+        aliases = {AUTO: ran[f"rule:{default_rule()}"], UNCALIBRATED: ran[f"rule:{default_rule()}:uncalibrated"]}
+        results[task["name"]] = {**{m: r for m, r in old["models"].items() if m in REUSED}, **ran, **aliases}
         info[task["name"]] = done[task["name"]]
     finish_run(meta)
     summary = summarise(results, tasks)

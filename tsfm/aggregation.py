@@ -25,12 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from tsfm_runtime import aggregate, rules
 
 SHRINKAGE = 10.0  # k: the weight of the equal-weight prior, in scored units (series x windows)
+COUNT = "units"  # what n counts: "units" (series x windows) or "points" (series x windows x steps)
 MIN_WINDOWS = 2  # fewer backtest windows than this: equal weights
 SOLVER_STEPS = 300
 MAX_POINTS = 50_000  # the solver reads at most this many points (an even subsample of the rest)
@@ -92,43 +94,53 @@ def simplex_weights(forecasts: np.ndarray, actual: np.ndarray, levels: Sequence[
     return best_w.T
 
 
-def shrink(fitted: np.ndarray, n_units: int, k: float = SHRINKAGE) -> np.ndarray:
-    """``(n w_fit + k e) / (n + k)``: fitted weights pulled toward equal ones when units are few."""
-    equal = np.full_like(fitted, 1.0 / fitted.shape[0])
-    return (n_units * fitted + k * equal) / (n_units + k)
+def prior_weights(n_members: int, n_levels: int, prior: np.ndarray | None = None) -> np.ndarray:
+    """``[M, Q]``: the weights shrinkage pulls toward (equal ones unless a simplex ``prior [M]`` is given)."""
+    base = np.full(n_members, 1.0 / n_members) if prior is None else np.asarray(prior, dtype=np.float64)
+    return np.repeat(base[:, None], n_levels, axis=1)
+
+
+def shrink(fitted: np.ndarray, n_units: int, k: float = SHRINKAGE, prior: np.ndarray | None = None) -> np.ndarray:
+    """``(n w_fit + k e) / (n + k)``: fitted weights pulled toward the prior ``e`` (equal weights) when
+    units are few."""
+    toward = prior_weights(*fitted.shape, prior)
+    return (n_units * fitted + k * toward) / (n_units + k)
 
 
 def fit_weights(data: Backtests, levels: Sequence[float], *, min_windows: int = MIN_WINDOWS,
-                k: float = SHRINKAGE, seed: int = 0) -> np.ndarray:
-    """``[M, Q]`` weights: shrunk simplex fits on the points every member forecast; equal weights with
-    fewer than ``min_windows`` windows or no such point."""
+                k: float = SHRINKAGE, count: str = COUNT, prior: np.ndarray | None = None,
+                seed: int = 0) -> np.ndarray:
+    """``[M, Q]`` weights: simplex fits on the points every member forecast, shrunk toward the prior
+    (equal weights) with ``n`` = scored series x windows (``count="units"``) or scored points
+    (``"points"``); the prior alone with fewer than ``min_windows`` windows or no such point."""
     m, q = data.forecasts.shape[0], len(levels)
     complete = np.isfinite(data.forecasts).all(axis=(0, 2)) & np.isfinite(data.actual) & (data.scale > 0)
     if data.n_windows < min_windows or not complete.any():
-        return np.full((m, q), 1.0 / m)
+        return prior_weights(m, q, prior)
     used = data.subset(complete)
     if used.actual.size > MAX_POINTS:
         pick = np.sort(np.random.default_rng(seed).choice(used.actual.size, MAX_POINTS, replace=False))
         used = used.subset(pick)
     scaled = used.forecasts / used.scale[None, :, None]
     fitted = simplex_weights(scaled, used.actual / used.scale, levels)
-    return shrink(fitted, int(np.unique(used.unit).size), k)
+    n = int(np.unique(used.unit).size) if count == "units" else int(complete.sum())
+    return shrink(fitted, n, k, prior)
 
 
-def holdout_aggregates(data: Backtests, levels: Sequence[float], **fit: float) -> np.ndarray:
-    """``[P, Q]``: every window's points aggregated with weights fitted on the other windows (equal
-    weights when there is a single window: nothing was fitted on it)."""
+def holdout_aggregates(data: Backtests, levels: Sequence[float], **fit: Any) -> np.ndarray:
+    """``[P, Q]``: every window's points aggregated with weights fitted on the other windows (the prior,
+    equal weights, when there is a single window: nothing was fitted on it)."""
     out = np.full(data.forecasts.shape[1:], np.nan)
     windows = np.unique(data.window)
     for k in windows:
         inside = data.window == k
         weights = (fit_weights(data.subset(~inside), levels, min_windows=1, **fit) if windows.size > 1
-                   else np.full((data.forecasts.shape[0], len(levels)), 1.0 / data.forecasts.shape[0]))
+                   else prior_weights(data.forecasts.shape[0], len(levels), fit.get("prior")))
         out[inside] = aggregate.combine(data.forecasts[:, inside], weights)
     return out
 
 
-def calibration(data: Backtests, levels: Sequence[float], **fit: float) -> np.ndarray:
+def calibration(data: Backtests, levels: Sequence[float], **fit: Any) -> np.ndarray:
     """Widening of each central interval (``rules.interval_pairs(levels)``) from the leave-one-window-out
     aggregates: ``rules.conformal_widening`` on forecasts no weight was fitted on."""
     held_out = holdout_aggregates(data, levels, **fit)

@@ -53,6 +53,7 @@ DEFAULT_SOURCE = "ttm"  # what the default member loads: the suite (its pick for
 NETWORKS = (DEFAULT_MODEL, "moirai-moe")
 ORDER = ("SeasonalNaive", DEFAULT_MODEL, "AutoARIMA", "AutoTheta", "moirai-moe", "AutoETS")
 MAX_WINDOWS = 4
+PRIOR = "equal"  # what few backtests shrink the weights toward: "equal" weights or the "default" model alone
 SAMPLE_SERIES = 100
 BUDGET_S = 60.0
 ARIMA_EXACT_POINTS = 20_000
@@ -326,11 +327,22 @@ def fit(series: SeriesSet, h: int, *, context_length: int | None = None, log_sca
         keep[0] = True
     ensemble.members = [m for m, k in zip(members, keep) if k]
     data = aggregation.Backtests(data.forecasts[keep], data.actual, data.scale, data.window, data.unit)
-    ensemble.weights = aggregation.fit_weights(data, GRID, seed=seed)
-    ensemble.widening = aggregation.calibration(data, GRID, seed=seed) if calibrate else no_change
+    rule = weight_rule(ensemble.members)
+    ensemble.weights = aggregation.fit_weights(data, GRID, seed=seed, **rule)
+    ensemble.widening = aggregation.calibration(data, GRID, seed=seed, **rule) if calibrate else no_change
     ensemble.windows, ensemble.backtests = data.n_windows, data
     ensemble.lines = summary(ensemble, skipped, len(sample), len(series), calibrate) + notes
     return ensemble
+
+
+def weight_rule(members: list[Member], prior: str | None = None, count: str | None = None) -> dict[str, Any]:
+    """``fit_weights`` options: what n counts (``aggregation.COUNT``) and the prior (``PRIOR``) as a vector."""
+    prior = prior or PRIOR
+    vector = None
+    if prior == "default":
+        vector = np.array([float(m.name == DEFAULT_MODEL) for m in members])
+        vector = vector / vector.sum() if vector.sum() > 0 else None
+    return {"count": count or aggregation.COUNT, "prior": vector}
 
 
 def backtests(ensemble: AutoEnsemble, series: SeriesSet, h: int,
