@@ -85,6 +85,16 @@ def test_shrinkage_toward_equal_weights_and_one_window_gives_equal_weights():
     assert np.abs(few - 1 / 3).max() < np.abs(many - 1 / 3).max()
 
 
+def test_the_prior_and_what_n_counts_are_rules_of_their_own():
+    data = backtests(2, 3, spread=(0.5, 2.0, 6.0), miss=(3.0, 0.0, 3.0))  # 6 units, 36 points
+    prior = np.array([1.0, 0.0, 0.0])
+    assert np.allclose(aggregation.fit_weights(backtests(5, 1), GRID, prior=prior), prior[:, None])  # one window
+    toward_first = aggregation.fit_weights(data, GRID, prior=prior)
+    assert np.all(toward_first[0] > aggregation.fit_weights(data, GRID)[0])
+    by_points = aggregation.fit_weights(data, GRID, count="points")  # n = 36: closer to the fit
+    assert np.abs(by_points - 1 / 3).max() > np.abs(aggregation.fit_weights(data, GRID) - 1 / 3).max()
+
+
 # ----------------------------------------------------------------------------- combining
 def test_resorting_never_raises_the_pinball_loss():
     """Two members whose weighted average crosses (0.3 above 0.7): sorting lowers or keeps the loss for
