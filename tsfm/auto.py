@@ -54,6 +54,7 @@ NETWORKS = (DEFAULT_MODEL, "moirai-moe")
 ORDER = ("SeasonalNaive", DEFAULT_MODEL, "AutoARIMA", "AutoTheta", "moirai-moe", "AutoETS")
 MAX_WINDOWS = 4
 PRIOR = "equal"  # what few backtests shrink the weights toward: "equal" weights or the "default" model alone
+CALIBRATE = True  # conformal calibration of the combination unless the user says calibration_windows=0
 SAMPLE_SERIES = 100
 BUDGET_S = 60.0
 ARIMA_EXACT_POINTS = 20_000

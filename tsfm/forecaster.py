@@ -308,8 +308,9 @@ class Forecaster:
 
         h = h or (int(self.horizon) if self.horizon is not None else series.freq_info.horizon)
         self.device_ = self._device()
+        calibrate = auto.CALIBRATE if self.calibration_windows is None else self.calibration_windows > 0
         ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
-                            calibrate=self.calibration_windows != 0, device=self.device_, batch_size=self.batch_size,
+                            calibrate=calibrate, device=self.device_, batch_size=self.batch_size,
                             n_jobs=self.num_threads, num_threads=self.num_threads)
         self.model_name_ = auto.AUTO
         self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(ensemble.lines))
