@@ -16,7 +16,6 @@ Profiles (derandomized, so CI sees the same examples every run): ``TSFM_FUZZ_PRO
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -136,15 +135,11 @@ def test_frames_forecast_or_one_line_error(fitted, df, as_csv):
 
 @pytest.fixture(scope="module")
 def edge_model(tiny_checkpoint, tmp_path_factory):
+    import tsfm_runtime
     from tsfm.export.onnx_export import export_onnx
 
     path = export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("fuzz-onnx") / "model.onnx")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-    try:
-        import runtime
-    finally:
-        sys.path.pop(0)
-    return runtime.load(path, num_threads=1)
+    return tsfm_runtime.load(path, num_threads=1)
 
 
 @FUZZ
