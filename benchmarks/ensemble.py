@@ -204,7 +204,7 @@ def summarise(results: dict[str, dict[str, Any]], tasks: list[dict[str, Any]]) -
     versus = {}
     for candidate in (AUTO, UNCALIBRATED):
         versus[candidate] = {}
-        for ref in [m for m in models if m not in (AUTO, UNCALIBRATED)]:
+        for ref in [m for m in models if m not in (AUTO, candidate)]:
             have = [t for t in tasks if ref in results[t["name"]]]
             versus[candidate][ref] = {metric: geo_interval(log_ratios(results, have, candidate, metric, ref))
                                       for metric in ("MASE", "WQL")}
@@ -232,6 +232,7 @@ def render(meta, tasks, results, info, summary, notes) -> str:
         rows = [[m] + [cell(rel[g][m][metric]) for g in groups] for m in models if not m.startswith("member:")]
         parts += ["", f"## Relative {metric} per frequency group", "",
                   markdown_table(["model", *[f"{g} ({summary['groups'][g]})" for g in groups]], rows)]
+    parts += ["", "## Acceptance (issue 28)", "", *acceptance(summary)]
     parts += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     shown = [AUTO, UNCALIBRATED, EQUAL, "ttm", "AutoARIMA", "StatsMedian"]
     for metric, digits in (("MASE", 3), ("WQL", 4), ("coverage_80", 2), ("coverage_50", 2)):
@@ -248,10 +249,33 @@ def render(meta, tasks, results, info, summary, notes) -> str:
     return "\n".join(parts)
 
 
+def acceptance(summary: dict[str, Any]) -> list[str]:
+    """Issue 28's bars: lower MASE and WQL than every member alone and StatsMedian; calibrated coverage."""
+    rows = []
+    for candidate in (AUTO, UNCALIBRATED):
+        for ref in (*MEMBERS_ALONE, "StatsMedian"):
+            v = summary["versus"][candidate][ref]
+            rows.append([candidate, ref] + [f"{cell(v[m])} {'lower' if v[m][0] < 1 else 'NOT lower'}"
+                                            f"{', beyond the interval' if v[m][2] < 1 else ''}"
+                                            for m in ("MASE", "WQL")])
+    cov = summary["coverage"]
+    lines = [markdown_table(["auto", "member alone", "MASE ratio", "WQL ratio"], rows), ""]
+    for name, (lo, hi) in (("coverage_80", (0.77, 0.83)), ("coverage_50", (0.47, 0.53))):
+        lines.append(f"- {name.split('_')[1]}% interval coverage: {cov[AUTO][name]:.3f} calibrated "
+                     f"({'within' if lo <= cov[AUTO][name] <= hi else 'outside'} {lo}-{hi}), "
+                     f"{cov[UNCALIBRATED][name]:.3f} uncalibrated.")
+    return lines
+
+
 def run_notes(args) -> list[str]:
     from tsfm import aggregation, auto
 
-    return [
+    notes = [
+        f"`auto` is the rule `Forecaster(model=\"auto\")` uses now, `rule:{default_rule()}` (tsfm.auto.PRIOR = "
+        f"{auto.PRIOR!r}, tsfm.aggregation.COUNT = {aggregation.COUNT!r}), calibrated; `auto-uncalibrated` the same "
+        "weights without calibration. The `rule:*` rows are the three documented weighting rules computed from the "
+        "same fits (prior: equal weights or the default model alone; n: series x windows or points); "
+        f"`{FORECASTER}` is what `Forecaster(model=\"auto\").predict()` returned during the run.",
         f"Rows of {', '.join(REUSED)}: `{args.reuse}` (same tasks and windows; the members alone with their standard "
         "settings: statsforecast defaults, ttm = the shipped suite with its own calibration).",
         "auto: `Forecaster(model=\"auto\")` defaults: members within a budget of "
@@ -267,6 +291,10 @@ def run_notes(args) -> list[str]:
         f"Threads pinned to {args.num_threads}; statistical members in-process; run at the lowest priority on a shared "
         "2-core machine, so seconds include waiting (load in the header).",
     ]
+    if args.resume:
+        notes.append(f"Task rows were computed before this report (cached in `{args.output.stem}.partial.jsonl`, "
+                     "`--resume`); the header's date and load are the report's.")
+    return notes
 
 
 def load_partial(path: Path) -> dict[str, Any]:

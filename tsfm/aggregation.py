@@ -10,15 +10,16 @@ MASE), the ``window [P]`` each point belongs to and its ``unit [P]`` (one id per
   q, the simplex vector minimising the mean scaled pinball loss of the weighted quantile, found by
   exponentiated gradient (mirror descent on the simplex, best iterate kept). The loss is convex and
   piecewise linear, so the solver reaches the optimum up to its step size (checked against an LP).
-- **Shrinkage**: ``w = (n w_fit + k e) / (n + k)`` with ``e`` the equal weights, ``n`` the number of
-  scored units (series x windows) and ``k = SHRINKAGE``: one series with 4 windows keeps 4/14 of its
-  fitted weights, a hundred series with 4 windows 98%. Fewer than ``MIN_WINDOWS`` windows: equal
-  weights (nothing is fitted).
+- **Shrinkage**: ``w = (n w_fit + k e) / (n + k)`` with ``e`` the prior (equal weights here;
+  ``tsfm.auto`` passes its default model alone), ``n`` the number of scored units (series x windows;
+  ``count="points"`` counts points instead) and ``k = SHRINKAGE``: one series with 4 windows keeps
+  4/14 of its fitted weights, a hundred series with 4 windows 98%. Fewer than ``MIN_WINDOWS``
+  windows: the prior (nothing is fitted).
 - **Calibration** from leave-one-window-out aggregates: each window is aggregated with weights fitted
   on the other windows, and ``tsfm_runtime.rules.conformal_widening`` measures, on those honest
   forecasts, how much each central interval must widen to cover its share. Calibrating on the very
   forecasts the weights were fitted on would be optimistic (in-sample weights look better than they
-  are); with equal weights nothing was fitted, so one window calibrates on its own aggregate.
+  are); with the prior's weights nothing was fitted, so one window calibrates on its own aggregate.
 """
 
 from __future__ import annotations
