@@ -114,8 +114,8 @@ def test_predict_on_other_series(tiny_checkpoint):
 
 
 def test_gluonts_predictor(tiny_checkpoint):
-    from tsfm.data.loading import load_series
     from tsfm.data.gluonts_adapters import to_list_dataset
+    from tsfm.data.loading import load_series
 
     df = monthly_frame(2)
     f = Forecaster(model=str(tiny_checkpoint), horizon=4).fit(df)

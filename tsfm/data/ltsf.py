@@ -147,7 +147,7 @@ class LTSFData:
     freq_id: int = 0  # TTM's resolution token of the rows' frequency (0: unknown)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, split: str, name: str = "data") -> "LTSFData":
+    def from_frame(cls, frame: pd.DataFrame, split: str, name: str = "data") -> LTSFData:
         raw = frame.to_numpy(dtype=np.float64)
         segs = segments(split, len(raw))
         train = raw[segs["train"][0] : segs["train"][1]]
@@ -164,7 +164,7 @@ class LTSFData:
                    index, freq_token(freq))
 
     @classmethod
-    def load(cls, name: str, data_dir: str | Path, target: str | None = None) -> "LTSFData":
+    def load(cls, name: str, data_dir: str | Path, target: str | None = None) -> LTSFData:
         """One benchmark dataset, all channels (multivariate, ``features='M'``) or, with ``target``,
         that channel alone (the univariate setting, ``features='S'``: e.g. ``target="OT"``)."""
         if name not in DATASETS:
@@ -175,7 +175,7 @@ class LTSFData:
             frame = frame[[select_column(list(frame.columns), target)]]
         return cls.from_frame(frame, spec.split, name=name)
 
-    def windows(self, split: Split, lookback: int, horizon: int, stride: int = 1) -> "LTSFWindows":
+    def windows(self, split: Split, lookback: int, horizon: int, stride: int = 1) -> LTSFWindows:
         borders = window_borders(self.segments[split], lookback, split)
         return LTSFWindows(self.values, self.marks, borders, lookback, horizon, stride, self.freq_id)
 

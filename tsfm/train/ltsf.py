@@ -145,7 +145,8 @@ class LTSFDataModule(pl.LightningDataModule):
         if not 0.0 < train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
         self.data, self.lookback, self.horizon = data, lookback, horizon
-        self.batch_size, self.eval_batch_size, self.seed, self.test_stride = batch_size, eval_batch_size, seed, test_stride
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.test_stride = seed, test_stride
         self.train_fraction, self.drop_last = train_fraction, drop_last
 
     def setup(self, stage: str | None = None) -> None:
