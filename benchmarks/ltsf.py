@@ -56,7 +56,7 @@ S_MAMBA_SOURCE = ("S-Mamba (Wang et al., arXiv 2403.11144v3), LaTeX tables tab:r
                   "hyper-parameters: wzhwzhwzh0921/S-D-Mamba scripts/multivariate_forecasting/")
 SPACETIME_SOURCE = ("SpaceTime (Zhang et al., ICLR 2023, arXiv 2303.09489), the univariate Informer table "
                     "(tab:informer-s-long, the table HazyResearch/spacetime's code reproduces): its text was not found "
-                    "in the stored corpus this session, so no paper number is filled in")
+                    "in the searched corpus (pages, code, issues, docs), so no paper number is filled in")
 TTM_SOURCE = ("TTM r2 512-96 zero-shot MSE, ibm-granite/granite-tsfm "
               "notebooks/hfdemo/tinytimemixer/full_benchmarking/combined_results-granite-r2.csv (zs_mse; no MAE there)")
 # Published per-horizon rows (MSE, MAE), lookback 96, multivariate. Their means are the averages quoted
@@ -105,7 +105,7 @@ PROTOCOL_NOTES = (
 
 
 PAPER_CHECK = (
-    "Paper rows checked (this session) against text, not memory: every S-Mamba and iTransformer per-horizon MSE / MAE "
+    "Paper rows checked against text, not memory: every S-Mamba and iTransformer per-horizon MSE / MAE "
     "and Avg row above equals the S-Mamba paper's LaTeX source (arXiv 2403.11144v3), tables tab:results_ETT "
     "('Full results of S-Mamba and baselines on ETT datasets', ETTh1 and ETTh2) and tab:results_other "
     "(Electricity, Exchange, Weather, Solar-Energy), S-Mamba and iTransformer columns; none needed a fix. The "
@@ -127,11 +127,11 @@ SPACETIME_NOTE = (
     "1`), here only the forecast's MSE; the reference subtracts the lag's mean (`--data_transform mean`), our "
     "model scales each window by its mean and std (`scaling=std`); our preprocessing uses fixed moving-average "
     "windows (4, 10, 25, 64) where the reference draws them in [4, 720]. The paper's numbers for these rows are "
-    "not filled in: its univariate table (tab:informer-s-long) was not found in the stored corpus this session "
+    "not filled in: its univariate table (tab:informer-s-long) was not found in the searched corpus "
     "(search of pages/code/issues/docs; the repository has no results file), so there is no ratio.")
 
 FEW_SHOT_NOTE = (
-    "Recipe (this session aligned to granite's script behind fs5_mse, notebooks/hfdemo/tinytimemixer/"
+    "Recipe (aligned to granite's script behind fs5_mse, notebooks/hfdemo/tinytimemixer/"
     "full_benchmarking/ttm_full_benchmarking.py): backbone frozen, decoder + head trained (our 'head' mode), "
     "head_dropout 0.7 on the ETT datasets, AdamW, OneCycleLR over the planned steps with peak lr 1e-3, batch 64, "
     "<= 50 epochs, early stopping on the whole validation split with patience 10, the training windows inside "
