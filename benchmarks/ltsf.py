@@ -136,7 +136,8 @@ FEW_SHOT_NOTE = (
     "head_dropout 0.7 on the ETT datasets, AdamW, OneCycleLR over the planned steps with peak lr 1e-3, batch 64, "
     "<= 50 epochs, early stopping on the whole validation split with patience 10, the training windows inside "
     "the last int(0.05 (rows - 512)) + 512 training rows (granite's select_by_fixed_fraction, location 'last', "
-    "minimum_size = context; the earlier rows kept the last 5% of the windows instead), every test origin. Still different: granite picks the lr with "
+    "minimum_size = context; the earlier rows kept the last 5% of the windows instead), every test origin. "
+    "Still different: granite picks the lr with "
     "`optimal_lr_finder` on the training windows (not replicated; 1e-3 is the peak here). The rows of the earlier "
     "recipe (constant lr 1e-3, Adam, head_dropout 0.0 as shipped, last partial batch dropped) are in this file's "
     "history (commit 8d05ba4). Our `ttm-512` is not TTM r2: it is pretrained on our synthetic corpus only and its "
@@ -301,7 +302,7 @@ def few_shot_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> list[
     ``optimal_lr_finder`` on the training windows, which is not replicated here: lr 1e-3 is the OneCycle peak.
     MSE on the median."""
     from tsfm.data.ltsf import LTSFData
-    from tsfm.hub import load_model, load_suite, resolve
+    from tsfm.hub import load_model, resolve
     from tsfm.train.finetune import resolve_mode
     from tsfm.train.ltsf import TrainSettings, fit_and_test
 
@@ -370,7 +371,8 @@ def scan_timing_rows(args: argparse.Namespace, meta: dict[str, Any], save) -> li
     seconds: dict[str, list[float]] = {"chunked": [], "reference": []}
     last: dict[str, dict[str, Any]] = {}
     for backend in ("chunked", "reference", "reference", "chunked"):
-        setup = paper_setup("s-mamba", dataset, horizon, lookback=args.lookback, time_features=not args.no_time_features)
+        setup = paper_setup("s-mamba", dataset, horizon, lookback=args.lookback,
+                            time_features=not args.no_time_features)
         setup.model["scan_backend"] = backend
         setup.train.epochs = 1
         out = fit_and_test(data, setup.model, setup.train, accelerator=args.accelerator, progress=not args.no_progress)
@@ -401,9 +403,11 @@ def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str
     by_key = {row_key(r): r for r in old}
     by_key.update({row_key(r): r for r in new})
     def rank(setting: str) -> int:
-        return next((i for i, p in enumerate(("full-shot", "zero-shot", "few-shot", "scan-timing")) if setting.startswith(p)), 9)
+        settings = ("full-shot", "zero-shot", "few-shot", "scan-timing")
+        return next((i for i, p in enumerate(settings) if setting.startswith(p)), 9)
 
-    return sorted(by_key.values(), key=lambda r: (rank(r["setting"]), r["setting"], r["model"], r["dataset"], r["horizon"]))
+    return sorted(by_key.values(),
+                  key=lambda r: (rank(r["setting"]), r["setting"], r["model"], r["dataset"], r["horizon"]))
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -480,7 +484,8 @@ def render(rows: list[dict[str, Any]]) -> str:
     if few:
         lines += ["## Few-shot, context 512, horizon 96 (TTM paper protocol)", ""]
         table = [[r["model"], r["checkpoint"], r["setting"], r["dataset"], r["mse"], r["mae"], r["paper_mse"],
-                  r["ratio_mse"], r["n_train_windows"], r.get("epochs_run"), r.get("best_epoch"), r["mode"]] for r in few]
+                  r["ratio_mse"], r["n_train_windows"], r.get("epochs_run"), r.get("best_epoch"), r["mode"]]
+                 for r in few]
         lines += [markdown_table(["model", "checkpoint", "setting", "dataset", "MSE", "MAE", "TTM r2 MSE", "ratio MSE",
                                   "train windows", "epochs", "best epoch", "mode"], table), "",
                   f"Reference: {TTM_FEW_SHOT_SOURCE}.", "", FEW_SHOT_NOTE, ""]
