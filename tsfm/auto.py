@@ -42,6 +42,7 @@ from tsfm.data.forecast_frame import forecast_frame as make_frame
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.windows import inference_windows
 from tsfm.errors import InputError
+from tsfm.evaluation import seasonal_error
 from tsfm.models.base import Capabilities
 from tsfm.statistical import StatsMember, available_cpus, forecast_cuts
 from tsfm_runtime import aggregate, rules
@@ -102,16 +103,6 @@ def stats_context(season: int) -> int:
 def allowed_windows(series: SeriesSet, h: int, season: int, max_windows: int = MAX_WINDOWS) -> np.ndarray:
     """[N] how many backtest windows of ``h`` each series allows (at most ``max_windows``)."""
     return np.clip((series.lengths - min_context(h, season)) // h, 0, max_windows)
-
-
-def seasonal_scale(values: np.ndarray, season: int) -> np.ndarray:
-    """[C] mean absolute seasonal difference of a history [T, C] (lag 1 when too short; NaN if none)."""
-    m = season if season < len(values) - 1 else 1
-    diffs = np.abs(values[m:] - values[:-m]) if len(values) > m else np.full((1, values.shape[1]), np.nan)
-    with np.errstate(all="ignore"):
-        scale = np.nanmean(np.where(np.isfinite(diffs), diffs, np.nan), axis=0) if np.isfinite(diffs).any() \
-            else np.full(values.shape[1], np.nan)
-    return np.asarray(scale, dtype=np.float64)
 
 
 @dataclass
@@ -385,7 +376,7 @@ def backtests(ensemble: AutoEnsemble, series: SeriesSet, h: int,
             per_member.append({k: values[rows, windows[rows] - k] for k, (rows, _) in heads.items()})
         notes += failure_notes(member.name, errors, len(series) * c, "backtests")
         ensemble.seconds[member.name] = ensemble.seconds.get(member.name, 0.0) + time.perf_counter() - start
-    scale = np.stack([seasonal_scale(v, ensemble.season) for v in series.values])  # [N, C]
+    scale = np.array([[seasonal_error(v[:, j], ensemble.season) for j in range(c)] for v in series.values])  # [N, C]
     forecasts, ys, scales, window_ids, units = [], [], [], [], []
     for k, (rows, _) in heads.items():
         forecasts.append(np.stack([m[k] for m in per_member]).reshape(len(per_member), -1, len(GRID)))

@@ -7,6 +7,7 @@ Hugging Face Hub convention so a checkpoint directory can be published as is.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,7 @@ class Suite:
         """The shortest context the variant reads: its own, or for an ensemble its shortest member's."""
         located = self.locate(variant)
         if located.lower().endswith(".onnx"):
-            from tsfm_runtime.edge import load as load_exported
-
-            return load_exported(located).context_length
+            return exported_context_length(located, Path(located).stat().st_mtime_ns)
         return read_config(resolve(located)).shortest_context
 
     def specialist(self, variant: str, freq: str) -> str | None:
@@ -104,6 +103,14 @@ def load_suite(name: str | Path) -> Suite | None:
     except ValueError as err:
         raise InputError(str(err)) from None
     return Suite(str(name) if root is not None else str(name).lower(), spec, root)
+
+
+@functools.lru_cache(maxsize=64)
+def exported_context_length(path: str, modified_ns: int) -> int:
+    """The context an exported file reads (its metadata; the graph is opened once per file version)."""
+    from tsfm_runtime.edge import load as load_exported
+
+    return load_exported(path).context_length
 
 
 def read_config(directory: Path) -> ModelConfig:
