@@ -240,7 +240,8 @@ def forecast(
     context = min(int(context_length or model.config.context_length), model.config.context_length)
     if reads_covariates(model):
         calibration_windows = 0
-    windows = inference_windows(series, context + calibration_windows * h)
+    longest = max((len(v) for v in series.values), default=0)  # backtests need no padding beyond the longest history
+    windows = inference_windows(series, max(context, min(context + calibration_windows * h, longest)))
     values, mask, freq_id = windows["past_values"], windows["past_mask"], windows["freq_id"]
     past_exog = None
     if reads_covariates(model):
