@@ -9,8 +9,9 @@ the members alone with their standard settings (ttm, moirai-moe, AutoARIMA, Auto
 SeasonalNaive) and StatsMedian are read from ``--reuse`` (default ``results/zero_shot.json``). For
 every outer window the script runs ``Forecaster(model="auto", horizon=H, quantiles=0.1..0.9)
 .fit(context).predict()`` — the public path, with its inner backtests on the context alone — and
-scores, from the same fit: ``auto`` (calibrated, the default), ``auto-uncalibrated`` (same weights,
-no widening), ``auto-equal`` (equal weights, no calibration: what fitted weights add) and each
+scores, from the same fit: ``auto`` (the default: uncalibrated while ``tsfm.auto.CALIBRATE`` is off),
+``auto-calibrated`` (same weights, conformal widening; ``auto-uncalibrated`` when calibration is the
+default), ``auto-equal`` (equal weights, no calibration: what fitted weights add) and each
 member as it ran inside the ensemble (``member:<name>``, its budgeted settings; a member the
 budget skipped on a task has no row there). Scores, intervals and the paired ratios as in
 zero_shot.py; 80% coverage from the 0.1/0.9 columns and 50% from 0.25/0.75, interpolated linearly
@@ -33,8 +34,13 @@ from typing import Any
 from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
 from zero_shot import GROUPS, QUANTILES, SHARED, geo_interval, load_tasks, log_ratios
 
+from tsfm import auto
+
 PACKAGES = ("tsfm", "statsforecast", "numpy", "pandas", "torch")
-AUTO, UNCALIBRATED, EQUAL, IN_SAMPLE = "auto", "auto-uncalibrated", "auto-equal", "auto-insample-calibration"
+AUTO, EQUAL, IN_SAMPLE = "auto", "auto-equal", "auto-insample-calibration"
+# The default is "auto"; the other calibration setting is named by what it changes.
+CALIBRATED, UNCALIBRATED = (AUTO, "auto-uncalibrated") if auto.CALIBRATE else ("auto-calibrated", AUTO)
+OTHER = UNCALIBRATED if auto.CALIBRATE else CALIBRATED
 FORECASTER = "forecaster"  # what Forecaster(model="auto").predict() returned (the code's rule at run time)
 RULES = {  # the documented weighting rules compared (prior, what n counts); the code's default is "auto"
     "equal-units": ("equal", "units"), "equal-points": ("equal", "points"), "default-units": ("default", "units"),
@@ -87,7 +93,7 @@ def variant_frames(forecaster) -> dict[str, Any]:
     """Quantile frames (columns "0.1".."0.9") of every variant scored, from one fitted-and-predicted ensemble."""
     import numpy as np
 
-    from tsfm import aggregation, auto
+    from tsfm import aggregation
     from tsfm.auto import GRID
     from tsfm.data.forecast_frame import forecast_frame
     from tsfm.data.windows import inference_windows
@@ -126,7 +132,7 @@ def variant_frames(forecaster) -> dict[str, Any]:
 
 
 def default_rule() -> str:
-    from tsfm import aggregation, auto
+    from tsfm import aggregation
 
     return f"{auto.PRIOR}-{aggregation.COUNT}"
 
@@ -180,7 +186,7 @@ def summarise(results: dict[str, dict[str, Any]], tasks: list[dict[str, Any]]) -
     import numpy as np
 
     present = sorted({m for per in results.values() for m in per})
-    models = [AUTO, UNCALIBRATED, EQUAL, *[m for m in (IN_SAMPLE,) if m in present],
+    models = [AUTO, OTHER, EQUAL, *[m for m in (IN_SAMPLE,) if m in present],
               *sorted(m for m in present if m.startswith("rule:")), FORECASTER,
               *[m for m in REUSED if m in present],
               *sorted(m for m in present if m.startswith("member:"))]
@@ -202,7 +208,7 @@ def summarise(results: dict[str, dict[str, Any]], tasks: list[dict[str, Any]]) -
         if coverage[m]["coverage_80"] != coverage[m]["coverage_80"]:  # reused rows hold the 10-90 coverage only
             coverage[m]["coverage_80"] = coverage[m]["coverage_10_90"]
     versus = {}
-    for candidate in (AUTO, UNCALIBRATED):
+    for candidate in (AUTO, OTHER):
         versus[candidate] = {}
         for ref in [m for m in models if m not in (AUTO, candidate)]:
             have = [t for t in tasks if ref in results[t["name"]]]
@@ -223,7 +229,7 @@ def render(meta, tasks, results, info, summary, notes) -> str:
                             [[m, counts[m], cell(rel["all"][m]["MASE"]), cell(rel["all"][m]["WQL"]),
                               summary["coverage"][m]["coverage_80"], summary["coverage"][m]["coverage_50"]]
                              for m in models])]
-    for candidate in (AUTO, UNCALIBRATED):
+    for candidate in (AUTO, OTHER):
         rows = [[ref, v["tasks"], cell(v["MASE"]), cell(v["WQL"])] for ref, v in summary["versus"][candidate].items()]
         parts += ["", f"## Paired ratios: `{candidate}` / each model (same tasks resampled)", "",
                   markdown_table(["reference", "tasks", "MASE ratio", "WQL ratio"], rows)]
@@ -234,7 +240,7 @@ def render(meta, tasks, results, info, summary, notes) -> str:
                   markdown_table(["model", *[f"{g} ({summary['groups'][g]})" for g in groups]], rows)]
     parts += ["", "## Acceptance (issue 28)", "", *acceptance(summary)]
     parts += ["", "## Notes", "", *[f"- {n}" for n in notes]]
-    shown = [AUTO, UNCALIBRATED, EQUAL, "ttm", "AutoARIMA", "StatsMedian"]
+    shown = [AUTO, OTHER, EQUAL, "ttm", "AutoARIMA", "StatsMedian"]
     for metric, digits in (("MASE", 3), ("WQL", 4), ("coverage_80", 2), ("coverage_50", 2)):
         rows = [[t["name"], t["group"]] + [results[t["name"]].get(m, {}).get("scores", {}).get(metric, float("nan"))
                                            for m in shown] for t in tasks]
@@ -252,7 +258,7 @@ def render(meta, tasks, results, info, summary, notes) -> str:
 def acceptance(summary: dict[str, Any]) -> list[str]:
     """Issue 28's bars: lower MASE and WQL than every member alone and StatsMedian; calibrated coverage."""
     rows = []
-    for candidate in (AUTO, UNCALIBRATED):
+    for candidate in (AUTO, OTHER):
         for ref in (*MEMBERS_ALONE, "StatsMedian"):
             v = summary["versus"][candidate][ref]
             rows.append([candidate, ref] + [f"{cell(v[m])} {'lower' if v[m][0] < 1 else 'NOT lower'}"
@@ -261,20 +267,22 @@ def acceptance(summary: dict[str, Any]) -> list[str]:
     cov = summary["coverage"]
     lines = [markdown_table(["auto", "member alone", "MASE ratio", "WQL ratio"], rows), ""]
     for name, (lo, hi) in (("coverage_80", (0.77, 0.83)), ("coverage_50", (0.47, 0.53))):
-        lines.append(f"- {name.split('_')[1]}% interval coverage: {cov[AUTO][name]:.3f} calibrated "
-                     f"({'within' if lo <= cov[AUTO][name] <= hi else 'outside'} {lo}-{hi}), "
+        lines.append(f"- {name.split('_')[1]}% interval coverage: {cov[CALIBRATED][name]:.3f} calibrated "
+                     f"({'within' if lo <= cov[CALIBRATED][name] <= hi else 'outside'} {lo}-{hi}), "
                      f"{cov[UNCALIBRATED][name]:.3f} uncalibrated.")
     return lines
 
 
 def run_notes(args) -> list[str]:
-    from tsfm import aggregation, auto
+    from tsfm import aggregation
 
     notes = [
         f"`auto` is the rule `Forecaster(model=\"auto\")` uses now, `rule:{default_rule()}` (tsfm.auto.PRIOR = "
-        f"{auto.PRIOR!r}, tsfm.aggregation.COUNT = {aggregation.COUNT!r}), calibrated; `auto-uncalibrated` the same "
-        "weights without calibration. The `rule:*` rows are the three documented weighting rules computed from the "
-        "same fits (prior: equal weights or the default model alone; n: series x windows or points); "
+        f"{auto.PRIOR!r}, tsfm.aggregation.COUNT = {aggregation.COUNT!r}), "
+        f"{'calibrated' if auto.CALIBRATE else 'not calibrated'}; `{OTHER}` the same weights "
+        f"{'without' if auto.CALIBRATE else 'with'} calibration. The `rule:*` rows are the three documented "
+        "weighting rules computed from the same fits (prior: equal weights or the default model alone; n: series x "
+        "windows or points); "
         f"`{FORECASTER}` is what `Forecaster(model=\"auto\").predict()` returned during the run.",
         f"Rows of {', '.join(REUSED)}: `{args.reuse}` (same tasks and windows; the members alone with their standard "
         "settings: statsforecast defaults, ttm = the shipped suite with its own calibration).",
@@ -334,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task['name']:<26} {time.perf_counter() - start:7.1f}s  MASE {auto_scores['MASE']:.3f}  "
                   f"cov80 {auto_scores['coverage_80']:.2f}", file=sys.stderr, flush=True)
         ran = done[task["name"]]["models"]
-        aliases = {AUTO: ran[f"rule:{default_rule()}"], UNCALIBRATED: ran[f"rule:{default_rule()}:uncalibrated"]}
+        aliases = {CALIBRATED: ran[f"rule:{default_rule()}"], UNCALIBRATED: ran[f"rule:{default_rule()}:uncalibrated"]}
         results[task["name"]] = {**{m: r for m, r in old["models"].items() if m in REUSED}, **ran, **aliases}
         info[task["name"]] = done[task["name"]]
     finish_run(meta)

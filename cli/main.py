@@ -133,15 +133,15 @@ def forecast(
     calibration_windows: int | None = typer.Option(
         None, "--calibration-windows",
         help="Backtests of the horizon inside each history that calibrate the intervals (conformal); 0: none "
-             "(default: the model's choice; the ttm suite says 3, single checkpoints 0; with --ensemble auto any "
-             "value but 0 keeps its own calibration)",
+             "(default: the model's choice; the ttm suite says 3, single checkpoints 0; --ensemble auto: none by "
+             "default, any positive value calibrates it leave-one-window-out over its own backtests)",
     ),
     ensemble: str | None = typer.Option(
         None, "--ensemble",
         help="auto: combine the ttm suite, moirai-moe and statsforecast's AutoARIMA, AutoTheta, AutoETS and "
-             "SeasonalNaive with per-quantile weights fitted on backtests of INPUT's own history, then calibrate "
-             "the intervals (conformal); members within a CPU budget; stderr says the members, weights and "
-             "calibration (sets the model: no --model)",
+             "SeasonalNaive with per-quantile weights fitted on backtests of INPUT's own history (intervals "
+             "calibrated with --calibration-windows N > 0); members within a CPU budget; stderr says the members, "
+             "weights and calibration (sets the model: no --model)",
     ),
     num_threads: int | None = typer.Option(
         None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"

@@ -172,7 +172,8 @@ def test_auto_forecaster_fits_weights_and_says_so(small_ensemble):
     assert f.model_.windows == auto.MAX_WINDOWS
     lines = f.plan_.reason.splitlines()
     assert lines[0].startswith("ensemble auto: SeasonalNaive, ttm (") and "weights fitted on 4 backtests" in lines[0]
-    assert lines[1].startswith("weights at 0.1/0.5/0.9:") and "calibrated" in lines[1]
+    assert lines[1].startswith("weights at 0.1/0.5/0.9:") and lines[1].endswith("; not calibrated")
+    assert not f.model_.widening.any()  # calibration is opt-in (calibration_windows > 0)
 
 
 def test_a_member_failing_on_some_series_degrades_to_the_others(small_ensemble, monkeypatch):
@@ -221,7 +222,8 @@ def test_series_too_short_for_a_backtest_use_the_default_model_alone(small_ensem
 
 
 def test_save_and_load_reuse_the_weights_without_refitting(small_ensemble, tmp_path, monkeypatch):
-    f = Forecaster(model="auto", horizon=6).fit(monthly_frame(3))
+    f = Forecaster(model="auto", horizon=6, calibration_windows=4).fit(monthly_frame(3))
+    assert f.model_.widening.any()
     before = f.predict()
     f.save(tmp_path / "saved")
     assert (tmp_path / "saved" / auto.FILE).is_file()
@@ -243,9 +245,10 @@ def test_cli_ensemble_auto_says_members_weights_and_calibration(small_ensemble, 
     path = tmp_path / "data.csv"
     monthly_frame(3).to_csv(path, index=False)
     result = CliRunner().invoke(app, ["forecast", str(path), "--ensemble", "auto", "--horizon", "6",
-                                      "--num-threads", "1", "--calibration-windows", "0"])
+                                      "--num-threads", "1", "--calibration-windows", "3"])
     assert result.exit_code == 0, result.stderr
-    assert "ensemble auto: SeasonalNaive, ttm" in result.stderr and "not calibrated" in result.stderr
+    assert "ensemble auto: SeasonalNaive, ttm" in result.stderr
+    assert "calibrated (conformal, leave-one-window-out" in result.stderr
     assert len(pd.read_csv(__import__("io").StringIO(result.stdout))) == 18
     bad = CliRunner().invoke(app, ["forecast", str(path), "--ensemble", "best"])
     assert bad.exit_code == 2 and "--ensemble auto" in bad.stderr

@@ -1,8 +1,8 @@
-"""``model="auto"``: a quantile ensemble of our networks and statsforecast's models, weighted and
-calibrated on backtests of the user's own history (``tsfm forecast --ensemble auto``).
+"""``model="auto"``: a quantile ensemble of our networks and statsforecast's models, weighted (and,
+when asked, calibrated) on backtests of the user's own history (``tsfm forecast --ensemble auto``).
 
 Members: the ``ttm`` suite (the checkpoint it picks for the data) and ``moirai-moe`` (both without
-their own calibration: the ensemble calibrates the combination), and statsforecast's AutoARIMA,
+their own calibration: only the combination is ever calibrated), and statsforecast's AutoARIMA,
 AutoTheta, AutoETS and SeasonalNaive.
 
 **Budget.** A member costs what its forecasts cost: networks per window, statistical models per
@@ -61,10 +61,11 @@ MAX_WINDOWS = 4
 # series x windows (paired MASE 0.946 [0.903, 0.984]) and with n = points (0.977 [0.956, 0.995]).
 # With one backtest window the weights are that prior: the default model alone.
 PRIOR = "default"
-# Conformal calibration of the combination (leave-one-window-out) unless calibration_windows=0: on the
-# same benchmark 80% coverage 0.730 -> 0.798 and 50% 0.472 -> 0.527, WQL within the interval
-# (paired 1.018 [0.996, 1.049]), the rule the ttm suite's own calibration was kept by.
-CALIBRATE = True
+# Conformal calibration of the combination (leave-one-window-out) only when asked for
+# (calibration_windows > 0): on the same benchmark it moves the 80% coverage 0.730 -> 0.798 and the 50%
+# 0.472 -> 0.527 but costs WQL (paired 1.018 [0.996, 1.049]), and calibrated the ensemble no longer
+# beats AutoARIMA's WQL (0.673 vs 0.669). It does not pay on the score the weights minimise, so it is opt-in.
+CALIBRATE = False
 SAMPLE_SERIES = 100
 BUDGET_S = 60.0
 ARIMA_EXACT_POINTS = 20_000

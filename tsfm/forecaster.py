@@ -128,9 +128,9 @@ class Forecaster:
     choice as for ``log_scale``.
 
     ``model="auto"``: a quantile ensemble of the ttm suite, moirai-moe and statsforecast's models,
-    weighted per level and calibrated on backtests of the fitted history (``tsfm.auto``; ``fit``
-    fits the weights, ``predict`` reuses them, ``save`` keeps them); ``calibration_windows=0``
-    turns its calibration off.
+    weighted per level on backtests of the fitted history (``tsfm.auto``; ``fit`` fits the weights,
+    ``predict`` reuses them, ``save`` keeps them); its intervals are not calibrated unless
+    ``calibration_windows`` > 0 (then conformal, leave-one-window-out over those backtests).
     """
 
     def __init__(
