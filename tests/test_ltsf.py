@@ -177,6 +177,35 @@ def test_paper_rows_average_to_the_published_averages():
         assert PAPER_AVG[(model, dataset)] == (mse, mae)
 
 
+
+def test_render_refreshes_full_shot_paper_numbers_only():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ltsf import PAPER, PAPER_SOURCE, refresh_paper
+
+    run = {"command": "python benchmarks/ltsf.py --model s-mamba", "date": "d"}
+    rows = [
+        {"model": "s-mamba", "setting": "full-shot", "dataset": "etth1", "horizon": 96, "mse": 0.4, "mae": 0.5,
+         "paper_mse": None, "paper_mae": None, "ratio_mse": None, "ratio_mae": None, "source": "old", "run": run},
+        {"model": "spacetime", "setting": "full-shot univariate", "dataset": "etth1", "horizon": 720, "mse": 0.1,
+         "mae": 0.2, "paper_mse": 9.0, "paper_mae": 9.0, "ratio_mse": 1.0, "ratio_mae": 1.0, "source": "old",
+         "run": run},
+        {"model": "s-mamba", "setting": "zero-shot", "dataset": "etth1", "horizon": 96, "mse": 0.6, "mae": 0.5,
+         "paper_mse": 0.363, "paper_mae": None, "ratio_mse": 0.6 / 0.363, "ratio_mae": None, "source": "ttm",
+         "run": run},
+    ]
+    zero_shot = dict(rows[2])
+    out = refresh_paper(rows)
+    paper = PAPER[("s-mamba", "etth1", 96)]
+    assert (out[0]["paper_mse"], out[0]["paper_mae"]) == paper
+    assert out[0]["ratio_mse"] == pytest.approx(0.4 / paper[0]) and out[0]["ratio_mae"] == pytest.approx(0.5 / paper[1])
+    assert out[0]["source"] == PAPER_SOURCE["s-mamba"] and out[0]["mse"] == 0.4 and out[0]["run"] is run
+    expected = PAPER.get(("spacetime", "etth1", 720), (None, None))  # what PAPER holds, or nothing
+    assert (out[1]["paper_mse"], out[1]["paper_mae"]) == expected and out[1]["source"] == PAPER_SOURCE["spacetime"]
+    assert out[2] == zero_shot  # other settings keep their own reference
+
 def test_few_shot_keeps_the_last_windows_and_trains_only_the_head():
     torch.set_num_threads(1)
     data = LTSFData.from_frame(_frame(rows=300), "ratio")
