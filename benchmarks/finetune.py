@@ -5,12 +5,15 @@
     python benchmarks/finetune.py --tasks elnino_sst --fractions 0.1
 
 Accuracy: the eval tasks whose series have at least ``--min-length`` points (few-shot needs
-history to cut windows from), backtested as ``benchmarks/zero_shot.py`` does (last
-``n_windows * H`` points, one forecast per window from everything before it). For every window,
+history to cut windows from; ``--tasks`` names others), with the windows of
+``benchmarks/zero_shot.py`` (its ``load_tasks``: the manifest's ``n_windows`` raised to
+``--min-windows`` 5 where each window keeps a context of max(3 H, 2 m) points) and backtested as it
+does (last ``n_windows * H`` points, one forecast per window from everything before it). For every window,
 ``Forecaster(model, horizon=H).finetune(context, fraction=f)`` fine-tunes on that window's
 context only (the last ``f`` of its training windows; its own last points held out for
 validation), then forecasts. Zero-shot TTM runs the same windows without fine-tuning. The
-statsforecast rows are read from ``benchmarks/results/zero_shot.json`` (same splits, not rerun).
+statsforecast rows are read from ``--zero-shot-results`` (default ``results/zero_shot.json``, not
+rerun); the script stops with an error when a task's row there has other windows or another horizon.
 Relative scores: geometric mean over the tasks of score / SeasonalNaive's score.
 
 Speed: one epoch over exactly 1,000 training windows (context 512, horizon 96: the shipped
@@ -39,6 +42,7 @@ from common import (
     start_run,
     write_results,
 )
+from zero_shot import ARIMA_FULL_MAX_SEASON, SHARED, STATS_MAX_CONTEXT, load_tasks
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BASELINES = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta")
@@ -47,10 +51,12 @@ PACKAGES = ("tsfm", "torch", "lightning", "numpy", "pandas")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--eval-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "eval")
+    parser.add_argument("--eval-dir", type=Path, default=SHARED / "eval")
     parser.add_argument("--model", default="ttm", help="model name or checkpoint directory (default: ttm)")
     parser.add_argument("--tasks", default="", help="comma-separated task names (default: every long-enough task)")
     parser.add_argument("--min-length", type=int, default=300, help="shortest series a task may have (default 300)")
+    parser.add_argument("--min-windows", type=int, default=5,
+                        help="zero_shot.py's --min-windows rule, as the --zero-shot-results run used (default 5)")
     parser.add_argument("--fractions", default="0.05,0.1", help="few-shot fractions (default 0.05,0.1)")
     parser.add_argument("--mode", default="head", help="fine-tuning mode (default head)")
     parser.add_argument("--max-epochs", type=int, default=20)
@@ -65,12 +71,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- accuracy
 
 
-def long_tasks(eval_dir: Path, wanted: str, min_length: int) -> list[dict[str, Any]]:
-    tasks = json.loads((eval_dir / "manifest.json").read_text())["tasks"]
-    if wanted:
-        names = {n.strip() for n in wanted.split(",") if n.strip()}
-        return [t for t in tasks if t["name"] in names]
-    return [t for t in tasks if t["min_length"] >= min_length]
+def long_tasks(eval_dir: Path, wanted: str, min_length: int, min_windows: int) -> list[dict[str, Any]]:
+    """zero_shot.py's tasks and windows: the named ones, or those whose series have ``min_length`` points."""
+    tasks = load_tasks([eval_dir], wanted, min_windows)
+    return tasks if wanted else [t for t in tasks if t["min_length"] >= min_length]
+
+
+def baseline_rows(path: Path, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{task: {baseline: row}}`` from a zero_shot.py results JSON, refused unless its windows are the tasks'."""
+    earlier = json.loads(path.read_text())["tasks"]
+    rows = {}
+    for task in tasks:
+        old = earlier.get(task["name"])
+        if old is None or old["n_windows"] != task["n_windows"] or old["horizon"] != task["horizon"]:
+            raise SystemExit(f"error: {path} has no run of {task['name']} with {task['n_windows']} windows "
+                             f"of {task['horizon']}; rerun benchmarks/zero_shot.py with these settings")
+        missing = [b for b in BASELINES if not old["models"].get(b, {}).get("scores")]
+        if missing:
+            raise SystemExit(f"error: {path} has no scores of {', '.join(missing)} on {task['name']}")
+        rows[task["name"]] = {b: old["models"][b] for b in BASELINES}
+    return rows
 
 
 def run_task(task: dict[str, Any], df, model: str, fractions: list[float], args) -> dict[str, Any]:
@@ -158,7 +178,8 @@ def render(meta, args, tasks, results, table, models, speeds, notes) -> str:
              "Written by `benchmarks/finetune.py`; do not edit by hand.", "", metadata_markdown(meta), ""]
     if results:
         rows = [[m, table[m]["MASE"], table[m]["sMAPE"], table[m]["WQL"]] for m in [*BASELINES, *models]]
-        parts += [f"## Aggregate over {len(tasks)} tasks with series of at least {args.min_length} points "
+        chosen = "chosen tasks" if args.tasks else f"tasks with series of at least {args.min_length} points"
+        parts += [f"## Aggregate over {len(tasks)} {chosen} "
                   "(geometric mean of score / SeasonalNaive; lower is better)", "",
                   markdown_table(["model", "rel. MASE", "rel. sMAPE", "rel. WQL"], rows), ""]
         header = ["task", "H", "windows", *[f"{m} MASE" for m in ["AutoARIMA", *models]]]
@@ -185,6 +206,11 @@ def render(meta, args, tasks, results, table, models, speeds, notes) -> str:
     return "\n".join(parts)
 
 
+def shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     meta = start_run(args.num_threads, PACKAGES)
@@ -199,11 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     models = ["TTM zero-shot", *[f"TTM few-shot {f:.0%}" for f in fractions]]
     tasks, results, table, speeds = [], {}, {}, []
     if not args.skip_accuracy:
-        tasks = long_tasks(args.eval_dir, args.tasks, args.min_length)
-        baseline = json.loads(args.zero_shot_results.read_text())["tasks"]
-        results = {"tsfm": {}, "baseline": {t["name"]: baseline[t["name"]]["models"] for t in tasks}}
+        tasks = long_tasks(args.eval_dir, args.tasks, args.min_length, args.min_windows)
+        results = {"tsfm": {}, "baseline": baseline_rows(args.zero_shot_results, tasks)}
         for task in tasks:
-            df = pd.read_csv(args.eval_dir / task["file"], parse_dates=["ds"])
+            df = pd.read_csv(Path(task["dir"]) / task["file"], parse_dates=["ds"])
             results["tsfm"][task["name"]] = run_task(task, df, args.model, fractions, args)
         table = aggregate(results["tsfm"], results["baseline"], models)
     if not args.skip_speed:
@@ -223,14 +248,23 @@ def main(argv: list[str] | None = None) -> int:
         "contexts), the best epoch restored, the zero-shot weights kept when no epoch beat them (`kept`).",
         "Few-shot windows: every forecast origin of the context with the targets before the held-out part, last "
         "5% / 10% of them (granite-tsfm `fewshot_location=last`); the loss covers the task's H steps.",
-        "statsforecast rows: copied from " + str(args.zero_shot_results.relative_to(REPO_ROOT)) + " (same tasks, "
-        "windows and metrics; not rerun). Seconds in the JSON are wall time on a shared 2-core machine.",
+        f"Windows: benchmarks/zero_shot.py's (`load_tasks`, --min-windows {args.min_windows}: the manifest's "
+        "n_windows raised to that where each window keeps a context of max(3 H, 2 m) points).",
+        "statsforecast rows: copied from " + shown(args.zero_shot_results) + " (not rerun; each task's "
+        "n_windows and horizon checked equal to this run's), with that script's settings (statistical models "
+        f"read at most the last {STATS_MAX_CONTEXT:,} points; AutoARIMA with approximation where "
+        f"m > {ARIMA_FULL_MAX_SEASON}). "
+        f"TTM rows run the checkpoint `{args.model}` itself, so they can differ from zero_shot.json's `ttm` "
+        "(suite) row where the suite picks another variant or calibrates its intervals. "
+        "Seconds in the JSON are wall time on a shared 2-core machine.",
         "Speed: 10 series x 100 training origins, batch 64, `finetune(fraction=1.0, max_epochs=1, val_size=96)`; "
         "'finetune() wall' includes loading the model and data, 'train+validate' is Lightning's part "
         "(validation before and after the epoch over 10 windows).",
     ]
     written = write_results(args.output, render(meta, args, tasks, results, table, models, speeds, notes),
                             {"meta": meta, "notes": notes, "aggregate": table, "speed": speeds,
+                             "windows": {t["name"]: {"n_windows": t["n_windows"], "horizon": t["horizon"]}
+                                         for t in tasks},
                              "tasks": results.get("tsfm", {})})
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
