@@ -249,3 +249,53 @@ def test_windows_carry_the_resolution_token():
     data = LTSFData.from_frame(_frame(), "ratio")
     assert data.freq_id == freq_token("h") != 0
     assert int(data.windows("test", 24, 8)[0]["freq_id"]) == data.freq_id
+
+
+def test_a_32_step_checkpoint_gets_a_zero_shot_row_rolled_out_to_96(tmp_path):
+    """The ttm-96 family forecasts 32 steps per call: the zero-shot path rolls such a checkpoint out to
+    horizon 96 through the Forecaster (not skipped), on its own context, and labels the row so."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ltsf import parse_args, record, rolled_out_forecast, zero_shot_rows
+
+    from tsfm.hub import save_pretrained
+    from tsfm.models.ttm import TTM, TTMConfig
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = TTM(TTMConfig.tiny(context_length=64, prediction_length=32)).eval()
+    save_pretrained(model, tmp_path / "tiny-32")
+    long = _frame(rows=600).reset_index(names="ds").melt(id_vars="ds", var_name="unique_id", value_name="y")
+    long[["unique_id", "ds", "y"]].to_csv(tmp_path / "exchange_rate.csv", index=False)
+
+    out = tmp_path / "results" / "ltsf.md"
+    args = parse_args(["--zero-shot", str(tmp_path / "tiny-32"), "--datasets", "exchange_rate",
+                       "--data-dir", str(tmp_path), "--output", str(out)])
+    meta = {"command": "test", "date": "d", "git_commit": "c", "machine": "m", "uptime_at_start": "u"}
+    rows = zero_shot_rows(args, meta, lambda new: record(out, new))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["setting"] == "zero-shot rolled out" and row["horizon"] == 96
+    assert row["lookback"] == 64 and row["model_context_length"] == 64  # its own context, not --context 512
+    assert row["model_prediction_length"] == 32 and row["calls"] == 3
+    assert row["n_test_windows"] == 120 - 96 + 1  # every origin of the int(0.2 * 600) test rows
+    assert "rolled out to 96" in row["protocol"] and "not 512" in row["protocol"]
+
+    # the row scores the Forecaster's rollout: its first 32 steps are the network's own median, one call
+    data = LTSFData.load("exchange_rate", tmp_path)
+    windows = data.windows("test", 64, 96)
+    median = rolled_out_forecast(str(tmp_path / "tiny-32"), data, windows, 96)
+    target = np.stack([w["future_values"].numpy() for w in windows])
+    assert median.shape == target.shape == (25, 96, 3) and np.isfinite(median).all()
+    with torch.no_grad():
+        direct = model(torch.stack([w["past_values"] for w in windows]), None,
+                       torch.stack([w["freq_id"] for w in windows]))[..., model.config.median_index]
+    np.testing.assert_allclose(median[:, :32], direct.numpy(), atol=1e-5)
+    assert (row["mse"], row["mae"]) == pytest.approx(mse_mae(median, target))
+
+    text = out.read_text()
+    assert "rolled out: 32-step checkpoints on their own 96-point context" in text
+    assert f"| {tmp_path / 'tiny-32'} | tiny-32 | exchange_rate | context 64 (the checkpoint's own, not 512)" in text
+    assert "skips them" not in text
