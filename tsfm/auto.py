@@ -296,7 +296,7 @@ def describe_member(member: Member) -> str:
 
 # ----------------------------------------------------------------------------- fitting
 def fit(series: SeriesSet, h: int, *, context_length: int | None = None, log_scale: str | None = None,
-        calibrate: bool = True, device: str = "cpu", batch_size: int = 256, n_jobs: int | None = None,
+        calibrate: bool = CALIBRATE, device: str = "cpu", batch_size: int = 256, n_jobs: int | None = None,
         num_threads: int | None = None, budget_s: float = BUDGET_S, max_windows: int = MAX_WINDOWS,
         seed: int = 0) -> AutoEnsemble:
     """Choose the members, backtest them on the user's history, fit weights and calibration."""
