@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
-from zero_shot import GROUPS, QUANTILES, SHARED, geo_interval, load_tasks, log_ratios
+from zero_shot import GROUPS, QUANTILES, SHARED, geo_interval, load_tasks, log_ratios, reused_rows
 
 from tsfm import auto
 
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         return cost(args)
     meta = start_run(args.num_threads, PACKAGES)
     tasks = load_tasks(args.data_dir, args.tasks, args.min_windows)
-    reused = json.loads(args.reuse.read_text())["tasks"]
+    reused = reused_rows(args.reuse, tasks, skip=set())  # refused unless each task has the same windows
     warnings.filterwarnings("ignore")
     partial = args.output.with_suffix(".partial.jsonl")
     done = load_partial(partial) if args.resume else {}
@@ -329,9 +329,6 @@ def main(argv: list[str] | None = None) -> int:
         partial.unlink(missing_ok=True)
     results, info = {}, {}
     for task in tasks:
-        old = reused.get(task["name"])
-        if old is None or old["n_windows"] != task["n_windows"] or old["horizon"] != task["horizon"]:
-            raise SystemExit(f"error: {args.reuse} has no run of {task['name']} with these windows")
         if task["name"] not in done:
             start = time.perf_counter()
             row = {"task": task["name"], **run_task(task, args.num_threads)}
@@ -343,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"cov80 {auto_scores['coverage_80']:.2f}", file=sys.stderr, flush=True)
         ran = done[task["name"]]["models"]
         aliases = {CALIBRATED: ran[f"rule:{default_rule()}"], UNCALIBRATED: ran[f"rule:{default_rule()}:uncalibrated"]}
-        results[task["name"]] = {**{m: r for m, r in old["models"].items() if m in REUSED}, **ran, **aliases}
+        results[task["name"]] = {**{m: r for m, r in reused[task["name"]].items() if m in REUSED}, **ran, **aliases}
         info[task["name"]] = done[task["name"]]
     finish_run(meta)
     summary = summarise(results, tasks)

@@ -25,7 +25,6 @@ Writes ``benchmarks/results/finetune.md`` and ``.json`` (``--output`` to change)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -42,7 +41,7 @@ from common import (
     start_run,
     write_results,
 )
-from zero_shot import ARIMA_FULL_MAX_SEASON, SHARED, STATS_MAX_CONTEXT, load_tasks
+from zero_shot import ARIMA_FULL_MAX_SEASON, SHARED, STATS_MAX_CONTEXT, load_tasks, reused_rows
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BASELINES = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta")
@@ -79,18 +78,12 @@ def long_tasks(eval_dir: Path, wanted: str, min_length: int, min_windows: int) -
 
 def baseline_rows(path: Path, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{task: {baseline: row}}`` from a zero_shot.py results JSON, refused unless its windows are the tasks'."""
-    earlier = json.loads(path.read_text())["tasks"]
-    rows = {}
-    for task in tasks:
-        old = earlier.get(task["name"])
-        if old is None or old["n_windows"] != task["n_windows"] or old["horizon"] != task["horizon"]:
-            raise SystemExit(f"error: {path} has no run of {task['name']} with {task['n_windows']} windows "
-                             f"of {task['horizon']}; rerun benchmarks/zero_shot.py with these settings")
-        missing = [b for b in BASELINES if not old["models"].get(b, {}).get("scores")]
+    rows = reused_rows(path, tasks, skip=set())
+    for task, models in rows.items():
+        missing = [b for b in BASELINES if not models.get(b, {}).get("scores")]
         if missing:
-            raise SystemExit(f"error: {path} has no scores of {', '.join(missing)} on {task['name']}")
-        rows[task["name"]] = {b: old["models"][b] for b in BASELINES}
-    return rows
+            raise SystemExit(f"error: {path} has no scores of {', '.join(missing)} on {task}")
+    return {task: {b: models[b] for b in BASELINES} for task, models in rows.items()}
 
 
 def run_task(task: dict[str, Any], df, model: str, fractions: list[float], args) -> dict[str, Any]:
