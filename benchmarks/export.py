@@ -115,8 +115,8 @@ def parity(model, paths: dict[str, Path], n_windows: int) -> dict[str, dict[str,
     import numpy as np
     import torch
 
-    from tsfm.export import runtime
     from tsfm.export.quantize import calibration_windows
+    from tsfm_runtime import edge
 
     values, mask, freq = calibration_windows(model.config.context_length, n_windows, seed=2024)
     with torch.inference_mode():
@@ -124,7 +124,7 @@ def parity(model, paths: dict[str, Path], n_windows: int) -> dict[str, dict[str,
     step = np.nanmean(np.abs(np.diff(values, axis=1)), axis=1)[:, None, :, None] + 1e-8
     out = {}
     for name, path in paths.items():
-        got = runtime.load(path, num_threads=1).forecast_step(values, mask, freq)
+        got = edge.load(path, num_threads=1).forecast_step(values, mask, freq)
         out[name] = {"max_rel": float(np.abs(got - want).max() / np.abs(want).max()),
                      "median_scaled": float(np.median(np.abs(got - want) / step))}
     return out
@@ -138,7 +138,7 @@ def runners(model, paths: dict[str, Path], threads: int, batch: int):
     import torch
 
     from tsfm.export.quantize import calibration_windows
-    from tsfm.export.runtime import session_options
+    from tsfm_runtime.edge import session_options
 
     torch.set_num_threads(threads)
     values, mask, freq = calibration_windows(model.config.context_length, batch, seed=7)
@@ -196,20 +196,17 @@ def latency(model, paths, threads: list[int], batches: list[int], rounds: int) -
 # ----------------------------------------------------------------------------- accuracy
 def accuracy(model_name: str, paths: dict[str, Path], eval_dir: Path, wanted: str) -> dict[str, Any]:
     import pandas as pd
-    from zero_shot import load_manifest, run_model, statsforecast_fn
+    from zero_shot import load_tasks, run_model, statsforecast_fn
 
     from tsfm import Forecaster
     from tsfm.evaluation import aggregate_relative
-    from tsfm.export.onnx_model import OnnxForecaster
 
     def maker(name: str):
+        source = model_name if name == "torch eager" else str(paths[name])
+
         def make(task):
             def forecast(context):
-                if name == "torch eager":
-                    f = Forecaster(model=model_name, horizon=task["horizon"], quantiles=QUANTILES, num_threads=1)
-                else:
-                    f = OnnxForecaster(model=str(paths[name]), horizon=task["horizon"], quantiles=QUANTILES,
-                                       num_threads=1)
+                f = Forecaster(model=source, horizon=task["horizon"], quantiles=QUANTILES, num_threads=1)
                 return f.fit(context).predict()
 
             return forecast
@@ -218,11 +215,11 @@ def accuracy(model_name: str, paths: dict[str, Path], eval_dir: Path, wanted: st
 
     makers = {"SeasonalNaive": lambda task: statsforecast_fn("SeasonalNaive", task)}
     makers.update({name: maker(name) for name in VARIANTS})
-    tasks = load_manifest(eval_dir, wanted)
+    tasks = load_tasks([eval_dir], wanted, min_windows=0)  # the manifest's windows
     results: dict[str, dict[str, Any]] = {}
     for task in tasks:
         df = pd.read_csv(eval_dir / task["file"], parse_dates=["ds"])
-        results[task["name"]] = {name: run_model(make(task), df, task) for name, make in makers.items()}
+        results[task["name"]] = {name: run_model(make(task), df, task)[0] for name, make in makers.items()}
         line = ", ".join(f"{n} {r['scores'].get('MASE', float('nan')):.3f}" for n, r in results[task["name"]].items())
         print(f"{task['name']:<26} MASE {line}", file=sys.stderr, flush=True)
     errors = {f"{t}/{m}": r["error"] for t, per in results.items() for m, r in per.items() if r["error"]}
