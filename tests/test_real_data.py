@@ -93,6 +93,13 @@ def test_a_real_source_builds_deterministically_and_mixes(real_folder, tmp_path)
     assert list(manifest["data_files"]) == [str(real_folder / "series.parquet")]
 
 
+def test_keep_freqs_keeps_only_the_real_series_of_those_frequencies(real_folder, tmp_path) -> None:
+    spec = recipe(real_folder)
+    spec["generators"]["real"]["keep_freqs"] = ["MS", "h"]
+    real = load_corpus(build_corpus(spec, tmp_path / "c", progress=False), generators=["real"])
+    assert [(e["item_id"], e["freq"]) for e in real] == [("series/b_monthly", "MS"), ("series/e_hourly", "h")]
+
+
 def test_new_data_makes_a_new_corpus(real_folder) -> None:
     before = recipe_hash(recipe(real_folder))
     table = pd.read_parquet(real_folder / "series.parquet")

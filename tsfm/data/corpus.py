@@ -190,6 +190,8 @@ def _real_shards(recipe: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
             continue
         began = time.perf_counter()
         series = read_real_series(table_files(spec["path"], spec.get("files")), min_length=spec["length_min"])
+        if spec.get("keep_freqs"):
+            series = [e for e in series if e["freq"] in spec["keep_freqs"]]
         excluded: list[str] = []
         if spec["exclude"]:
             guard = ValueFingerprints.of_folders(spec["exclude"], run=spec["exclude_run"])
