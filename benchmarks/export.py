@@ -228,6 +228,15 @@ def accuracy(model_name: str, paths: dict[str, Path], eval_dir: Path, wanted: st
 
 
 # ----------------------------------------------------------------------------- report
+def vnni() -> str:
+    """Whether this CPU has VNNI (Linux flags), which decides how the two dynamic presets compare."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "was not checked for VNNI"
+    return "has VNNI" if "vnni" in flags else "has no VNNI"
+
+
 def acceptance(size: dict[str, int], blocks: list[dict[str, Any]], acc: dict[str, Any] | None) -> list[list[Any]]:
     rows = [["int8 file < 1 MB (1,000,000 B)", f"{size[INT8]:,} B", size[INT8] < TARGETS["size_bytes"]]]
     if acc is not None:
@@ -310,7 +319,8 @@ def render(meta, model_name, params, build, size, par, blocks, acc) -> str:
               "through `Forecaster` on the .onnx file, so windows, rollout and constant pinning are the package's.",
               "- int8 presets: x86 = per-channel QInt8 weights with reduce_range (7-bit) for AVX2 CPUs without VNNI "
               "(`tsfm export --quantize int8`); x86-vnni = the same with 8-bit weights (identical settings to the arm "
-              "preset for dynamic quantization), run here on a CPU without VNNI where u8 x s8 products can saturate; "
+              "preset for dynamic quantization; on a CPU without VNNI u8 x s8 products can saturate); "
+              f"this CPU {vnni()}; "
               "the static variant is QDQ with QUInt8 activations calibrated (MinMax) on synthetic structural series.",
               "- The machine is shared: compare latencies within one block; the 2-thread blocks compete with "
               "other work on 2 cores (see uptime)."]
