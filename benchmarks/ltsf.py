@@ -154,10 +154,10 @@ FEW_SHOT_NOTE = (
     "Still different: granite picks the lr with "
     "`optimal_lr_finder` on the training windows (not replicated; 1e-3 is the peak here). The rows of the earlier "
     "recipe (constant lr 1e-3, Adam, head_dropout 0.0 as shipped, last partial batch dropped) are in this file's "
-    "history (commit 8d05ba4). Our `ttm-512` is not TTM r2: it is pretrained on our synthetic corpus and ~1.3k real series "
-    "(none of ETT) and its zero-shot rows above already sit above r2's (ratios in the zero-shot table), so what fine-tuning cannot close "
-    "is the pretraining's gap (open question: this recipe on the real r2 weights, which this offline checkout "
-    "cannot load).")
+    "history (commit 8d05ba4). Our `ttm-512` is not TTM r2: it is pretrained on our synthetic corpus and ~1.3k "
+    "real series (none of ETT) and its zero-shot rows above already sit above r2's (ratios in the zero-shot table), "
+    "so what fine-tuning cannot close is the pretraining's gap (open question: this recipe on the real r2 weights, "
+    "which this offline checkout cannot load).")
 
 NOT_COVERED = (
     "SpaceTime paper numbers: the univariate Informer table of arXiv 2303.09489 (tab:informer-s-long) was not found "
