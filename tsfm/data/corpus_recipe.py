@@ -34,7 +34,8 @@ CORPUS_FORMAT = 2
 # "label": a frequency alias every series of the generator carries instead of its own (a yearly
 # specialist's corpus labels trends and cycles yearly: yearly data has no calendar season).
 # "keep_freqs": only series the generator itself labels with one of these aliases are kept (a
-# monthly specialist's corpus keeps the monthly draws, their seasons on the calendar's periods).
+# monthly specialist's corpus keeps the monthly draws, their seasons on the calendar's periods); a
+# real source keeps the series whose timestamps have one of these frequencies.
 COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_size", "label", "keep_freqs"}
 
 
