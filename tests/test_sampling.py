@@ -53,6 +53,25 @@ def test_downsampling_changes_resolution_token():
     assert np.all(np.diff(past) == 24)
 
 
+def test_aggregation_averages_blocks_of_the_factor():
+    """aggregate_share=1: a daily cycle averages out of hourly data coarsened to days, and the
+    token says daily; keeping every 24th hour instead keeps a phase of the cycle."""
+    hours = np.arange(5000)
+    entries = [{"target": (1000 + 10 * np.sin(2 * np.pi * (hours + 0.3) / 24)).astype(np.float32), "freq": "h"}]
+    source = Source.from_entries(entries)
+
+    def past(share: float, seed: int) -> tuple[np.ndarray, str]:
+        spec = WindowSpec(context_length=32, prediction_length=8, downsample_prob=1.0,
+                          downsample_factors=(24,), aggregate_share=share)
+        w = sample_window([source], spec, np.random.default_rng(seed))
+        return w["past_values"][:, 0][w["past_mask"][:, 0] > 0], FREQ_VOCAB[int(w["freq_id"])]
+
+    for seed in range(10):
+        values, token = past(1.0, seed)
+        assert token == "D" and np.allclose(values, 1000, atol=1e-3)
+    assert max(abs(past(0.0, seed)[0][0] - 1000) for seed in range(10)) > 5
+
+
 def test_truncation_shortens_context():
     entries = [{"target": np.arange(5000, dtype=np.float32), "freq": "h"}]
     spec = WindowSpec(context_length=128, prediction_length=8, truncate_prob=1.0, min_past=8)

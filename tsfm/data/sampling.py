@@ -35,6 +35,7 @@ class WindowSpec:
     min_past: int = 8  # fewest observed context points in a window
     downsample_prob: float = 0.0  # chance to coarsen a series before cutting a window
     downsample_factors: tuple[int, ...] = (2, 3, 4, 6, 12, 24)
+    aggregate_share: float = 0.0  # share of downsampled series coarsened by block means, not every f-th point
     truncate_prob: float = 0.0  # chance to keep only a random-length tail of the context
     min_future_fraction: float = 0.25  # fewest observed future points, as a fraction of H
     full_context_prob: float = 0.0  # chance to draw a window whose whole context is observed (never truncated)
@@ -84,14 +85,23 @@ def _pick_channel(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _downsample(series: np.ndarray, name: str, spec: WindowSpec, rng: np.random.Generator,
                 min_length: int = 0) -> tuple[np.ndarray, str]:
-    """Keep every f-th point (random phase); the token follows the new resolution when one exists.
-    Only factors that leave at least ``min_length`` (and ``min_past + 2``) points are drawn."""
+    """Coarsen a series by a factor f (random phase); the token follows the new resolution when one
+    exists. Only factors that leave at least ``min_length`` (and ``min_past + 2``) points are drawn.
+
+    Keeping every f-th point is TTM's augmentation. With ``spec.aggregate_share`` the series is
+    instead averaged over blocks of f steps, which is how real yearly and quarterly data arise from
+    monthly flows and stocks: the aggregate is smoother than any one of its steps (a block with a
+    missing step stays missing)."""
     least = max(spec.min_past + 2, min_length)
     factors = [f for f in spec.downsample_factors if len(series) // f >= least]
     if not factors:
         return series, name
     factor = int(rng.choice(factors))
     phase = int(rng.integers(factor))
+    if spec.aggregate_share > 0 and rng.random() < spec.aggregate_share:
+        blocks = (len(series) - phase) // factor
+        coarse = series[phase:phase + blocks * factor].reshape(blocks, factor).mean(axis=1)
+        return coarse.astype(series.dtype, copy=False), downsampled_name(name, factor)
     return series[phase::factor], downsampled_name(name, factor)
 
 
