@@ -1,7 +1,8 @@
 """Where the time of an exported TTM goes: onnxruntime's per-operator profile, fp32 vs int8.
 
-On this AVX2 CPU without VNNI, int8 buys little at large batch; this script records which
-operators the remaining time is spent on (onnxruntime's own profiler, one thread).
+At large batch int8 buys little over fp32 on the CPUs measured so far (AMD EPYC without VNNI, an
+Intel Xeon with it); this script records which operators the time is spent on (onnxruntime's own
+profiler, one thread), which is how the unfused GELU was found.
 
     python benchmarks/export_profile.py [--model ttm] [--batch 256] [--runs 20]
 """
