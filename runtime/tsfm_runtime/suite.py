@@ -5,7 +5,7 @@ does the same from a ``suite.json``: each variant names a checkpoint and the sho
 history it is meant for (``min_history``), and a variant is only eligible when its context
 covers ``min_seasons`` seasons of the data's frequency (a 96-step window is two days of
 half-hourly data but under two years of weekly). ``by_frequency`` names specialists: variants
-trained for one resolution (``"Y"`` yearly, ``"M"`` monthly) that stand in for a general
+trained for one resolution (``"Y"`` yearly, ``"Q"`` quarterly, ``"M"`` monthly) that stand in for a general
 variant on data of that resolution. ``log_scale`` is the value-space rule for the suite's
 forecasts, ``calibration_windows`` how many backtests inside each history calibrate its intervals.
 The package and the edge runtime both choose through ``SuiteSpec.select``.
