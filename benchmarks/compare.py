@@ -5,8 +5,10 @@
 Prints, overall and per frequency group, the geometric mean over tasks of candidate score /
 reference score (MASE and WQL) with its 95% bootstrap-over-tasks interval, and the verdict the
 project keeps changes by: "wins" when the whole interval is below 1, "loses" when above, else
-"within the interval". Both models must have run on the same tasks and windows (one results file;
-a trial that reused cached rows with ``--reuse`` qualifies).
+"within the interval"; a bound within ``ROUNDING`` of 1 counts as 1 (identical forecasts that differ
+by float rounding, such as an exported graph against its torch model, are not a win). Both models
+must have run on the same tasks and windows (one results file; a trial that reused cached rows with
+``--reuse`` qualifies).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pathlib import Path
 from common import markdown_table, write_results
 from zero_shot import GROUPS, geo_interval, log_ratios
 
+ROUNDING = 5e-4  # ratios print with three decimals: a bound that rounds to 1.000 is not beyond 1
+
 
 def verdict(interval: tuple[float, float, float]) -> str:
     value, low, high = interval
     if value != value:
         return "–"
-    return "wins" if high < 1 else ("loses" if low > 1 else "within the interval")
+    return "wins" if high < 1 - ROUNDING else ("loses" if low > 1 + ROUNDING else "within the interval")
 
 
 def compare(data: dict, candidate: str, reference: str) -> list[list[str]]:

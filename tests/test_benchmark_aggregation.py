@@ -55,6 +55,8 @@ def test_compare_says_wins_only_beyond_the_interval() -> None:
     assert rows["all (4)"][2] == "wins" and rows["all (4)"][4] == "wins"
     assert compare.compare(data, "mixed", "old")[0][2] == "within the interval"
     assert compare.compare(data, "old", "new")[0][2] == "loses"
+    assert compare.verdict((0.99998, 0.99998, 0.99998)) == "within the interval"  # rounding, not a win
+    assert compare.verdict((0.998, 0.997, 0.999)) == "wins"
 
 
 def test_windows_rise_only_where_every_series_keeps_a_long_context() -> None:
