@@ -71,6 +71,15 @@ def test_aggregation_averages_blocks_of_the_factor():
         assert token == "D" and np.allclose(values, 1000, atol=1e-3)
     assert max(abs(past(0.0, seed)[0][0] - 1000) for seed in range(10)) > 5
 
+    # a series just long enough for one full window of 24-hour blocks: every phase still leaves
+    # enough whole blocks for a full context and the least observed future
+    tight = Source.from_entries([{"target": np.arange(24 * 34 + 5, dtype=np.float32), "freq": "h"}])
+    spec = WindowSpec(context_length=32, prediction_length=8, downsample_prob=1.0, downsample_factors=(24,),
+                      aggregate_share=1.0, full_context_prob=1.0)
+    for seed in range(20):
+        w = sample_window([tight], spec, np.random.default_rng(seed))
+        assert w["past_mask"].all() and w["future_mask"].sum() >= spec.min_future
+
 
 def test_truncation_shortens_context():
     entries = [{"target": np.arange(5000, dtype=np.float32), "freq": "h"}]

@@ -99,8 +99,9 @@ def _downsample(series: np.ndarray, name: str, spec: WindowSpec, rng: np.random.
     factor = int(rng.choice(factors))
     phase = int(rng.integers(factor))
     if spec.aggregate_share > 0 and rng.random() < spec.aggregate_share:
-        blocks = (len(series) - phase) // factor
-        coarse = series[phase:phase + blocks * factor].reshape(blocks, factor).mean(axis=1)
+        start = min(phase, len(series) - least * factor)  # whole blocks only: keep at least `least` of them
+        blocks = (len(series) - start) // factor
+        coarse = series[start:start + blocks * factor].reshape(blocks, factor).mean(axis=1)
         return coarse.astype(series.dtype, copy=False), downsampled_name(name, factor)
     return series[phase::factor], downsampled_name(name, factor)
 
