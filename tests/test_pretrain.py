@@ -72,3 +72,22 @@ def test_every_experiment_config_composes(name):
     assert config_cls.from_dict(model).context_length == model["context_length"]
     assert cfg.data.batch_size > 0 and cfg.data.windows_per_epoch >= cfg.data.batch_size
     assert cfg.data.corpus.generators
+
+
+def test_flush_denormals_makes_denormal_arithmetic_zero():
+    """After ``flush_denormals`` (as ``train`` calls it: before the thread pool and Lightning)
+    elementwise and matmul results below float32's normal range are zero; without it they are not."""
+    script = (
+        "import torch\n"
+        "from tsfm.train.pretrain import flush_denormals\n"
+        "flush_denormals(); torch.set_num_threads(2)\n"
+        "import lightning.pytorch\n"
+        "tiny = torch.full((256, 256), 1e-39)\n"
+        "print(float((tiny * 1.0).abs().max()), float((tiny @ torch.eye(256)).abs().max()))\n"
+    )
+    flushed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert flushed.returncode == 0, flushed.stderr[-2000:]
+    assert [float(v) for v in flushed.stdout.split()] == [0.0, 0.0]
+    plain = subprocess.run([sys.executable, "-c", script.replace("flush_denormals(); ", "")],
+                           capture_output=True, text=True, timeout=120)
+    assert all(float(v) > 0 for v in plain.stdout.split())
