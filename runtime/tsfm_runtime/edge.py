@@ -289,7 +289,9 @@ class EdgeSuite:
 
     def chosen(self, past_values, past_mask=None, freq: str | None = None) -> str:
         """The checkpoint a batch is forecast by: its median observed length, its frequency's season."""
-        values, mask = as_windows(past_values, past_mask)
+        return self._choose(*as_windows(past_values, past_mask), freq)
+
+    def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | None) -> str:
         history = float(np.median((mask > 0).any(axis=2).sum(axis=1)))
         name = freqs.resolution_name(freq) if isinstance(freq, str) else ""
         season = freqs.season_and_horizon(name)[0]
@@ -303,11 +305,12 @@ class EdgeSuite:
         frequency's default horizon."""
         if freq is not None and not isinstance(freq, str):
             raise ValueError("a suite chooses one checkpoint per batch: give freq as one alias (e.g. 'h')")
-        model = self.member(self.chosen(past_values, past_mask, freq))
+        values, mask = as_windows(past_values, past_mask)  # once: the choice and the forecast read the same arrays
+        model = self.member(self._choose(values, mask, freq))
         if horizon is None and freq is not None:
             horizon = freqs.season_and_horizon(freqs.resolution_name(freq))[1]
         windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
-        return model.predict(past_values, past_mask, freq, horizon, nonnegative,
+        return model.predict(values, mask, freq, horizon, nonnegative,
                              _log_mode(log_scale, self.spec.log_scale), windows)
 
 
