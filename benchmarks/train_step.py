@@ -129,9 +129,8 @@ def main() -> None:
         markdown_table(["threads", "setting", "median ms/step", "speed-up vs fp32", "per-round medians (ms)"],
                        rows, digits=2),
         "",
-        "`tsfm pretrain` uses `flush` (fp32 weights and arithmetic); bf16 autocast is not used: it",
-        "is only fast on cores with bf16 matrix units, and it changes the numerics of a run that",
-        "resumes across machines.",
+        "`tsfm pretrain` always flushes; bf16 autocast is not its CPU default (`trainer.precision=bf16-mixed`",
+        "turns it on): it is fast only on cores with bf16 matrix units (AMX, AVX512-BF16) and slow elsewhere.",
         "",
     ])
     write_results(args.output, markdown, {"meta": meta, "seconds_per_step": {f"{s}/{n}": v for (s, n), v in
