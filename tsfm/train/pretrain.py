@@ -94,7 +94,7 @@ def flush_denormals() -> None:
     """Compute denormal floats as zero on CPU, before any worker thread exists (threads inherit
     the setting from the thread that starts them). A trained network's gradients underflow into
     denormals, which x86 cores process many times slower: flushing them makes a ttm_96_large CPU
-    step 2.3x faster on one thread and 2.1x on two (``benchmarks/train_step.py``); values below
+    step 2.2x faster on one thread and 2.0x on two (``benchmarks/train_step.py``); values below
     1e-38 do not move the weights."""
     import torch
 
