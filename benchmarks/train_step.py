@@ -84,6 +84,15 @@ def measure(model_name: str, setting: str, threads: int, steps: int, batch: int)
     return times
 
 
+def bf16_units() -> str:
+    """The CPU's bf16 matrix flags (amx_bf16, avx512_bf16), comma-separated; "" when none or unknown."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return ""
+    return ", ".join(f for f in ("amx_bf16", "avx512_bf16") if f in flags.split())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ttm-96-general", help="shipped name or checkpoint folder")
@@ -101,13 +110,16 @@ def main() -> None:
         raise SystemExit(f"error: {REAL_PRETRAIN} is missing: this benchmark cuts its batches from it")
     threads = [int(t) for t in args.threads.split(",")]
     meta = run_metadata({"torch threads": args.threads}, ("tsfm", "torch"))
+    meta["bf16_units"] = bf16_units()
     per_step: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.repeats):
         for n in threads:
             for setting in SETTINGS:
                 out = subprocess.run([sys.executable, __file__, "--model", args.model, "--steps", str(args.steps),
                                       "--batch", str(args.batch), "--child", setting, str(n)],
-                                     capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+                                     capture_output=True, text=True, cwd=REPO_ROOT)
+                if out.returncode != 0:
+                    raise SystemExit(f"error: the {setting} run on {n} threads failed:\n{out.stderr[-3000:]}")
                 per_step.setdefault((setting, n), []).append(statistics.median(json.loads(out.stdout)))
     finish_run(meta)
     rows = []
@@ -123,6 +135,7 @@ def main() -> None:
         "Written by `benchmarks/train_step.py`; do not edit by hand.",
         "",
         metadata_markdown(meta),
+        f"- bf16 matrix units (/proc/cpuinfo flags): {meta['bf16_units'] or 'none'}",
         f"- model: `{args.model}`; batch {args.batch} windows of the real pretraining series; "
         f"{args.steps} timed steps per process after 2 untimed ones; {args.repeats} interleaved rounds",
         "",
@@ -130,7 +143,7 @@ def main() -> None:
                        rows, digits=2),
         "",
         "`tsfm pretrain` always flushes; bf16 autocast is not its CPU default (`trainer.precision=bf16-mixed`",
-        "turns it on): it is fast only on cores with bf16 matrix units (AMX, AVX512-BF16) and slow elsewhere.",
+        "turns it on): cores without bf16 matrix units have no fast bf16 path.",
         "",
     ])
     write_results(args.output, markdown, {"meta": meta, "seconds_per_step": {f"{s}/{n}": v for (s, n), v in

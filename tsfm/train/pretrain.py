@@ -90,15 +90,25 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
     return "\n".join(lines)
 
 
-def flush_denormals() -> None:
-    """Compute denormal floats as zero on CPU, before any worker thread exists (threads inherit
-    the setting from the thread that starts them). A trained network's gradients underflow into
-    denormals, which x86 cores process many times slower: flushing them makes a ttm_96_large CPU
-    step 2.2x faster on one thread and 2.0x on two (``benchmarks/train_step.py``); values below
-    1e-38 do not move the weights."""
+def flush_denormals() -> bool:
+    """Compute denormal floats as zero on this thread and the threads it starts from now on (False
+    where the CPU cannot). A trained network's gradients underflow into denormals, which x86
+    cores process many times slower (``benchmarks/results/train_step.md``); values below 1e-38
+    do not move the weights. It stays on for the process."""
     import torch
 
-    torch.set_flush_denormal(True)
+    return bool(torch.set_flush_denormal(True))
+
+
+def keep_checkpoints_in_run_folder(trainer: Any) -> None:
+    """Point every checkpoint callback without a ``dirpath`` at ``<run>/checkpoints``: with a
+    logger, Lightning would put them under the logger's ``version_<n>/`` folder, where a resume
+    (``ckpt_path=<run>/checkpoints/last.ckpt``) does not look."""
+    import os
+
+    for callback in trainer.checkpoint_callbacks:
+        if callback.dirpath is None:
+            callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
 
 
 def train(cfg: DictConfig) -> Path:
@@ -134,6 +144,7 @@ def train(cfg: DictConfig) -> Path:
                              "pass the same model settings")
         task.model.load_state_dict(start_model.state_dict())
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer)
+    keep_checkpoints_in_run_folder(trainer)
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
     seconds = time.time() - start
