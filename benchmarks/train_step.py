@@ -32,9 +32,11 @@ from common import (  # noqa: E402
     markdown_table,
     metadata_markdown,
     run_metadata,
+    use_checkout,
     write_results,
 )
 
+use_checkout()  # the measured tsfm is this checkout's, in the parent and in every child process
 SETTINGS = ("fp32", "flush", "flush+bf16")
 REAL_PRETRAIN = REPO_ROOT.parent / "shared" / "data" / "real" / "pretrain" / "tsdl.parquet"
 

@@ -12,10 +12,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 
 def default_precision(accelerator: str) -> str:
@@ -100,15 +103,14 @@ def flush_denormals() -> bool:
     return bool(torch.set_flush_denormal(True))
 
 
-def keep_checkpoints_in_run_folder(trainer: Any) -> None:
+def keep_checkpoints_in_run_folder(trainer: pl.Trainer) -> None:
     """Point every checkpoint callback without a ``dirpath`` at ``<run>/checkpoints``: with a
     logger, Lightning would put them under the logger's ``version_<n>/`` folder, where a resume
     (``ckpt_path=<run>/checkpoints/last.ckpt``) does not look."""
-    import os
-
+    folder = str((Path(trainer.default_root_dir) / "checkpoints").resolve())
     for callback in trainer.checkpoint_callbacks:
         if callback.dirpath is None:
-            callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+            callback.dirpath = folder
 
 
 def train(cfg: DictConfig) -> Path:
