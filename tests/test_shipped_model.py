@@ -162,15 +162,15 @@ def test_forecasts_continue_a_cycle_at_a_non_calendar_period():
 
 def test_ttm_serves_yearly_quarterly_and_monthly_data_with_their_specialists():
     """suite.json: ttm-96-yearly-ensemble, ttm-96-quarterly-ensemble and ttm-96-monthly stand in for
-    ttm-96-ensemble on their resolutions; long histories get ttm-512 (monthly and weekly alike),
-    short daily data keeps ttm-96-ensemble."""
+    ttm-96-general on their resolutions; long histories get ttm-512 (monthly and weekly alike),
+    short daily and hourly data keep ttm-96-general."""
     def frame(n: int, freq: str) -> pd.DataFrame:
         return pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1800-01-01", periods=n, freq=freq),
                              "y": np.linspace(1.0, 2.0, n)})
 
     assert [Forecaster(horizon=3).fit(frame(n, "YS")).model_name_ for n in (20, 300)] == ["ttm-96-yearly-ensemble"] * 2
     assert Forecaster(horizon=3).fit(frame(60, "QS")).model_name_ == "ttm-96-quarterly-ensemble"
-    assert Forecaster(horizon=3).fit(frame(60, "D")).model_name_ == "ttm-96-ensemble"
+    assert [Forecaster(horizon=3).fit(frame(n, f)).model_name_ for n, f in ((60, "D"), (200, "h"))] == ["ttm-96-general"] * 2
     assert Forecaster(horizon=3).fit(frame(100, "MS")).model_name_ == "ttm-96-monthly"
     assert Forecaster(horizon=3).fit(frame(600, "MS")).model_name_ == "ttm-512"
     assert Forecaster(horizon=3).fit(frame(600, "W")).model_name_ == "ttm-512"
