@@ -170,7 +170,8 @@ def test_ttm_serves_yearly_quarterly_and_monthly_data_with_their_specialists():
 
     assert [Forecaster(horizon=3).fit(frame(n, "YS")).model_name_ for n in (20, 300)] == ["ttm-96-yearly-ensemble"] * 2
     assert Forecaster(horizon=3).fit(frame(60, "QS")).model_name_ == "ttm-96-quarterly-ensemble"
-    assert [Forecaster(horizon=3).fit(frame(n, f)).model_name_ for n, f in ((60, "D"), (200, "h"))] == ["ttm-96-general"] * 2
+    short_daily_and_hourly = (frame(60, "D"), frame(200, "h"))
+    assert [Forecaster(horizon=3).fit(f).model_name_ for f in short_daily_and_hourly] == ["ttm-96-general"] * 2
     assert Forecaster(horizon=3).fit(frame(100, "MS")).model_name_ == "ttm-96-monthly"
     assert Forecaster(horizon=3).fit(frame(600, "MS")).model_name_ == "ttm-512"
     assert Forecaster(horizon=3).fit(frame(600, "W")).model_name_ == "ttm-512"
