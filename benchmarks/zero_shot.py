@@ -6,6 +6,7 @@
         --output /tmp/trial.md                                      # a trial against cached baselines
     python benchmarks/zero_shot.py --models "ttm[log_scale=never]" --reuse ... # Forecaster keywords
     python benchmarks/zero_shot.py --data-dir ../shared/data/eval --min-windows 0  # the old eval set alone
+    python benchmarks/zero_shot.py --tasks etth1,etth2 --max-history 120 --skip-stats  # as if series were short
 
 Tasks: every task of each ``--data-dir`` manifest (default ``../shared/data/eval`` and
 ``../shared/data/real/dev``: 46 tasks). Each is backtested as its README says (last ``n_windows * H``
@@ -25,7 +26,9 @@ over tasks, overall and per frequency group, each with a 95% bootstrap-over-task
 each tsfm model, the ratio to the best baseline of each metric (paired: the same resampled tasks)
 with its interval: a change wins only when its interval clears the other's.
 ``--reuse`` takes the rows of models not being run from an earlier results JSON whose tasks have
-the same windows (the baselines cost most of a run). Writes ``benchmarks/results/zero_shot.md``
+the same windows (the baselines cost most of a run). ``--max-history N`` hands every model only the
+last N points of each series before each window, as if the series were that short (the scale of
+MASE still comes from the whole history, the same for every model). Writes ``benchmarks/results/zero_shot.md``
 and ``.json`` (``--output`` to change).
 """
 
@@ -78,11 +81,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-windows", type=int, default=5,
                         help="backtest at least this many windows per task where each window keeps a context "
                         "of max(3 H, 2 m) points (default 5; 0: the manifest's n_windows)")
+    parser.add_argument("--max-history", type=int, default=0,
+                        help="give every model only the last N points of each series before each window "
+                        "(default 0: all of them)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "zero_shot.md",
                         help="markdown report path; the JSON goes next to it")
     parser.add_argument("--num-threads", type=int, default=1,
                         help="threads for torch, OpenMP, BLAS and numba (default 1)")
     args = parser.parse_args(argv)
+    if args.max_history < 0:
+        parser.error("--max-history must be >= 0")
     args.data_dir = args.data_dir or [SHARED / "eval", SHARED / "real" / "dev"]
     return args
 
@@ -188,15 +196,16 @@ def frequency_group(freq: str) -> str:
         name, "sub-daily")
 
 
-def load_tasks(data_dirs: list[Path], wanted: str, min_windows: int) -> list[dict[str, Any]]:
-    """Tasks of every manifest, each with its folder, set name, frequency group and windows."""
+def load_tasks(data_dirs: list[Path], wanted: str, min_windows: int, max_history: int = 0) -> list[dict[str, Any]]:
+    """Tasks of every manifest, each with its folder, set name, frequency group, windows and the
+    history each window may read (``max_history``, 0 for all of it)."""
     tasks = []
     for folder in data_dirs:
         path = folder / "manifest.json"
         if not path.is_file():
             raise SystemExit(f"error: no manifest at {path}: pass --data-dir pointing to an evaluation set")
         for task in json.loads(path.read_text())["tasks"]:
-            tasks.append(with_windows({**task, "dir": str(folder), "set": folder.name,
+            tasks.append(with_windows({**task, "dir": str(folder), "set": folder.name, "max_history": max_history,
                                        "group": frequency_group(task["freq"])}, min_windows))
     names = [t["name"] for t in tasks]
     if len(set(names)) != len(names):
@@ -226,6 +235,8 @@ def run_model(fn: Callable, df, task: dict[str, Any]) -> tuple[dict[str, Any], A
 
     def timed(context):
         nonlocal elapsed
+        if task.get("max_history"):
+            context = context.groupby("unique_id", sort=False).tail(task["max_history"])
         start = time.perf_counter()
         out = fn(context)
         elapsed += time.perf_counter() - start
@@ -266,9 +277,11 @@ def reused_rows(path: Path | None, tasks: list[dict[str, Any]], skip: set[str]) 
     rows = {}
     for task in tasks:
         old = earlier.get(task["name"])
-        if old is None or old["n_windows"] != task["n_windows"] or old["horizon"] != task["horizon"]:
+        same = old is not None and all(old.get(k, 0) == task.get(k, 0) for k in ("n_windows", "horizon", "max_history"))
+        if not same:
             raise SystemExit(f"error: {path} has no run of {task['name']} with {task['n_windows']} windows "
-                             f"of {task['horizon']}; rerun the baselines with these settings")
+                             f"of {task['horizon']} reading {task.get('max_history') or 'all'} points of history; "
+                             "rerun the baselines with these settings")
         rows[task["name"]] = {m: r for m, r in old["models"].items() if m not in skip}
     return rows
 
@@ -420,6 +433,9 @@ def run_notes(args: argparse.Namespace, models: list[str], warm_seconds: dict[st
         f"Models run one after another in one process, statsforecast with n_jobs=1, threads pinned to "
         f"{args.num_threads}; the machine is shared, so compare seconds within one run (load above).",
     ]
+    if args.max_history:
+        notes.insert(1, f"History: every model read only the last {args.max_history} points of each series before "
+                     "each window (--max-history), as if the series were that short.")
     if args.reuse:
         notes.insert(1, f"Rows of models not run here come from `{args.reuse}` (same tasks and windows).")
     return notes
@@ -428,7 +444,7 @@ def run_notes(args: argparse.Namespace, models: list[str], warm_seconds: dict[st
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     meta = start_run(args.num_threads, PACKAGES)  # before numpy and friends are imported
-    tasks = load_tasks(args.data_dir, args.tasks, args.min_windows)
+    tasks = load_tasks(args.data_dir, args.tasks, args.min_windows, args.max_history)
     tsfm_models = [] if args.skip_tsfm else [m.strip() for m in args.models.split(",") if m.strip()]
     run_stats = [BASELINE] if args.skip_stats else list(STATS_MODELS)
     if args.reuse:
@@ -463,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     models = stats_order + tsfm_models + sorted(present - set(stats_order) - set(tsfm_models))
     summary = aggregate(results, tasks, models, [m for m in models if m not in (*STATS_MODELS, MEDIAN)])
     notes = run_notes(args, models, warm_seconds)
-    keys = ("set", "group", "freq", "m", "horizon", "n_windows", "n_series")
+    keys = ("set", "group", "freq", "m", "horizon", "n_windows", "n_series", "max_history")
     data = {"meta": meta, "notes": notes, "summary": summary,
             "tasks": {t["name"]: {**{k: t[k] for k in keys}, "models": results[t["name"]]} for t in tasks}}
     report = render(meta, tasks, results, summary, models, [m for m in models if m not in (*STATS_MODELS, MEDIAN)],

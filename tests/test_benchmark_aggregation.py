@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -66,3 +67,31 @@ def test_windows_rise_only_where_every_series_keeps_a_long_context() -> None:
     assert zero_shot.frequency_group("QS-OCT") == "quarterly" and zero_shot.frequency_group("30min") == "sub-daily"
     assert zero_shot.parse_model_spec("ttm[log_scale=never;context_length=96]") == \
         ("ttm", {"log_scale": "never", "context_length": 96})
+
+
+def test_max_history_hands_every_window_only_the_last_points_and_is_not_reused_across_settings(tmp_path) -> None:
+    import pandas as pd
+
+    df = pd.concat([pd.DataFrame({"unique_id": uid, "ds": pd.date_range("2000-01-01", periods=n, freq="D"),
+                                  "y": np.arange(n, dtype=float)}) for uid, n in (("a", 50), ("b", 30))])
+    seen = []
+
+    def last_value(context):  # a forecaster that records what it was given
+        seen.append(context.groupby("unique_id").size().to_dict())
+        last = context.groupby("unique_id").tail(1)
+        rows = [{"unique_id": u, "ds": d + pd.Timedelta(days=k), "mean": y, **{str(q): y for q in zero_shot.QUANTILES}}
+                for u, d, y in zip(last["unique_id"], last["ds"], last["y"]) for k in (1, 2)]
+        return pd.DataFrame(rows)
+
+    task = {"name": "t", "horizon": 2, "n_windows": 2, "m": 1, "max_history": 8}
+    run, _ = zero_shot.run_model(last_value, df, task)
+    assert run["error"] is None and seen == [{"a": 8, "b": 8}] * 2
+    seen.clear()
+    zero_shot.run_model(last_value, df, {**task, "max_history": 0})
+    assert seen == [{"a": 46, "b": 26}, {"a": 48, "b": 28}]  # the last 2 windows, each with all history before it
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"tasks": {"t": {"horizon": 2, "n_windows": 2, "models": {"m": {}}}}}))
+    assert zero_shot.reused_rows(earlier, [{**task, "max_history": 0}], set()) == {"t": {"m": {}}}
+    with pytest.raises(SystemExit, match="reading 8 points"):
+        zero_shot.reused_rows(earlier, [task], set())
