@@ -8,7 +8,8 @@ project keeps changes by: "wins" when the whole interval is below 1, "loses" whe
 "within the interval"; a bound within ``ROUNDING`` of 1 counts as 1 (identical forecasts that differ
 by float rounding, such as an exported graph against its torch model, are not a win). Both models
 must have run on the same tasks and windows (one results file; a trial that reused cached rows with
-``--reuse`` qualifies).
+``--reuse`` qualifies). To compare a model with itself before a code change, take the reference's
+rows from the run made before it: ``--reference-results OTHER.json`` (same tasks, windows and history).
 """
 
 from __future__ import annotations
@@ -51,17 +52,41 @@ def compare(data: dict, candidate: str, reference: str) -> list[list[str]]:
     return rows
 
 
+WINDOW_KEYS = ("n_windows", "horizon", "max_history")
+
+
+def with_reference_from(data: dict, other: dict, reference: str) -> tuple[dict, str]:
+    """``data`` with ``reference``'s rows from the run ``other`` added under a name of their own
+    (the same model name may be the candidate here); refused unless every task has the same windows."""
+    label = f"{reference} (reference run)"
+    tasks = {}
+    for name, info in data["tasks"].items():
+        old = other["tasks"].get(name)
+        if old is None or any(old.get(k, 0) != info.get(k, 0) for k in WINDOW_KEYS):
+            raise SystemExit(f"error: the reference run has no {name} with the same windows and history")
+        if reference not in old["models"]:
+            raise SystemExit(f"error: the reference run has no rows of {reference} on {name}")
+        tasks[name] = {**info, "models": {**info["models"], label: old["models"][reference]}}
+    return {**data, "tasks": tasks}, label
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("candidate")
     parser.add_argument("reference")
+    parser.add_argument("--reference-results", type=Path, default=None,
+                        help="take the reference's rows from this other run of the same tasks and windows")
     parser.add_argument("--output", type=Path, default=None, help="also write the table as markdown here")
     args = parser.parse_args(argv)
     data = json.loads(args.results.read_text())
+    reference, source = args.reference, f"`{args.results}`"
+    if args.reference_results:
+        data, reference = with_reference_from(data, json.loads(args.reference_results.read_text()), reference)
+        source += f", `{args.reference}` from `{args.reference_results}`"
     table = markdown_table(["group (tasks)", "MASE ratio", "MASE", "WQL ratio", "WQL"],
-                           compare(data, args.candidate, args.reference))
-    text = f"`{args.candidate}` / `{args.reference}` on `{args.results}`:\n\n{table}"
+                           compare(data, args.candidate, reference))
+    text = f"`{args.candidate}` / `{args.reference}` on {source}:\n\n{table}"
     print(text)
     if args.output:
         write_results(args.output, text)

@@ -60,6 +60,24 @@ def test_compare_says_wins_only_beyond_the_interval() -> None:
     assert compare.verdict((0.998, 0.997, 0.999)) == "wins"
 
 
+def test_compare_takes_the_reference_from_a_run_of_the_same_windows() -> None:
+    groups = ["yearly", "yearly", "monthly", "monthly"]
+    after, tasks = results_for({"ttm": [0.9, 0.8, 0.95, 0.85]}, groups)
+    before, _ = results_for({"ttm": [1.0, 1.0, 1.0, 1.0]}, groups)
+
+    def run(results, horizon=6):
+        return {"tasks": {t["name"]: {"group": t["group"], "n_windows": 3, "horizon": horizon,
+                                      "models": results[t["name"]]} for t in tasks}}
+
+    data, label = compare.with_reference_from(run(after), run(before), "ttm")
+    rows = {row[0]: row for row in compare.compare(data, "ttm", label)}
+    assert rows["all (4)"][1].startswith(f"{np.exp(np.mean(np.log([0.9, 0.8, 0.95, 0.85]))):.3f}")
+    assert rows["all (4)"][2] == "wins"
+    assert data["tasks"]["t0"]["models"]["ttm"]["scores"]["MASE"] == 0.9  # the candidate's rows stay
+    with pytest.raises(SystemExit, match="same windows"):
+        compare.with_reference_from(run(after), run(before, horizon=12), "ttm")
+
+
 def test_windows_rise_only_where_every_series_keeps_a_long_context() -> None:
     task = {"horizon": 6, "m": 1, "n_windows": 1, "min_length": 40}
     assert zero_shot.with_windows(task, 5)["n_windows"] == 3  # (40 - 18) // 6
