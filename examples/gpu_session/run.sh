@@ -12,6 +12,11 @@
 # pandas 2.x, pytz, tzdata in .whl/, and antlr4-python3-runtime 4.9.3 (no wheel exists) and dysts
 # (its images stripped) as plain package folders in .gpu/site/. LOCAL=1 PY=.venv/bin/python TR=cpu
 # with small PS/PC/BS and EXTRA="data.batch_size=32 ..." rehearses the whole script on a CPU.
+# The `general` corpus (CORPUS=general, with EXTRA="corpus@data.corpus=general") reads the real
+# pretraining tables and the evaluation folders at ../shared/data, relative to the working folder
+# $W: the ../shared beside a checkout does not travel to a device machine, so copy
+# ../shared/data/{real,eval} into an ignored shared/data/ of the checkout and, before this script,
+# `mkdir -p $(dirname $W) && cp -r shared $(dirname $W)/` there (W defaults to /tmp/w).
 T0=$(date +%s); END=$((T0 + ${BUDGET:-560}))
 PY=${PY:-python3}; TR=${TR:-gpu}; W=${W:-/tmp/w}; mkdir -p $W
 log() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
@@ -26,7 +31,7 @@ fi
 export TSFM_CACHE=$W/cache PYTHONUNBUFFERED=1
 log installed; nvidia-smi -L 2>/dev/null; uptime
 cd $W
-$PY -m tsfm.data.corpus $OLDPWD/configs/corpus/cycles_heldout.yaml --workers ${BW:-14} >corpus.log 2>&1 &
+$PY $OLDPWD/tools/build_corpus.py $OLDPWD/configs/corpus/${CORPUS:-cycles_heldout}.yaml --workers ${BW:-14} --quiet >corpus.log 2>&1 &
 CP=$!
 if [ "$TR" = gpu ]; then (cd $OLDPWD && timeout 170 $PY benchmarks/scan.py --device cuda --threads 4 --repeats 3 --lengths 512 2048 --output $W/scan_gpu.md >$W/scan.log 2>&1) & fi
 wait $CP; tail -c 300 corpus.log; log corpus
