@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from tsfm.cli.common import fail
+from tsfm.cli.output import check_output, check_output_folder
 
 
 def default_output(model: str, quantize: str, suite: bool = False) -> Path:
@@ -34,7 +35,7 @@ def export(
     context_length: int | None = typer.Option(
         None, "--context-length", help="History steps the file takes (default and maximum: the model's)"),
     horizon: int | None = typer.Option(
-        None, "--horizon", "-h",
+        None, "--horizon", "-H",
         help="Steps to forecast: shorter than the model's is cut in the graph, longer is rolled out by the runtime"),
     calibration_series: int = typer.Option(
         128, "--calibration-series", help="Synthetic series that calibrate int8-static activations"),
@@ -63,11 +64,15 @@ def export(
             if output.suffix.lower() == ".onnx":
                 fail(f"suite {model} exports to a folder (one .onnx per checkpoint and its suite.json): "
                      f"give a folder name such as {output.with_suffix('')}-edge")
+            check_output_folder(output)
             path = export_suite(model, output, quantize=quantize, target=target,
                                 calibration_series=calibration_series, seed=seed, log=say)
         else:
             if output.is_dir():
                 fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
+            if output.suffix.lower() != ".onnx":
+                fail(f"--output '{output}': an exported model is a .onnx file, e.g. {output.with_suffix('.onnx')}")
+            check_output(output)
             path = export_onnx(model, output, context_length=context_length, horizon=horizon, quantize=quantize,
                                target=target, calibration_series=calibration_series, seed=seed, log=say)
     except InputError as err:

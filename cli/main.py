@@ -69,6 +69,18 @@ def _stream_to_file(source: Path | None = None) -> Path:
     return Path(name)
 
 
+def readable_input(input: Path) -> Path:
+    """The file to read for the INPUT argument: ``-`` (stdin) and pipes are copied to a temporary
+    file; a directory or a missing path exits 2 with one line."""
+    if str(input) == "-":
+        return _stream_to_file()
+    if input.exists() and not input.is_file() and not input.is_dir():  # a FIFO or /dev/fd/N
+        return _stream_to_file(input)
+    if not input.is_file():
+        fail(f"input file '{input}' {'is a directory' if input.is_dir() else 'does not exist'}")
+    return input
+
+
 def _split_list(text: str | None) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()] if text else []
 
@@ -177,12 +189,7 @@ def forecast(
             fail(f"--plot {plot}: unsupported picture type '{plot.suffix or '(none)'}'; use {', '.join(PLOT_SUFFIXES)}")
         check_output(plot, "--plot")
     given = str(input)
-    if given == "-":
-        input = _stream_to_file()
-    elif input.exists() and not input.is_file() and not input.is_dir():  # a FIFO or /dev/fd/N
-        input = _stream_to_file(input)
-    elif not input.is_file():
-        fail(f"input file '{input}' {'is a directory' if input.is_dir() else 'does not exist'}")
+    input = readable_input(input)
     if future is not None and not future.is_file():
         fail(f"--future file '{future}' does not exist")
     with warnings.catch_warnings():  # numpy overflow/empty-slice notes: the inputs and results are checked instead
@@ -218,10 +225,6 @@ def forecast(
             result = forecaster.predict(X_future=x_future)
             for note in getattr(forecaster.model_, "notes", []):  # an ensemble member that failed somewhere
                 typer.echo(note, err=True)
-            if plot is not None:
-                from tsfm.plotting import plot_forecast
-
-                plot_forecast(forecaster, plot, h=forecaster.horizon_)
         except InputError as err:
             text = str(err).splitlines()[0] if str(err) else "bad input"
             fail(text.replace(str(input), "stdin" if given == "-" else given))  # not the temporary copy's name
@@ -231,6 +234,10 @@ def forecast(
         write_output(result, target_out)
         if target_out.kind != "stdout":
             typer.echo(f"wrote {len(result)} rows to {output}", err=True)
+    if plot is not None:  # after the forecast is written: a picture never stands in for a failed forecast
+        from tsfm.plotting import plot_forecast
+
+        plot_forecast(forecaster, plot, h=forecaster.horizon_)
 
 
 @app.command()
@@ -250,8 +257,8 @@ def evaluate(
     """Backtest on the last n-windows x horizon points: MASE, sMAPE (0-200), WQL, 10-90% coverage."""
     from tsfm.errors import InputError
 
-    if not input.is_file():
-        fail(f"input file '{input}' does not exist")
+    given = str(input)
+    input = readable_input(input)
     if n_windows < 1:
         fail("--n-windows must be a positive integer")
     _check_horizon(horizon)
@@ -265,7 +272,8 @@ def evaluate(
                                     time_col=time_col, target=target, num_threads=default_threads())
             scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
         except InputError as err:
-            fail(str(err).splitlines()[0] if str(err) else "bad input")
+            text = str(err).splitlines()[0] if str(err) else "bad input"
+            fail(text.replace(str(input), "stdin" if given == "-" else given))  # not the temporary copy's name
     for name, value in scores.items():
         typer.echo(f"{name}\t{value:.6g}")
 
@@ -325,11 +333,22 @@ app.command(name="finetune")(finetune_command)
 
 def main() -> None:
     """Console-script entry: unexpected errors become one line (TSFM_DEBUG=1 shows the traceback)."""
+    click_errors = getattr(typer, "TyperException", None)  # click's errors, in a typer that vendors click
+    if click_errors is None:  # an older typer, which depends on click itself
+        import click
+
+        click_errors = click.ClickException
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come back here, to be said in one line
+    except click_errors as err:  # a bad or missing option or argument (exit 2), or a file click could not open
+        ctx, lines = getattr(err, "ctx", None), err.format_message().strip().splitlines()
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        if lines:  # empty for a bare `tsfm`, which has printed its help instead
+            typer.echo(f"error: {lines[0]}{where}", err=True)
+        sys.exit(getattr(err, "exit_code", 2))
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - last line of defence for users
@@ -340,6 +359,7 @@ def main() -> None:
         code = 2 if isinstance(err, InputError) else 1
         typer.echo(f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", err=True)
         sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

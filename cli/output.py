@@ -8,7 +8,8 @@ rename over ``/dev/null``, a FIFO or a symlink would replace the node or the lin
 - a symlink is followed: the file it points to is replaced, the link stays;
 - a regular file (or a new path) gets a temp file beside it that is renamed over it, with the
   old file's mode kept (a new file gets ``0o666 & ~umask``, like ``open`` would give it);
-- a directory, or a path under a regular file, is refused with one line before the model runs.
+- a directory (also a path ending in ``/``), a path under a regular file, or a folder where no file
+  can be created, is refused with one line before the model runs.
 
 SIGTERM during the write removes the temp file, says so on stderr and exits 143; the old output
 stays as it was. Standard library + typer only (imported on every ``tsfm`` call).
@@ -42,10 +43,13 @@ class Target:
 
 
 def check_output(text: str | Path, option: str = "--output") -> Target:
-    """Decide how ``text`` will be written, or exit 2 with one line (a directory, a path under a file)."""
+    """Decide how ``text`` will be written, or exit 2 with one line (a directory, a path under a file,
+    a folder where no file can be created)."""
     shown = str(text)
     if shown == "-":
         return Target("stdout", None, shown)
+    if shown.endswith(("/", os.sep)) or shown == "":
+        fail(f"{option} '{shown}' names a directory: give a file path, e.g. {Path(shown or '.') / 'forecast.csv'}")
     path = Path(os.path.realpath(os.path.expanduser(shown)))  # follows every symlink, also dangling ones
     if path.exists():
         mode = path.stat().st_mode
@@ -53,15 +57,41 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
             fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / 'forecast.csv'}")
         if not stat.S_ISREG(mode):
             return Target("stream", path, shown)
+        _check_writable(path.parent, option, shown)
         return Target("file", path, shown)
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 fail(f"{option} {shown} is under {parent}, which is a file, not a directory")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                fail(f"{option} {shown}: cannot create files in {parent} (permission denied)")
+            _check_writable(parent, option, shown)
             break
     return Target("file", path, shown)
+
+
+def check_output_folder(text: str | Path, option: str = "--output") -> Path:
+    """A folder to write into (made if missing), or exit 2 with one line: a file there, or a place
+    where nothing can be created."""
+    path = Path(os.path.realpath(os.path.expanduser(str(text))))
+    if path.exists() and not path.is_dir():
+        fail(f"{option} {text} is a file: give a folder name")
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                fail(f"{option} {text} is under {folder}, which is a file, not a directory")
+            _check_writable(folder, option, str(text))
+            break
+    return path
+
+
+def _check_writable(folder: Path, option: str, shown: str) -> None:
+    """Exit 2 unless a file can be created in ``folder``: tried, since permission bits do not tell
+    (root passes every ``os.access`` check; /proc or a read-only mount refuse anyway)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tsfm-probe-", dir=folder)
+    except OSError as err:
+        fail(f"{option} {shown}: cannot create files in {folder} ({err.strerror or err})")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _umask() -> int:
@@ -103,7 +133,10 @@ def write_atomically(frame, output: Path, shown: str | None = None) -> None:
     file is removed and ``output`` is left as it was.
     """
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"cannot create the folder {output.parent} for {shown or output}: {err.strerror or err}", code=1)
     try:
         mode = stat.S_IMODE(output.stat().st_mode)
     except FileNotFoundError:
@@ -124,6 +157,8 @@ def write_atomically(frame, output: Path, shown: str | None = None) -> None:
         if isinstance(err, (Interrupted, KeyboardInterrupt)):
             typer.echo(f"interrupted while writing {shown or output}: nothing written, the old file is unchanged",
                        err=True)
+        if isinstance(err, OSError):  # a full disk, a folder that refuses files: the old file stays
+            fail(f"cannot write {shown or output}: {err.strerror or err}; the old file is unchanged", code=1)
         raise
     finally:
         if in_main:

@@ -109,6 +109,59 @@ def test_output_directory_or_under_file_refused_before_the_model(case, csv, tmp_
     assert ("is a directory" if case == "directory" else "which is a file") in line
 
 
+@pytest.mark.parametrize("target", ["newdir/", "", "/proc/forecast.csv", "/proc/nodir/forecast.csv"])
+def test_output_that_cannot_become_a_file_refused_before_the_model(target, csv, no_model):
+    """A trailing slash names a folder; /proc refuses new files even to root (permission bits do not tell)."""
+    code, _, err = _run("forecast", csv, "-o", target)
+    assert code == 2
+    line = _one_line(err)
+    assert ("names a directory" if target in ("newdir/", "") else "cannot create files in /proc") in line
+    assert not Path("newdir").exists()
+
+
+def test_plot_is_drawn_after_the_forecast_and_leaves_no_temporary_file(tiny_checkpoint, csv, tmp_path):
+    out, picture = tmp_path / "f.csv", tmp_path / "pics" / "f.png"
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", out, "--plot", picture)
+    assert code == 0, err
+    assert len(pd.read_csv(out)) == 6
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in picture.parent.iterdir()) == ["f.png"]
+
+
+def test_usage_errors_from_the_console_script_are_one_line(csv, monkeypatch, capsys):
+    from tsfm.cli.main import main
+
+    for argv, words in ((["forecast", str(csv), "-H", "1.5"], "'--horizon'"), (["forecast", "--nope"], "--nope"),
+                        (["forecast"], "Missing argument"), (["nonsense"], "No such command")):
+        monkeypatch.setattr(sys, "argv", ["tsfm", *argv])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 2
+        line = _one_line(capsys.readouterr().err)
+        assert words in line and "--help" in line
+
+
+def test_evaluate_reads_stdin_and_says_what_a_bad_input_is(tiny_checkpoint, tmp_path):
+    frame = monthly_frame(2, length=60)
+    code, out, err = _run("evaluate", "-", "--model", tiny_checkpoint, "-H", "6", input=frame.to_csv(index=False))
+    assert code == 0, err
+    assert {line.split("\t")[0] for line in out.splitlines()} >= {"MASE", "WQL"}
+    code, _, err = _run("evaluate", tmp_path, "-H", "6")
+    assert code == 2 and "is a directory" in _one_line(err)
+
+
+def test_season_zero_is_refused_not_taken_for_the_default(tiny_checkpoint):
+    forecaster = Forecaster(model=tiny_checkpoint, horizon=6)
+    with pytest.raises(InputError, match="seasonal period"):
+        forecaster.evaluate(monthly_frame(2, length=60), h=6, m=0)
+
+
+def test_forecaster_names_what_it_takes_for_other_input(tiny_checkpoint):
+    for data in ([1.0, 2.0, 3.0], None, np.arange(40.0)):
+        with pytest.raises(InputError, match="DataFrame or Series, or the path"):
+            Forecaster(model=tiny_checkpoint, horizon=3).fit(data)
+
+
 # ------------------------------------------------------------------ 5. one line, exit 2, before the model
 
 

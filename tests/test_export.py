@@ -7,6 +7,7 @@ masked gaps, short histories, constant channels and rollouts past the graph's ho
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -330,6 +331,18 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint):
         assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
     result = runner.invoke(app, ["export", "--model", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "unknown model" in result.stderr
+    victim = tmp_path / "victim.csv"
+    victim.write_text("a,b\n1,2\n")
+    for out, expect in [(victim, "is a .onnx file"), (tmp_path / "plain", "is a .onnx file"),
+                        (Path("/proc/m.onnx"), "cannot create files in /proc")]:
+        result = runner.invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(out)])
+        assert result.exit_code == 2 and expect in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert victim.read_text() == "a,b\n1,2\n"  # never replaced by a graph
+    from tsfm.cli.main import app as tsfm_app
+
+    result = runner.invoke(tsfm_app, ["export", "-h"])
+    assert result.exit_code == 0 and "Usage" in result.stdout and "-H" in result.stdout  # -h is help, -H the horizon
 
 
 def test_plan_lengths_and_refusals():

@@ -489,7 +489,7 @@ class Forecaster:
         names = dict(zip(self.quantile_names_, map(str, self.levels_)))
         forecast = cv.drop(columns=["y", "mean"]).rename(columns=names)
         return evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
-                                  int(m or series.freq_info.season), self.levels_)
+                                  int(series.freq_info.season if m is None else m), self.levels_)
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,10 @@ HISTORY_POINTS = 200
 
 
 def plot_forecast(forecaster, path: str | Path, h: int | None = None) -> Path:
-    """Write a PNG with one panel per series (the first six) and return its path."""
+    """Write a picture with one panel per series (the first six) and return its path.
+
+    The type follows the suffix (.png, .pdf, .svg, .jpg). It is drawn into a temporary file beside
+    ``path`` and renamed over it, so a failed or interrupted write leaves no half-written picture."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,6 +43,12 @@ def plot_forecast(forecaster, path: str | Path, h: int | None = None) -> Path:
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, format=out.suffix.lstrip(".").lower() or "png")
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
     return out

@@ -61,6 +61,9 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series, id_col: str | None) -
         if len(df) == 0:
             raise InputError("the data frame has no rows")
         return df, RowSource(is_file=False)
+    if not isinstance(data, (str, Path)):
+        raise InputError(f"expected a pandas DataFrame or Series, or the path of a CSV or Parquet file; "
+                         f"got {type(data).__name__}")
     path = Path(data)
     header = read_header(path) if path.is_file() else []
     id_cols = [c for c in header if c == id_col or c.lower() in ID_ALIASES]
