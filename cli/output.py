@@ -48,13 +48,14 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
     shown = str(text)
     if shown == "-":
         return Target("stdout", None, shown)
+    example = "forecast.png" if option == "--plot" else "forecast.csv"
     if shown.endswith(("/", os.sep)) or shown == "":
-        fail(f"{option} '{shown}' names a directory: give a file path, e.g. {Path(shown or '.') / 'forecast.csv'}")
+        fail(f"{option} '{shown}' names a directory: give a file path, e.g. {Path(shown or '.') / example}")
     path = Path(os.path.realpath(os.path.expanduser(shown)))  # follows every symlink, also dangling ones
     if path.exists():
         mode = path.stat().st_mode
         if stat.S_ISDIR(mode):
-            fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / 'forecast.csv'}")
+            fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / example}")
         if not stat.S_ISREG(mode):
             return Target("stream", path, shown)
         _check_writable(path.parent, option, shown)
