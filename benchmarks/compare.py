@@ -22,6 +22,7 @@ from pathlib import Path
 from common import markdown_table, write_results
 from zero_shot import GROUPS, geo_interval, log_ratios
 
+WINDOW_KEYS = ("n_windows", "horizon", "max_history")  # a task's windows: equal in two runs to pair them
 ROUNDING = 5e-4  # ratios print with three decimals: a bound that rounds to 1.000 is not beyond 1
 
 
@@ -50,9 +51,6 @@ def compare(data: dict, candidate: str, reference: str) -> list[list[str]]:
             row += [f"{interval[0]:.3f} [{interval[1]:.3f}, {interval[2]:.3f}]", verdict(interval)]
         rows.append(row)
     return rows
-
-
-WINDOW_KEYS = ("n_windows", "horizon", "max_history")
 
 
 def with_reference_from(data: dict, other: dict, reference: str) -> tuple[dict, str]:

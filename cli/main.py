@@ -81,6 +81,13 @@ def readable_input(input: Path) -> Path:
     return input
 
 
+def fail_on_input(err: Exception, read: Path, given: str) -> None:
+    """Exit 2 with the first line of ``err``, naming the input as the user gave it (``stdin``, not
+    the temporary copy that was read)."""
+    text = str(err).splitlines()[0] if str(err) else "bad input"
+    fail(text.replace(str(read), "stdin" if given == "-" else given))
+
+
 def _split_list(text: str | None) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()] if text else []
 
@@ -226,8 +233,7 @@ def forecast(
             for note in getattr(forecaster.model_, "notes", []):  # an ensemble member that failed somewhere
                 typer.echo(note, err=True)
         except InputError as err:
-            text = str(err).splitlines()[0] if str(err) else "bad input"
-            fail(text.replace(str(input), "stdin" if given == "-" else given))  # not the temporary copy's name
+            fail_on_input(err, input, given)
     if target_out is None:
         result.to_csv(sys.stdout, index=False, float_format=FLOAT_FORMAT)
     else:
@@ -257,11 +263,13 @@ def evaluate(
     """Backtest on the last n-windows x horizon points: MASE, sMAPE (0-200), WQL, 10-90% coverage."""
     from tsfm.errors import InputError
 
-    given = str(input)
-    input = readable_input(input)
     if n_windows < 1:
         fail("--n-windows must be a positive integer")
+    if season is not None and season < 1:
+        fail(f"--season must be a positive integer, got {season}")
     _check_horizon(horizon)
+    given = str(input)
+    input = readable_input(input)  # stdin is read only once the options are known to be good
     with warnings.catch_warnings():  # numpy's overflow/empty-slice notes stay off stderr, as in forecast
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
@@ -272,8 +280,7 @@ def evaluate(
                                     time_col=time_col, target=target, num_threads=default_threads())
             scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
         except InputError as err:
-            text = str(err).splitlines()[0] if str(err) else "bad input"
-            fail(text.replace(str(input), "stdin" if given == "-" else given))  # not the temporary copy's name
+            fail_on_input(err, input, given)
     for name, value in scores.items():
         typer.echo(f"{name}\t{value:.6g}")
 

@@ -3,11 +3,11 @@
 The atomic temp-file + rename is only safe for a regular file (or nothing yet) at the path: a
 rename over ``/dev/null``, a FIFO or a symlink would replace the node or the link itself. So:
 
-- ``-`` is stdout; a FIFO, a character or block device or a socket is written through (opened
-  and written in place, no temp file);
+- ``-`` is stdout; a FIFO, a character or block device or a socket (``/dev/stdout``, ``>(gzip)``)
+  is written through (opened and written in place, no temp file);
 - a symlink is followed: the file it points to is replaced, the link stays;
 - a regular file (or a new path) gets a temp file beside it that is renamed over it, with the
-  old file's mode kept (a new file gets ``0o666 & ~umask``, like ``open`` would give it);
+  old file's mode kept (``tsfm.atomic.replace_file``);
 - a directory (also a path ending in ``/``), a path under a regular file, or a folder where no file
   can be created, is refused with one line before the model runs.
 
@@ -48,40 +48,46 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
     shown = str(text)
     if shown == "-":
         return Target("stdout", None, shown)
+    if not shown:
+        fail(f"{option} is empty: give a file path, or - for stdout")
     example = "forecast.png" if option == "--plot" else "forecast.csv"
-    if shown.endswith(("/", os.sep)) or shown == "":
-        fail(f"{option} '{shown}' names a directory: give a file path, e.g. {Path(shown or '.') / example}")
-    path = Path(os.path.realpath(os.path.expanduser(shown)))  # follows every symlink, also dangling ones
-    if path.exists():
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
-            fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / example}")
-        if not stat.S_ISREG(mode):
-            return Target("stream", path, shown)
-        _check_writable(path.parent, option, shown)
-        return Target("file", path, shown)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                fail(f"{option} {shown} is under {parent}, which is a file, not a directory")
-            _check_writable(parent, option, shown)
-            break
+    if shown.endswith(("/", os.sep)):
+        fail(f"{option} {shown} names a directory: give a file path, e.g. {Path(shown) / example}")
+    given = os.path.expanduser(shown)
+    try:
+        mode = os.stat(given).st_mode  # follows /dev/stdout and /proc/self/fd links, which realpath cannot
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / example}")
+    if mode is not None and not stat.S_ISREG(mode):
+        return Target("stream", Path(given), shown)  # a FIFO, a device, a pipe: written through
+    path = Path(os.path.realpath(given))  # follows every symlink, also dangling ones
+    _check_writable(_nearest_existing_dir(path.parent, option, shown), option, shown)
     return Target("file", path, shown)
 
 
 def check_output_folder(text: str | Path, option: str = "--output") -> Path:
-    """A folder to write into (made if missing), or exit 2 with one line: a file there, or a place
-    where nothing can be created."""
+    """A folder to write (made by the writer, next to its parent's other entries), or exit 2 with one
+    line: a file there, the current folder or one above it, or a parent where nothing can be created."""
     path = Path(os.path.realpath(os.path.expanduser(str(text))))
     if path.exists() and not path.is_dir():
         fail(f"{option} {text} is a file: give a folder name")
+    if path == Path.cwd().resolve() or path in Path.cwd().resolve().parents:
+        fail(f"{option} {text} is the current folder or holds it: give a new folder name")
+    _check_writable(_nearest_existing_dir(path.parent, option, str(text)), option, str(text))
+    return path
+
+
+def _nearest_existing_dir(path: Path, option: str, shown: str) -> Path:
+    """``path`` or its nearest existing ancestor (missing folders are made when the file is
+    written); exit 2 if that is a file."""
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
-                fail(f"{option} {text} is under {folder}, which is a file, not a directory")
-            _check_writable(folder, option, str(text))
-            break
-    return path
+                fail(f"{option} {shown} is under {folder}, which is a file, not a directory")
+            return folder
+    return Path(path.anchor or ".")
 
 
 def _check_writable(folder: Path, option: str, shown: str) -> None:
@@ -93,13 +99,6 @@ def _check_writable(folder: Path, option: str, shown: str) -> None:
         fail(f"{option} {shown}: cannot create files in {folder} ({err.strerror or err})")
     os.close(fd)
     os.unlink(probe)
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 class Interrupted(SystemExit):
@@ -119,48 +118,30 @@ def write_output(frame, target: Target) -> None:
     if target.kind == "stdout":
         _write_frame(frame, sys.stdout)
         return
-    if target.kind == "stream":
-        with open(target.path, "w", newline="") as handle:
-            _write_frame(frame, handle)
-        return
-    write_atomically(frame, target.path, shown=target.shown)
+    write_atomically(frame, target.path, shown=target.shown)  # a stream is written through there
 
 
 def write_atomically(frame, output: Path, shown: str | None = None) -> None:
-    """Write a CSV to a temporary file beside ``output`` and rename it over ``output``.
+    """Write a CSV to a temporary file beside ``output`` and rename it over ``output``
+    (``tsfm.atomic.replace_file``: the old file's mode is kept; a FIFO or device is written through).
 
-    ``output`` must be a regular file or a new path (``check_output`` decides). The old file's
-    mode is kept (a new file gets ``0o666 & ~umask``); on SIGTERM, Ctrl-C or any error the temp
-    file is removed and ``output`` is left as it was.
+    On SIGTERM, Ctrl-C or any error the temp file is removed and ``output`` is left as it was.
     """
-    output = Path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        fail(f"cannot create the folder {output.parent} for {shown or output}: {err.strerror or err}", code=1)
-    try:
-        mode = stat.S_IMODE(output.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+    from tsfm.atomic import replace_file
+
+    def write(path: str) -> None:
+        with open(path, "w", newline="") as handle:
+            _write_frame(frame, handle)
+
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main else None
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", newline="") as handle:
-            _write_frame(frame, handle)
-        os.replace(tmp, output)
-        tmp = None
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, (Interrupted, KeyboardInterrupt)):
-            typer.echo(f"interrupted while writing {shown or output}: nothing written, the old file is unchanged",
-                       err=True)
-        if isinstance(err, OSError):  # a full disk, a folder that refuses files: the old file stays
-            fail(f"cannot write {shown or output}: {err.strerror or err}; the old file is unchanged", code=1)
+        replace_file(output, write)
+    except (Interrupted, KeyboardInterrupt):
+        typer.echo(f"interrupted while writing {shown or output}: nothing was replaced", err=True)
         raise
+    except OSError as err:  # a full disk, a folder that refuses files: nothing is replaced
+        fail(f"cannot write {shown or output}: {err.strerror or err}", code=1)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

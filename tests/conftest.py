@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 
 # Triton kernels run under the CPU interpreter in tests. The switch must be set before anything
@@ -85,3 +87,18 @@ def assert_checkpoint_round_trip(model: torch.nn.Module, directory: Path, *input
         torch.testing.assert_close(loaded(*inputs, **kwargs), model(*inputs, **kwargs), rtol=0, atol=0)
     return loaded
 
+
+@pytest.fixture()
+def read_only_folder(tmp_path, monkeypatch):
+    """A folder where no file can be created (as on a read-only mount, whoever runs the tests)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    create = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == folder.resolve():
+            raise OSError(errno.EROFS, "Read-only file system")
+        return create(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return folder

@@ -109,23 +109,39 @@ def test_output_directory_or_under_file_refused_before_the_model(case, csv, tmp_
     assert ("is a directory" if case == "directory" else "which is a file") in line
 
 
-@pytest.mark.parametrize("target", ["newdir/", "", "/proc/forecast.csv", "/proc/nodir/forecast.csv"])
-def test_output_that_cannot_become_a_file_refused_before_the_model(target, csv, no_model):
-    """A trailing slash names a folder; /proc refuses new files even to root (permission bits do not tell)."""
-    code, _, err = _run("forecast", csv, "-o", target)
+@pytest.mark.parametrize("target, words", [("newdir/", "names a directory"), ("", "is empty"),
+                                           ("f.csv", "cannot create files in"), ("sub/f.csv", "cannot create files in"),
+                                           ("old.csv", "cannot create files in")])
+def test_output_that_cannot_become_a_file_refused_before_the_model(target, words, csv, read_only_folder, no_model):
+    """A trailing slash names a folder; a folder refusing files is found by trying (root passes every
+    permission check), for a new file, one in a folder still to make, and one to replace."""
+    (read_only_folder / "old.csv").write_text("kept\n")
+    code, _, err = _run("forecast", csv, "-o", target if target in ("newdir/", "") else read_only_folder / target)
     assert code == 2
-    line = _one_line(err)
-    assert ("names a directory" if target in ("newdir/", "") else "cannot create files in /proc") in line
-    assert not Path("newdir").exists()
+    assert words in _one_line(err)
+    assert sorted(p.name for p in read_only_folder.iterdir()) == ["old.csv"]
 
 
-def test_plot_is_drawn_after_the_forecast_and_leaves_no_temporary_file(tiny_checkpoint, csv, tmp_path):
-    out, picture = tmp_path / "f.csv", tmp_path / "pics" / "f.png"
-    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", out, "--plot", picture)
+def test_plot_keeps_mode_and_symlink_and_leaves_no_temporary_file(tiny_checkpoint, csv, tmp_path):
+    out, picture, link = tmp_path / "f.csv", tmp_path / "pics" / "f.png", tmp_path / "link.png"
+    picture.parent.mkdir()
+    picture.write_bytes(b"old")
+    picture.chmod(0o640)
+    link.symlink_to(picture)
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", out, "--plot", link)
     assert code == 0, err
     assert len(pd.read_csv(out)) == 6
-    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert link.is_symlink() and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE(picture.stat().st_mode) == 0o640
     assert sorted(p.name for p in picture.parent.iterdir()) == ["f.png"]
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.png"
+        code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "3", "-o", out, "--plot", new)
+        assert code == 0, err
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_usage_errors_from_the_console_script_are_one_line(csv, monkeypatch, capsys):
@@ -139,6 +155,11 @@ def test_usage_errors_from_the_console_script_are_one_line(csv, monkeypatch, cap
         assert exit_.value.code == 2
         line = _one_line(capsys.readouterr().err)
         assert words in line and "--help" in line
+    for argv in (["models"], ["forecast", "--help"]):
+        monkeypatch.setattr(sys, "argv", ["tsfm", *argv])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 0
 
 
 def test_evaluate_reads_stdin_and_says_what_a_bad_input_is(tiny_checkpoint, tmp_path):

@@ -7,7 +7,6 @@ masked gaps, short histories, constant channels and rollouts past the graph's ho
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -312,7 +311,7 @@ def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
     assert _rel(floor_at_zero(pin_constants(want, values, mask), values, mask), got) < 1e-4
 
 
-def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint):
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, read_only_folder):
     from tsfm.cli.export_cmd import export
 
     app = typer.Typer()
@@ -334,7 +333,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint):
     victim = tmp_path / "victim.csv"
     victim.write_text("a,b\n1,2\n")
     for out, expect in [(victim, "is a .onnx file"), (tmp_path / "plain", "is a .onnx file"),
-                        (Path("/proc/m.onnx"), "cannot create files in /proc")]:
+                        (read_only_folder / "m.onnx", "cannot create files in")]:
         result = runner.invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(out)])
         assert result.exit_code == 2 and expect in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

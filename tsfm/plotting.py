@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tsfm.atomic import replace_file
 
 MAX_PANELS = 6
 HISTORY_POINTS = 200
@@ -15,8 +15,8 @@ HISTORY_POINTS = 200
 def plot_forecast(forecaster, path: str | Path, h: int | None = None) -> Path:
     """Write a picture with one panel per series (the first six) and return its path.
 
-    The type follows the suffix (.png, .pdf, .svg, .jpg). It is drawn into a temporary file beside
-    ``path`` and renamed over it, so a failed or interrupted write leaves no half-written picture."""
+    The type follows the suffix (.png, .pdf, .svg, .jpg). It replaces ``path`` all at once
+    (``tsfm.atomic.replace_file``), so a failed or interrupted write leaves no half-written picture."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,13 +42,8 @@ def plot_forecast(forecaster, path: str | Path, h: int | None = None) -> Path:
         fig.suptitle(f"first {shown} of {len(series)} series", fontsize=10)
     fig.tight_layout()
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
+    fmt = out.suffix.lstrip(".").lower() or "png"
     try:
-        fig.savefig(tmp, dpi=100, format=out.suffix.lstrip(".").lower() or "png")
-        os.replace(tmp, out)
+        return replace_file(out, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), suffix=out.suffix)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return out

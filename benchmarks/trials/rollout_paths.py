@@ -19,6 +19,7 @@ from __future__ import annotations
 import runpy
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import tsfm_runtime.rules as rules
 FEEDBACK_LEVELS = {"median": (0.5,), "three": (0.1, 0.5, 0.9)}
 
 
-def rollout_with(feedback_levels: tuple[float, ...]):
+def rollout_with(feedback_levels: tuple[float, ...]) -> Callable[..., np.ndarray]:
     """A drop-in for ``tsfm_runtime.rules.rollout`` that feeds back only the paths of ``feedback_levels``."""
 
     def rollout(step_fn, values, mask, freq_id, horizon, levels, step, past_exog=None, future_exog=None):

@@ -1,0 +1,53 @@
+"""Replace a file all at once: written beside it under a temporary name, then renamed over it.
+
+A reader never sees half a file, and a failed or interrupted write leaves the old file as it was.
+The rename is only safe for a regular file (or nothing yet) at the path: a symlink is followed (the
+file it points to is replaced, the link stays) and a FIFO or device is written in place. Standard
+library only: the command line imports it on every call.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def replace_file(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Call ``write(temporary_path)``, then rename that file over ``path``; return the path written.
+
+    The new file keeps the old one's mode (a new file gets ``0o666 & ~umask``, as ``open`` gives it),
+    so replacing a picture or a CSV does not change who may read it. ``suffix`` ends the temporary
+    name, for writers that pick the format from it. Missing parent folders are made.
+    """
+    given = os.path.expanduser(str(path))
+    try:
+        kind = os.stat(given).st_mode  # follows /dev/stdout and /proc/self/fd links, which realpath cannot
+    except OSError:
+        kind = None
+    if kind is not None and not stat.S_ISREG(kind):
+        write(given)  # a FIFO, a device or a pipe: written through, never replaced
+        return Path(given)
+    target = Path(os.path.realpath(given))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    try:
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # gone after the rename; removed after a failure
+    return target
