@@ -10,7 +10,7 @@
 # On a machine without internet whose python lacks gluonts/hydra/dysts: put Python 3.12 wheels
 # of gluonts, hydra-core, omegaconf 2.3, pydantic(+core), annotated-types, typing-inspection,
 # pandas 2.x, pytz, tzdata in .whl/, and antlr4-python3-runtime 4.9.3 (no wheel exists) and dysts
-# (its images stripped) as plain package folders in .gpu/site/. LOCAL=1 PY=.venv/bin/python TR=cpu
+# (its images stripped) as plain package folders in .gpu/site/. LOCAL=1 PY=$PWD/.venv/bin/python TR=cpu
 # with small PS/PC/BS and EXTRA="data.batch_size=32 ..." rehearses the whole script on a CPU.
 # The `general` corpus (CORPUS=general, with EXTRA="corpus@data.corpus=general") reads the real
 # pretraining tables and the evaluation folders at ../shared/data, relative to the working folder
@@ -41,9 +41,9 @@ EXTRA=${EXTRA:-}
 probe() { $PY -m tsfm.train.pretrain $1 $EXTRA 'trainer.callbacks=[{_target_: steptimer.StepTimer, start: '${PS:-60}', count: '${PC:-300}', out: '$2'}]' data.val_windows=1024 hydra.run.dir=$W/probe_$3 >$W/probe_$3.log 2>&1; }
 probe "$A" $W/rate_a a & probe "$C" $W/rate_c c & wait
 grep -h STEPRATE probe_*.log; log probed
-if [ ! -s rate_a ] || [ ! -s rate_c ]; then tail -25 probe_a.log probe_c.log; EXTRA="$EXTRA trainer.precision=32-true"; log "retry in fp32"
+if [ ! -s rate_a ] || [ ! -s rate_c ]; then tail -n 25 probe_a.log probe_c.log; EXTRA="$EXTRA trainer.precision=32-true"; log "retry in fp32"
   probe "$A" $W/rate_a a & probe "$C" $W/rate_c c & wait; grep -h STEPRATE probe_*.log; fi
-for r in a c; do [ -s rate_$r ] || { tail -30 probe_$r.log; exit 1; }; done
+for r in a c; do [ -s rate_$r ] || { tail -n 30 probe_$r.log; exit 1; }; done
 LEFT=$(( END - $(date +%s) - ${STARTUP:-25} ))
 BS=${BS:-1024}
 NA=$($PY -c "print(int(float(open('rate_a').read()) * $LEFT) // 50 * 50 * $BS)")
