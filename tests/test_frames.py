@@ -269,7 +269,8 @@ def test_error_unknown_flag_column():
 
 def test_error_cannot_tell_layout():
     df = pd.DataFrame({"name": ["a", "b"], "kind": ["x", "y"], "v": [1.0, 2.0]})
-    assert one_line_error(df) == "cannot tell long from wide format: pass --id-col/--time-col/--target"
+    assert one_line_error(df) == ("cannot tell long from wide format: pass --id-col/--time-col/--target "
+                                  "(Python: id_col=, time_col=, target=)")
 
 
 def test_error_non_numeric_target_names_column_and_value(tmp_path):

@@ -222,7 +222,8 @@ class Forecaster:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for but no CUDA device is available: use --device cpu")
+            raise InputError("device cuda was asked for but no CUDA device is available: "
+                             "use --device cpu / device='cpu'")
         return device
 
     def _check_source(self) -> None:

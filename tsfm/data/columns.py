@@ -110,7 +110,8 @@ def resolve_roles(
         series_cols = targets or [c for c in cols if c != tc and c not in exog]
         if series_cols and (targets or all(_is_numeric_like(df[c]) for c in series_cols)):
             return ColumnRoles("wide", None, tc, series_cols)
-    raise InputError("cannot tell long from wide format: pass --id-col/--time-col/--target")
+    raise InputError("cannot tell long from wide format: pass --id-col/--time-col/--target "
+                     "(Python: id_col=, time_col=, target=)")
 
 
 def _check_overlaps(
@@ -129,7 +130,7 @@ def _check_overlaps(
 def _only_time_column(df: pd.DataFrame, exclude: list[str]) -> str:
     found = [c for c in df.columns if c not in exclude and _is_time_like(df[c])]
     if len(found) != 1:
-        raise InputError(f"cannot find the time column: pass --time-col (columns: {', '.join(df.columns)})")
+        raise InputError(f"cannot find the time column: pass --time-col / time_col= (columns: {', '.join(df.columns)})")
     return found[0]
 
 
@@ -141,8 +142,9 @@ def _long_target(df: pd.DataFrame, exclude: list[str]) -> list[str]:
     if len(numeric) == 1:
         return numeric
     if not numeric:
-        raise InputError(f"no numeric column to forecast: pass --target (columns: {', '.join(df.columns)})")
-    raise InputError(f"cannot tell which column is the target: pass --target (numeric columns: {', '.join(numeric)})")
+        raise InputError(f"no numeric column to forecast: pass --target / target= (columns: {', '.join(df.columns)})")
+    raise InputError(f"cannot tell which column is the target: pass --target / target= "
+                     f"(numeric columns: {', '.join(numeric)})")
 
 
 def column_floats(col: pd.Series, name: str, role: str, src: RowSource) -> np.ndarray:

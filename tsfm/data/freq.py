@@ -195,11 +195,11 @@ def infer_common_freq(
             )
         raise InputError(
             f"cannot infer the frequency of {quoted_names([ids[k] for k in failed])}: timestamps are irregular; "
-            "pass --freq with a pandas alias (e.g. D, h, W, MS, QS, YS)"
+            "pass --freq / freq= with a pandas alias (e.g. D, h, W, MS, QS, YS)"
         )
     known = [(k, a, reg) for k, (a, reg) in enumerate(inferred) if a is not None]
     if not known:
-        raise InputError("cannot infer the frequency: every series has fewer than 3 timestamps; pass --freq")
+        raise InputError("cannot infer the frequency: every series has fewer than 3 timestamps; pass --freq / freq=")
     reference = [(k, a) for k, a, reg in known if reg] or [(k, a) for k, a, _ in known]
     by_alias: dict[str, str] = {}
     for k, a in reference:
@@ -265,7 +265,7 @@ def check_user_freq(freq: str, ids: list[str], cal: Calendar, seg: Segments) -> 
     k = int(seg.of_rows()[bad])
     try:
         guess = infer_common_freq(ids, cal, seg)
-        hint = f"; the data look like {guess}: pass --freq {guess}"
+        hint = f"; the data look like {guess}: pass --freq {guess} / freq='{guess}'"
     except InputError:
         hint = "; check --freq"
     raise InputError(
