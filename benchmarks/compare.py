@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 from common import markdown_table, write_results
-from zero_shot import GROUPS, geo_interval, log_ratios
+from zero_shot import GROUPS, WINDOW_KEYS, geo_interval, log_ratios
 
-WINDOW_KEYS = ("n_windows", "horizon", "max_history")  # a task's windows: equal in two runs to pair them
 ROUNDING = 5e-4  # ratios print with three decimals: a bound that rounds to 1.000 is not beyond 1
 
 

@@ -269,6 +269,9 @@ def median_run(forecasts: dict[str, Any], df, task: dict[str, Any]) -> dict[str,
     return {"scores": evaluate_forecasts(out, out, df, task["m"], QUANTILES), "seconds": 0.0, "error": None}
 
 
+WINDOW_KEYS = ("n_windows", "horizon", "max_history")  # what makes two runs of a task comparable, row by row
+
+
 def reused_rows(path: Path | None, tasks: list[dict[str, Any]], skip: set[str]) -> dict[str, dict[str, Any]]:
     """``{task: {model: row}}`` from an earlier results JSON, for tasks with the same windows."""
     if path is None:
@@ -277,7 +280,7 @@ def reused_rows(path: Path | None, tasks: list[dict[str, Any]], skip: set[str]) 
     rows = {}
     for task in tasks:
         old = earlier.get(task["name"])
-        same = old is not None and all(old.get(k, 0) == task.get(k, 0) for k in ("n_windows", "horizon", "max_history"))
+        same = old is not None and all(old.get(k, 0) == task.get(k, 0) for k in WINDOW_KEYS)
         if not same:
             raise SystemExit(f"error: {path} has no run of {task['name']} with {task['n_windows']} windows "
                              f"of {task['horizon']} reading {task.get('max_history') or 'all'} points of history; "

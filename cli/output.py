@@ -12,14 +12,13 @@ rename over ``/dev/null``, a FIFO or a symlink would replace the node or the lin
   can be created, is refused with one line before the model runs.
 
 SIGTERM during the write removes the temp file, says so on stderr and exits 143; the old output
-stays as it was. Standard library + typer only (imported on every ``tsfm`` call).
+stays as it was. Standard library, typer and ``tsfm.atomic`` only (imported on every ``tsfm`` call).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import typer
 
+from tsfm.atomic import replace_file, written_through
 from tsfm.cli.common import fail
 
 FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
@@ -54,14 +54,10 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
     if shown.endswith(("/", os.sep)):
         fail(f"{option} {shown} names a directory: give a file path, e.g. {Path(shown) / example}")
     given = os.path.expanduser(shown)
-    try:
-        mode = os.stat(given).st_mode  # follows /dev/stdout and /proc/self/fd links, which realpath cannot
-    except OSError:
-        mode = None
-    if mode is not None and stat.S_ISDIR(mode):
+    if os.path.isdir(given):
         fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / example}")
-    if mode is not None and not stat.S_ISREG(mode):
-        return Target("stream", Path(given), shown)  # a FIFO, a device, a pipe: written through
+    if written_through(given):
+        return Target("stream", Path(given), shown)
     path = Path(os.path.realpath(given))  # follows every symlink, also dangling ones
     _check_writable(_nearest_existing_dir(path.parent, option, shown), option, shown)
     return Target("file", path, shown)
@@ -127,8 +123,6 @@ def write_atomically(frame, output: Path, shown: str | None = None) -> None:
 
     On SIGTERM, Ctrl-C or any error the temp file is removed and ``output`` is left as it was.
     """
-    from tsfm.atomic import replace_file
-
     def write(path: str) -> None:
         with open(path, "w", newline="") as handle:
             _write_frame(frame, handle)

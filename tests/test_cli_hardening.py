@@ -177,10 +177,13 @@ def test_season_zero_is_refused_not_taken_for_the_default(tiny_checkpoint):
         forecaster.evaluate(monthly_frame(2, length=60), h=6, m=0)
 
 
-def test_forecaster_names_what_it_takes_for_other_input(tiny_checkpoint):
+def test_forecaster_names_what_it_takes_for_other_input(tiny_checkpoint, csv):
     for data in ([1.0, 2.0, 3.0], None, np.arange(40.0)):
         with pytest.raises(InputError, match="DataFrame or Series, or the path"):
             Forecaster(model=tiny_checkpoint, horizon=3).fit(data)
+    from pathlib import PurePosixPath
+
+    assert len(Forecaster(model=tiny_checkpoint, horizon=3).fit(PurePosixPath(csv)).predict()) == 6  # any path-like
 
 
 # ------------------------------------------------------------------ 5. one line, exit 2, before the model

@@ -22,6 +22,16 @@ def umask() -> int:
     return mask
 
 
+def written_through(path: str | Path) -> bool:
+    """True for an existing FIFO, device, socket or pipe (``/dev/stdout``, ``>(gzip)``): opened and
+    written in place, never replaced. ``stat`` follows the /proc/self/fd links that realpath cannot."""
+    try:
+        mode = os.stat(os.path.expanduser(str(path))).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def replace_file(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
     """Call ``write(temporary_path)``, then rename that file over ``path``; return the path written.
 
@@ -30,12 +40,8 @@ def replace_file(path: str | Path, write: Callable[[str], None], suffix: str = "
     name, for writers that pick the format from it. Missing parent folders are made.
     """
     given = os.path.expanduser(str(path))
-    try:
-        kind = os.stat(given).st_mode  # follows /dev/stdout and /proc/self/fd links, which realpath cannot
-    except OSError:
-        kind = None
-    if kind is not None and not stat.S_ISREG(kind):
-        write(given)  # a FIFO, a device or a pipe: written through, never replaced
+    if written_through(given):
+        write(given)
         return Path(given)
     target = Path(os.path.realpath(given))
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ cannot hold (around 1e300 or 1e-300) are divided by a per-series power of ten in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series, id_col: str | None) -
         if len(df) == 0:
             raise InputError("the data frame has no rows")
         return df, RowSource(is_file=False)
-    if not isinstance(data, (str, Path)):
+    if not isinstance(data, (str, os.PathLike)):
         raise InputError(f"expected a pandas DataFrame or Series, or the path of a CSV or Parquet file; "
                          f"got {type(data).__name__}")
     path = Path(data)
