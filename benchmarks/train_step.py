@@ -2,7 +2,7 @@
 
 Why: a trained network's gradients underflow into denormal floats, which x86 cores compute many
 times slower, so a pretraining run slows down as it learns. `tsfm pretrain` flushes them
-(`tsfm.train.pretrain.flush_denormals`); this measures what that buys, and what bf16 autocast
+(`tsfm.train.numerics.flush_denormals`); this measures what that buys, and what bf16 autocast
 would add on top (AMX/AVX-512-BF16 cores only), on the training loss of the checkpoint itself.
 
 A step is `ForecastModel.training_loss` + backward + AdamW, on 128 windows cut (seeded) from the
@@ -46,7 +46,7 @@ def measure(model_name: str, setting: str, threads: int, steps: int, batch: int)
     import torch
 
     if "flush" in setting:
-        from tsfm.train.pretrain import flush_denormals
+        from tsfm.train.numerics import flush_denormals
 
         flush_denormals()
     torch.set_num_threads(threads)

@@ -46,7 +46,7 @@ def finetune(
     input: Path = typer.Argument(..., help="CSV (long or wide, as for `tsfm forecast`): the history to adapt to"),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Checkpoint directory to write"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
-    horizon: int | None = typer.Option(None, "--horizon", "-h", help="Steps to forecast (default: from the frequency)"),
+    horizon: int | None = typer.Option(None, "--horizon", "-H", help="Steps to forecast (default: from the frequency)"),
     fraction: float = typer.Option(0.1, "--fraction", help="Share of each series' training windows (the last ones)"),
     mode: str = typer.Option("head", "--mode", help="head (backbone frozen), decoder, or full"),
     exog: list[str] | None = typer.Option(None, "--exog", help="Past covariate column(s); repeat for several"),
@@ -72,6 +72,9 @@ def finetune(
 ) -> None:
     """Few-shot fine-tune a pretrained model on INPUT and save it for `tsfm forecast --model DIR`."""
     from tsfm.errors import InputError
+    from tsfm.train.numerics import flush_denormals
+
+    flush_denormals()  # before torch starts its threads, so that they all inherit it (a CLI run owns its process)
 
     if not input.is_file():
         fail(f"input file '{input}' does not exist")

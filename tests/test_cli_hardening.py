@@ -389,8 +389,9 @@ def test_extreme_magnitudes_from_the_cli_have_no_empty_cells(tiny_checkpoint, tm
 
 
 def test_dash_h_is_help_and_capital_h_is_horizon(tiny_checkpoint, csv):
-    code, out, _ = _run("forecast", "-h")
-    assert code == 0 and "--horizon" in out and "Usage" in out
+    for command in ("forecast", "evaluate", "finetune", "export"):
+        code, out, _ = _run(command, "-h")
+        assert code == 0 and "--horizon" in out and "-H" in out and "Usage" in out, command
     code, out, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "2")
     assert code == 0 and len(pd.read_csv(StringIO(out))) == 4, err
 

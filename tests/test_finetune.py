@@ -282,11 +282,15 @@ def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path):
+def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
+    import tsfm.train.numerics
     from tsfm.cli.finetune_cmd import finetune
+
+    flushed = []  # recorded, not set: flushing would change this test process for the tests after it
+    monkeypatch.setattr(tsfm.train.numerics, "flush_denormals", lambda: flushed.append(True))
 
     app = typer.Typer()
     app.command()(finetune)
@@ -295,7 +299,7 @@ def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path):
     seasonal_frame(2).to_csv(csv, index=False)
     out = tmp_path / "tuned"
     runner = CliRunner()
-    args = ["finetune", str(csv), "--model", str(tiny_checkpoint), "--output-dir", str(out), "--horizon", "12",
+    args = ["finetune", str(csv), "--model", str(tiny_checkpoint), "--output-dir", str(out), "-H", "12",
             "--fraction", "0.5", "--max-epochs", "2", "--quiet"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
@@ -303,6 +307,7 @@ def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path):
     assert "validation loss" in result.stderr and "saved checkpoint" in result.stderr
     report = json.loads((out / "finetune.json").read_text())
     assert report["mode"] == "head" and report["train_windows"] > 0
+    assert flushed  # the command owns its process: denormals are flushed before torch starts its threads
     assert len(Forecaster(model=str(out), horizon=12).fit(csv).predict()) == 2 * 12
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "already exists" in again.stderr

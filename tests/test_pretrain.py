@@ -85,7 +85,7 @@ def test_flush_denormals_makes_denormal_arithmetic_zero():
         pytest.skip("this CPU cannot flush denormals")
     script = (
         "import torch\n"
-        "from tsfm.train.pretrain import flush_denormals\n"
+        "from tsfm.train.numerics import flush_denormals\n"
         "assert flush_denormals(); torch.set_num_threads(2)\n"
         "import lightning.pytorch\n"
         "tiny = torch.full((256, 256), 1e-39)\n"

@@ -93,16 +93,6 @@ def model_card(cfg: DictConfig, model: Any, steps: int, seconds: float, command:
     return "\n".join(lines)
 
 
-def flush_denormals() -> bool:
-    """Compute denormal floats as zero on this thread and the threads it starts from now on (False
-    where the CPU cannot). A trained network's gradients underflow into denormals, which x86
-    cores process many times slower (``benchmarks/results/train_step.md``); values below 1e-38
-    do not move the weights. It stays on for the process."""
-    import torch
-
-    return bool(torch.set_flush_denormal(True))
-
-
 def keep_checkpoints_in_run_folder(trainer: pl.Trainer) -> None:
     """Point every checkpoint callback without a ``dirpath`` at ``<run>/checkpoints``: with a
     logger, Lightning would put them under the logger's ``version_<n>/`` folder, where a resume
@@ -116,6 +106,8 @@ def keep_checkpoints_in_run_folder(trainer: pl.Trainer) -> None:
 def train(cfg: DictConfig) -> Path:
     """Build data, model and trainer from the config, fit, and save the checkpoint directory."""
     import torch
+
+    from tsfm.train.numerics import flush_denormals
 
     flush_denormals()  # first: importing Lightning already starts worker threads
     if cfg.get("num_threads"):
