@@ -7,22 +7,19 @@
 # checkpoints and logs into $OUT/results.tgz.
 #
 # Usage from the repository root:  BUDGET=555 bash examples/gpu_session/run.sh
-# On a machine without internet whose python lacks gluonts/hydra/dysts: put Python 3.12 wheels
-# of gluonts, hydra-core, omegaconf 2.3, pydantic(+core), annotated-types, typing-inspection,
-# pandas 2.x, pytz, tzdata in .whl/, and antlr4-python3-runtime 4.9.3 (no wheel exists) and dysts
-# (its images stripped) as plain package folders in .gpu/site/. LOCAL=1 PY=$PWD/.venv/bin/python TR=cpu
-# with small PS/PC/BS and EXTRA="data.batch_size=32 ..." rehearses the whole script on a CPU.
-# The `general` corpus (CORPUS=general, with EXTRA="corpus@data.corpus=general") reads the real
-# pretraining tables and the evaluation folders at ../shared/data, relative to the working folder
-# $W: the ../shared beside a checkout does not travel to a device machine, so copy
-# ../shared/data/{real,eval} into an ignored shared/data/ of the checkout and, before this script,
-# `mkdir -p $(dirname $W) && cp -r shared $(dirname $W)/` there (W defaults to /tmp/w).
+# On a device machine (Python 3.12, no network) run examples/gpu_session/prepare.sh here first: it
+# puts the wheels the device lacks in .whl/ (carry it), the real pretraining tables and the
+# evaluation folders in shared/data/, and moves what training does not read out of the tree, which
+# must travel in 64 MiB. The `general` corpus (CORPUS=general, with EXTRA="corpus@data.corpus=general")
+# reads ../shared/data relative to the working folder $W, so the device command starts with
+# `mkdir -p $(dirname $W) && cp -r shared $(dirname $W)/` (W defaults to /tmp/w).
+# LOCAL=1 PY=$PWD/.venv/bin/python TR=cpu with small PS/PC/BS and EXTRA="data.batch_size=32 ..."
+# rehearses the whole script on a CPU.
 T0=$(date +%s); END=$((T0 + ${BUDGET:-560}))
 PY=${PY:-python3}; TR=${TR:-gpu}; W=${W:-/tmp/w}; mkdir -p $W
 log() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 if [ -d .whl ] && [ -z "$LOCAL" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  [ -d .gpu/site ] && cp -r .gpu/site/* /tmp/site/
   $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/tsfm_pkg . >$W/pip.log 2>&1 || { cat $W/pip.log; exit 1; }
   export PYTHONPATH=/tmp/tsfm_pkg:/tmp/site:$PWD/examples/gpu_session
 else
