@@ -235,8 +235,11 @@ def test_bad_recipes_are_one_line_input_errors() -> None:
         validate_recipe({"seed": 0, "generators": {"structural": {"count": 1, "length_min": 50, "length_max": 10}}})
     with pytest.raises(InputError, match="seed"):
         validate_recipe({"seed": -1, "generators": {}})
-    with pytest.raises(InputError, match="mixup sources"):
+    with pytest.raises(InputError, match="mixup generator 'mixup' lists unknown sources"):
         validate_recipe({"generators": {"mixup": {"count": 1, "sources": ["ghost"]}}})
+    with pytest.raises(InputError, match="bootstrap generator 'copies' lists .* read a pool themselves: \\['mixup'\\]"):
+        validate_recipe({"generators": {"copies": {"kind": "bootstrap", "count": 1, "sources": ["mixup"]},
+                                        "mixup": {"count": 1}, "structural": {"count": 1}}})
     with pytest.raises(InputError, match="no source series"):
         validate_recipe({"generators": {"mixup": {"count": 1}, "structural": {"count": 0}}})
     with pytest.raises(InputError, match="unknown dysts systems \\['Lorentz'\\]"):

@@ -74,6 +74,7 @@ def recipe(folder: Path, exclude: list[str] | None = None) -> dict:
                  "count": 100, "length_min": 10, "length_max": 100, "shard_size": 2, "weight": 0.5},
         "structural": {"count": 20, "length_min": 20, "length_max": 100, "shard_size": 10},
         "mixup": {"count": 12, "length_min": 20, "length_max": 80, "sources": ["real", "structural"]},
+        "copies": {"kind": "bootstrap", "count": 40, "length_min": 20, "length_max": 80, "sources": ["real"]},
     }}
 
 
@@ -88,6 +89,8 @@ def test_a_real_source_builds_deterministically_and_mixes(real_folder, tmp_path)
     assert all(len(e["target"]) <= 100 for e in real)  # the longest keep their last 100 steps
     mixed = load_corpus(a, generators=["mixup"])
     assert len(mixed) == 12 and all(np.isfinite(e["target"]).all() for e in mixed)  # gaps interpolated
+    copies = load_corpus(a, generators=["copies"])
+    assert len(copies) == 40 and {e["freq"] for e in copies} <= {"YS", "MS", "W-SUN", "h"}
     manifest = read_manifest(a)
     assert manifest["generators"]["real"]["series"] == 4 and manifest["generators"]["real"]["excluded"] == []
     assert list(manifest["data_files"]) == [str(real_folder / "series.parquet")]
@@ -117,6 +120,11 @@ def test_series_sharing_values_with_an_evaluation_folder_are_dropped_and_named(r
     out = build_corpus(recipe(real_folder, exclude=[str(evaluation)]), tmp_path / "c", progress=False)
     assert read_manifest(out)["generators"]["real"]["excluded"] == ["series/b_monthly"]
     assert "series/b_monthly" not in {e["item_id"] for e in load_corpus(out, generators=["real"])}
+    # nor does anything made from it: b_monthly is the one series near 100, and its copies would be too
+    near_100 = lambda corpus: [e for e in load_corpus(corpus, generators=["copies"])  # noqa: E731
+                               if abs(float(np.mean(e["target"])) - 100) < 30]
+    assert not near_100(out)
+    assert near_100(build_corpus(recipe(real_folder), tmp_path / "d", progress=False))  # the check can fail
 
 
 def test_bad_real_sources_are_one_line_errors(real_folder) -> None:

@@ -8,6 +8,7 @@ import pytest
 from tsfm.data.freq import freq_info
 from tsfm.data.synthetic import SEASONAL_PERIODS, Sample
 from tsfm.data.synthetic import chaos as chaos_mod
+from tsfm.data.synthetic.bootstrap import block_bootstrap, bootstrap_copy, decompose, stl_bootstrap
 from tsfm.data.synthetic.gluonts_artificial import gluonts_artificial
 from tsfm.data.synthetic.kernel_synth import (
     RBF,
@@ -163,6 +164,51 @@ def test_tsmixup_keeps_first_frequency_and_fits_lengths() -> None:
         np.testing.assert_allclose(s.target, 1.0, rtol=1e-6)  # scaled constants mix to 1: convex
         freqs.add(s.freq)
     assert freqs == {"QS", "MS", "h"}
+
+
+def test_decomposition_is_exact_on_a_line_plus_a_season_and_always_adds_up() -> None:
+    for n in (24, 30, 61):
+        t = np.arange(n, dtype=np.float64)
+        season = np.sin(2 * np.pi * t / 12)
+        trend, seas, rest = decompose(10 + 0.2 * t + season, 12)
+        np.testing.assert_allclose(trend, 10 + 0.2 * t, atol=1e-9)  # to the ends: they follow the line
+        np.testing.assert_allclose(seas, season, atol=1e-9)
+        np.testing.assert_allclose(rest, 0.0, atol=1e-9)
+    noisy = np.random.default_rng(0).normal(size=40).cumsum()
+    np.testing.assert_allclose(sum(decompose(noisy, 1)), noisy)
+
+
+def test_block_bootstrap_resamples_contiguous_blocks_of_the_remainder() -> None:
+    remainder = np.arange(100, dtype=np.float64)  # each value names its position
+    out = block_bootstrap(np.random.default_rng(1), remainder, 8)
+    assert out.shape == remainder.shape and set(out) <= set(remainder)
+    steps = np.diff(out)
+    assert (steps == 1).mean() >= 6 / 8 and (steps != 1).any()  # runs of consecutive positions, joined
+
+
+def test_a_bootstrapped_copy_keeps_trend_season_and_sign_with_other_noise() -> None:
+    rng = np.random.default_rng(2)
+    t = np.arange(120, dtype=np.float64)
+    noise = 0.05 * rng.normal(size=120)
+    series = np.exp(3 + 0.01 * t + 0.2 * np.sin(2 * np.pi * t / 12) + noise)  # multiplicative: logged
+    copy = bootstrap_copy(rng, series, 12)
+    assert copy.shape == series.shape and (copy > 0).all() and not np.allclose(copy, series)
+    log_gap = np.log(copy) - np.log(series)  # the difference of two noise draws
+    assert np.abs(log_gap).max() < 8 * 0.05 and abs(log_gap.mean()) < 0.05
+    same = bootstrap_copy(np.random.default_rng(3), series, 12)
+    np.testing.assert_array_equal(same, bootstrap_copy(np.random.default_rng(3), series, 12))  # seeded
+
+
+def test_stl_bootstrap_windows_a_pool_series_and_keeps_its_frequency() -> None:
+    rng = np.random.default_rng(4)
+    pool = [(10 + np.random.default_rng(i).normal(size=n).cumsum(), f) for i, (n, f) in
+            enumerate([(30, "YS"), (200, "MS"), (500, "h")])]
+    seen = set()
+    for _ in range(40):
+        sample = stl_bootstrap(rng, 100, pool_size=3, get=lambda i: pool[i])
+        seen.add(sample.freq)
+        assert sample.target.dtype == np.float32 and len(sample.target) == (30 if sample.freq == "YS" else 100)
+    assert seen == {"YS", "MS", "h"}
 
 
 def test_gluonts_artificial_both_paths() -> None:

@@ -12,7 +12,7 @@ Recipe (YAML in ``configs/corpus/``, documented in ``datasets/recipes/README.md`
     seed: 0
     generators:
       <name>:                # kind defaults to the name
-        kind: structural     # kernel_synth | structural | gluonts | chaos | mixup
+        kind: structural     # kernel_synth | structural | gluonts | chaos | mixup | bootstrap | real
         count: 1000          # series to generate
         length_min: 20       # lengths are log-uniform integers in [length_min, length_max]
         length_max: 2048
@@ -22,8 +22,8 @@ Recipe (YAML in ``configs/corpus/``, documented in ``datasets/recipes/README.md`
 
 Determinism: shard ``k`` of generator ``g`` draws from
 ``SeedSequence([seed, crc32(g), k])``, so the bytes of every file depend only on the recipe
-(and the package's code), never on ``num_workers`` or scheduling. ``mixup`` runs after the other
-generators and reads their shards. ``chaos`` first probes which dysts systems integrate at all
+(and the package's code), never on ``num_workers`` or scheduling. ``mixup`` and ``bootstrap`` run
+after the other generators and read their shards. ``chaos`` first probes which dysts systems integrate at all
 (cached, see ``tsfm.data.synthetic.chaos.working_systems``); a time budget inside the
 integrator is the one clock-dependent step, and such timeouts are listed in the manifest.
 
@@ -63,6 +63,7 @@ from tsfm.data.corpus_recipe import (
     default_cache_root,
     file_sha256,
     held_out_systems,
+    pool_sources,
     recipe_hash,
     validate_recipe,
 )
@@ -100,7 +101,7 @@ def _shard_rng(seed: int, name: str, shard: int) -> np.random.Generator:
 
 
 
-def _mixup_source(pool_files: list[str]) -> tuple[int, Callable[[int], tuple[np.ndarray, str]]]:
+def _pool_source(pool_files: list[str]) -> tuple[int, Callable[[int], tuple[np.ndarray, str]]]:
     """(pool size, get(i)) over univariate shard files, reading rows lazily from memory maps."""
     import pyarrow as pa
 
@@ -127,8 +128,8 @@ def _run_shard(task: dict[str, Any]) -> dict[str, Any]:
     rng = _shard_rng(task["seed"], task["name"], task["shard"])
     params = dict(task["params"])
     failures: list[tuple[str, str]] = []
-    if task["kind"] == "mixup":
-        pool_size, get = _mixup_source(task["pool_files"])
+    if KINDS[task["kind"]].reads_pool:
+        pool_size, get = _pool_source(task["pool_files"])
         params.pop("sources", None)
         params.update(pool_size=pool_size, get=get)
     elif task["kind"] == "chaos":
@@ -304,13 +305,12 @@ def build_corpus(
                 held_out = set(task["params"].get("exclude_systems") or ())
                 task["systems"] = [s for s in working if (not wanted or s in wanted) and s not in held_out]
         base.sort(key=lambda t: t["kind"] != "chaos")  # slow shards first balances the pool
-        mix = _tasks(recipe, tmp, {"mixup"})
+        mix = _tasks(recipe, tmp, {k for k, kind in KINDS.items() if kind.reads_pool})
         with tqdm(total=len(base) + len(mix), desc=f"corpus {recipe['name']}", file=sys.stderr,
                   disable=not progress, unit="shard") as bar:
             results = _real_shards(recipe, tmp) + _run_all(base, pool, bar)
             for task in mix:
-                sources = task["params"].get("sources") or [
-                    n for n, s in recipe["generators"].items() if s["kind"] != "mixup"]
+                sources = pool_sources(recipe["generators"], task["name"])
                 task["pool_files"] = [str(tmp / r["path"]) for r in sorted(results, key=_order)
                                       if r["path"] and r["name"] in sources]
             results += _run_all(mix, pool, bar)

@@ -21,6 +21,7 @@ from typing import Any
 
 from tsfm.data.real import real_source_files
 from tsfm.data.synthetic import MAX_LENGTH, Sample
+from tsfm.data.synthetic.bootstrap import stl_bootstrap
 from tsfm.data.synthetic.chaos import chaos_views, list_systems
 from tsfm.data.synthetic.gluonts_artificial import gluonts_artificial
 from tsfm.data.synthetic.kernel_synth import kernel_synth
@@ -42,13 +43,16 @@ COMMON_KEYS = {"kind", "count", "length_min", "length_max", "weight", "shard_siz
 # ----------------------------------------------------------------------------- generator kinds
 @dataclass(frozen=True)
 class GeneratorKind:
-    """How the corpus runs one kind: its function, default shard size, and recipe parameters
-    (the function's keyword-only arguments, plus ``extra`` corpus-level ones, minus ``drop``)."""
+    """How the corpus runs one kind: its function, default shard size, recipe parameters (the
+    function's keyword-only arguments, plus ``extra`` corpus-level ones, minus ``drop``), and
+    whether it draws from the series of other generators (``reads_pool``: it runs after them,
+    with ``pool_size`` and ``get``; its recipe names them in ``sources``, default all others)."""
 
     fn: Callable[..., Sample | list[Sample]] | None  # None: the kind reads data instead of drawing it
     shard_size: int
     extra: frozenset[str] = frozenset()
     drop: frozenset[str] = frozenset()
+    reads_pool: bool = False
 
     @property
     def params(self) -> frozenset[str]:
@@ -64,8 +68,10 @@ KINDS: dict[str, GeneratorKind] = {
     # the probed list, "exclude_systems" holds systems out (for zero-shot evaluation on unseen
     # dynamics), "probe" sets the probe's length / pts_per_period / max_evals / time_budget
     "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe", "exclude_systems"}), frozenset({"failures"})),
-    # mixup: "sources" names the generators whose series it mixes (default: all others)
-    "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"})),
+    # mixup: TSMixup of the series of its "sources"; bootstrap: block-bootstrapped copies of them
+    "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}), reads_pool=True),
+    "bootstrap": GeneratorKind(stl_bootstrap, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}),
+                               reads_pool=True),
     # real: the long tables of a folder ("path", optionally only "files"), at most "count" series
     # of at least "length_min" steps; any series sharing a run of "exclude_run" values with a series
     # of the "exclude" folders (evaluation sets) is dropped and listed in the manifest
@@ -145,15 +151,29 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
                     shard_size=int(spec.get("shard_size", kinds[kind].shard_size)))
         out["generators"][str(name)] = json.loads(json.dumps(spec))  # tuples -> lists, JSON-able
     gens = out["generators"]
-    mixups = [n for n, s in gens.items() if s["kind"] == "mixup"]
-    for name in mixups:
-        sources = gens[name].get("sources") or [n for n in gens if n not in mixups]
-        bad = [s for s in sources if s not in gens or s in mixups]
+    readers = pool_readers(gens)
+    for name in readers:
+        sources = pool_sources(gens, name)
+        bad = [s for s in sources if s not in gens or s in readers]
         if bad:
-            raise InputError(f"mixup generator {name!r} lists unknown or mixup sources {bad}")
+            raise InputError(f"{gens[name]['kind']} generator {name!r} lists unknown sources or sources that "
+                             f"read a pool themselves: {bad}")
         if gens[name]["count"] > 0 and not any(gens[s]["count"] > 0 for s in sources):
-            raise InputError(f"mixup generator {name!r} has no source series to mix; give a source a count > 0")
+            raise InputError(f"{gens[name]['kind']} generator {name!r} has no source series to draw from; "
+                             "give a source a count > 0")
     return out
+
+
+def pool_readers(generators: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The generators whose kind draws from other generators' series (mixup, bootstrap)."""
+    return [n for n, spec in generators.items() if KINDS[spec["kind"]].reads_pool]
+
+
+def pool_sources(generators: Mapping[str, Mapping[str, Any]], name: str) -> list[str]:
+    """The generators whose series ``name`` draws from: its ``sources``, else every generator
+    that does not read a pool itself."""
+    readers = pool_readers(generators)
+    return list(generators[name].get("sources") or [n for n in generators if n not in readers])
 
 
 def code_version() -> str:
