@@ -230,7 +230,7 @@ def forecast(
                            "after `tsfm finetune` with --exog/--future-exog", err=True)
             x_future = read_table(future) if future is not None and uses_covariates else None
             result = forecaster.predict(X_future=x_future)
-            for note in getattr(forecaster.model_, "notes", []):  # an ensemble member that failed somewhere
+            for note in forecaster.notes_:  # an ensemble member that failed somewhere
                 typer.echo(note, err=True)
         except InputError as err:
             fail_on_input(err, input, given)

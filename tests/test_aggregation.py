@@ -209,7 +209,7 @@ def test_a_member_failing_on_some_series_degrades_to_the_others(small_ensemble, 
     assert any("AutoTheta failed on 1 of 3 series in the backtests" in line for line in f.model_.lines)
     fc = f.predict()
     assert np.isfinite(fc[["0.1", "0.5", "0.9"]].to_numpy()).all()
-    assert any("AutoTheta failed on 1 of 3 series in the forecasts" in note for note in f.model_.notes)
+    assert any("AutoTheta failed on 1 of 3 series in the forecasts" in note for note in f.notes_)
 
 
 def test_series_too_short_for_a_backtest_use_the_default_model_alone(small_ensemble, tiny_checkpoint):

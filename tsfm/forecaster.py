@@ -390,7 +390,8 @@ class Forecaster:
         """Forecast the fitted series (or ``df``'s own series): ``unique_id, ds, mean, <quantiles>``.
 
         ``X_future``: known-future covariates for the next ``h`` steps (models fine-tuned with
-        ``future_exog``); for the fitted series it is remembered (plots use it).
+        ``future_exog``); for the fitted series it is remembered (plots use it). Afterwards
+        ``notes_`` holds one line per member of ``model="auto"`` that failed on some series.
         """
         from tsfm.pipeline import check_levels, forecast_frame, reads_covariates
 
@@ -411,8 +412,11 @@ class Forecaster:
             self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
         h = int(h) if h is not None else self.horizon_
         _check_future_fits(series, h)
+        self.notes_: list[str] = []  # one line per "auto" member that failed on some series
         if self._is_auto():
-            return self.model_.forecast_frame(series, h, self.levels_, self.quantile_names_, self.nonnegative)
+            frame = self.model_.forecast_frame(series, h, self.levels_, self.quantile_names_, self.nonnegative)
+            self.notes_ = list(self.model_.notes)
+            return frame
         if not reads_covariates(self.model_):
             if X_future is not None:
                 print("warning: this model was not trained with covariates; X_future is ignored "
