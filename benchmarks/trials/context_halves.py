@@ -14,8 +14,6 @@ Without covariates only. The results file records this command.
 
 from __future__ import annotations
 
-import runpy
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import tsfm_runtime.rules as rules
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from swapped_rule import run_script  # noqa: E402
 
 LONGEST = 96  # contexts up to this many steps are averaged with their recent half
 
@@ -54,22 +55,8 @@ def rollout_with(shipped: Callable[..., np.ndarray]) -> Callable[..., np.ndarray
 def main() -> None:
     if len(sys.argv) < 2:
         raise SystemExit("usage: context_halves.py SCRIPT [ARGS...]")
-    command = "python " + shlex.join(sys.argv)
-    script = sys.argv[1]
     rules.rollout = rollout_with(rules.rollout)
-    sys.path.insert(0, str(Path(script).resolve().parent))
-    import common
-
-    run_metadata = common.run_metadata
-
-    def recorded(*args, **kwargs):
-        meta = run_metadata(*args, **kwargs)
-        meta["command"] = command
-        return meta
-
-    common.run_metadata = recorded
-    sys.argv = [script, *sys.argv[2:]]
-    runpy.run_path(script, run_name="__main__")
+    run_script(sys.argv[1], sys.argv[2:])
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ Covariates are not supported here. The results file records this command.
 
 from __future__ import annotations
 
-import runpy
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 import tsfm_runtime.rules as rules
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from swapped_rule import run_script  # noqa: E402
 
 FEEDBACK_LEVELS = {"median": (0.5,), "three": (0.1, 0.5, 0.9)}
 
@@ -61,22 +62,8 @@ def rollout_with(feedback_levels: tuple[float, ...]) -> Callable[..., np.ndarray
 def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in FEEDBACK_LEVELS:
         raise SystemExit(f"usage: rollout_paths.py {{{','.join(FEEDBACK_LEVELS)}}} SCRIPT [ARGS...]")
-    command = "python " + shlex.join(sys.argv)
-    rule, script = sys.argv[1], sys.argv[2]
-    rules.rollout = rollout_with(FEEDBACK_LEVELS[rule])
-    sys.path.insert(0, str(Path(script).resolve().parent))
-    import common
-
-    run_metadata = common.run_metadata
-
-    def recorded(*args, **kwargs):
-        meta = run_metadata(*args, **kwargs)
-        meta["command"] = command
-        return meta
-
-    common.run_metadata = recorded
-    sys.argv = [script, *sys.argv[3:]]
-    runpy.run_path(script, run_name="__main__")
+    rules.rollout = rollout_with(FEEDBACK_LEVELS[sys.argv[1]])
+    run_script(sys.argv[2], sys.argv[3:])
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ Without covariates only. The results file records this command.
 
 from __future__ import annotations
 
-import runpy
-import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 import tsfm_runtime.rules as rules
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from swapped_rule import run_script  # noqa: E402
 
 VARIANTS = ("noise", "rate")
 
@@ -130,22 +131,8 @@ def forecast_with(variant: str) -> Callable[..., np.ndarray]:
 def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in VARIANTS:
         raise SystemExit(f"usage: trend_lag.py {{{','.join(VARIANTS)}}} SCRIPT [ARGS...]")
-    command = "python " + shlex.join(sys.argv)
-    variant, script = sys.argv[1], sys.argv[2]
-    rules.forecast = forecast_with(variant)
-    sys.path.insert(0, str(Path(script).resolve().parent))
-    import common
-
-    run_metadata = common.run_metadata
-
-    def recorded(*args, **kwargs):
-        meta = run_metadata(*args, **kwargs)
-        meta["command"] = command
-        return meta
-
-    common.run_metadata = recorded
-    sys.argv = [script, *sys.argv[3:]]
-    runpy.run_path(script, run_name="__main__")
+    rules.forecast = forecast_with(sys.argv[1])
+    run_script(sys.argv[2], sys.argv[3:])
 
 
 if __name__ == "__main__":
