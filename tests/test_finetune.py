@@ -341,3 +341,16 @@ def test_cli_forecast_with_future_covariates(tiny_checkpoint, tmp_path):
                                   "-o", str(tmp_path / "none.csv")])
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "none.csv").exists()
+
+
+def test_the_plotted_band_of_a_covariate_model_reads_the_known_future_of_the_series_drawn(tiny_checkpoint):
+    """``predict_band`` (what ``--plot`` draws) on fewer series than were fitted gives those series'
+    forecasts from their own known-future values."""
+    h = 8
+    history, future = split_future(covariate_frame(n_series=3, length=120), h)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
+        history, fraction=1.0, max_epochs=1, progress=False)
+    want = f.predict(X_future=future[["unique_id", "ds", "x"]])
+    band = f.predict_band(max_series=2)
+    assert band["unique_id"].unique().tolist() == ["s0", "s1"]
+    np.testing.assert_allclose(band["0.5"], want[want["unique_id"] != "s2"]["0.5"], rtol=1e-5)

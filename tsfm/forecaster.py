@@ -440,9 +440,9 @@ class Forecaster:
             series = series.subset(list(range(max_series)))
         if self._is_auto():
             return self.model_.forecast_frame(series, h, (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"), self.nonnegative)
-            if x_future is not None:
-                full = future_covariates(self.model_, self.series_, h, x_future)
-                future_exog = None if full is None else full[:max_series]
+        if x_future is not None:  # built for every fitted series, then cut to those drawn
+            full = future_covariates(self.model_, self.series_, h, x_future)
+            future_exog = None if full is None else full[:max_series]
         return forecast_frame(self.model_, series, h, (0.1, 0.5, 0.9), ("0.1", "0.5", "0.9"), x_future=x_future,
                               future_exog=future_exog, **self.forecast_options())
 
