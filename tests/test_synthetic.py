@@ -8,7 +8,7 @@ import pytest
 from tsfm.data.freq import freq_info
 from tsfm.data.synthetic import SEASONAL_PERIODS, Sample
 from tsfm.data.synthetic import chaos as chaos_mod
-from tsfm.data.synthetic.bootstrap import block_bootstrap, bootstrap_copy, decompose, stl_bootstrap
+from tsfm.data.synthetic.bootstrap import block_bootstrap, bootstrap_copy, bootstrap_sample, decompose
 from tsfm.data.synthetic.gluonts_artificial import gluonts_artificial
 from tsfm.data.synthetic.kernel_synth import (
     RBF,
@@ -174,8 +174,8 @@ def test_decomposition_is_exact_on_a_line_plus_a_season_and_always_adds_up() -> 
         np.testing.assert_allclose(trend, 10 + 0.2 * t, atol=1e-9)  # to the ends: they follow the line
         np.testing.assert_allclose(seas, season, atol=1e-9)
         np.testing.assert_allclose(rest, 0.0, atol=1e-9)
-    noisy = np.random.default_rng(0).normal(size=40).cumsum()
-    np.testing.assert_allclose(sum(decompose(noisy, 1)), noisy)
+    trend, seas, _ = decompose(10 + 0.2 * np.arange(18.0) + np.sin(np.arange(18) * np.pi / 6), 12)
+    assert not seas.any() and np.isfinite(trend).all()  # under two seasons: no season is estimated
 
 
 def test_block_bootstrap_resamples_contiguous_blocks_of_the_remainder() -> None:
@@ -199,13 +199,26 @@ def test_a_bootstrapped_copy_keeps_trend_season_and_sign_with_other_noise() -> N
     np.testing.assert_array_equal(same, bootstrap_copy(np.random.default_rng(3), series, 12))  # seeded
 
 
-def test_stl_bootstrap_windows_a_pool_series_and_keeps_its_frequency() -> None:
+def test_copies_keep_the_sign_and_stay_near_the_range_of_their_source() -> None:
+    rng = np.random.default_rng(5)
+    demand = np.where(rng.random(200) < 0.6, 0.0, rng.poisson(3, 200).astype(float))  # intermittent
+    step = np.r_[np.ones(60), np.full(60, 1e6)] * np.exp(0.01 * rng.normal(size=120))  # a level shift
+    for _ in range(50):
+        assert bootstrap_copy(rng, demand, 7).min() >= 0  # unlogged (zeros), floored at zero
+        copy = bootstrap_copy(rng, step, 1)
+        assert copy.max() < 1.1 * step.max() and copy.min() > 0.9 * step.min()  # the shift not carried along
+    for n in range(1, 6):  # too short for a trend window or a season: still a copy of the right length
+        tiny = np.arange(1.0, n + 1)
+        assert bootstrap_copy(rng, tiny, 12).shape == (n,)
+
+
+def test_bootstrap_sample_windows_a_pool_series_and_keeps_its_frequency() -> None:
     rng = np.random.default_rng(4)
     pool = [(10 + np.random.default_rng(i).normal(size=n).cumsum(), f) for i, (n, f) in
             enumerate([(30, "YS"), (200, "MS"), (500, "h")])]
     seen = set()
     for _ in range(40):
-        sample = stl_bootstrap(rng, 100, pool_size=3, get=lambda i: pool[i])
+        sample = bootstrap_sample(rng, 100, pool_size=3, get=lambda i: pool[i])
         seen.add(sample.freq)
         assert sample.target.dtype == np.float32 and len(sample.target) == (30 if sample.freq == "YS" else 100)
     assert seen == {"YS", "MS", "h"}

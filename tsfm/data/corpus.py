@@ -298,7 +298,7 @@ def build_corpus(
         if num_workers > 1:
             pool = cf.ProcessPoolExecutor(num_workers, mp_context=_mp_context(), initializer=_limit_threads)
         working, skipped = _probe_chaos(recipe, pool)
-        base = _tasks(recipe, tmp, {"kernel_synth", "structural", "gluonts", "chaos"})
+        base = _tasks(recipe, tmp, {k for k, kind in KINDS.items() if kind.fn is not None and not kind.reads_pool})
         for task in base:
             if task["kind"] == "chaos":
                 wanted = task["params"].get("systems")

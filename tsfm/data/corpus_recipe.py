@@ -21,7 +21,7 @@ from typing import Any
 
 from tsfm.data.real import real_source_files
 from tsfm.data.synthetic import MAX_LENGTH, Sample
-from tsfm.data.synthetic.bootstrap import stl_bootstrap
+from tsfm.data.synthetic.bootstrap import bootstrap_sample
 from tsfm.data.synthetic.chaos import chaos_views, list_systems
 from tsfm.data.synthetic.gluonts_artificial import gluonts_artificial
 from tsfm.data.synthetic.kernel_synth import kernel_synth
@@ -46,7 +46,8 @@ class GeneratorKind:
     """How the corpus runs one kind: its function, default shard size, recipe parameters (the
     function's keyword-only arguments, plus ``extra`` corpus-level ones, minus ``drop``), and
     whether it draws from the series of other generators (``reads_pool``: it runs after them,
-    with ``pool_size`` and ``get``; its recipe names them in ``sources``, default all others)."""
+    with ``pool_size`` and ``get``; its recipe names them in ``sources``, by default every
+    generator that does not read a pool itself)."""
 
     fn: Callable[..., Sample | list[Sample]] | None  # None: the kind reads data instead of drawing it
     shard_size: int
@@ -70,7 +71,7 @@ KINDS: dict[str, GeneratorKind] = {
     "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe", "exclude_systems"}), frozenset({"failures"})),
     # mixup: TSMixup of the series of its "sources"; bootstrap: block-bootstrapped copies of them
     "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}), reads_pool=True),
-    "bootstrap": GeneratorKind(stl_bootstrap, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}),
+    "bootstrap": GeneratorKind(bootstrap_sample, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}),
                                reads_pool=True),
     # real: the long tables of a folder ("path", optionally only "files"), at most "count" series
     # of at least "length_min" steps; any series sharing a run of "exclude_run" values with a series

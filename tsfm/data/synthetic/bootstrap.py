@@ -5,12 +5,13 @@ Recipe: log-transform a strictly positive series (Box-Cox with lambda 0; others 
 split it into trend, season and remainder, resample the remainder in moving blocks, add trend and
 season back and undo the transform. A copy keeps the series' trend and seasonal shape and the
 short-range dependence of its noise, with other noise: more windows that look like real data
-than the real series alone hold, without their values.
+than the real series alone hold, without their values. A copy stays near the source's range and
+keeps its sign. The decomposition is classical rather than STL (numpy only).
 
-The decomposition is classical, on numpy: the trend is a centred moving average over one season
-(``NONSEASONAL_SPAN`` steps without a season), with the ends extended along a fitted line; the
-season is the mean detrended value at each phase away from the ends, centred, and the trend is
-then averaged again from the deseasonalised series. Blocks are two seasons long (at least ``MIN_BLOCK``).
+The trend is a centred moving average over one season (``NONSEASONAL_SPAN`` steps without a season),
+with the ends extended along a fitted line; the season is the mean detrended value at each phase
+away from the ends, centred, and the trend is then averaged again from the deseasonalised series.
+Blocks are two seasons long (at least ``MIN_BLOCK`` steps).
 """
 
 from __future__ import annotations
@@ -19,20 +20,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tsfm.data.synthetic import SEASONAL_PERIODS, Sample, finite_float32
+from tsfm.data.freq import freq_info
+from tsfm.data.synthetic import Sample, finite_float32
 
-__all__ = ["block_bootstrap", "bootstrap_copy", "decompose", "stl_bootstrap"]
+__all__ = ["block_bootstrap", "bootstrap_copy", "bootstrap_sample", "decompose"]
 
 NONSEASONAL_SPAN = 5  # trend window (steps) of a series without a season
 MIN_BLOCK = 8
-
-
-def season_of(freq: str, length: int) -> int:
-    """The primary seasonal period of ``freq`` in whole steps, 1 when it has none or when the
-    series does not hold two full seasons."""
-    periods = SEASONAL_PERIODS.get(freq, ())
-    m = int(round(periods[0])) if periods else 1
-    return m if m > 1 and length >= 2 * m else 1
+MARGIN_MADS = 3.0  # a copy stays within the source's range widened by this many robust remainder deviations
 
 
 def moving_average(x: np.ndarray, span: int) -> np.ndarray:
@@ -54,8 +49,9 @@ def moving_average(x: np.ndarray, span: int) -> np.ndarray:
 
 
 def decompose(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(trend, season, remainder) of a 1-D series with seasonal period ``m`` (1: no season);
-    trend + season + remainder == x."""
+    """(trend, season, remainder) of a 1-D series with seasonal period ``m``; a series holding
+    fewer than two seasons is taken as having none (``m`` 1)."""
+    m = m if m > 1 and len(x) >= 2 * m else 1
     trend = moving_average(x, m if m > 1 else min(NONSEASONAL_SPAN, len(x)))
     season = np.zeros_like(x)
     if m > 1:  # phase means where the average saw whole seasons (at least one of each phase)
@@ -78,16 +74,23 @@ def block_bootstrap(rng: np.random.Generator, remainder: np.ndarray, block: int)
 
 
 def bootstrap_copy(rng: np.random.Generator, series: np.ndarray, m: int) -> np.ndarray:
-    """One bootstrapped copy of a 1-D series with seasonal period ``m``."""
+    """One bootstrapped copy of a 1-D series with seasonal period ``m``. It stays within the
+    source's range (in log space when logged) widened by ``MARGIN_MADS`` robust deviations of the
+    remainder: a remainder moved next to a level shift would otherwise carry a large part of the
+    shift along. A nonnegative source gives a nonnegative copy."""
     x = np.asarray(series, dtype=np.float64)
     logged = bool(np.all(x > 0))
     z = np.log(x) if logged else x
     trend, season, remainder = decompose(z, m)
     copy = trend + season + block_bootstrap(rng, remainder, max(2 * m, MIN_BLOCK))
-    return np.exp(copy) if logged else copy
+    margin = MARGIN_MADS * 1.4826 * float(np.median(np.abs(remainder - np.median(remainder))))
+    copy = np.clip(copy, z.min() - margin, z.max() + margin)
+    if logged:
+        return np.exp(copy)
+    return np.maximum(copy, 0.0) if x.min() >= 0 else copy
 
 
-def stl_bootstrap(
+def bootstrap_sample(
     rng: np.random.Generator,
     length: int,
     *,
@@ -100,7 +103,7 @@ def stl_bootstrap(
     if pool_size <= 0:
         raise ValueError("the bootstrap needs a non-empty pool of series")
     series, freq = get(int(rng.integers(pool_size)))
-    copy = bootstrap_copy(rng, series, season_of(freq, len(series)))
+    copy = bootstrap_copy(rng, series, freq_info(freq).season)
     length = min(length, len(copy))
     start = int(rng.integers(len(copy) - length + 1))
     return Sample(finite_float32(copy[start: start + length]), freq, ())
