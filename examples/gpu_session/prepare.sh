@@ -9,29 +9,44 @@
 #   2. copies ../shared/data/{real,eval} into shared/data/ (the general corpus reads the real
 #      tables and drops any series found in the evaluation folders);
 #   3. moves the tracked weights (but those named in KEEP, e.g. an init_from) and benchmark results
-#      out of the working tree into $STASH, and prints what would travel.
+#      out of the working tree into $STASH, and prints what would travel. Commit nothing while
+#      prepared: git sees those files as deleted.
 # Afterwards, on the device: run(command="cp -r shared /tmp/ && CORPUS=general \
 #   EXTRA='corpus@data.corpus=general' bash examples/gpu_session/run.sh", carry=[".whl"]).
-# Put the tree back with:  bash examples/gpu_session/prepare.sh --restore
+# Put them back with:  bash examples/gpu_session/prepare.sh --restore
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 STASH=${STASH:-/tmp/tsfm_gpu_stash}
 KEEP=${KEEP:-ttm-96-wide}   # space-separated shipped weights training starts from (init_from)
-MOVED="benchmarks/results tsfm/weights/*/model.safetensors"
+# the tracked files moved out: every benchmark result and every shipped weight file but KEEP's
+moved() {
+  git ls-files benchmarks/results
+  git ls-files 'tsfm/weights/*/model.safetensors' | grep -v -x -F -f <(for k in $KEEP; do echo "tsfm/weights/$k/model.safetensors"; done) || true
+}
 
 if [ "${1:-}" = --restore ]; then
-  git checkout -- benchmarks/results tsfm/weights
-  rm -rf "$STASH"; echo "restored benchmarks/results and tsfm/weights"; exit 0
+  [ -d "$STASH" ] || { echo "error: nothing to restore: $STASH does not exist" >&2; exit 2; }
+  (cd "$STASH" && find . -type f -print0) | while IFS= read -r -d '' f; do
+    mkdir -p "$(dirname "$f")"; mv -n "$STASH/$f" "$f"
+  done
+  left=$(find "$STASH" -type f | wc -l)
+  [ "$left" = 0 ] || { echo "error: $left files in $STASH were not moved back (a file of that name is in the tree)" >&2; exit 1; }
+  rm -rf "$STASH"; echo "restored the files moved to $STASH"; exit 0
 fi
-if ! git diff --quiet -- benchmarks/results tsfm/weights; then
-  echo "error: benchmarks/results or tsfm/weights has uncommitted changes: commit them first" >&2; exit 2
+if [ -e "$STASH" ]; then
+  echo "error: $STASH exists: this checkout is already prepared; run with --restore first" >&2; exit 2
 fi
-for p in /.whl/ /shared/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >> .git/info/exclude; done
+for k in $KEEP; do
+  [ -f "tsfm/weights/$k/model.safetensors" ] || { echo "error: KEEP names '$k', which has no tsfm/weights/$k/model.safetensors" >&2; exit 2; }
+done
+EXCLUDE=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$EXCLUDE")"
+for p in /.whl/ /shared/; do grep -qxF "$p" "$EXCLUDE" 2>/dev/null || echo "$p" >> "$EXCLUDE"; done
 
 # 1. wheels, at the versions the tests ran with here (those of the README's virtual environment)
 VENV_PY=${VENV_PY:-.venv/bin/python}
 pin() { "$VENV_PY" -c "import importlib.metadata as m, sys; print(sys.argv[1] + '==' + m.version(sys.argv[1]))" "$1"; }
-mkdir -p .whl
+rm -rf .whl && mkdir .whl   # one version of each package: pip refuses two
 PLATFORM="--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
 PKGS=""
@@ -61,12 +76,13 @@ EOF
 # 2. data
 mkdir -p shared/data
 cp -r ../shared/data/real ../shared/data/eval shared/data/
+chmod -R u+w shared   # ../shared is read-only; the copy need not be
 
-# 3. what training does not read, out of the tree
+# 3. what training does not read, out of the tree (tracked files only: ignored ones, such as a
+#    benchmark's resume cache, stay where they are)
 mkdir -p "$STASH"
-for f in $MOVED; do
-  keep=0; for k in $KEEP; do [ "$f" = "tsfm/weights/$k/model.safetensors" ] && keep=1; done
-  [ $keep = 1 ] || { mkdir -p "$STASH/$(dirname "$f")"; mv "$f" "$STASH/$f"; }
+moved | while IFS= read -r f; do
+  mkdir -p "$STASH/$(dirname "$f")"; mv "$f" "$STASH/$f"
 done
 git ls-files -z --cached --others --exclude-standard | python3 -c '
 import os, sys
