@@ -58,7 +58,10 @@ class GeneratorKind:
     @property
     def params(self) -> frozenset[str]:
         sig = inspect.signature(self.fn).parameters.values() if self.fn is not None else ()
-        return frozenset({p.name for p in sig if p.kind == p.KEYWORD_ONLY} | self.extra) - self.drop
+        names = {p.name for p in sig if p.kind == p.KEYWORD_ONLY} | self.extra
+        if self.reads_pool:  # the recipe names the pool; the builder hands it over
+            names = (names | {"sources"}) - {"pool_size", "get"}
+        return frozenset(names) - self.drop
 
 
 KINDS: dict[str, GeneratorKind] = {
@@ -70,9 +73,8 @@ KINDS: dict[str, GeneratorKind] = {
     # dynamics), "probe" sets the probe's length / pts_per_period / max_evals / time_budget
     "chaos": GeneratorKind(chaos_views, 40, frozenset({"probe", "exclude_systems"}), frozenset({"failures"})),
     # mixup: TSMixup of the series of its "sources"; bootstrap: block-bootstrapped copies of them
-    "mixup": GeneratorKind(tsmixup, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}), reads_pool=True),
-    "bootstrap": GeneratorKind(bootstrap_sample, 1000, frozenset({"sources"}), frozenset({"pool_size", "get"}),
-                               reads_pool=True),
+    "mixup": GeneratorKind(tsmixup, 1000, reads_pool=True),
+    "bootstrap": GeneratorKind(bootstrap_sample, 1000, reads_pool=True),
     # real: the long tables of a folder ("path", optionally only "files"), at most "count" series
     # of at least "length_min" steps; any series sharing a run of "exclude_run" values with a series
     # of the "exclude" folders (evaluation sets) is dropped and listed in the manifest
