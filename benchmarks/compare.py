@@ -10,6 +10,8 @@ by float rounding, such as an exported graph against its torch model, are not a 
 must have run on the same tasks and windows (one results file; a trial that reused cached rows with
 ``--reuse`` qualifies). To compare a model with itself before a code change, take the reference's
 rows from the run made before it: ``--reference-results OTHER.json`` (same tasks, windows and history).
+``--add-tasks RUN.json`` pools the tasks of another run (a held-out set scored separately) into the
+same comparison.
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ def with_reference_from(data: dict, other: dict, reference: str) -> tuple[dict, 
     return {**data, "tasks": tasks}, label
 
 
+def with_tasks_of(data: dict, other: dict) -> dict:
+    """``data`` with the tasks of another run added (refused where a task name is in both)."""
+    shared = sorted(set(data["tasks"]) & set(other["tasks"]))
+    if shared:
+        raise SystemExit(f"error: both runs hold tasks {', '.join(shared)}; --add-tasks takes other tasks")
+    return {**data, "tasks": {**data["tasks"], **other["tasks"]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path)
@@ -74,10 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reference")
     parser.add_argument("--reference-results", type=Path, default=None,
                         help="take the reference's rows from this other run of the same tasks and windows")
+    parser.add_argument("--add-tasks", type=Path, action="append", default=[],
+                        help="also compare on the tasks of this other run (other tasks, such as a held-out set); "
+                        "repeat for several")
     parser.add_argument("--output", type=Path, default=None, help="also write the table as markdown here")
     args = parser.parse_args(argv)
     data = json.loads(args.results.read_text())
     reference, source = args.reference, f"`{args.results}`"
+    for path in args.add_tasks:
+        data = with_tasks_of(data, json.loads(path.read_text()))
+        source += f" + `{path}`"
     if args.reference_results:
         data, reference = with_reference_from(data, json.loads(args.reference_results.read_text()), reference)
         source += f", `{args.reference}` from `{args.reference_results}`"

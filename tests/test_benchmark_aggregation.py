@@ -60,6 +60,20 @@ def test_compare_says_wins_only_beyond_the_interval() -> None:
     assert compare.verdict((0.998, 0.997, 0.999)) == "wins"
 
 
+def test_compare_pools_the_tasks_of_another_run_and_refuses_the_same_task_twice() -> None:
+    results, tasks = results_for({"new": [0.9, 0.8], "old": [1.0, 1.0]}, ["yearly", "yearly"])
+    held_out = {f"h{i}": {"group": "yearly", "models": {"SeasonalNaive": results["t0"]["SeasonalNaive"],
+                                                         "new": results["t0"]["old"], "old": results["t0"]["old"]}}
+                for i in range(2)}
+    data = {"tasks": {t["name"]: {"group": t["group"], "models": results[t["name"]]} for t in tasks}}
+    pooled = compare.with_tasks_of(data, {"tasks": held_out})
+    rows = {row[0]: row for row in compare.compare(pooled, "new", "old")}
+    assert "yearly (4)" in rows
+    assert rows["yearly (4)"][1].startswith(f"{np.exp(np.mean(np.log([0.9, 0.8, 1.0, 1.0]))):.3f}")
+    with pytest.raises(SystemExit, match="t0"):
+        compare.with_tasks_of(data, data)
+
+
 def test_compare_takes_the_reference_from_a_run_of_the_same_windows() -> None:
     groups = ["yearly", "yearly", "monthly", "monthly"]
     after, tasks = results_for({"ttm": [0.9, 0.8, 0.95, 0.85]}, groups)
