@@ -64,19 +64,21 @@ def export(
             if output.suffix.lower() == ".onnx":
                 fail(f"suite {model} exports to a folder (one .onnx per checkpoint and its suite.json): "
                      f"give a folder name such as {output.with_suffix('')}-edge")
-            check_output_folder(output)
-            path = export_suite(model, output, quantize=quantize, target=target,
+            path = export_suite(model, check_output_folder(output), quantize=quantize, target=target,
                                 calibration_series=calibration_series, seed=seed, log=say)
         else:
             if output.is_dir():
                 fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
             if output.suffix.lower() != ".onnx":
                 fail(f"--output '{output}': an exported model is a .onnx file, e.g. {output.with_suffix('.onnx')}")
-            check_output(output)
-            path = export_onnx(model, output, context_length=context_length, horizon=horizon, quantize=quantize,
+            written = check_output(output)
+            path = export_onnx(model, written.path, context_length=context_length, horizon=horizon, quantize=quantize,
                                target=target, calibration_series=calibration_series, seed=seed, log=say)
     except InputError as err:
         fail(str(err).splitlines()[0] if str(err) else "bad input")
+    if suite is None and written.kind == "stream":
+        typer.echo(f"{output}: written through (a pipe or device)", err=True)
+        return
     import tsfm_runtime
 
     edge = tsfm_runtime.load(path)

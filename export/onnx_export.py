@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -47,6 +48,7 @@ import torch
 from torch import nn
 
 from tsfm import __version__
+from tsfm.atomic import replace_file
 from tsfm.data.freq import FREQ_VOCAB
 from tsfm.errors import InputError
 from tsfm.export.graph_rewrites import reorder_gelu_products
@@ -310,13 +312,12 @@ def export_onnx(
         log(f"horizon {default_horizon} is longer than the model's {graph_horizon}: the file forecasts "
             f"{graph_horizon} steps per run and the runtime rolls out to {default_horizon}")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
 
     log(f"exporting {model.config.family} (context {context}, horizon {graph_horizon}) with the dynamo exporter")
     proto = strip_node_metadata(_export_proto(ExportGraph(model, graph_horizon, spec.uses_freq), spec, context))
     reorder_gelu_products(proto)
     proto.producer_name, proto.producer_version = "tsfm", __version__
-    with tempfile.TemporaryDirectory(prefix=".tsfm-export-", dir=output.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="tsfm-export-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         set_metadata(proto, artifact_metadata(model, spec, context, graph_horizon, default_horizon, "none"))
         onnx.save_model(proto, fp32)
@@ -325,13 +326,21 @@ def export_onnx(
         if error > PARITY_TOLERANCE:
             raise RuntimeError(f"the exported graph differs from the model by {error:.2e} (relative): "
                                "please report this")
-        if method == "none":
-            os.replace(fp32, output)
-        else:
-            quantize_onnx(fp32, output, method=method, target=target, calibration_series=calibration_series,
+        final = fp32 if method == "none" else Path(tmp) / "int8.onnx"
+        if method != "none":
+            quantize_onnx(fp32, final, method=method, target=target, calibration_series=calibration_series,
                           seed=seed, log=log)
-    log(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB)")
-    return output
+        size = final.stat().st_size
+        written = replace_file(output, lambda dest: _copy_bytes(final, dest), suffix=".onnx")
+    log(f"wrote {written} ({size / 1e6:.2f} MB)")
+    return written
+
+
+def _copy_bytes(source: Path, dest: str) -> None:
+    """Copy a file's bytes into ``dest``: a new file, or a FIFO or device written through (which
+    ``shutil.copyfile`` refuses)."""
+    with open(source, "rb") as reader, open(dest, "wb") as writer:
+        shutil.copyfileobj(reader, writer)
 
 
 def export_suite(

@@ -311,6 +311,35 @@ def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
     assert _rel(floor_at_zero(pin_constants(want, values, mask), values, mask), got) < 1e-4
 
 
+def test_cli_export_follows_a_symlink_and_writes_a_fifo_through(tmp_path, tiny_checkpoint):
+    """-o on a symlink replaces the file it points to (the link stays); on a FIFO the graph goes
+    through the pipe (the FIFO stays), as `tsfm forecast -o` does."""
+    import os
+    import threading
+
+    from tsfm.cli.export_cmd import export
+
+    app = typer.Typer()
+    app.command(name="export")(export)
+    app.command(name="other")(lambda: None)
+    real, link = tmp_path / "real.onnx", tmp_path / "link.onnx"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(link)])
+    assert result.exit_code == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert runtime.load(real, num_threads=1).horizon > 0
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(fifo)])
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.stderr
+    assert fifo.is_fifo() and received and received[0] == real.read_bytes()
+
+
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, read_only_folder):
     from tsfm.cli.export_cmd import export
 
