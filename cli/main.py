@@ -194,11 +194,15 @@ def forecast(
     if plot is not None:
         if plot.suffix.lower() not in PLOT_SUFFIXES:
             fail(f"--plot {plot}: unsupported picture type '{plot.suffix or '(none)'}'; use {', '.join(PLOT_SUFFIXES)}")
-        check_output(plot, "--plot")
+        plot_out = check_output(plot, "--plot")
     given = str(input)
     input = readable_input(input)
     if future is not None and not future.is_file():
         fail(f"--future file '{future}' does not exist")
+    for option, out in (("--output", target_out), ("--plot", plot_out if plot is not None else None)):
+        if out is not None and out.kind == "file" and out.path.exists() and any(
+                os.path.samefile(out.path, read) for read in (input, future) if read is not None):
+            fail(f"{option} {out.shown} is an input file: give another path (writing it would replace your data)")
     with warnings.catch_warnings():  # numpy overflow/empty-slice notes: the inputs and results are checked instead
         warnings.simplefilter("ignore", RuntimeWarning)
         try:

@@ -87,6 +87,18 @@ def test_output_symlink_is_followed_and_kept(tiny_checkpoint, csv, tmp_path):
     assert len(pd.read_csv(real)) == 6
 
 
+@pytest.mark.parametrize("option", ["-o", "--plot"])
+def test_output_naming_an_input_is_refused_before_the_model(option, csv, tmp_path, no_model):
+    """The forecast would be written over the data it came from: refused, through a link too."""
+    before = csv.read_bytes()
+    link = tmp_path / ("link.png" if option == "--plot" else "link.csv")
+    link.symlink_to(csv)
+    for target in (link,) if option == "--plot" else (csv, link):
+        code, _, err = _run("forecast", csv, option, target)
+        assert code == 2 and "is an input file" in _one_line(err)
+    assert csv.read_bytes() == before
+
+
 def test_output_kinds():
     assert check_output("-").kind == "stdout"
     assert check_output("/dev/null").kind == "stream"  # a device is written in place, never renamed over
@@ -420,6 +432,28 @@ def test_integer_time_index_is_a_step_index(tiny_checkpoint, tmp_path):
     code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "--freq", "D")  # a step is a day
     assert code == 0, err
     assert pd.read_csv(StringIO(out))["ds"].tolist() == list(range(41, 55)) and "horizon 14" in err
+
+
+def test_dates_pandas_cannot_hold_are_one_line(tiny_checkpoint, tmp_path):
+    """Tree-ring and other historical series start before 1678: an ISO date there is not
+    'unparseable' but out of range, and a coarser-unit column must not wrap around silently."""
+    y = np.sin(np.arange(40) / 3) + 5
+    path = tmp_path / "old.csv"
+    pd.DataFrame({"ds": [f"{1500 + i}-01-01" for i in range(40)], "y": y}).to_csv(path, index=False)
+    code, _, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "3")
+    assert code == 2 and "outside the dates pandas can hold (1678-2261)" in _one_line(err)
+    stamps = np.array([f"{1500 + i}-01-01" for i in range(40)], dtype="datetime64[s]")
+    for column in (pd.Series(stamps), pd.Series(stamps).dt.tz_localize("UTC")):
+        with pytest.raises(InputError, match="outside the dates pandas can hold"):
+            Forecaster(model=str(tiny_checkpoint), horizon=3).fit(pd.DataFrame({"ds": column, "y": y}))
+
+
+def test_years_before_pandas_dates_are_steps(tiny_checkpoint, tmp_path):
+    path = tmp_path / "years.csv"
+    pd.DataFrame({"ds": np.arange(1500, 1540), "y": np.sin(np.arange(40) / 3) + 5}).to_csv(path, index=False)
+    code, out, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "3")
+    assert code == 0, err
+    assert pd.read_csv(StringIO(out))["ds"].tolist() == [1540, 1541, 1542]
 
 
 def test_day_first_dates(tiny_checkpoint, tmp_path):

@@ -28,6 +28,7 @@ def parse_times(col: pd.Series, name: str, src: RowSource) -> tuple[np.ndarray, 
     if ptypes.is_datetime64_any_dtype(col) or ptypes.is_numeric_dtype(col):
         _no_missing_times(col, name, src)
     if ptypes.is_datetime64_any_dtype(col):
+        _within_nanoseconds(col, name, src)
         ts = pd.Series(col)
     elif ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
         ts = _parse_years(col, name)
@@ -52,6 +53,8 @@ class ParsedTimes:
     slash_dates: bool = False  # text like 03/04/2020, read month-first (a hint if the grid fails)
 
 
+_LEADING_YEAR = re.compile(r"^\s*(\d{4})-")
+FIRST_YEAR, LAST_YEAR = 1678, 2261  # the whole years int64 nanoseconds hold
 _OFFSET_SUFFIX = re.compile(r"\s*(Z|[+-]\d{2}:?\d{2})$")
 _SLASH_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})(\s|T|$)")
 
@@ -65,10 +68,11 @@ def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
         if ptypes.is_bool_dtype(col) or not bool(np.all(np.mod(vals, 1) == 0)):
             _parse_years(col, name)  # raises: numbers that are neither years nor integer steps
         ints = vals.astype(np.int64)
-        if ints.min() >= 1678 and ints.max() <= 2261:
+        if ints.min() >= FIRST_YEAR and ints.max() <= LAST_YEAR:
             return ParsedTimes(_parse_years(col, name).to_numpy(dtype="datetime64[ns]").astype(np.int64))
         return ParsedTimes(ints, steps=True)
     if ptypes.is_datetime64_any_dtype(col):
+        _within_nanoseconds(col, name, src)
         ts = pd.Series(col)
     else:
         ts, dayfirst = _parse_text_times(col, name, src)
@@ -105,6 +109,19 @@ def _zoned(ts: pd.Series, text: pd.Series | None) -> ParsedTimes:
     return ParsedTimes(utc, tz=tz, wall=False)  # mixed offsets: tz is UTC, the one zone known to be right
 
 
+def _within_nanoseconds(col: pd.Series, name: str, src: RowSource) -> None:
+    """Stamps of a coarser unit (``datetime64[s]``) may lie outside what int64 nanoseconds hold;
+    converted, they would wrap around silently."""
+    naive = pd.Series(col).dt.tz_convert("UTC").dt.tz_localize(None) if pd.Series(col).dt.tz is not None else col
+    outside = np.flatnonzero(((naive < pd.Timestamp.min) | (naive > pd.Timestamp.max)).to_numpy())
+    if outside.size:
+        raise InputError(
+            f"timestamp {str(col.iloc[outside[0]])!r} in column '{name}' at {src.at(int(outside[0]))} is outside the "
+            f"dates pandas can hold ({FIRST_YEAR}-{LAST_YEAR}); number the rows instead (integer steps, such as the "
+            "years 1500, 1501, ...)"
+        )
+
+
 def _no_missing_times(col: pd.Series, name: str, src: RowSource) -> None:
     missing = np.flatnonzero(col.isna().to_numpy())
     if missing.size:
@@ -114,7 +131,7 @@ def _no_missing_times(col: pd.Series, name: str, src: RowSource) -> None:
 def _parse_years(col: pd.Series, name: str) -> pd.Series:
     vals = col.to_numpy()
     integral = ptypes.is_integer_dtype(col) or bool(np.all(np.mod(vals, 1) == 0))
-    if integral and vals.min() >= 1678 and vals.max() <= 2261:
+    if integral and vals.min() >= FIRST_YEAR and vals.max() <= LAST_YEAR:
         return pd.Series(pd.to_datetime(vals.astype(np.int64).astype(str), format="%Y"))
     raise InputError(
         f"time column '{name}' holds numbers that are neither years nor integer steps (first value {vals[0]!r}); "
@@ -152,6 +169,12 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                 return ts, False
     _no_missing_times(text, name, src)
     bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) if ts is not None else 0
+    year = _LEADING_YEAR.match(str(text.iloc[bad]))
+    if year and not FIRST_YEAR <= int(year.group(1)) <= LAST_YEAR:
+        raise InputError(
+            f"timestamp {text.iloc[bad]!r} in column '{name}' at {src.at(bad)} is outside the dates pandas can hold "
+            f"({FIRST_YEAR}-{LAST_YEAR}); number the rows instead (integer steps, such as the years 1500, 1501, ...)"
+        )
     raise InputError(
         f"cannot parse timestamp {text.iloc[bad]!r} in column '{name}' at {src.at(bad)}; "
         "use ISO dates like 2020-01-31 or 2020-01-31 13:00"
