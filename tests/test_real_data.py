@@ -160,3 +160,33 @@ def test_no_evaluation_series_reaches_the_general_corpus(tmp_path, monkeypatch) 
         y = entry["target"]
         windows = np.lib.stride_tricks.sliding_window_view(y, 8) if len(y) >= 8 else []
         assert not any(w.tobytes() in evaluation_runs for w in windows), entry["item_id"]
+
+
+@pytest.mark.skipif(not (SHARED / "real" / "pretrain").is_dir(), reason="needs ../shared/data (the project's data)")
+def test_held_out_real_tasks_never_reach_a_corpus_that_excludes_them(tmp_path, monkeypatch) -> None:
+    """benchmarks/pretrain_holdout.py's yearly half, scored as evaluation tasks: a real source that
+    lists the folder in `exclude` keeps none of its values, and the other half still trains."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import pretrain_holdout
+
+    monkeypatch.chdir(REPO)
+    held_out = tmp_path / "tsdl_yearly"
+    assert pretrain_holdout.main(["--freq", "YS", "--output", str(held_out)]) == 0
+    manifest = yaml.safe_load((held_out / "manifest.json").read_text())
+    tables = pd.concat([pd.read_csv(held_out / t["file"]) for t in manifest["tasks"]])
+    ids = set(tables["unique_id"])
+    assert 80 < len(ids) < 140 and all(pretrain_holdout.held_out(i) for i in ids)
+    recipe = {"name": "holdout-check", "seed": 0, "generators": {"real": {
+        "kind": "real", "path": str(SHARED / "real" / "pretrain"), "files": ["tsdl.parquet"], "keep_freqs": ["YS"],
+        "exclude": [str(held_out)], "count": 100000, "length_min": 10, "length_max": 30000, "weight": 1.0}}}
+    entries = load_corpus(build_corpus(recipe, tmp_path / "corpus", progress=False))
+    assert len(entries) > 80  # the other half
+    held_runs = {w.tobytes() for _, frame in tables.groupby("unique_id")
+                 for w in np.lib.stride_tricks.sliding_window_view(frame["y"].to_numpy(np.float32), 8)
+                 if len(np.unique(w)) > 4}
+    for entry in entries:
+        y = entry["target"].astype(np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(y, 8) if len(y) >= 8 else []
+        assert not any(w.tobytes() in held_runs for w in windows), entry["item_id"]
