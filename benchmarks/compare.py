@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                         "repeat for several")
     parser.add_argument("--output", type=Path, default=None, help="also write the table as markdown here")
     args = parser.parse_args(argv)
+    if args.add_tasks and args.reference_results:
+        parser.error("--add-tasks and --reference-results do not combine: the reference run has no rows of the added "
+                     "tasks")
     data = json.loads(args.results.read_text())
     reference, source = args.reference, f"`{args.results}`"
     for path in args.add_tasks:

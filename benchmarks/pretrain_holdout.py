@@ -47,7 +47,7 @@ def held_out(unique_id: str) -> bool:
 
 def restamped(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
     """Series that start before 1700 moved to start there, spacing kept: pandas reads CSV dates
-    as nanosecond stamps, which end before 1677 (tree-ring series reach back centuries)."""
+    as nanosecond stamps, which begin in 1677 (tree-ring series reach back centuries)."""
     first = pd.Timestamp(frame["ds"].iloc[0])
     if first >= EARLIEST:
         return frame

@@ -1,11 +1,13 @@
 """``tsfm export``: a model as one ``.onnx`` file, or a suite as a folder of them, for numpy + onnxruntime.
 
 Registered in ``cli/main.py`` with ``app.command(name="export")(export)``. Bad input ends with
-one line on stderr and exit code 2; the file appears only when the export succeeded.
+one line on stderr and exit code 2; the file appears only when the export succeeded. ``-o`` is
+written as ``tsfm forecast -o`` writes (``-`` is stdout; pipes and devices are written through).
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import typer
@@ -69,15 +71,24 @@ def export(
         else:
             if output.is_dir():
                 fail(f"--output '{output}' is a directory: give a file name such as {output / 'model.onnx'}")
-            if output.suffix.lower() != ".onnx":
-                fail(f"--output '{output}': an exported model is a .onnx file, e.g. {output.with_suffix('.onnx')}")
             written = check_output(output)
-            path = export_onnx(model, written.path, context_length=context_length, horizon=horizon, quantize=quantize,
-                               target=target, calibration_series=calibration_series, seed=seed, log=say)
+            if written.kind == "file" and output.suffix.lower() != ".onnx":
+                fail(f"--output '{output}': an exported model is a .onnx file, e.g. {output.with_suffix('.onnx')}")
+            with tempfile.TemporaryDirectory(prefix="tsfm-export-") as tmp:
+                to_stdout = written.kind == "stdout"
+                path = export_onnx(model, Path(tmp) / "model.onnx" if to_stdout else written.path,
+                                   context_length=context_length, horizon=horizon, quantize=quantize, target=target,
+                                   calibration_series=calibration_series, seed=seed, log=say)
+                if to_stdout:
+                    stdout = typer.get_binary_stream("stdout")
+                    stdout.write(path.read_bytes())
+                    stdout.flush()
     except InputError as err:
         fail(str(err).splitlines()[0] if str(err) else "bad input")
-    if suite is None and written.kind == "stream":
-        typer.echo(f"{output}: written through (a pipe or device)", err=True)
+    except OSError as err:  # a full disk, a pipe whose reader went away: one line, nothing half-written kept
+        fail(f"cannot write {output}: {err.strerror or err}", code=1)
+    if suite is None and written.kind != "file":
+        typer.echo(f"{output}: written to {'stdout' if written.kind == 'stdout' else 'a pipe or device'}", err=True)
         return
     import tsfm_runtime
 

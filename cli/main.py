@@ -203,6 +203,9 @@ def forecast(
         if out is not None and out.kind == "file" and out.path.exists() and any(
                 os.path.samefile(out.path, read) for read in (input, future) if read is not None):
             fail(f"{option} {out.shown} is an input file: give another path (writing it would replace your data)")
+    if target_out is not None and plot is not None and target_out.kind == plot_out.kind == "file" \
+            and target_out.path == plot_out.path:
+        fail(f"--output and --plot name the same file {output}: give two paths")
     with warnings.catch_warnings():  # numpy overflow/empty-slice notes: the inputs and results are checked instead
         warnings.simplefilter("ignore", RuntimeWarning)
         try:

@@ -368,6 +368,7 @@ def export_suite(
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputError(f"--output '{output}' is a file; a suite exports to a folder: give a folder name")
+    _refuse_replacing_sources(output, suite)
     stems = {name: Path(name).name for name in suite.spec.checkpoints()}
     if len(set(stems.values())) != len(stems):
         raise InputError(f"suite '{name_or_folder}' has two checkpoints with the same folder name: rename one")
@@ -389,6 +390,22 @@ def export_suite(
         os.replace(staged, output)
     log(f"wrote {output}/ ({len(stems)} checkpoints, {sum(p.stat().st_size for p in output.iterdir()) / 1e6:.2f} MB)")
     return output
+
+
+def _refuse_replacing_sources(output: Path, suite) -> None:
+    """The export replaces ``output`` whole: it must not be, or hold, the suite or a checkpoint it reads."""
+    from tsfm.hub import WEIGHTS_DIR
+
+    target = Path(os.path.realpath(output))
+    sources = [suite.root if suite.root is not None else WEIGHTS_DIR / suite.name]
+    for name in suite.spec.checkpoints():
+        located = Path(suite.locate(name))
+        sources.append(located if located.exists() else WEIGHTS_DIR / name)
+    for source in sources:
+        source = Path(os.path.realpath(source))
+        if target == source or target in source.parents:
+            raise InputError(f"--output '{output}' {'is' if target == source else 'holds'} {source}, which the export "
+                             "reads: give a new folder name")
 
 
 def export_forecaster(forecaster, output: str | Path, *, quantize: str = "none", target: str = "x86",

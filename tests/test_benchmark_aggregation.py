@@ -72,6 +72,8 @@ def test_compare_pools_the_tasks_of_another_run_and_refuses_the_same_task_twice(
     assert rows["yearly (4)"][1].startswith(f"{np.exp(np.mean(np.log([0.9, 0.8, 1.0, 1.0]))):.3f}")
     with pytest.raises(SystemExit, match="t0"):
         compare.with_tasks_of(data, data)
+    with pytest.raises(SystemExit):  # argparse: the reference run would have no rows of the added tasks
+        compare.main(["a.json", "new", "old", "--add-tasks", "b.json", "--reference-results", "c.json"])
 
 
 def test_compare_takes_the_reference_from_a_run_of_the_same_windows() -> None:

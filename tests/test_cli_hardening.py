@@ -99,6 +99,12 @@ def test_output_naming_an_input_is_refused_before_the_model(option, csv, tmp_pat
     assert csv.read_bytes() == before
 
 
+def test_output_and_plot_naming_one_file_are_refused_before_the_model(csv, tmp_path, no_model):
+    code, _, err = _run("forecast", csv, "-o", tmp_path / "a.png", "--plot", tmp_path / "a.png")
+    assert code == 2 and "name the same file" in _one_line(err)
+    assert not (tmp_path / "a.png").exists()
+
+
 def test_output_kinds():
     assert check_output("-").kind == "stdout"
     assert check_output("/dev/null").kind == "stream"  # a device is written in place, never renamed over
@@ -442,6 +448,9 @@ def test_dates_pandas_cannot_hold_are_one_line(tiny_checkpoint, tmp_path):
     pd.DataFrame({"ds": [f"{1500 + i}-01-01" for i in range(40)], "y": y}).to_csv(path, index=False)
     code, _, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "3")
     assert code == 2 and "outside the dates pandas can hold (1678-2261)" in _one_line(err)
+    pd.DataFrame({"ds": [f"01/01/{1500 + i}" for i in range(40)], "y": y}).to_csv(path, index=False)
+    code, _, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "3")
+    assert code == 2 and "outside the dates pandas can hold" in _one_line(err)
     stamps = np.array([f"{1500 + i}-01-01" for i in range(40)], dtype="datetime64[s]")
     for column in (pd.Series(stamps), pd.Series(stamps).dt.tz_localize("UTC")):
         with pytest.raises(InputError, match="outside the dates pandas can hold"):

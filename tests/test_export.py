@@ -312,8 +312,8 @@ def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
 
 
 def test_cli_export_follows_a_symlink_and_writes_a_fifo_through(tmp_path, tiny_checkpoint):
-    """-o on a symlink replaces the file it points to (the link stays); on a FIFO the graph goes
-    through the pipe (the FIFO stays), as `tsfm forecast -o` does."""
+    """-o on a symlink replaces the file it points to (the link stays); on a FIFO or a device the
+    graph goes through (the FIFO stays); - is stdout: as `tsfm forecast -o` writes."""
     import os
     import threading
 
@@ -332,12 +332,17 @@ def test_cli_export_follows_a_symlink_and_writes_a_fifo_through(tmp_path, tiny_c
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
     result = CliRunner().invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(fifo)])
     reader.join(timeout=60)
     assert result.exit_code == 0, result.stderr
     assert fifo.is_fifo() and received and received[0] == real.read_bytes()
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", "-"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == real.read_bytes() and "written to stdout" in result.stderr
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", os.devnull])
+    assert result.exit_code == 0 and os.path.exists(os.devnull), result.stderr
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, read_only_folder):

@@ -324,6 +324,29 @@ def test_a_saved_suite_forecaster_keeps_forecasting_in_log_space(ensemble_suite,
     pd.testing.assert_frame_equal(loaded.fit(data).predict(), f.predict())
 
 
+def test_an_export_never_replaces_the_suite_it_reads(suite_dir, tmp_path_factory) -> None:
+    """The export replaces its output folder whole: the suite's own folder, a folder holding it, a
+    link to it, or a checkpoint it reads are refused before anything is written."""
+    import shutil
+
+    from tsfm.errors import InputError
+    from tsfm.export.onnx_export import export_suite
+
+    trial = tmp_path_factory.mktemp("trial") / "suite"
+    shutil.copytree(suite_dir / "mini-16", trial / "short")
+    spec = {"default": "short", "variants": [{"name": "short", "min_history": 0},
+                                             {"name": "mini-64", "min_history": 40}]}
+    (trial / hub.SUITE_FILE).write_text(json.dumps(spec))
+    link = trial.parent / "link"
+    link.symlink_to(trial)
+    before = sorted(p.relative_to(trial) for p in trial.rglob("*"))
+    for output in (trial, trial.parent, link, suite_dir / "mini-64", suite_dir):
+        with pytest.raises(InputError, match="which the export reads"):
+            export_suite(str(trial), output)
+    assert sorted(p.relative_to(trial) for p in trial.rglob("*")) == before
+    assert (suite_dir / "mini-64" / "model.safetensors").exists()
+
+
 @pytest.fixture()
 def exported_suite(suite_dir, tmp_path_factory):
     """Suite `mini` with a monthly specialist and calibrated intervals, exported to a folder."""

@@ -53,7 +53,7 @@ class ParsedTimes:
     slash_dates: bool = False  # text like 03/04/2020, read month-first (a hint if the grid fails)
 
 
-_LEADING_YEAR = re.compile(r"^\s*(\d{4})-")
+_YEAR = re.compile(r"(?<!\d)(\d{4})(?!\d)")  # the year of 1500-01-01 or 01/01/1500
 FIRST_YEAR, LAST_YEAR = 1678, 2261  # the whole years int64 nanoseconds hold
 _OFFSET_SUFFIX = re.compile(r"\s*(Z|[+-]\d{2}:?\d{2})$")
 _SLASH_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})(\s|T|$)")
@@ -169,7 +169,7 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                 return ts, False
     _no_missing_times(text, name, src)
     bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) if ts is not None else 0
-    year = _LEADING_YEAR.match(str(text.iloc[bad]))
+    year = _YEAR.search(str(text.iloc[bad]))
     if year and not FIRST_YEAR <= int(year.group(1)) <= LAST_YEAR:
         raise InputError(
             f"timestamp {text.iloc[bad]!r} in column '{name}' at {src.at(bad)} is outside the dates pandas can hold "
