@@ -15,7 +15,6 @@ Without covariates only. The results file records this command.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 import tsfm_runtime.rules as rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from swapped_rule import run_script  # noqa: E402
+from swapped_rule import run_with_wrapped_steps  # noqa: E402
 
 
 def mirrored(step_fn: rules.StepFn) -> rules.StepFn:
@@ -37,23 +36,15 @@ def mirrored(step_fn: rules.StepFn) -> rules.StepFn:
     return step
 
 
-def rollout_with(shipped: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    def rollout(step_fn, values, mask, freq_id, horizon, levels, step, past_exog=None, future_exog=None):
-        if past_exog is not None or future_exog is not None:
-            raise SystemExit("error: this trial takes no covariates")
-        levels = np.asarray(levels, dtype=np.float64)
-        if not np.allclose(levels + levels[::-1], 1.0):
-            raise SystemExit(f"error: this trial needs symmetric quantile levels, not {levels.tolist()}")
-        return shipped(mirrored(step_fn), values, mask, freq_id, horizon, levels, step)
-
-    return rollout
+def checked_mirror(step_fn: rules.StepFn, values: np.ndarray, levels) -> rules.StepFn:
+    levels = np.asarray(levels, dtype=np.float64)
+    if not np.allclose(levels + levels[::-1], 1.0):
+        raise SystemExit(f"error: this trial needs symmetric quantile levels, not {levels.tolist()}")
+    return mirrored(step_fn)
 
 
 def main() -> None:
-    if len(sys.argv) < 2:
-        raise SystemExit("usage: sign_flip.py SCRIPT [ARGS...]")
-    rules.rollout = rollout_with(rules.rollout)
-    run_script(sys.argv[1], sys.argv[2:])
+    run_with_wrapped_steps("sign_flip.py", checked_mirror)
 
 
 if __name__ == "__main__":

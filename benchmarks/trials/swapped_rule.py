@@ -1,11 +1,12 @@
 """Run a benchmark script unchanged but for a rule the trial has swapped in (shared by the trial
-scripts that replace a function of ``tsfm_runtime.rules``)."""
+scripts that replace a function of ``tsfm_runtime.rules``, or wrap its network calls)."""
 
 from __future__ import annotations
 
 import runpy
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -26,3 +27,22 @@ def run_script(script: str, args: list[str]) -> None:
     common.run_metadata = recorded
     sys.argv = [script, *args]
     runpy.run_path(script, run_name="__main__")
+
+
+def run_with_wrapped_steps(usage: str, wrap: Callable) -> None:
+    """Run ``sys.argv[1]`` (with the rest as its arguments) with the network calls of every rollout
+    replaced by ``wrap(step_fn, values, levels)``: a test-time ensemble over one call's inputs.
+    Without covariates only."""
+    import tsfm_runtime.rules as rules
+
+    shipped = rules.rollout
+
+    def rollout(step_fn, values, mask, freq_id, horizon, levels, step, past_exog=None, future_exog=None):
+        if past_exog is not None or future_exog is not None:
+            raise SystemExit("error: this trial takes no covariates")
+        return shipped(wrap(step_fn, values, levels), values, mask, freq_id, horizon, levels, step)
+
+    if len(sys.argv) < 2:
+        raise SystemExit(f"usage: {usage} SCRIPT [ARGS...]")
+    rules.rollout = rollout
+    run_script(sys.argv[1], sys.argv[2:])
