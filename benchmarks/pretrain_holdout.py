@@ -13,7 +13,10 @@ Series that share values with ``shared/data/eval`` or ``shared/data/real/dev`` a
 are scored there already), as are series with gaps in what is kept; series that start before
 1700 are moved to start there (pandas reads CSV dates only from 1677). Each series keeps its last
 ``--max-length`` points, fewer than the 512 at which the ``ttm`` suite hands a history to a model
-that was trained on every tsdl series. One task per subject; subjects with fewer than
+that was trained on every tsdl series. The yearly and monthly specialists never saw tsdl's
+series before these held-out halves were made; ``ttm-96-quarterly`` trained on all of its quarterly
+ones, so quarterly scores of the shipped suite here are not clean (compare with a model retrained
+with the folder excluded). One task per subject; subjects with fewer than
 ``--min-series`` held-out series are pooled as ``other``. Written in the evaluation sets' format
 (long CSVs and ``manifest.json``); windows follow ``shared/data/real/dev``'s convention.
 """
