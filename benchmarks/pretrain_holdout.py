@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     guard = ValueFingerprints.of_folders(EVALUATION)
     h, m = HORIZON[args.freq], SEASON[args.freq]
     kept, dropped = {}, {"evaluation look-alike": [], "gaps": [], "too short": []}
-    for uid, frame in table.groupby("unique_id", sort=True):
-        frame = frame.tail(args.max_length)
+    for uid, whole in table.groupby("unique_id", sort=True):
+        frame = whole.tail(args.max_length)
         y = frame["y"].to_numpy(dtype=np.float64)
-        if guard.matches(table.loc[table["unique_id"] == uid, "y"].to_numpy(dtype=np.float64)):
+        if guard.matches(whole["y"].to_numpy(dtype=np.float64)):
             dropped["evaluation look-alike"].append(uid)
         elif not np.isfinite(y).all():
             dropped["gaps"].append(uid)

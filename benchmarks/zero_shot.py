@@ -476,20 +476,25 @@ def main(argv: list[str] | None = None) -> int:
         if set(MEDIAN_OF) <= set(run_here):
             results[task["name"]][MEDIAN] = median_run(forecasts, df, task)
     finish_run(meta)
+    write_report(args, meta, tasks, results, tsfm_models, warm_seconds)
+    return 0
 
+
+def write_report(args: argparse.Namespace, meta: dict, tasks: list[dict[str, Any]], results: dict,
+                 tsfm_models: list[str], warm_seconds: dict[str, float]) -> None:
+    """Aggregate a finished run and write its markdown and JSON: the baselines first, then
+    ``tsfm_models`` (the rows run here), then any other rows the results hold."""
     present = {m for per in results.values() for m in per}
     stats_order = [m for m in (*STATS_MODELS, MEDIAN) if m in present]
     models = stats_order + tsfm_models + sorted(present - set(stats_order) - set(tsfm_models))
-    summary = aggregate(results, tasks, models, [m for m in models if m not in (*STATS_MODELS, MEDIAN)])
+    ours = [m for m in models if m not in (*STATS_MODELS, MEDIAN)]
+    summary = aggregate(results, tasks, models, ours)
     notes = run_notes(args, models, warm_seconds)
     keys = ("set", "group", "freq", "m", "horizon", "n_windows", "n_series", "max_history")
     data = {"meta": meta, "notes": notes, "summary": summary,
             "tasks": {t["name"]: {**{k: t[k] for k in keys}, "models": results[t["name"]]} for t in tasks}}
-    report = render(meta, tasks, results, summary, models, [m for m in models if m not in (*STATS_MODELS, MEDIAN)],
-                    notes)
-    written = write_results(args.output, report, data)
+    written = write_results(args.output, render(meta, tasks, results, summary, models, ours, notes), data)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zero_shot as zs  # noqa: E402
-from common import finish_run, start_run, write_results  # noqa: E402
+from common import finish_run, start_run  # noqa: E402
 
 SUITE, ETS, THETA = "ttm", "AutoETS", "AutoTheta"
+COMBINATIONS = ("loc:mean3", "loc:theta2", "loc:median3", "avg:theta2")
 LEVELS = [str(q) for q in zs.QUANTILES]
 
 
@@ -93,18 +94,7 @@ def main() -> int:
             f"{m} {results[task['name']][m]['scores']['MASE']:.3f}" for m in (SUITE, "loc:mean3")), file=sys.stderr)
     finish_run(meta)
 
-    present = {m for per in results.values() for m in per}
-    stats_order = [m for m in (*zs.STATS_MODELS, zs.MEDIAN) if m in present]
-    ours = [SUITE, "loc:mean3", "loc:theta2", "loc:median3", "avg:theta2"]
-    models = stats_order + ours
-    summary = zs.aggregate(results, tasks, models, ours)
-    notes = zs.run_notes(args, models, warm_seconds)
-    keys = ("set", "group", "freq", "m", "horizon", "n_windows", "n_series", "max_history")
-    data = {"meta": meta, "notes": notes, "summary": summary,
-            "tasks": {t["name"]: {**{k: t[k] for k in keys}, "models": results[t["name"]]} for t in tasks}}
-    report = zs.render(meta, tasks, results, summary, models, ours, notes)
-    written = write_results(args.output, report, data)
-    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    zs.write_report(args, meta, tasks, results, [SUITE, *COMBINATIONS], warm_seconds)
     return 0
 
 

@@ -112,7 +112,8 @@ def _zoned(ts: pd.Series, text: pd.Series | None) -> ParsedTimes:
 def _within_nanoseconds(col: pd.Series, name: str, src: RowSource) -> None:
     """Stamps of a coarser unit (``datetime64[s]``) may lie outside what int64 nanoseconds hold;
     converted, they would wrap around silently."""
-    naive = pd.Series(col).dt.tz_convert("UTC").dt.tz_localize(None) if pd.Series(col).dt.tz is not None else col
+    stamps = pd.Series(col)
+    naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None) if stamps.dt.tz is not None else stamps
     outside = np.flatnonzero(((naive < pd.Timestamp.min) | (naive > pd.Timestamp.max)).to_numpy())
     if outside.size:
         raise InputError(
