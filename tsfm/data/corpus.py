@@ -67,7 +67,7 @@ from tsfm.data.corpus_recipe import (
     recipe_hash,
     validate_recipe,
 )
-from tsfm.data.real import ValueFingerprints, read_real_series, table_files
+from tsfm.data.real import ValueFingerprints, origin_id, read_real_series, table_files
 from tsfm.data.synthetic import Sample
 from tsfm.data.synthetic.chaos import ChaosFailure, list_systems, working_systems
 from tsfm.errors import InputError
@@ -190,14 +190,19 @@ def _real_shards(recipe: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
         if spec["kind"] != "real" or spec["count"] == 0:
             continue
         began = time.perf_counter()
-        series = read_real_series(table_files(spec["path"], spec.get("files")), min_length=spec["length_min"])
-        if spec.get("keep_freqs"):
-            series = [e for e in series if e["freq"] in spec["keep_freqs"]]
+        read = read_real_series(table_files(spec["path"], spec.get("files")), min_length=spec["length_min"],
+                                aggregate_to=spec.get("aggregate_to", ()))
+        series = [e for e in read if e["freq"] in spec["keep_freqs"]] if spec.get("keep_freqs") else read
         excluded: list[str] = []
         if spec["exclude"]:
+            # a kept series goes when it, the series it was aggregated from or another aggregate of that
+            # series shares values with an evaluation series
             guard = ValueFingerprints.of_folders(spec["exclude"], run=spec["exclude_run"])
-            excluded = [e["item_id"] for e in series if guard.matches(e["target"])]
-            series = [e for e in series if e["item_id"] not in set(excluded)] if excluded else series
+            kept_origins = {origin_id(e["item_id"]) for e in series}
+            tainted = {origin_id(e["item_id"]) for e in read
+                       if origin_id(e["item_id"]) in kept_origins and guard.matches(e["target"])}
+            excluded = [e["item_id"] for e in series if origin_id(e["item_id"]) in tainted]
+            series = [e for e in series if origin_id(e["item_id"]) not in tainted]
         series = series[: spec["count"]]
         for e in series:  # the longest series keep their most recent length_max steps
             e["target"] = np.ascontiguousarray(e["target"][-spec["length_max"]:])

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tsfm.data.real import real_source_files
+from tsfm.data.real import AGGREGATE_ALIASES, real_source_files
 from tsfm.data.synthetic import MAX_LENGTH, Sample
 from tsfm.data.synthetic.bootstrap import bootstrap_sample
 from tsfm.data.synthetic.chaos import chaos_views, list_systems
@@ -77,8 +77,9 @@ KINDS: dict[str, GeneratorKind] = {
     "bootstrap": GeneratorKind(bootstrap_sample, 1000, reads_pool=True),
     # real: the long tables of a folder ("path", optionally only "files"), at most "count" series
     # of at least "length_min" steps; any series sharing a run of "exclude_run" values with a series
-    # of the "exclude" folders (evaluation sets) is dropped and listed in the manifest
-    "real": GeneratorKind(None, 500, frozenset({"path", "files", "exclude", "exclude_run"})),
+    # of the "exclude" folders (evaluation sets) is dropped and listed in the manifest; "aggregate_to"
+    # (MS, QS, YS) adds each finer series' calendar means at those resolutions
+    "real": GeneratorKind(None, 500, frozenset({"path", "files", "exclude", "exclude_run", "aggregate_to"})),
 }
 
 
@@ -140,6 +141,9 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
             spec.setdefault("exclude_run", 8)
             if not isinstance(spec["exclude_run"], int) or spec["exclude_run"] < 4:
                 raise InputError(f"generator {name!r}: exclude_run must be an integer >= 4")
+            aggregate_to = spec.get("aggregate_to", [])
+            if not isinstance(aggregate_to, list) or set(aggregate_to) - set(AGGREGATE_ALIASES):
+                raise InputError(f"generator {name!r}: aggregate_to must be a list of {', '.join(AGGREGATE_ALIASES)}")
         label = spec.get("label")
         if label is not None:
             if label not in MAX_LENGTH:

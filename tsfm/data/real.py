@@ -24,11 +24,17 @@ import pandas as pd
 
 from tsfm.errors import InputError
 
-__all__ = ["TABLE_SUFFIXES", "ValueFingerprints", "read_real_series", "real_source_files", "table_files"]
+__all__ = [
+    "AGGREGATE_ALIASES", "TABLE_SUFFIXES", "ValueFingerprints", "aggregate_to_calendar", "origin_id",
+    "read_real_series", "real_source_files", "table_files",
+]
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 # median step in days -> the alias a series of that step gets (period starts, as the corpus uses)
 _STEP_ALIASES = ((300.0, "YS"), (80.0, "QS"), (27.0, "MS"), (6.5, "W-SUN"), (0.9, "D"), (0.03, "h"))
+# calendar resolutions a real series can be aggregated to: (numpy unit, periods per block)
+AGGREGATE_ALIASES = {"MS": ("M", 1), "QS": ("M", 3), "YS": ("Y", 1)}
+_FINE_TO_COARSE = ("15min", "30min", "h", "D", "W-SUN", "MS", "QS", "YS")
 
 
 def table_files(folder: str | Path, names: Sequence[str] | None = None) -> list[Path]:
@@ -78,11 +84,46 @@ def _alias(ds: np.ndarray) -> str:
     return "30min" if days >= 0.015 else "15min"
 
 
-def read_real_series(files: Iterable[str | Path], min_length: int = 2) -> list[dict[str, Any]]:
+def aggregate_to_calendar(ds: np.ndarray, y: np.ndarray, alias: str) -> tuple[np.datetime64, np.ndarray] | None:
+    """Means of ``y`` over the calendar months, quarters or years (``alias`` MS, QS, YS) of ``ds``.
+
+    Temporal aggregation turns a monthly series into a real quarterly and a real yearly one, which
+    is how most published quarterly and yearly figures are made. A block is a gap (NaN) unless
+    every step in it is observed and it holds at least 90% of the steps of the median block, so
+    partial blocks count as gaps and are trimmed at either end. Returns the first block's start
+    and the block means, or None when no block is complete.
+    """
+    unit, size = AGGREGATE_ALIASES[alias]
+    keys = ds.astype(f"datetime64[{unit}]").astype(np.int64) // size  # quarters: months since 1970 // 3
+    block = keys - keys.min()
+    steps = np.bincount(block)
+    finite = np.isfinite(y)
+    observed = np.bincount(block, weights=finite.astype(np.float64), minlength=len(steps))
+    sums = np.bincount(block, weights=np.where(finite, y, 0.0), minlength=len(steps))
+    typical = np.median(steps[steps > 0])
+    complete = (steps > 0) & (observed == steps) & (steps >= 0.9 * typical)
+    kept = np.flatnonzero(complete)
+    if len(kept) == 0:
+        return None
+    means = np.where(complete, sums / np.maximum(steps, 1), np.nan)[kept[0]: kept[-1] + 1]
+    start = np.datetime64(int((keys.min() + kept[0]) * size), unit).astype("datetime64[s]")
+    return start, means
+
+
+def origin_id(item_id: str) -> str:
+    """The series an entry was read from: ``tsdl/x@QS`` (x aggregated to quarters) -> ``tsdl/x``."""
+    stem, _, alias = item_id.rpartition("@")
+    return stem if stem and alias in AGGREGATE_ALIASES else item_id
+
+
+def read_real_series(files: Iterable[str | Path], min_length: int = 2,
+                     aggregate_to: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Series of long tables as corpus entries, in file then ``unique_id`` order.
 
     Leading and trailing gaps are trimmed; series shorter than ``min_length`` observed-or-gap
-    steps are dropped. ``item_id`` is ``<file stem>/<unique_id>``.
+    steps are dropped. ``item_id`` is ``<file stem>/<unique_id>``. Each series finer than an
+    alias of ``aggregate_to`` (MS, QS, YS) is followed by its calendar aggregate to it
+    (:func:`aggregate_to_calendar`), ``item_id`` ``<file stem>/<unique_id>@<alias>``.
     """
     entries = []
     for path in map(Path, files):
@@ -93,11 +134,19 @@ def read_real_series(files: Iterable[str | Path], min_length: int = 2) -> list[d
             if len(observed) == 0:
                 continue
             first, last = observed[0], observed[-1] + 1
-            if last - first < min_length:
-                continue
             ds = group["ds"].to_numpy()[first:last]
-            entries.append({"item_id": f"{stem}/{uid}", "start": np.datetime_as_string(ds[0], unit="s"),
-                            "freq": _alias(ds), "target": y[first:last].astype(np.float32)})
+            freq = _alias(ds)
+            if last - first >= min_length:
+                entries.append({"item_id": f"{stem}/{uid}", "start": np.datetime_as_string(ds[0], unit="s"),
+                                "freq": freq, "target": y[first:last].astype(np.float32)})
+            for alias in aggregate_to:
+                if _FINE_TO_COARSE.index(alias) <= _FINE_TO_COARSE.index(freq):
+                    continue
+                aggregate = aggregate_to_calendar(ds, y[first:last], alias)
+                if aggregate is not None and len(aggregate[1]) >= min_length:
+                    entries.append({"item_id": f"{stem}/{uid}@{alias}", "freq": alias,
+                                    "start": np.datetime_as_string(aggregate[0], unit="s"),
+                                    "target": aggregate[1].astype(np.float32)})
     return entries
 
 
