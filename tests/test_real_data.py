@@ -12,7 +12,7 @@ import yaml
 from tsfm.data.corpus import build_corpus
 from tsfm.data.corpus_reading import load_corpus, read_manifest
 from tsfm.data.corpus_recipe import recipe_hash, validate_recipe
-from tsfm.data.real import ValueFingerprints, read_real_series
+from tsfm.data.real import ValueFingerprints, aggregate_to_calendar, read_real_series
 from tsfm.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +101,59 @@ def test_keep_freqs_keeps_only_the_real_series_of_those_frequencies(real_folder,
     spec["generators"]["real"]["keep_freqs"] = ["MS", "h"]
     real = load_corpus(build_corpus(spec, tmp_path / "c", progress=False), generators=["real"])
     assert [(e["item_id"], e["freq"]) for e in real] == [("series/b_monthly", "MS"), ("series/e_hourly", "h")]
+
+
+def test_calendar_aggregates_are_block_means_with_partial_and_gappy_blocks_left_out() -> None:
+    months = np.arange("1990-02", "1992-06", dtype="datetime64[M]").astype("datetime64[ms]")
+    y = np.arange(len(months), dtype=np.float64)  # Feb 1990 .. May 1992
+    y[14] = np.nan  # April 1991
+    start, quarters = aggregate_to_calendar(months, y, "QS")
+    # Q1 1990 and Q2 1992 hold 2 months of 3: trimmed; Q2 1991 (April) has a gap
+    assert start == np.datetime64("1990-04-01T00:00:00")
+    np.testing.assert_allclose(quarters, [3, 6, 9, 12, np.nan, 18, 21, 24])
+    start, years = aggregate_to_calendar(months, np.arange(len(months), dtype=np.float64), "YS")
+    assert start == np.datetime64("1991-01-01T00:00:00") and years.tolist() == [16.5]  # 1990, 1992 partial
+    weeks = np.arange(np.datetime64("2001-01-07"), np.datetime64("2001-12-31"), np.timedelta64(7, "D"))
+    start, quarters = aggregate_to_calendar(weeks.astype("datetime64[ms]"), np.ones(len(weeks)), "QS")
+    assert start == np.datetime64("2001-01-01T00:00:00") and quarters.tolist() == [1.0] * 4  # 13 or 14 weeks each
+
+
+def test_real_series_are_aggregated_only_to_coarser_resolutions(real_folder) -> None:
+    entries = read_real_series([real_folder / "series.parquet"], min_length=3, aggregate_to=["QS", "YS"])
+    ids = [(e["item_id"], e["freq"], len(e["target"])) for e in entries]
+    assert ids == [("series/a_yearly", "YS", 25),
+                   ("series/b_monthly", "MS", 60), ("series/b_monthly@QS", "QS", 20), ("series/b_monthly@YS", "YS", 5),
+                   ("series/c_gappy", "W-SUN", 51), ("series/c_gappy@QS", "QS", 3),
+                   ("series/d_short", "QS", 5), ("series/e_hourly", "h", 200)]
+    monthly = entries[1]["target"].astype(np.float64)
+    np.testing.assert_allclose(entries[2]["target"], monthly.reshape(20, 3).mean(axis=1), rtol=1e-6)
+    assert entries[2]["start"] == entries[1]["start"] == "1990-01-01T00:00:00"
+    assert np.isnan(entries[5]["target"]).tolist() == [False, True, False]  # Q3 2000 holds the weekly gap
+
+
+def test_an_aggregate_or_its_origin_sharing_values_with_evaluation_data_keeps_both_out(real_folder, tmp_path) -> None:
+    spec = recipe(real_folder)
+    spec["generators"]["real"].update(aggregate_to=["QS"], keep_freqs=["QS"], length_min=3)
+    built = load_corpus(build_corpus(spec, tmp_path / "a", progress=False), generators=["real"])
+    assert [e["item_id"] for e in built] == ["series/b_monthly@QS", "series/c_gappy@QS", "series/d_short"]
+    monthly = pd.read_parquet(real_folder / "series.parquet").query("unique_id == 'b_monthly'")
+    # evaluation data holding the monthly series' quarterly totals (an aggregate of it, rescaled) ...
+    totals = tmp_path / "totals"
+    totals.mkdir()
+    pd.DataFrame({"unique_id": "q", "ds": pd.date_range("1990-01-01", periods=20, freq="QS"),
+                  "y": monthly["y"].to_numpy().reshape(20, 3).sum(axis=1)}).to_csv(totals / "t.csv", index=False)
+    # ... or a stretch of the monthly series itself, which the corpus never keeps at its own resolution
+    stretch = tmp_path / "stretch"
+    stretch.mkdir()
+    monthly.iloc[10:30].assign(unique_id="m").to_csv(stretch / "t.csv", index=False)
+    for evaluation in (totals, stretch):
+        spec["generators"]["real"]["exclude"] = [str(evaluation)]
+        out = build_corpus(spec, tmp_path / evaluation.name / "corpus", progress=False)
+        assert read_manifest(out)["generators"]["real"]["excluded"] == ["series/b_monthly@QS"]
+        assert [e["item_id"] for e in load_corpus(out, generators=["real"])] == ["series/c_gappy@QS",
+                                                                                 "series/d_short"]
+    with pytest.raises(InputError, match="aggregate_to must be a list of MS, QS, YS"):
+        validate_recipe({"generators": {"real": {"path": str(real_folder), "aggregate_to": ["W"]}}})
 
 
 def test_new_data_makes_a_new_corpus(real_folder) -> None:

@@ -88,10 +88,11 @@ def aggregate_to_calendar(ds: np.ndarray, y: np.ndarray, alias: str) -> tuple[np
     """Means of ``y`` over the calendar months, quarters or years (``alias`` MS, QS, YS) of ``ds``.
 
     Temporal aggregation turns a monthly series into a real quarterly and a real yearly one, which
-    is how most published quarterly and yearly figures are made. A block is a gap (NaN) unless
-    every step in it is observed and it holds at least 90% of the steps of the median block, so
-    partial blocks count as gaps and are trimmed at either end. Returns the first block's start
-    and the block means, or None when no block is complete.
+    is how most published quarterly and yearly figures are made. A block counts when every step
+    in it is observed and it holds as many steps as the series' regular grid puts into a block of
+    its length (steps of months count months, finer steps count days); other blocks are gaps
+    (NaN), trimmed at either end. Returns the first block's start and the block means, or None
+    when no block is complete.
     """
     unit, size = AGGREGATE_ALIASES[alias]
     keys = ds.astype(f"datetime64[{unit}]").astype(np.int64) // size  # quarters: months since 1970 // 3
@@ -100,14 +101,20 @@ def aggregate_to_calendar(ds: np.ndarray, y: np.ndarray, alias: str) -> tuple[np
     finite = np.isfinite(y)
     observed = np.bincount(block, weights=finite.astype(np.float64), minlength=len(steps))
     sums = np.bincount(block, weights=np.where(finite, y, 0.0), minlength=len(steps))
-    typical = np.median(steps[steps > 0])
-    complete = (steps > 0) & (observed == steps) & (steps >= 0.9 * typical)
+    edges = np.array([np.datetime64(int(k * size), unit) for k in range(keys.min(), keys.max() + 2)])
+    months = ds.astype("datetime64[M]").astype(np.int64)
+    if len(ds) > 1 and np.median(np.diff(months)) >= 1:  # a monthly or quarterly grid: count in months
+        span, step = np.diff(edges.astype("datetime64[M]").astype(np.int64)), np.median(np.diff(months))
+    else:  # a grid of days, weeks or hours: a block of D days holds floor(D / step) or one more steps
+        seconds = ds.astype("datetime64[s]").astype(np.int64)
+        span = np.diff(edges.astype("datetime64[s]").astype(np.int64))
+        step = np.median(np.diff(seconds)) if len(ds) > 1 else span.max()
+    complete = (steps > 0) & (observed == steps) & (steps >= np.floor(span / step + 1e-9))
     kept = np.flatnonzero(complete)
     if len(kept) == 0:
         return None
     means = np.where(complete, sums / np.maximum(steps, 1), np.nan)[kept[0]: kept[-1] + 1]
-    start = np.datetime64(int((keys.min() + kept[0]) * size), unit).astype("datetime64[s]")
-    return start, means
+    return edges[kept[0]].astype("datetime64[s]"), means
 
 
 def origin_id(item_id: str) -> str:
