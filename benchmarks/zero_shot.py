@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-history", type=int, default=0,
                         help="give every model only the last N points of each series before each window "
                         "(default 0: all of them)")
+    parser.add_argument("--integer-steps", action="store_true",
+                        help="give tsfm models each series with its step numbers 1..n for timestamps and no "
+                        "frequency (statistical models keep the dates and the task's season)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "zero_shot.md",
                         help="markdown report path; the JSON goes next to it")
     parser.add_argument("--num-threads", type=int, default=1,
@@ -153,14 +156,25 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), kwargs
 
 
-def tsfm_fn(spec: str, task: dict[str, Any]) -> Callable:
-    """``context_df -> forecast_df`` through the public API, exactly as a user calls it."""
+def tsfm_fn(spec: str, task: dict[str, Any], integer_steps: bool = False) -> Callable:
+    """``context_df -> forecast_df`` through the public API, exactly as a user calls it; with
+    ``integer_steps`` each series' timestamps become its step numbers 1..n (no frequency given, as
+    with tables that carry no dates) and the forecast's steps are put back on the task's dates."""
+    import pandas as pd
+
     from tsfm import Forecaster
 
     name, kwargs = parse_model_spec(spec)
 
     def forecast(context):
-        return Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES, **kwargs).fit(context).predict()
+        if not integer_steps:
+            return Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES, **kwargs).fit(context).predict()
+        steps = context.sort_values(["unique_id", "ds"]).assign(ds=lambda d: d.groupby("unique_id").cumcount() + 1)
+        out = Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES, **kwargs).fit(steps).predict()
+        last = context.groupby("unique_id")["ds"].max()
+        ahead = out["ds"] - out["unique_id"].map(steps.groupby("unique_id")["ds"].max())
+        offset = pd.tseries.frequencies.to_offset(task["freq"])
+        return out.assign(ds=[last[u] + int(k) * offset for u, k in zip(out["unique_id"], ahead)])
 
     return forecast
 
@@ -439,6 +453,10 @@ def run_notes(args: argparse.Namespace, models: list[str], warm_seconds: dict[st
     if args.max_history:
         notes.insert(1, f"History: every model read only the last {args.max_history} points of each series before "
                      "each window (--max-history), as if the series were that short.")
+    if args.integer_steps:
+        notes.insert(1, "Integer steps (--integer-steps): tsfm models read each series with its step numbers 1..n "
+                     "as timestamps and no frequency, as from a table without dates; the statistical models "
+                     "keep the dates and the task's season, as a user would give statsforecast season_length.")
     if args.reuse:
         notes.insert(1, f"Rows of models not run here come from `{args.reuse}` (same tasks and windows).")
     return notes
@@ -460,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     # statsforecast's optimisers warn per fit ("possible convergence problem"): thousands of lines
     warnings.filterwarnings("ignore", category=UserWarning, module=r"statsforecast\.")
     makers = {name: (lambda task, name=name: statsforecast_fn(name, task)) for name in run_stats}
-    makers.update({name: (lambda task, name=name: tsfm_fn(name, task)) for name in tsfm_models})
+    makers.update({name: (lambda task, name=name: tsfm_fn(name, task, args.integer_steps)) for name in tsfm_models})
     warm_seconds = warm_up(makers)
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
