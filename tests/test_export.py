@@ -26,7 +26,7 @@ from tsfm.export.quantize import calibration_windows, quantize_onnx
 from tsfm.hub import load_model, save_pretrained
 from tsfm.models.ttm import TTM, TTMConfig
 from tsfm.pipeline import torch_step
-from tsfm_runtime.freq import resolution_name
+from tsfm_runtime.freq import infer_resolution, resolution_name
 from tsfm_runtime.rules import floor_at_zero, pin_constants, rollout
 
 torch.set_num_threads(1)
@@ -207,8 +207,9 @@ def test_runtime_input_shapes_and_truncation(exported, model):
     series = np.sin(np.arange(100) / 3).astype(np.float32) * 5 + 20
     one = edge.predict(series)  # [L] -> [1, H, 1, Q]; 100 > 64 keeps the last 64
     two = edge.predict(np.stack([series, series + 1]))  # [B, L]
+    token = FREQ_VOCAB.index(resolution_name(infer_resolution([series])))  # no freq: the seasons decide
     with torch.no_grad():
-        want = model(torch.from_numpy(series[-64:, None][None]), None, torch.zeros(1, dtype=torch.long)).numpy()
+        want = model(torch.from_numpy(series[-64:, None][None]), None, torch.full((1,), token)).numpy()
     assert one.shape == (1, 16, 1, 9) and two.shape == (2, 16, 1, 9)
     assert _rel(one, want) < 1e-4
     assert np.allclose(two[1] - two[0], 1.0, atol=1e-3)  # the graph scales: a shifted series, a shifted forecast

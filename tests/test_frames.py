@@ -19,6 +19,7 @@ from tsfm.data.loading import load_series
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import read_table
 from tsfm.errors import InputError
+from tsfm_runtime.freq import NON_SEASONAL, infer_resolution
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -229,6 +230,42 @@ def test_timezone_aware_stamps_are_compared_in_utc():
 def test_integer_years_parse_as_yearly():
     s = load_series(pd.DataFrame({"year": np.arange(1990, 2000), "v": np.arange(10.0)}), time_col="year")
     assert s.freq == "YS" and s.starts[0] == pd.Timestamp("1990-01-01")
+
+
+def seasonal_steps(period: float, n_series: int = 3, length: int = 120, seed: int = 0,
+                   noise: float = 1.0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    return [50 + 0.2 * t + 4 * np.sin(2 * np.pi * t / period + rng.uniform(0, 6)) + rng.normal(0, noise, length)
+            for _ in range(n_series)]
+
+
+def test_the_resolution_of_integer_steps_is_read_from_their_seasons():
+    assert infer_resolution(seasonal_steps(12)) == "MS"
+    assert infer_resolution(seasonal_steps(4, length=40)) == "QS"
+    assert infer_resolution(seasonal_steps(24, length=400)) == "h"
+    assert infer_resolution(seasonal_steps(365.25 / 7, length=400, noise=0.2)) == "W"  # not a whole number of weeks
+    # a harmonic is not a season: a monthly season also peaks at 24 steps, tested on the few long series
+    assert infer_resolution(seasonal_steps(12, n_series=4, length=40) + seasonal_steps(12, 2, length=200, seed=1)) \
+        == "MS"
+    walks = [np.cumsum(np.random.default_rng(i).normal(1, 1, 80)) for i in range(5)]
+    assert infer_resolution(walks) == infer_resolution([]) == NON_SEASONAL  # trends and noise are no season
+    gappy = seasonal_steps(12)
+    gappy[0][[5, 6, 40]] = np.nan
+    assert infer_resolution(gappy) == "MS"
+
+
+def test_integer_steps_without_freq_get_the_inferred_resolution_but_their_own_horizon():
+    rows = [pd.DataFrame({"unique_id": f"s{i}", "t": np.arange(1, 121), "y": y})
+            for i, y in enumerate(seasonal_steps(12))]
+    steps = load_series(pd.concat(rows), time_col="t")
+    assert steps.step_index and steps.inferred == "MS" and steps.resolution is None
+    assert steps.freq_info.season == 12 and steps.default_horizon == 14  # the horizon stays the steps' default
+    told = load_series(pd.concat(rows), time_col="t", freq="QS")
+    assert told.inferred is None and told.freq_info.season == 4 and told.default_horizon == 8
+    dated = load_series(pd.concat(rows).assign(t=lambda d: pd.date_range("2000-01-01", periods=120, freq="D")
+                                                .repeat(1)[d.t - 1]), time_col="t")
+    assert dated.inferred is None and dated.freq_info.season == 7
 
 
 # ------------------------------------------------------------------ gaps and fill

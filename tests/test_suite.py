@@ -389,6 +389,37 @@ def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, on
                                    rtol=1e-4, atol=1e-4)
 
 
+def monthly_steps(length: int, n_series: int = 3) -> pd.DataFrame:
+    """Monthly-seasonal series whose time column holds step numbers, not dates."""
+    rng = np.random.default_rng(1)
+    t = np.arange(length)
+    return pd.concat([pd.DataFrame({"unique_id": f"s{i}", "t": t + 1,
+                                    "y": 20 + 5 * np.sin(2 * np.pi * t / 12 + i) + rng.normal(0, 0.5, length)})
+                      for i in range(n_series)])
+
+
+def test_integer_steps_are_served_as_the_resolution_their_seasons_suggest(exported_suite, one_torch_thread) -> None:
+    """Without dates or --freq the suite reads the steps as monthly from their seasons: it picks the
+    monthly specialist (`mini-16` here) where the unknown resolution got the long-history variant, the
+    horizon stays the steps' own, and the exported suite chooses and forecasts the same from arrays."""
+    import tsfm_runtime
+    from tsfm import Forecaster
+
+    df = monthly_steps(60)
+    fitted = Forecaster(model="mini", time_col="t").fit(df)
+    assert fitted.series_.inferred == "MS" and fitted.model_name_ == "mini-16" and fitted.horizon_ == 14
+    assert "integer steps read as MS from their seasons" in fitted.plan_.reason
+    told = Forecaster(model="mini", time_col="t", freq="D").fit(df)  # the user's word wins
+    assert told.series_.inferred is None and told.model_name_ == "mini-64" and told.horizon_ == 14
+    edge = tsfm_runtime.load(exported_suite)
+    values = np.stack([g["y"].to_numpy() for _, g in df.groupby("unique_id")])
+    assert edge.chosen(values) == "mini-16" and edge.chosen(values, freq="D") == "mini-64"
+    levels = tuple(edge.quantiles)
+    want = Forecaster(model="mini", time_col="t", horizon=12, quantiles=levels).fit(df).predict()
+    np.testing.assert_allclose(edge.predict(values, horizon=12)[:, :, 0].reshape(-1, len(levels)),
+                               want[list(map(str, levels))], rtol=1e-4, atol=1e-4)
+
+
 def test_cli_exports_a_suite_to_a_folder_only(suite_dir, tmp_path) -> None:
     from typer.testing import CliRunner
 

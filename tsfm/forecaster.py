@@ -307,7 +307,7 @@ class Forecaster:
         from tsfm import auto
         from tsfm.pipeline import Plan, typical_history
 
-        h = h or (int(self.horizon) if self.horizon is not None else series.freq_info.horizon)
+        h = h or (int(self.horizon) if self.horizon is not None else series.default_horizon)
         self.device_ = self._device()
         calibrate = auto.CALIBRATE if self.calibration_windows is None else self.calibration_windows > 0
         ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
@@ -322,7 +322,7 @@ class Forecaster:
         """The fitted attributes: the series' context, frequency, horizon and quantile columns."""
         self.series_ = series
         self.freq_ = series.freq
-        self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
+        self.horizon_ = int(self.horizon) if self.horizon is not None else series.default_horizon
         self.levels_, self.quantile_names_ = levels, names
         self.series_ids_ = list(series.ids)
         self.X_future_ = None
@@ -409,7 +409,7 @@ class Forecaster:
         if not hasattr(self, "plan_"):
             self._plan(series)
         if not hasattr(self, "horizon_"):
-            self.horizon_ = int(self.horizon) if self.horizon is not None else series.freq_info.horizon
+            self.horizon_ = int(self.horizon) if self.horizon is not None else series.default_horizon
         h = int(h) if h is not None else self.horizon_
         _check_future_fits(series, h)
         self.notes_: list[str] = []  # one line per "auto" member that failed on some series

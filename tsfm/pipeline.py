@@ -27,6 +27,7 @@ from tsfm.errors import InputError
 from tsfm.hub import load_model, load_suite
 from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm_runtime import rules
+from tsfm_runtime.freq import NON_SEASONAL
 
 ONNX_SUFFIX = ".onnx"
 
@@ -78,6 +79,10 @@ def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = N
     log_note = (f"; positive contexts in log space, --log-scale {mode}"
                 if rules.log_scale_applies(mode, info.season) else "")
     special = f", {info.name} data" if suite.spec.is_specialist(suite.variant_of(chosen), info.name) else ""
+    if series.inferred and not series.resolution:
+        special += (f", integer steps read as {series.inferred} from their seasons (--freq says what a step is)"
+                    if series.inferred != NON_SEASONAL else
+                    ", integer steps with no season, served like yearly data (--freq says what a step is)")
     reason = f"model {chosen} (from suite {model}: median history {history:g} points{special}{log_note})"
     return Plan(chosen, mode, history, reason, int(windows))
 

@@ -55,6 +55,12 @@ def _log_mode(log_scale: bool | str | None, default: str) -> str:
     return str(log_scale)
 
 
+def _inferred_freq(values: np.ndarray, mask: np.ndarray) -> str:
+    """The resolution the first channel's seasons suggest, for a batch given without ``freq``
+    (``tsfm_runtime.freq.infer_resolution``, as the package does for integer steps)."""
+    return freqs.infer_resolution(list(np.where(mask[..., 0] > 0, values[..., 0], np.nan)))
+
+
 def _season(freq) -> int:
     """Seasonal period of one frequency alias for the whole batch (1 when unknown or per-series)."""
     if not isinstance(freq, str):
@@ -228,9 +234,11 @@ class EdgeModel:
 
         ``past_values``: ``[L]``, ``[B, L]`` or ``[B, L, C]`` raw values, NaN where missing;
         ``past_mask``: same shape, 1 = observed (optional); ``freq``: one alias or token for the
-        batch, or one per series; ``horizon``: steps (default ``default_horizon``), rolled out
-        past the graph's ``horizon``; ``nonnegative``: floor at zero the channels whose context
-        has no negative value (None), every channel (True) or none (False); ``log_scale``: True
+        batch, or one per series (None: the resolution the first channel's seasons suggest,
+        ``tsfm_runtime.freq.infer_resolution``, as the package reads integer steps); ``horizon``:
+        steps (default ``default_horizon``), rolled out past the graph's ``horizon``;
+        ``nonnegative``: floor at zero the channels whose context has no negative value (None),
+        every channel (True) or none (False); ``log_scale``: True
         forecasts strictly positive channels in log space, or a mode ("seasonal", "positive", "never");
         ``calibration_windows``: backtests inside the given histories that calibrate the intervals
         (``tsfm_runtime.rules.backtest_widening``; 0: none).
@@ -241,6 +249,7 @@ class EdgeModel:
         if horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
         values, mask = as_windows(past_values, past_mask, self.channels)
+        freq = _inferred_freq(values, mask) if freq is None else freq
         if calibration_windows == 0:
             values, mask = rules.fit_context(values, mask, self.context_length)
         empty = np.argwhere(~(mask[:, -self.context_length:] > 0).any(axis=1))
@@ -264,7 +273,8 @@ class EdgeSuite:
     """An exported suite: ``predict`` chooses the checkpoint for the batch, as the package does.
 
     The choice reads the batch's typical (median) observed history and its frequency (``freq``,
-    one alias for the batch); ``chosen(...)`` says which checkpoint a batch gets. ``quantiles``
+    one alias for the batch; None: inferred from the seasons, as ``EdgeModel.predict`` does);
+    ``chosen(...)`` says which checkpoint a batch gets. ``quantiles``
     are shared by every checkpoint of the suite.
     """
 
@@ -293,6 +303,7 @@ class EdgeSuite:
 
     def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | None) -> str:
         history = float(np.median((mask > 0).any(axis=2).sum(axis=1)))
+        freq = _inferred_freq(values, mask) if freq is None else freq
         name = freqs.resolution_name(freq) if isinstance(freq, str) else ""
         season = freqs.season_and_horizon(name)[0]
         return self.spec.select(history, season, name, lambda variant: self.member(variant).context_length)
@@ -309,6 +320,7 @@ class EdgeSuite:
         model = self.member(self._choose(values, mask, freq))
         if horizon is None and freq is not None:
             horizon = freqs.season_and_horizon(freqs.resolution_name(freq))[1]
+        freq = _inferred_freq(values, mask) if freq is None else freq  # the token and season the choice read
         windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
         return model.predict(values, mask, freq, horizon, nonnegative,
                              _log_mode(log_scale, self.spec.log_scale), windows)

@@ -35,6 +35,7 @@ from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import clean_columns, read_header, read_table
 from tsfm.data.validation import check_duplicates, check_observed
 from tsfm.errors import InputError
+from tsfm_runtime.freq import infer_resolution
 
 FILL_MODES: tuple[str, ...] = ("mask", "ffill", "interpolate", "zero")
 # Observed magnitudes float32 and the models' scalers handle as they are; a series whose largest
@@ -145,6 +146,8 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
     values = on_grid(rows.values, scales)
     check_observed(rows, seg, min_length)
     split = lambda a: np.split(a, seg_start[1:])  # noqa: E731
+    # integer steps without --freq: the seasons say what a step most likely is
+    inferred = infer_resolution([v[:, 0] for v in split(values)]) if rows.steps and resolution is None else None
     starts = pd.DatetimeIndex(rows.times[seg.first].astype("datetime64[ns]"))
     return SeriesSet(
         ids=list(rows.ids),
@@ -155,7 +158,8 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
         past_exog=split(on_grid(rows.past)) if rows.past.shape[1] else None,
         future_exog=split(on_grid(rows.future)) if rows.future.shape[1] else None,
         n_gaps=[int(g) for g in lengths - seg.counts],
-        tz=rows.tz, wall_time=rows.wall, step_index=rows.steps, resolution=resolution, scales=scales,
+        tz=rows.tz, wall_time=rows.wall, step_index=rows.steps, resolution=resolution, inferred=inferred,
+        scales=scales,
         month_first=rows.slash_dates,
     )
 

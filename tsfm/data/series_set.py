@@ -28,7 +28,9 @@ class SeriesSet:
     else UTC; ``timestamps``/``last_timestamp``/``future_index`` give them back in ``tz``.
     ``step_index``: the time column was plain integers (stamps are those integers as ns; the
     methods above give integers back); ``resolution`` is then the user's ``--freq`` (season,
-    default horizon, resolution token). ``scales [N, C]`` (None = all 1): the user's values are
+    default horizon, resolution token), and without it ``inferred`` is the resolution their
+    seasons suggest (``tsfm_runtime.freq.infer_resolution``), which sets the season, the token and
+    the suite's choice but not the default horizon. ``scales [N, C]`` (None = all 1): the user's values are
     ``values[i] * scales[i]`` (float64); only series outside ``SAFE_MAGNITUDE`` get a factor.
     """
 
@@ -48,6 +50,7 @@ class SeriesSet:
     wall_time: bool = True
     step_index: bool = False
     resolution: str | None = None
+    inferred: str | None = None
     scales: np.ndarray | None = None
     month_first: bool = False  # stamps were dd/mm-or-mm/dd text that could not tell, read month-first
 
@@ -68,7 +71,12 @@ class SeriesSet:
 
     @property
     def freq_info(self) -> FreqInfo:
-        return freq_info(self.resolution or self.freq)
+        return freq_info(self.resolution or self.inferred or self.freq)
+
+    @property
+    def default_horizon(self) -> int:
+        """The horizon when none is asked for: the resolution's, 14 steps for integer steps without ``--freq``."""
+        return freq_info(self.resolution or self.freq).horizon
 
     def user_stamps(self, naive: pd.DatetimeIndex) -> pd.Index:
         """Internal naive stamps as the user wrote them: in their zone, or integers for a step index."""
