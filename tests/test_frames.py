@@ -19,7 +19,7 @@ from tsfm.data.loading import load_series
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import read_table
 from tsfm.errors import InputError
-from tsfm_runtime.freq import NON_SEASONAL, infer_resolution
+from tsfm_runtime.freq import NON_SEASONAL, infer_resolution, resolution_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -225,6 +225,16 @@ def test_timezone_aware_stamps_are_compared_in_utc():
     # hourly text with two UTC offsets: the grid is in UTC, and the zone itself is unknown, so stamps come back in UTC
     assert s.starts[0] == pd.Timestamp("2021-03-27 00:00") and str(s.timestamps(0).tz) == "UTC"
     assert s.timestamps(0).equals(ds.tz_convert("UTC"))
+
+
+def test_business_month_quarter_and_year_stamps_keep_their_resolution():
+    """Month-end closing prices sit on the last business day: still monthly data (season 12, the
+    monthly horizon and models); semi-monthly data has no resolution of its own."""
+    assert [resolution_name(a) for a in ("BME", "BMS", "CBME", "BQE-DEC", "BQS-OCT", "BYE", "BA", "SMS")] == \
+        ["M", "M", "M", "Q", "Q", "Y", "Y", ""]
+    ds = pd.date_range("2001-01-01", periods=40, freq="BQS")
+    s = load_series(pd.DataFrame({"ds": ds, "y": np.arange(40.0)}))
+    assert s.freq.startswith("BQS") and (s.freq_info.season, s.default_horizon) == (4, 8)
 
 
 def test_integer_years_parse_as_yearly():

@@ -32,12 +32,12 @@ _BASES = {
     "S": "s", "T": "min", "MIN": "min", "H": "h", "D": "D", "B": "B", "W": "W",
     "M": "M", "ME": "M", "MS": "M", "Q": "Q", "QE": "Q", "QS": "Q",
     "Y": "Y", "YE": "Y", "YS": "Y", "A": "Y", "AS": "Y",
+    # stamped on business days (the last trading day of a month...): still one value a month, quarter, year
+    "BM": "M", "BME": "M", "BMS": "M", "CBM": "M", "CBME": "M", "CBMS": "M",
+    "BQ": "Q", "BQE": "Q", "BQS": "Q", "BA": "Y", "BAS": "Y", "BY": "Y", "BYE": "Y", "BYS": "Y",
 }
 # pandas aliases that are valid but have no resolution (token 0).
-_NO_RESOLUTION = {
-    "L", "U", "US", "N", "NS", "C", "BH", "CBH", "BM", "BME", "BMS", "CBM", "CBME", "CBMS", "SM", "SME",
-    "SMS", "BQ", "BQE", "BQS", "BA", "BAS", "BY", "BYE", "BYS", "WOM",
-}
+_NO_RESOLUTION = {"L", "U", "US", "N", "NS", "C", "BH", "CBH", "SM", "SME", "SMS", "WOM"}
 # (base, multiple) -> resolution name: 60 minutes is hourly, 3 months quarterly...
 _MULTIPLES = {
     ("s", 60): "min", ("min", 60): "h", ("min", 5): "5min", ("min", 10): "10min", ("min", 15): "15min",
