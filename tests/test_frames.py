@@ -237,6 +237,18 @@ def test_business_month_quarter_and_year_stamps_keep_their_resolution():
     assert s.freq.startswith("BQS") and (s.freq_info.season, s.default_horizon) == (4, 8)
 
 
+def test_decimal_years_of_months_and_quarters_parse_as_dates():
+    """R's time() of a monthly ts, written with three decimals, and of a quarterly one."""
+    months = load_series(pd.DataFrame({"t": np.round(1949 + np.arange(30) / 12, 3), "v": np.arange(30.0)}),
+                         time_col="t")
+    assert months.freq == "MS" and months.starts[0] == pd.Timestamp("1949-01-01")
+    assert months.timestamps(0)[-1] == pd.Timestamp("1951-06-01")
+    quarters = load_series(pd.DataFrame({"t": 1990.5 + np.arange(12) / 4, "v": np.arange(12.0)}), time_col="t")
+    assert quarters.freq.startswith("QS") and quarters.starts[0] == pd.Timestamp("1990-07-01")
+    with pytest.raises(InputError, match="decimal years of months or quarters"):
+        load_series(pd.DataFrame({"t": 1990 + np.arange(60) / 52, "v": np.arange(60.0)}), time_col="t")
+
+
 def test_integer_years_parse_as_yearly():
     s = load_series(pd.DataFrame({"year": np.arange(1990, 2000), "v": np.arange(10.0)}), time_col="year")
     assert s.freq == "YS" and s.starts[0] == pd.Timestamp("1990-01-01")

@@ -66,6 +66,9 @@ def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
     if (ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col)) and not ptypes.is_datetime64_any_dtype(col):
         vals = col.to_numpy()
         if ptypes.is_bool_dtype(col) or not bool(np.all(np.mod(vals, 1) == 0)):
+            decimal = None if ptypes.is_bool_dtype(col) else _decimal_years(vals.astype(np.float64))
+            if decimal is not None:
+                return ParsedTimes(decimal.to_numpy(dtype="datetime64[ns]").astype(np.int64))
             _parse_years(col, name)  # raises: numbers that are neither years nor integer steps
         ints = vals.astype(np.int64)
         if ints.min() >= FIRST_YEAR and ints.max() <= LAST_YEAR:
@@ -129,14 +132,28 @@ def _no_missing_times(col: pd.Series, name: str, src: RowSource) -> None:
         raise InputError(f"missing timestamp in column '{name}' at {src.at(int(missing[0]))}; fill or drop that row")
 
 
+def _decimal_years(vals: np.ndarray) -> pd.Series | None:
+    """R's ``time()`` of a monthly or quarterly ``ts`` (year + (month - 1) / 12, written with a few
+    decimals) as month or quarter starts; None for other numbers."""
+    if not np.isfinite(vals).all() or vals.min() < FIRST_YEAR or vals.max() >= LAST_YEAR + 1:
+        return None
+    for per_year in (4, 12):  # quarters first: they lie on the monthly grid too
+        periods = vals * per_year
+        if np.all(np.abs(periods - np.round(periods)) < 0.01):
+            year, part = np.divmod(np.round(periods).astype(np.int64), per_year)
+            return pd.Series(pd.to_datetime(pd.DataFrame({"year": year, "month": part * (12 // per_year) + 1,
+                                                          "day": 1})))
+    return None
+
+
 def _parse_years(col: pd.Series, name: str) -> pd.Series:
     vals = col.to_numpy()
     integral = ptypes.is_integer_dtype(col) or bool(np.all(np.mod(vals, 1) == 0))
     if integral and vals.min() >= FIRST_YEAR and vals.max() <= LAST_YEAR:
         return pd.Series(pd.to_datetime(vals.astype(np.int64).astype(str), format="%Y"))
     raise InputError(
-        f"time column '{name}' holds numbers that are neither years nor integer steps (first value {vals[0]!r}); "
-        "write dates like 2020-01-31 or integer steps 1, 2, 3"
+        f"time column '{name}' holds numbers that are neither years, decimal years of months or quarters (R's "
+        f"time()), nor integer steps (first value {vals[0]!r}); write dates like 2020-01-31 or integer steps 1, 2, 3"
     )
 
 
