@@ -160,6 +160,7 @@ def tsfm_fn(spec: str, task: dict[str, Any], integer_steps: bool = False) -> Cal
     """``context_df -> forecast_df`` through the public API, exactly as a user calls it; with
     ``integer_steps`` each series' timestamps become its step numbers 1..n (no frequency given, as
     with tables that carry no dates) and the forecast's steps are put back on the task's dates."""
+    import numpy as np
     import pandas as pd
 
     from tsfm import Forecaster
@@ -169,11 +170,18 @@ def tsfm_fn(spec: str, task: dict[str, Any], integer_steps: bool = False) -> Cal
     def forecast(context):
         if not integer_steps:
             return Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES, **kwargs).fit(context).predict()
-        steps = context.sort_values(["unique_id", "ds"]).assign(ds=lambda d: d.groupby("unique_id").cumcount() + 1)
+        offset = pd.tseries.frequencies.to_offset(task["freq"])
+
+        def step_numbers(ds: pd.Series) -> np.ndarray:  # positions on the task's grid: a gap stays a gap
+            position = pd.date_range(ds.min(), ds.max(), freq=offset).get_indexer(ds)
+            if (position < 0).any():
+                raise ValueError(f"{task['name']}: timestamps off the {task['freq']} grid")
+            return position + 1
+
+        steps = context.assign(ds=context.groupby("unique_id")["ds"].transform(step_numbers))
         out = Forecaster(model=name, horizon=task["horizon"], quantiles=QUANTILES, **kwargs).fit(steps).predict()
         last = context.groupby("unique_id")["ds"].max()
         ahead = out["ds"] - out["unique_id"].map(steps.groupby("unique_id")["ds"].max())
-        offset = pd.tseries.frequencies.to_offset(task["freq"])
         return out.assign(ds=[last[u] + int(k) * offset for u, k in zip(out["unique_id"], ahead)])
 
     return forecast

@@ -234,7 +234,7 @@ def test_business_month_quarter_and_year_stamps_keep_their_resolution():
         ["M", "M", "M", "Q", "Q", "Y", "Y", ""]
     ds = pd.date_range("2001-01-01", periods=40, freq="BQS")
     s = load_series(pd.DataFrame({"ds": ds, "y": np.arange(40.0)}))
-    assert s.freq.startswith("BQS") and (s.freq_info.season, s.default_horizon) == (4, 8)
+    assert s.freq.startswith("BQS") and (s.freq_info.season, s.stated_freq_info.horizon) == (4, 8)
 
 
 def test_decimal_years_of_months_and_quarters_parse_as_dates():
@@ -282,9 +282,9 @@ def test_integer_steps_without_freq_get_the_inferred_resolution_but_their_own_ho
             for i, y in enumerate(seasonal_steps(12))]
     steps = load_series(pd.concat(rows), time_col="t")
     assert steps.step_index and steps.inferred == "MS" and steps.resolution is None
-    assert steps.freq_info.season == 12 and steps.default_horizon == 14  # the horizon stays the steps' default
+    assert steps.freq_info.season == 12 and steps.stated_freq_info.horizon == 14  # the horizon stays the steps' default
     told = load_series(pd.concat(rows), time_col="t", freq="QS")
-    assert told.inferred is None and told.freq_info.season == 4 and told.default_horizon == 8
+    assert told.inferred is None and told.freq_info.season == 4 and told.stated_freq_info.horizon == 8
     dated = load_series(pd.concat(rows).assign(t=lambda d: pd.date_range("2000-01-01", periods=120, freq="D")
                                                 .repeat(1)[d.t - 1]), time_col="t")
     assert dated.inferred is None and dated.freq_info.season == 7

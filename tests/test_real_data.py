@@ -116,6 +116,9 @@ def test_calendar_aggregates_are_block_means_with_partial_and_gappy_blocks_left_
     weeks = np.arange(np.datetime64("2001-01-07"), np.datetime64("2001-12-31"), np.timedelta64(7, "D"))
     start, quarters = aggregate_to_calendar(weeks.astype("datetime64[ms]"), np.ones(len(weeks)), "QS")
     assert start == np.datetime64("2001-01-01T00:00:00") and quarters.tolist() == [1.0] * 4  # 13 or 14 weeks each
+    gap = np.delete(weeks, 30).astype("datetime64[ms]")
+    start, quarters = aggregate_to_calendar(gap, np.ones(len(gap)), "QS")
+    assert np.isnan(quarters).tolist() == [False, False, True, False]  # a week's row missing: Q3 is partial
 
 
 def test_real_series_are_aggregated_only_to_coarser_resolutions(real_folder) -> None:

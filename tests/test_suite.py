@@ -409,6 +409,9 @@ def test_integer_steps_are_served_as_the_resolution_their_seasons_suggest(export
     fitted = Forecaster(model="mini", time_col="t").fit(df)
     assert fitted.series_.inferred == "MS" and fitted.model_name_ == "mini-16" and fitted.horizon_ == 14
     assert "integer steps read as MS from their seasons" in fitted.plan_.reason
+    short = df.groupby("unique_id").tail(20)  # too short to show a season: read with the fitted resolution
+    monthly = Forecaster(model="mini", time_col="t", freq="MS", horizon=14).fit(short)
+    np.testing.assert_allclose(fitted.predict(short)["mean"], monthly.predict()["mean"])
     told = Forecaster(model="mini", time_col="t", freq="D").fit(df)  # the user's word wins
     assert told.series_.inferred is None and told.model_name_ == "mini-64" and told.horizon_ == 14
     edge = tsfm_runtime.load(exported_suite)

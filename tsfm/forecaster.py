@@ -7,6 +7,7 @@ unchanged (scikit-learn's ``clone`` relies on it); validation happens in ``fit``
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import sys
@@ -256,6 +257,13 @@ class Forecaster:
             freq=self.freq, multivariate=self.multivariate, fill=self.fill, min_length=min_length,
         )
 
+    def _with_fitted_resolution(self, series):
+        """New integer steps keep the resolution read from the fitted ones: the plan was made for it."""
+        fitted = getattr(self, "series_", None)
+        if fitted is not None and fitted.inferred and series.inferred:
+            return dataclasses.replace(series, inferred=fitted.inferred)
+        return series
+
     def _covariate_roles(self) -> tuple[list[str], list[str]]:
         """Covariate column names: the constructor's, else those a fine-tuned checkpoint was trained with."""
         saved = _checkpoint_roles(self.model)
@@ -307,7 +315,7 @@ class Forecaster:
         from tsfm import auto
         from tsfm.pipeline import Plan, typical_history
 
-        h = h or (int(self.horizon) if self.horizon is not None else series.default_horizon)
+        h = h or (int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon)
         self.device_ = self._device()
         calibrate = auto.CALIBRATE if self.calibration_windows is None else self.calibration_windows > 0
         ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
@@ -322,7 +330,7 @@ class Forecaster:
         """The fitted attributes: the series' context, frequency, horizon and quantile columns."""
         self.series_ = series
         self.freq_ = series.freq
-        self.horizon_ = int(self.horizon) if self.horizon is not None else series.default_horizon
+        self.horizon_ = int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon
         self.levels_, self.quantile_names_ = levels, names
         self.series_ids_ = list(series.ids)
         self.X_future_ = None
@@ -405,11 +413,11 @@ class Forecaster:
             levels, names = _quantile_names(self.quantiles)
             check_levels(self.model_, levels)
             self.levels_, self.quantile_names_ = levels, names
-        series = self.series_ if df is None else self._series(df)
+        series = self.series_ if df is None else self._with_fitted_resolution(self._series(df))
         if not hasattr(self, "plan_"):
             self._plan(series)
         if not hasattr(self, "horizon_"):
-            self.horizon_ = int(self.horizon) if self.horizon is not None else series.default_horizon
+            self.horizon_ = int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon
         h = int(h) if h is not None else self.horizon_
         _check_future_fits(series, h)
         self.notes_: list[str] = []  # one line per "auto" member that failed on some series
@@ -494,7 +502,7 @@ class Forecaster:
         names = dict(zip(self.quantile_names_, map(str, self.levels_)))
         forecast = cv.drop(columns=["y", "mean"]).rename(columns=names)
         return evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
-                                  int(series.freq_info.season if m is None else m), self.levels_)
+                                  int(series.stated_freq_info.season if m is None else m), self.levels_)
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:

@@ -56,9 +56,10 @@ def _log_mode(log_scale: bool | str | None, default: str) -> str:
 
 
 def _inferred_freq(values: np.ndarray, mask: np.ndarray) -> str:
-    """The resolution the first channel's seasons suggest, for a batch given without ``freq``
-    (``tsfm_runtime.freq.infer_resolution``, as the package does for integer steps)."""
-    return freqs.infer_resolution(list(np.where(mask[..., 0] > 0, values[..., 0], np.nan)))
+    """The resolution the seasons of a batch given without ``freq`` suggest (every channel;
+    ``tsfm_runtime.freq.infer_resolution``, as the package does for integer steps). Only the
+    steps passed are read: pass the whole history, a season shows only after three of them."""
+    return freqs.infer_resolution(list(np.where(mask > 0, values, np.nan)))
 
 
 def _season(freq) -> int:
@@ -234,8 +235,8 @@ class EdgeModel:
 
         ``past_values``: ``[L]``, ``[B, L]`` or ``[B, L, C]`` raw values, NaN where missing;
         ``past_mask``: same shape, 1 = observed (optional); ``freq``: one alias or token for the
-        batch, or one per series (None: the resolution the first channel's seasons suggest,
-        ``tsfm_runtime.freq.infer_resolution``, as the package reads integer steps); ``horizon``:
+        batch, or one per series (None: the resolution the values' seasons suggest, as the package
+        reads integer steps; 0: the unknown-resolution token); ``horizon``:
         steps (default ``default_horizon``), rolled out past the graph's ``horizon``;
         ``nonnegative``: floor at zero the channels whose context has no negative value (None),
         every channel (True) or none (False); ``log_scale``: True
@@ -299,12 +300,12 @@ class EdgeSuite:
 
     def chosen(self, past_values, past_mask=None, freq: str | None = None) -> str:
         """The checkpoint a batch is forecast by: its median observed length, its frequency's season."""
-        return self._choose(*as_windows(past_values, past_mask), freq)
+        values, mask = as_windows(past_values, past_mask)
+        return self._choose(values, mask, _inferred_freq(values, mask) if freq is None else freq)
 
-    def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | None) -> str:
+    def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str) -> str:
         history = float(np.median((mask > 0).any(axis=2).sum(axis=1)))
-        freq = _inferred_freq(values, mask) if freq is None else freq
-        name = freqs.resolution_name(freq) if isinstance(freq, str) else ""
+        name = freqs.resolution_name(freq)
         season = freqs.season_and_horizon(name)[0]
         return self.spec.select(history, season, name, lambda variant: self.member(variant).context_length)
 
@@ -317,10 +318,10 @@ class EdgeSuite:
         if freq is not None and not isinstance(freq, str):
             raise ValueError("a suite chooses one checkpoint per batch: give freq as one alias (e.g. 'h')")
         values, mask = as_windows(past_values, past_mask)  # once: the choice and the forecast read the same arrays
-        model = self.member(self._choose(values, mask, freq))
-        if horizon is None and freq is not None:
+        if horizon is None and freq is not None:  # an inferred resolution does not set the horizon
             horizon = freqs.season_and_horizon(freqs.resolution_name(freq))[1]
-        freq = _inferred_freq(values, mask) if freq is None else freq  # the token and season the choice read
+        freq = _inferred_freq(values, mask) if freq is None else freq
+        model = self.member(self._choose(values, mask, freq))
         windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
         return model.predict(values, mask, freq, horizon, nonnegative,
                              _log_mode(log_scale, self.spec.log_scale), windows)

@@ -9,6 +9,7 @@ their own.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -83,6 +84,11 @@ def token(name: str) -> int:
 # Seasonal periods a series of integer steps is tested for, and the resolution each one stands for.
 _PERIODS = ((4, "QS"), (7, "D"), (12, "MS"), (24, "h"), (48, "30min"), (52, "W"), (96, "15min"))
 NON_SEASONAL = "YS"  # no period found: served like yearly data, whose models expect no calendar season
+# Shorter seasons a found period may be a multiple of (a monthly season peaks again at 24 steps);
+# a weekly 52 is its own season, never four quarters.
+_HARMONIC_OF = {12: (4,), 24: (12,), 48: (12, 24), 96: (12, 24, 48)}
+_Z = 2.45  # one-sided 5% over the seven periods tested (Bonferroni); M4's check uses 1.645 for one
+_LEAST_AUTOCORRELATION = 0.1  # pooled over many long series a trace of a season is significant, not a season
 _MAX_SERIES, _MAX_STEPS = 500, 2048  # what the test reads of a large dataset (enough, and cheap)
 
 
@@ -94,56 +100,62 @@ def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
     return acov / acov[0] if acov[0] > 0 else np.zeros(lags + 1)
 
 
-def infer_resolution(series: list[np.ndarray]) -> str:
+def infer_resolution(series: Sequence[np.ndarray]) -> str:
     """The resolution a dataset of integer steps most likely has, from its seasonal period.
 
-    Each series' first differences are tested at the periods above (so that trends do not hide
-    seasons): a period is present when the autocorrelation there is the highest within a quarter
-    period either side (within a step of it from 48 steps on: 52 weeks are not quite a year), above
-    the one half a period on for short periods (where a season troughs; smooth data ripples), and
-    passes the 90% test of the M4 competition's seasonality check. A period is found in the dataset
-    when present in at least half of the series long enough to show it three times. The strongest
-    found period (median autocorrelation) wins, unless it is a harmonic: a shorter candidate that
-    divides it, is present in a third of its own series and reaches 80% of its strength on the same
-    series stands in for it (a monthly season also peaks at 24 steps, where fewer series are long
-    enough to be tested). No period found: ``NON_SEASONAL``.
+    The first differences of every series (and channel) are tested at the periods above, pooled
+    over the series long enough to show the period three times: a period is found when their mean
+    autocorrelation there is the highest within a quarter period either side (within a step from
+    48 steps on: 52 weeks are not quite a year), above the one half a period on for short periods
+    (where a season troughs; smooth data ripples), at least 0.1, and significant by a test like
+    the M4 competition's seasonality check: Bartlett's variance (over the first lags), pooled over
+    the series, at a level corrected for the seven periods tried. The strongest found period wins, unless it is a
+    harmonic of a found shorter season that reaches 80% of its strength on the same series (a
+    monthly season peaks again at 24 steps). No period found: ``NON_SEASONAL``.
     """
-    step = max(1, len(series) // _MAX_SERIES)
     observed = []
-    for y in series[::step][:_MAX_SERIES]:
-        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)[-_MAX_STEPS:, 0]
-        seen = np.flatnonzero(np.isfinite(y))
-        if len(seen) >= 12:
-            observed.append(np.interp(np.arange(seen[0], seen[-1] + 1), seen, y[seen]))  # inner gaps bridged
+    for y in series:
+        y = np.asarray(y, dtype=np.float64)
+        for channel in (y.reshape(len(y), -1).T if len(y) else ()):
+            channel = channel[-_MAX_STEPS:]
+            seen = np.flatnonzero(np.isfinite(channel))
+            if len(seen) >= 12:
+                observed.append(np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen]))  # gaps bridged
+    observed = observed[:: max(1, len(observed) // _MAX_SERIES)][:_MAX_SERIES]
 
-    def tested(period: int) -> tuple[list[np.ndarray], float]:
-        """Autocorrelations of the series long enough for ``period``, and the share where it is present."""
+    def tested(period: int) -> tuple[np.ndarray, bool] | None:
+        """The mean autocorrelation of the differences of the series long enough for ``period``, and
+        whether the period is found there; None when no series is long enough."""
         reach, slack = period // 4, (1 if period >= 48 else 0)
-        curves, present = [], []
+        curves, variances = [], []
         for y in observed:
             x = np.diff(y)
             if len(x) < 3 * period:
                 continue
             r = _autocorrelation(x - x.mean(), period + reach)
-            peak = r[period - slack: period + slack + 1].max()
-            around = np.r_[r[period - reach: period - slack], r[period + slack + 1: period + reach + 1]]
-            limit = 1.645 * np.sqrt((1 + 2 * np.sum(r[1:period] ** 2)) / len(x))
             curves.append(r)
-            trough = r[period // 2] if period < 48 else -1.0  # a short season troughs halfway
-            present.append(peak > max(around.max(), trough) and peak > limit)
-        return curves, float(np.mean(present)) if present else 0.0
+            # Bartlett's variance over the first lags only: over all lags below the period, a strong season
+            # widens it until a long season of a short series cannot pass
+            variances.append((1 + 2 * np.sum(r[1:min(period, 4)] ** 2)) / len(x))
+        if not curves:
+            return None
+        r = np.mean(curves, axis=0)
+        peak = r[period - slack: period + slack + 1].max()
+        around = np.r_[r[period - reach: period - slack], r[period + slack + 1: period + reach + 1]]
+        trough = r[period // 2] if period < 48 else -1.0
+        significant = peak > max(_Z * np.sqrt(np.sum(variances)) / len(curves), _LEAST_AUTOCORRELATION)
+        return r, bool(peak > max(around.max(), trough) and significant)
 
     aliases = dict(_PERIODS)
     found = {}
     for period in aliases:
-        curves, share = tested(period)
-        if share >= 0.5:
-            found[period] = (curves, float(np.median([r[period] for r in curves])))
+        result = tested(period)
+        if result is not None and result[1]:
+            found[period] = result[0]
     if not found:
         return NON_SEASONAL
-    best = max(found, key=lambda period: found[period][1])
-    curves, strength = found[best]
-    for divisor in sorted(p for p in aliases if p < best and best % p == 0):
-        if tested(divisor)[1] >= 1 / 3 and np.median([r[divisor] for r in curves]) >= 0.8 * strength:
+    best = max(found, key=lambda period: found[period][period])
+    for divisor in _HARMONIC_OF.get(best, ()):
+        if divisor in found and found[best][divisor] >= 0.8 * found[best][best]:
             return aliases[divisor]
     return aliases[best]

@@ -67,7 +67,7 @@ from tsfm.data.corpus_recipe import (
     recipe_hash,
     validate_recipe,
 )
-from tsfm.data.real import ValueFingerprints, origin_id, read_real_series, table_files
+from tsfm.data.real import ValueFingerprints, read_real_series, table_files
 from tsfm.data.synthetic import Sample
 from tsfm.data.synthetic.chaos import ChaosFailure, list_systems, working_systems
 from tsfm.errors import InputError
@@ -183,6 +183,11 @@ def _write_shard(entries: list[dict[str, Any]], name: str, shard: int, out_dir: 
     return stats
 
 
+def _origin(entry: dict[str, Any]) -> str:
+    """The real series an entry was read or aggregated from."""
+    return entry.get("origin", entry["item_id"])
+
+
 def _real_shards(recipe: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     """Shards of every real source: its series in file and id order, evaluation look-alikes dropped."""
     results = []
@@ -198,11 +203,12 @@ def _real_shards(recipe: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
             # a kept series goes when it, the series it was aggregated from or another aggregate of that
             # series shares values with an evaluation series
             guard = ValueFingerprints.of_folders(spec["exclude"], run=spec["exclude_run"])
-            kept_origins = {origin_id(e["item_id"]) for e in series}
-            tainted = {origin_id(e["item_id"]) for e in read
-                       if origin_id(e["item_id"]) in kept_origins and guard.matches(e["target"])}
-            excluded = [e["item_id"] for e in series if origin_id(e["item_id"]) in tainted]
-            series = [e for e in series if origin_id(e["item_id"]) not in tainted]
+            kept_origins = {_origin(e) for e in series}
+            tainted = {_origin(e) for e in read if _origin(e) in kept_origins and guard.matches(e["target"])}
+            excluded = [e["item_id"] for e in series if _origin(e) in tainted]
+            series = [e for e in series if _origin(e) not in tainted]
+        for e in series:
+            e.pop("origin", None)  # bookkeeping, not a field of the corpus
         series = series[: spec["count"]]
         for e in series:  # the longest series keep their most recent length_max steps
             e["target"] = np.ascontiguousarray(e["target"][-spec["length_max"]:])

@@ -144,6 +144,8 @@ def validate_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
             aggregate_to = spec.get("aggregate_to", [])
             if not isinstance(aggregate_to, list) or set(aggregate_to) - set(AGGREGATE_ALIASES):
                 raise InputError(f"generator {name!r}: aggregate_to must be a list of {', '.join(AGGREGATE_ALIASES)}")
+            if aggregate_to:
+                spec["aggregate_to"] = list(dict.fromkeys(aggregate_to))  # twice would add every aggregate twice
         label = spec.get("label")
         if label is not None:
             if label not in MAX_LENGTH:

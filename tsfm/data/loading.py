@@ -138,16 +138,17 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
     total = int(lengths.sum())
     scales = _magnitude_scales(rows.values, seg)  # [K, C] or None
 
-    def on_grid(x: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    def on_grid(x: np.ndarray, scale: np.ndarray | None = None, filled: bool = True) -> np.ndarray:
         out = np.full((total, x.shape[1]), np.nan)
         out[dest] = x if scale is None else x / scale[seg.of_rows()]
-        return _fill(out, seg_start, fill).astype(np.float32)
+        return (_fill(out, seg_start, fill) if filled else out).astype(np.float32)
 
     values = on_grid(rows.values, scales)
     check_observed(rows, seg, min_length)
     split = lambda a: np.split(a, seg_start[1:])  # noqa: E731
-    # integer steps without --freq: the seasons say what a step most likely is
-    inferred = infer_resolution([v[:, 0] for v in split(values)]) if rows.steps and resolution is None else None
+    # integer steps without --freq: the seasons say what a step is (read before any fill: a filled gap is no evidence)
+    inferred = infer_resolution(split(on_grid(rows.values, scales, filled=False))) \
+        if rows.steps and resolution is None else None
     starts = pd.DatetimeIndex(rows.times[seg.first].astype("datetime64[ns]"))
     return SeriesSet(
         ids=list(rows.ids),

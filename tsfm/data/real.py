@@ -25,8 +25,8 @@ import pandas as pd
 from tsfm.errors import InputError
 
 __all__ = [
-    "AGGREGATE_ALIASES", "TABLE_SUFFIXES", "ValueFingerprints", "aggregate_to_calendar", "origin_id",
-    "read_real_series", "real_source_files", "table_files",
+    "AGGREGATE_ALIASES", "TABLE_SUFFIXES", "ValueFingerprints", "aggregate_to_calendar", "read_real_series",
+    "real_source_files", "table_files",
 ]
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
@@ -89,10 +89,10 @@ def aggregate_to_calendar(ds: np.ndarray, y: np.ndarray, alias: str) -> tuple[np
 
     Temporal aggregation turns a monthly series into a real quarterly and a real yearly one, which
     is how most published quarterly and yearly figures are made. A block counts when every step
-    in it is observed and it holds as many steps as the series' regular grid puts into a block of
-    its length (steps of months count months, finer steps count days); other blocks are gaps
-    (NaN), trimmed at either end. Returns the first block's start and the block means, or None
-    when no block is complete.
+    in it is observed, no row of the grid is missing in it, and it holds as many steps as the
+    series' regular grid puts into a block of its length (steps of months count months, finer
+    steps count days); other blocks are gaps (NaN), trimmed at either end. Returns the first
+    block's start and the block means, or None when no block is complete.
     """
     unit, size = AGGREGATE_ALIASES[alias]
     keys = ds.astype(f"datetime64[{unit}]").astype(np.int64) // size  # quarters: months since 1970 // 3
@@ -103,24 +103,20 @@ def aggregate_to_calendar(ds: np.ndarray, y: np.ndarray, alias: str) -> tuple[np
     sums = np.bincount(block, weights=np.where(finite, y, 0.0), minlength=len(steps))
     edges = np.array([np.datetime64(int(k * size), unit) for k in range(keys.min(), keys.max() + 2)])
     months = ds.astype("datetime64[M]").astype(np.int64)
-    if len(ds) > 1 and np.median(np.diff(months)) >= 1:  # a monthly or quarterly grid: count in months
-        span, step = np.diff(edges.astype("datetime64[M]").astype(np.int64)), np.median(np.diff(months))
-    else:  # a grid of days, weeks or hours: a block of D days holds floor(D / step) or one more steps
-        seconds = ds.astype("datetime64[s]").astype(np.int64)
-        span = np.diff(edges.astype("datetime64[s]").astype(np.int64))
-        step = np.median(np.diff(seconds)) if len(ds) > 1 else span.max()
-    complete = (steps > 0) & (observed == steps) & (steps >= np.floor(span / step + 1e-9))
+    grid = "M" if len(ds) > 1 and np.median(np.diff(months)) >= 1 else "s"  # a monthly or quarterly grid: months
+    # in seconds, a block of D days holds floor(D / step) or one more steps of a daily, weekly or hourly grid
+    position = ds.astype(f"datetime64[{grid}]").astype(np.int64)
+    span = np.diff(edges.astype(f"datetime64[{grid}]").astype(np.int64))
+    step = np.median(np.diff(position)) if len(ds) > 1 else span.max()
+    jumps = np.flatnonzero(np.diff(position) > 1.5 * step)  # rows missing, not NaN: both blocks around are partial
+    whole = np.ones(len(steps), dtype=bool)
+    whole[block[jumps]] = whole[block[jumps + 1]] = False
+    complete = whole & (steps > 0) & (observed == steps) & (steps >= np.floor(span / step + 1e-9))
     kept = np.flatnonzero(complete)
     if len(kept) == 0:
         return None
     means = np.where(complete, sums / np.maximum(steps, 1), np.nan)[kept[0]: kept[-1] + 1]
     return edges[kept[0]].astype("datetime64[s]"), means
-
-
-def origin_id(item_id: str) -> str:
-    """The series an entry was read from: ``tsdl/x@QS`` (x aggregated to quarters) -> ``tsdl/x``."""
-    stem, _, alias = item_id.rpartition("@")
-    return stem if stem and alias in AGGREGATE_ALIASES else item_id
 
 
 def read_real_series(files: Iterable[str | Path], min_length: int = 2,
@@ -130,7 +126,8 @@ def read_real_series(files: Iterable[str | Path], min_length: int = 2,
     Leading and trailing gaps are trimmed; series shorter than ``min_length`` observed-or-gap
     steps are dropped. ``item_id`` is ``<file stem>/<unique_id>``. Each series finer than an
     alias of ``aggregate_to`` (MS, QS, YS) is followed by its calendar aggregate to it
-    (:func:`aggregate_to_calendar`), ``item_id`` ``<file stem>/<unique_id>@<alias>``.
+    (:func:`aggregate_to_calendar`), ``item_id`` ``<file stem>/<unique_id>@<alias>``, ``origin`` the
+    ``item_id`` of the series it was made from.
     """
     entries = []
     for path in map(Path, files):
@@ -151,7 +148,7 @@ def read_real_series(files: Iterable[str | Path], min_length: int = 2,
                     continue
                 aggregate = aggregate_to_calendar(ds, y[first:last], alias)
                 if aggregate is not None and len(aggregate[1]) >= min_length:
-                    entries.append({"item_id": f"{stem}/{uid}@{alias}", "freq": alias,
+                    entries.append({"item_id": f"{stem}/{uid}@{alias}", "origin": f"{stem}/{uid}", "freq": alias,
                                     "start": np.datetime_as_string(aggregate[0], unit="s"),
                                     "target": aggregate[1].astype(np.float32)})
     return entries

@@ -74,9 +74,10 @@ class SeriesSet:
         return freq_info(self.resolution or self.inferred or self.freq)
 
     @property
-    def default_horizon(self) -> int:
-        """The horizon when none is asked for: the resolution's, 14 steps for integer steps without ``--freq``."""
-        return freq_info(self.resolution or self.freq).horizon
+    def stated_freq_info(self) -> FreqInfo:
+        """What the dates or ``--freq`` say, without ``inferred``: the default horizon and the season
+        of scores (14 steps and no season for integer steps alone), which a guess must not move."""
+        return freq_info(self.resolution or self.freq)
 
     def user_stamps(self, naive: pd.DatetimeIndex) -> pd.Index:
         """Internal naive stamps as the user wrote them: in their zone, or integers for a step index."""
