@@ -79,9 +79,9 @@ def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = N
     log_note = (f"; positive contexts in log space, --log-scale {mode}"
                 if rules.log_scale_applies(mode, info.season) else "")
     special = f", {info.name} data" if suite.spec.is_specialist(suite.variant_of(chosen), info.name) else ""
-    if series.inferred:
-        special += (f", integer steps read as {series.inferred} from their seasons" if series.inferred != NON_SEASONAL
-                    else ", integer steps with no season, served like yearly data") + " (freq / --freq say otherwise)"
+    if series.inferred:  # what the resolution rests on, in place of the resolution alone
+        special = (f", integer steps read as {series.inferred} from their seasons" if series.inferred != NON_SEASONAL
+                   else ", integer steps with no season, read as yearly") + " (freq / --freq say otherwise)"
     reason = f"model {chosen} (from suite {model}: median history {history:g} points{special}{log_note})"
     return Plan(chosen, mode, history, reason, int(windows))
 
