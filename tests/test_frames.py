@@ -249,6 +249,24 @@ def test_decimal_years_of_months_and_quarters_parse_as_dates():
         load_series(pd.DataFrame({"t": 1990 + np.arange(60) / 52, "v": np.arange(60.0)}), time_col="t")
 
 
+def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_hold_them():
+    y = np.arange(30.0)
+    monthly = load_series(pd.Series(y, index=pd.period_range("2000-01", periods=30, freq="M"), name="sales"))
+    assert (monthly.ids, monthly.freq, monthly.starts[0]) == (["sales"], "MS", pd.Timestamp("2000-01-01"))
+    quarterly = load_series(pd.DataFrame({"a": y, "b": y}, index=pd.period_range("1990Q3", periods=30, freq="Q")))
+    assert quarterly.ids == ["a", "b"] and quarterly.freq.startswith("QS") and quarterly.starts[0].month == 7
+    panel = pd.DataFrame({"y": np.r_[y, y]}, index=pd.MultiIndex.from_product(
+        [["a", "b"], pd.period_range("1950", periods=30, freq="Y")], names=["unique_id", "ds"]))
+    assert load_series(panel).freq == "YS"
+    for values in (pd.Series(y), y, list(y)):  # values alone: one series of integer steps
+        steps = load_series(values)
+        assert steps.step_index and len(steps) == 1 and steps.values[0][:, 0].tolist() == y.tolist()
+    with pytest.raises(InputError, match="pass a 1-D array"):
+        load_series(np.ones((3, 4)))
+    with pytest.raises(InputError, match="must hold numbers"):
+        load_series(["a", "b", "c"])
+
+
 def test_integer_years_parse_as_yearly():
     s = load_series(pd.DataFrame({"year": np.arange(1990, 2000), "v": np.arange(10.0)}), time_col="year")
     assert s.freq == "YS" and s.starts[0] == pd.Timestamp("1990-01-01")

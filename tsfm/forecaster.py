@@ -282,8 +282,9 @@ class Forecaster:
         if not finetuned and (not hasattr(self, "model_") or getattr(self, "model_name_", None) != self.plan_.source):
             self._load_model(self.plan_.source)
 
-    def fit(self, df: pd.DataFrame | str | Path, y: Any = None) -> Forecaster:
-        """Validate ``df`` (long or wide), load the model and remember each series' context."""
+    def fit(self, df: pd.DataFrame | pd.Series | np.ndarray | str | Path, y: Any = None) -> Forecaster:
+        """Validate ``df`` (a long or wide table, a Series, or a 1-D array of values), load the model
+        and remember each series' context."""
         levels, names = _quantile_names(self.quantiles)
         if self.horizon is not None:
             _check_steps("horizon", self.horizon)

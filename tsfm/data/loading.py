@@ -50,27 +50,49 @@ def _as_list(x: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys([x] if isinstance(x, str) else [str(c) for c in x]))
 
 
-def _as_frame(data: str | Path | pd.DataFrame | pd.Series, id_col: str | None) -> tuple[pd.DataFrame, RowSource]:
+def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[float],
+              id_col: str | None) -> tuple[pd.DataFrame, RowSource]:
+    if isinstance(data, (np.ndarray, list, tuple)):
+        data = _values_as_series(data)
     if isinstance(data, pd.Series):
-        data = data.to_frame(name=str(data.name) if data.name is not None else "y")
+        frame = data.to_frame(name=str(data.name) if data.name is not None else "y")
+        if isinstance(data.index, pd.RangeIndex):  # values alone: one series of integer steps
+            frame.insert(0, "ds", data.index.to_numpy())
+        data = frame
     if isinstance(data, pd.DataFrame):
         df = data
         if not isinstance(df.index, pd.RangeIndex):  # a DatetimeIndex / (id, ds) MultiIndex holds columns
-            names = [n if n is not None else ("ds" if isinstance(df.index, pd.DatetimeIndex) else f"level_{i}")
+            stamps = (pd.DatetimeIndex, pd.PeriodIndex)
+            names = [n if n is not None else ("ds" if isinstance(df.index, stamps) else f"level_{i}")
                      for i, n in enumerate(df.index.names)]
             df = df.rename_axis(names).reset_index()
+        periods = [c for c in df.columns if isinstance(df[c].dtype, pd.PeriodDtype)]
+        if periods:  # sktime's and statsmodels' PeriodIndex: each period by its start
+            df = df.assign(**{c: df[c].dt.to_timestamp() for c in periods})
         df = clean_columns(df)
         if len(df) == 0:
             raise InputError("the data frame has no rows")
         return df, RowSource(is_file=False)
     if not isinstance(data, (str, os.PathLike)):
-        raise InputError(f"expected a pandas DataFrame or Series, or the path of a CSV or Parquet file; "
-                         f"got {type(data).__name__}")
+        raise InputError(f"expected a pandas DataFrame or Series, a 1-D array of values, or the path of a CSV or "
+                         f"Parquet file; got {type(data).__name__}")
     path = Path(data)
     header = read_header(path) if path.is_file() else []
     id_cols = [c for c in header if c == id_col or c.lower() in ID_ALIASES]
     df = read_table(path, dtype={c: str for c in id_cols} or None)
     return df, RowSource(is_file=True)
+
+
+def _values_as_series(data: np.ndarray | Sequence[float]) -> pd.Series:
+    """A 1-D array or list of numbers: one series of integer steps (NaN where missing)."""
+    try:
+        values = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("an array or list of data must hold numbers (NaN where missing)") from None
+    if values.ndim != 1:
+        raise InputError(f"an array of data is one series: pass a 1-D array (got shape {values.shape}), or a "
+                         "DataFrame with a time column, or one column per series, for several")
+    return pd.Series(values, name="y")
 
 
 def _drop_empty_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +202,7 @@ def _magnitude_scales(values: np.ndarray, seg: Segments) -> np.ndarray | None:
 
 
 def load_series(
-    data: str | Path | pd.DataFrame,
+    data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[float],
     *,
     id_col: str | None = None,
     time_col: str | None = None,
@@ -198,6 +220,8 @@ def load_series(
     Wide: a time column and one numeric column per series (``multivariate=True``: one item whose
     channels are those columns; for long input with one target, the ids become the channels).
     Rows are sorted by time per id; ids keep first-appearance order; fully empty rows are dropped.
+    A Series holds one series (its index the times; a RangeIndex means integer steps), as does a
+    1-D array or list; a PeriodIndex or period column is read as the periods' starts.
     ``fill``: "mask" (keep NaN; also "none"), "ffill", "interpolate" (trailing gaps hold the last
     value, leading NaN stay) or "zero", applied to targets and exog. Raises InputError.
     """
