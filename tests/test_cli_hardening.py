@@ -196,9 +196,12 @@ def test_season_zero_is_refused_not_taken_for_the_default(tiny_checkpoint):
 
 
 def test_forecaster_names_what_it_takes_for_other_input(tiny_checkpoint, csv):
-    for data in ([1.0, 2.0, 3.0], None, np.arange(40.0)):
-        with pytest.raises(InputError, match="DataFrame or Series, or the path"):
+    for data in (None, 3.5, {"y": [1.0, 2.0]}):
+        with pytest.raises(InputError, match="DataFrame or Series, a 1-D array of values, or the path"):
             Forecaster(model=tiny_checkpoint, horizon=3).fit(data)
+    for values in ([1.0, 2.0, 3.0], np.arange(40.0)):  # values alone: one series of integer steps
+        out = Forecaster(model=tiny_checkpoint, horizon=3).fit(values).predict()
+        assert out["ds"].tolist() == [len(values), len(values) + 1, len(values) + 2]
     from pathlib import PurePosixPath
 
     assert len(Forecaster(model=tiny_checkpoint, horizon=3).fit(PurePosixPath(csv)).predict()) == 6  # any path-like

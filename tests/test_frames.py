@@ -261,6 +261,10 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     for values in (pd.Series(y), y, list(y)):  # values alone: one series of integer steps
         steps = load_series(values)
         assert steps.step_index and len(steps) == 1 and steps.values[0][:, 0].tolist() == y.tolist()
+    table = load_series(pd.DataFrame({"a": np.sin(y), "b": np.cos(y)}))  # numbers alone: each row the next step
+    assert table.ids == ["a", "b"] and table.step_index and np.allclose(table.values[1][:, 0], np.cos(y))
+    with pytest.raises(InputError, match="cannot tell long from wide"):  # an evenly spaced count is a time column
+        load_series(pd.DataFrame({"t": np.arange(1, 31), "v": np.sin(y)}))
     with pytest.raises(InputError, match="pass a 1-D array"):
         load_series(np.ones((3, 4)))
     with pytest.raises(InputError, match="must hold numbers"):

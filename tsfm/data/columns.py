@@ -75,6 +75,20 @@ def _is_time_like(col: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
+def values_only(df: pd.DataFrame) -> bool:
+    """A table of numbers alone: every column numeric, none named like an id or a time, and none an
+    evenly spaced count (which would be a time column under another name). Its rows are steps."""
+    names = [str(c).lower() for c in df.columns]
+    if any(n in ID_ALIASES or n in TIME_ALIASES for n in names) or not all(_is_numeric_like(df[c]) for c in df.columns):
+        return False
+    for c in df.columns:
+        x = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        steps = np.diff(x)
+        if len(x) > 2 and np.isfinite(x).all() and (x % 1 == 0).all() and steps[0] > 0 and (steps == steps[0]).all():
+            return False
+    return True
+
+
 def resolve_roles(
     df: pd.DataFrame,
     id_col: str | None,

@@ -26,7 +26,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
 
-from tsfm.data.columns import ID_ALIASES, resolve_roles
+from tsfm.data.columns import ID_ALIASES, resolve_roles, values_only
 from tsfm.data.freq import check_user_freq, infer_common_freq, short_alias, user_offset
 from tsfm.data.grid import Calendar, Segments, grid_of, grid_positions
 from tsfm.data.messages import RowSource, quoted_names
@@ -41,6 +41,7 @@ FILL_MODES: tuple[str, ...] = ("mask", "ffill", "interpolate", "zero")
 # Observed magnitudes float32 and the models' scalers handle as they are; a series whose largest
 # |value| falls outside is divided by a power of ten (in float64) before the float32 cast.
 SAFE_MAGNITUDE = (1e-6, 1e12)
+ROW_STEP = "step"  # the time column a table of numbers alone gets: its row numbers
 
 
 def _as_list(x: str | Sequence[str] | None) -> list[str]:
@@ -233,6 +234,8 @@ def load_series(
     df = _drop_empty_rows(df)
     if len(df) == 0:
         raise InputError("the input has no rows with values")
+    if id_col is None and time_col is None and ROW_STEP not in df.columns and values_only(df):
+        df, time_col = df.assign(**{ROW_STEP: np.arange(len(df))}), ROW_STEP  # each row the next step
     roles = resolve_roles(df, id_col, time_col, targets, past, future)
     if roles.layout == "long":
         rows = long_rows(df, roles, past, future, src)
