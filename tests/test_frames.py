@@ -263,8 +263,17 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
         assert steps.step_index and len(steps) == 1 and steps.values[0][:, 0].tolist() == y.tolist()
     table = load_series(pd.DataFrame({"a": np.sin(y), "b": np.cos(y)}))  # numbers alone: each row the next step
     assert table.ids == ["a", "b"] and table.step_index and np.allclose(table.values[1][:, 0], np.cos(y))
-    with pytest.raises(InputError, match="cannot tell long from wide"):  # an evenly spaced count is a time column
-        load_series(pd.DataFrame({"t": np.arange(1, 31), "v": np.sin(y)}))
+    gappy = pd.DataFrame({"a": np.sin(y), "b": np.cos(y)}).astype(float)
+    gappy.iloc[10] = np.nan  # an empty row is a missing step, not a shorter table
+    assert load_series(gappy).n_gaps == [1, 1] and load_series(pd.Series(np.sin(y)).drop(index=10)).n_gaps == [1]
+    assert load_series(pd.Series(y, name="ds")).ids == ["y"]
+    times = {"named like a time": pd.DataFrame({"year": np.repeat(np.arange(2000, 2005), 6), "month": np.tile(
+        np.arange(1, 7), 5), "v": np.sin(y)}), "an unnamed count": pd.DataFrame({"c": np.arange(30, 0, -1), "v": y}),
+        "codes": pd.DataFrame({"store": np.repeat([3, 7], 15), "v": np.sin(y)}),
+        "decimal years": pd.DataFrame({"when": 1949 + np.arange(30) / 12, "v": np.sin(y)})}
+    for what, table in times.items():  # a column that may be a time or a code: the user says which
+        with pytest.raises(InputError, match="cannot tell long from wide"):
+            load_series(table)
     with pytest.raises(InputError, match="pass a 1-D array"):
         load_series(np.ones((3, 4)))
     with pytest.raises(InputError, match="must hold numbers"):

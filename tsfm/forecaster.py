@@ -467,7 +467,7 @@ class Forecaster:
 
         if not self.__sklearn_is_fitted__():
             self.fit(df)
-        series = self._series(df)
+        series = self._with_fitted_resolution(self._series(df))
         h = int(h or self.horizon_)
         step = int(step_size or h)
         frames = []

@@ -303,9 +303,9 @@ class EdgeSuite:
         values, mask = as_windows(past_values, past_mask)
         return self._choose(values, mask, _inferred_freq(values, mask) if freq is None else freq)
 
-    def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str) -> str:
+    def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | int) -> str:
         history = float(np.median((mask > 0).any(axis=2).sum(axis=1)))
-        name = freqs.resolution_name(freq)
+        name = freqs.resolution_name(freq) if isinstance(freq, str) else ""
         season = freqs.season_and_horizon(name)[0]
         return self.spec.select(history, season, name, lambda variant: self.member(variant).context_length)
 

@@ -129,9 +129,9 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
         reach, slack = period // 4, (1 if period >= 48 else 0)
         curves, variances = [], []
         for y in observed:
-            x = np.diff(y)
-            if len(x) < 3 * period:
+            if len(y) < 3 * period:
                 continue
+            x = np.diff(y)
             r = _autocorrelation(x - x.mean(), period + reach)
             curves.append(r)
             # Bartlett's variance over the first lags only: over all lags below the period, a strong season

@@ -75,16 +75,29 @@ def _is_time_like(col: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
+# names that say a numeric column is (part of) a time, not a series
+_TIME_PARTS = ("year", "quarter", "month", "week", "day", "hour", "minute", "period", "t", "step", "index")
+
+
 def values_only(df: pd.DataFrame) -> bool:
-    """A table of numbers alone: every column numeric, none named like an id or a time, and none an
-    evenly spaced count (which would be a time column under another name). Its rows are steps."""
-    names = [str(c).lower() for c in df.columns]
-    if any(n in ID_ALIASES or n in TIME_ALIASES for n in names) or not all(_is_numeric_like(df[c]) for c in df.columns):
+    """A table of numbers alone, whose rows are consecutive steps: every column numeric, none named
+    like an id, a time or a part of one, none evenly spaced, and no column of whole numbers that
+    could be a time or a code under another name (rising or falling throughout, or repeating half
+    its values)."""
+    names = [str(c).strip().lower() for c in df.columns]
+    if any(n in ID_ALIASES or n in TIME_ALIASES or n in _TIME_PARTS for n in names):
+        return False
+    if not all(_is_numeric_like(df[c]) for c in df.columns):
         return False
     for c in df.columns:
-        x = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        x = pd.to_numeric(df[c], errors="coerce").dropna().to_numpy(dtype=np.float64)
+        if len(x) < 3:
+            continue
         steps = np.diff(x)
-        if len(x) > 2 and np.isfinite(x).all() and (x % 1 == 0).all() and steps[0] > 0 and (steps == steps[0]).all():
+        if np.allclose(steps, steps[0], rtol=1e-6, atol=0) and steps[0] != 0:  # evenly spaced: decimal years...
+            return False
+        whole = (x % 1 == 0).all()
+        if whole and ((steps > 0).all() or (steps < 0).all() or len(np.unique(x)) <= len(x) / 2):
             return False
     return True
 

@@ -56,8 +56,10 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
     if isinstance(data, (np.ndarray, list, tuple)):
         data = _values_as_series(data)
     if isinstance(data, pd.Series):
-        frame = data.to_frame(name=str(data.name) if data.name is not None else "y")
-        if isinstance(data.index, pd.RangeIndex):  # values alone: one series of integer steps
+        named = data.name is not None and str(data.name) != "ds"
+        frame = data.to_frame(name=str(data.name) if named else "y")
+        if ptypes.is_integer_dtype(data.index) and not isinstance(data.index, pd.MultiIndex):
+            frame = frame.reset_index(drop=True)  # numbered values: the numbers are the steps (or years)
             frame.insert(0, "ds", data.index.to_numpy())
         data = frame
     if isinstance(data, pd.DataFrame):
@@ -231,11 +233,11 @@ def load_series(
         raise InputError(f"unknown fill {fill!r}: use one of none, mask, ffill, interpolate, zero")
     targets, past, future = _as_list(target), _as_list(past_exog), _as_list(future_exog)
     df, src = _as_frame(data, id_col)
+    if id_col is None and time_col is None and ROW_STEP not in df.columns and values_only(df):
+        df, time_col = df.assign(**{ROW_STEP: np.arange(len(df))}), ROW_STEP  # each row the next step, empty or not
     df = _drop_empty_rows(df)
     if len(df) == 0:
         raise InputError("the input has no rows with values")
-    if id_col is None and time_col is None and ROW_STEP not in df.columns and values_only(df):
-        df, time_col = df.assign(**{ROW_STEP: np.arange(len(df))}), ROW_STEP  # each row the next step
     roles = resolve_roles(df, id_col, time_col, targets, past, future)
     if roles.layout == "long":
         rows = long_rows(df, roles, past, future, src)
