@@ -280,6 +280,24 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
         load_series(["a", "b", "c"])
 
 
+def test_period_notations_parse_as_each_period_start():
+    """R's tsibble prints quarters and weeks as 2000 Q1 and 2000 W05, statistical offices write
+    2000M01, pandas writes a weekly period as its date range."""
+    y = np.arange(12.0)
+    expected = {
+        "QS": ([f"{2000 + i // 4} Q{i % 4 + 1}" for i in range(12)], "2000-01-01"),
+        "MS": ([f"{2000 + i // 12}M{i % 12 + 1:02d}" for i in range(12)], "2000-01-01"),
+        "W-MON": ([f"2000-W{i + 1:02d}" for i in range(12)], "2000-01-03"),  # ISO week 1 starts Monday 3 January
+    }
+    for freq, (stamps, start) in expected.items():
+        s = load_series(pd.DataFrame({"ds": stamps, "y": y}))
+        assert s.freq.startswith(freq[:2]) and s.starts[0] == pd.Timestamp(start)
+    weeks = pd.period_range("2000-01-03", periods=12, freq="W").astype(str)  # 2000-01-03/2000-01-09, ...
+    assert load_series(pd.DataFrame({"ds": weeks, "y": y})).starts[0] == pd.Timestamp("2000-01-03")
+    with pytest.raises(InputError, match="cannot parse timestamp"):
+        load_series(pd.DataFrame({"ds": [f"2000M{i + 1:02d}" for i in range(13)], "y": np.arange(13.0)}))
+
+
 def test_integer_years_parse_as_yearly():
     s = load_series(pd.DataFrame({"year": np.arange(1990, 2000), "v": np.arange(10.0)}), time_col="year")
     assert s.freq == "YS" and s.starts[0] == pd.Timestamp("1990-01-01")

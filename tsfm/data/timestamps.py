@@ -157,6 +157,34 @@ def _parse_years(col: pd.Series, name: str) -> pd.Series:
     )
 
 
+# period notations pandas does not parse: R's tsibble (2000 Q1, 2000 W05), statistical offices
+# (2000M01, 2000-W05), and a period written as its range (pandas' weekly periods: start/end)
+_QUARTER = re.compile(r"^\s*(\d{4})\s*-?\s*Q([1-4])\s*$", re.IGNORECASE)
+_MONTH = re.compile(r"^\s*(\d{4})\s*-?\s*M(\d{1,2})\s*$", re.IGNORECASE)
+_WEEK = re.compile(r"^\s*(\d{4})\s*-?\s*W(\d{1,2})\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*([^/]+?)\s*/\s*[^/]+$")
+
+
+def _period_notation(text: pd.Series) -> pd.Series | None:
+    """Stamps written as periods, each read as its start (a week from its ISO Monday); None when
+    the column is not one notation throughout."""
+    strings = text.astype(str)
+    for pattern, start in ((_QUARTER, lambda y, n: f"{y}-{3 * n - 2:02d}-01"), (_MONTH, lambda y, n: f"{y}-{n:02d}-01"),
+                           (_WEEK, lambda y, n: pd.Timestamp.fromisocalendar(y, n, 1).strftime("%Y-%m-%d"))):
+        parts = strings.str.extract(pattern)
+        if parts[0].notna().all():
+            try:
+                return pd.to_datetime([start(int(y), int(n)) for y, n in zip(parts[0], parts[1])]).to_series(
+                    index=text.index)
+            except ValueError:  # month 13, week 54
+                return None
+    first = strings.str.extract(_RANGE)[0]
+    if first.notna().all():
+        stamps = pd.to_datetime(first, format="ISO8601", errors="coerce")
+        return stamps if stamps.notna().all() else None
+    return None
+
+
 def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Series, bool]:
     """ISO first (fast); then pandas' format inference; then element-wise parsing.
 
@@ -185,6 +213,9 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                     continue
             if ts.notna().all():
                 return ts, False
+        periods = _period_notation(text)
+        if periods is not None:
+            return periods, False
     _no_missing_times(text, name, src)
     bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) if ts is not None else 0
     year = _YEAR.search(str(text.iloc[bad]))
