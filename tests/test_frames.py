@@ -316,6 +316,9 @@ def test_the_resolution_of_integer_steps_is_read_from_their_seasons():
     assert infer_resolution(seasonal_steps(4, length=40)) == "QS"
     assert infer_resolution(seasonal_steps(24, length=400)) == "h"
     assert infer_resolution(seasonal_steps(365.25 / 7, length=400, noise=0.2)) == "W"  # not a whole number of weeks
+    # a long smooth season under noise: its differences are mostly noise, its levels show it
+    assert infer_resolution(seasonal_steps(96, n_series=1, length=800, noise=0.5)) == "15min"
+    assert infer_resolution(seasonal_steps(24, n_series=1, length=100, noise=0.5)) == "h"
     # a harmonic is not a season: a monthly season also peaks at 24 steps, tested on the few long series
     assert infer_resolution(seasonal_steps(12, n_series=4, length=40) + seasonal_steps(12, 2, length=200, seed=1)) \
         == "MS"

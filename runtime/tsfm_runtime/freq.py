@@ -103,15 +103,17 @@ def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
 def infer_resolution(series: Sequence[np.ndarray]) -> str:
     """The resolution a dataset of integer steps most likely has, from its seasonal period.
 
-    The first differences of every series (and channel) are tested at the periods above, pooled
-    over the series long enough to show the period three times: a period is found when their mean
-    autocorrelation there is the highest within a quarter period either side (within a step from
-    48 steps on: 52 weeks are not quite a year), above the one half a period on for short periods
-    (where a season troughs; smooth data ripples), at least 0.1, and significant by a test like
-    the M4 competition's seasonality check: Bartlett's variance (over the first lags), pooled over
-    the series, at a level corrected for the seven periods tried. The strongest found period wins, unless it is a
-    harmonic of a found shorter season that reaches 80% of its strength on the same series (a
-    monthly season peaks again at 24 steps). No period found: ``NON_SEASONAL``.
+    Every series (and channel) is tested at the periods above, pooled over the series long enough
+    to show the period three times, in two views that keep trends from hiding seasons: the first
+    differences, and (where those drown a long smooth season in noise) the levels less a straight
+    line. A period is found when, in either view, the mean autocorrelation there is the highest
+    within a quarter period either side (within a step from 48 steps on: 52 weeks are not quite a
+    year), above the one half a period on for short periods (where a season troughs; smooth data
+    ripples), at least 0.1, and significant by a test like the M4 competition's seasonality check:
+    Bartlett's variance (over the first lags), pooled over the series, at a level corrected for
+    the seven periods tried. The strongest found period wins, unless it is a harmonic of a found
+    shorter season that reaches 80% of its strength on the same series (a monthly season peaks
+    again at 24 steps). No period found: ``NON_SEASONAL``.
     """
     observed = []
     for y in series:
@@ -123,20 +125,25 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
                 observed.append(np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen]))  # gaps bridged
     observed = observed[:: max(1, len(observed) // _MAX_SERIES)][:_MAX_SERIES]
 
-    def tested(period: int) -> tuple[np.ndarray, bool] | None:
-        """The mean autocorrelation of the differences of the series long enough for ``period``, and
-        whether the period is found there; None when no series is long enough."""
+    def tested(period: int, view: str) -> tuple[np.ndarray, bool] | None:
+        """The mean autocorrelation of the series long enough for ``period`` (their first differences,
+        or their levels less a straight line), and whether the period is found there; None when no
+        series is long enough."""
         reach, slack = period // 4, (1 if period >= 48 else 0)
         curves, variances = [], []
         for y in observed:
             if len(y) < 3 * period:
                 continue
-            x = np.diff(y)
+            if view == "differences":
+                x = np.diff(y)
+            else:
+                t = np.arange(len(y))
+                x = y - np.polyval(np.polyfit(t, y, 1), t)
             r = _autocorrelation(x - x.mean(), period + reach)
             curves.append(r)
-            # Bartlett's variance over the first lags only: over all lags below the period, a strong season
-            # widens it until a long season of a short series cannot pass
-            variances.append((1 + 2 * np.sum(r[1:min(period, 4)] ** 2)) / len(x))
+            # Bartlett's variance over the first lags, short of half the period: over all lags below the
+            # period, a strong season widens it until the season of a short series cannot pass
+            variances.append((1 + 2 * np.sum(r[1:max(2, min(4, period // 2))] ** 2)) / len(x))
         if not curves:
             return None
         r = np.mean(curves, axis=0)
@@ -149,9 +156,11 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
     aliases = dict(_PERIODS)
     found = {}
     for period in aliases:
-        result = tested(period)
-        if result is not None and result[1]:
-            found[period] = result[0]
+        for view in ("differences", "levels"):
+            result = tested(period, view)
+            if result is not None and result[1]:
+                found[period] = result[0]
+                break
     if not found:
         return NON_SEASONAL
     best = max(found, key=lambda period: found[period][period])
