@@ -15,6 +15,6 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def say_variant(forecaster) -> None:
-    """When a suite chose the checkpoint (``ttm``), say on stderr which one and why."""
+    """Say on stderr which checkpoint a suite (``ttm``) chose and why, and how integer steps were read."""
     if forecaster.plan_.reason:
         typer.echo(forecaster.plan_.reason, err=True)

@@ -39,7 +39,7 @@ class Plan:
     source: str  # a shipped name, a checkpoint folder or an exported .onnx file
     log_scale: str  # "seasonal", "positive" or "never" (``tsfm_runtime.rules.log_scale_channels``)
     history: float  # the typical (median) observed length of the series, capped at the context asked for
-    reason: str = ""  # one line for the user when a suite chose the checkpoint
+    reason: str = ""  # one line for the user: why a suite chose the checkpoint, how integer steps were read
     calibration_windows: int = 0  # backtests inside each history that calibrate the intervals
 
 
@@ -73,17 +73,24 @@ def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = N
     windows = calibration_windows if calibration_windows is not None else (
         0 if finetuned or suite is None else suite.spec.calibration_windows)
     if suite is None:
-        return Plan(str(model), mode, history, calibration_windows=int(windows))
+        return Plan(str(model), mode, history, _inferred_note(series), calibration_windows=int(windows))
     info = series.freq_info
     chosen = suite.select(history, info.season, info.name)
     log_note = (f"; positive contexts in log space, --log-scale {mode}"
                 if rules.log_scale_applies(mode, info.season) else "")
     special = f", {info.name} data" if suite.spec.is_specialist(suite.variant_of(chosen), info.name) else ""
-    if series.inferred:  # what the resolution rests on, in place of the resolution alone
-        special = (f", integer steps read as {series.inferred} from their seasons" if series.inferred != NON_SEASONAL
-                   else ", integer steps with no season, read as yearly") + " (freq / --freq say otherwise)"
+    special = f", {_inferred_note(series)}" if series.inferred else special  # what the resolution rests on
     reason = f"model {chosen} (from suite {model}: median history {history:g} points{special}{log_note})"
     return Plan(chosen, mode, history, reason, int(windows))
+
+
+def _inferred_note(series: SeriesSet) -> str:
+    """How integer steps without a frequency were read ("" for other data)."""
+    if not series.inferred:
+        return ""
+    read = (f"integer steps read as {series.inferred} from their seasons" if series.inferred != NON_SEASONAL
+            else "integer steps with no season, read as yearly")
+    return f"{read} (freq / --freq say otherwise)"
 
 
 # ----------------------------------------------------------------------------- networks
