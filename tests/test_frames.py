@@ -258,6 +258,8 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     panel = pd.DataFrame({"y": np.r_[y, y]}, index=pd.MultiIndex.from_product(
         [["a", "b"], pd.period_range("1950", periods=30, freq="Y")], names=["unique_id", "ds"]))
     assert load_series(panel).freq == "YS"
+    demand = load_series(pd.DataFrame({"demand": np.tile([0, 3, 1, 0, 2], 6)}))  # a lone column is the series
+    assert demand.ids == ["demand"] and demand.step_index
     for values in (pd.Series(y), y, list(y)):  # values alone: one series of integer steps
         steps = load_series(values)
         assert steps.step_index and len(steps) == 1 and steps.values[0][:, 0].tolist() == y.tolist()
@@ -292,8 +294,11 @@ def test_period_notations_parse_as_each_period_start():
     for freq, (stamps, start) in expected.items():
         s = load_series(pd.DataFrame({"ds": stamps, "y": y}))
         assert s.freq.startswith(freq[:2]) and s.starts[0] == pd.Timestamp(start)
-    weeks = pd.period_range("2000-01-03", periods=12, freq="W").astype(str)  # 2000-01-03/2000-01-09, ...
-    assert load_series(pd.DataFrame({"ds": weeks, "y": y})).starts[0] == pd.Timestamp("2000-01-03")
+    for n in (3, 12):  # pandas alone reads a few 2000-01-03/2000-01-09 as times of day
+        weeks = pd.period_range("2000-01-03", periods=n, freq="W").astype(str)
+        assert load_series(pd.DataFrame({"ds": weeks, "y": y[:n]})).starts[0] == pd.Timestamp("2000-01-03")
+    beer = load_series(pd.DataFrame({"Quarter": expected["QS"][0], "Beer": y}))  # tsibble's column name
+    assert beer.ids == ["Beer"] and beer.freq.startswith("QS")
     with pytest.raises(InputError, match="cannot parse timestamp"):
         load_series(pd.DataFrame({"ds": [f"2000M{i + 1:02d}" for i in range(13)], "y": np.arange(13.0)}))
 
@@ -322,6 +327,10 @@ def test_the_resolution_of_integer_steps_is_read_from_their_seasons():
     # a harmonic is not a season: a monthly season also peaks at 24 steps, tested on the few long series
     assert infer_resolution(seasonal_steps(12, n_series=4, length=40) + seasonal_steps(12, 2, length=200, seed=1)) \
         == "MS"
+    rng = np.random.default_rng(7)
+    t = np.arange(1000)
+    assert infer_resolution([np.r_[np.zeros(500), np.ones(500)] + rng.normal(0, 1, 1000)]) == NON_SEASONAL  # a shift
+    assert infer_resolution([np.exp(0.01 * t[:300]) * (1 + rng.normal(0, 0.02, 300))]) == NON_SEASONAL  # growth
     walks = [np.cumsum(np.random.default_rng(i).normal(1, 1, 80)) for i in range(5)]
     assert infer_resolution(walks) == infer_resolution([]) == NON_SEASONAL  # trends and noise are no season
     gappy = seasonal_steps(12)

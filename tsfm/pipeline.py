@@ -90,7 +90,7 @@ def _inferred_note(series: SeriesSet) -> str:
         return ""
     read = (f"integer steps read as {series.inferred} from their seasons" if series.inferred != NON_SEASONAL
             else "integer steps with no season, read as yearly")
-    return f"{read} (freq / --freq say otherwise)"
+    return f"{read} (--freq or freq= says what a step is)"
 
 
 # ----------------------------------------------------------------------------- networks

@@ -103,10 +103,12 @@ def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
 def infer_resolution(series: Sequence[np.ndarray]) -> str:
     """The resolution a dataset of integer steps most likely has, from its seasonal period.
 
-    Every series (and channel) is tested at the periods above, pooled over the series long enough
-    to show the period three times, in two views that keep trends from hiding seasons: the first
-    differences, and (where those drown a long smooth season in noise) the levels less a straight
-    line. A period is found when, in either view, the mean autocorrelation there is the highest
+    Every series (and channel; positive ones in logs, where growth and seasons are proportional to
+    the level) is tested at the periods above, pooled over the series long enough to show the
+    period three times, in two views that keep trends from hiding seasons: the first differences,
+    and (where those drown a long smooth season in noise) the levels less a quadratic trend, where
+    the peak must also stand above the autocorrelation a quarter period away (a level shift lifts
+    every lag). A period is found when, in either view, the mean autocorrelation there is the highest
     within a quarter period either side (within a step from 48 steps on: 52 weeks are not quite a
     year), above the one half a period on for short periods (where a season troughs; smooth data
     ripples), at least 0.1, and significant by a test like the M4 competition's seasonality check:
@@ -122,12 +124,14 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
             channel = channel[-_MAX_STEPS:]
             seen = np.flatnonzero(np.isfinite(channel))
             if len(seen) >= 12:
-                observed.append(np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen]))  # gaps bridged
+                filled = np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen])  # gaps bridged
+                # positive data grow and swing in proportion to their level: their logs have steady seasons
+                observed.append(np.log(filled) if filled.min() > 0 else filled)
     observed = observed[:: max(1, len(observed) // _MAX_SERIES)][:_MAX_SERIES]
 
     def tested(period: int, view: str) -> tuple[np.ndarray, bool] | None:
         """The mean autocorrelation of the series long enough for ``period`` (their first differences,
-        or their levels less a straight line), and whether the period is found there; None when no
+        or their levels less a quadratic trend), and whether the period is found there; None when no
         series is long enough."""
         reach, slack = period // 4, (1 if period >= 48 else 0)
         curves, variances = [], []
@@ -138,7 +142,7 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
                 x = np.diff(y)
             else:
                 t = np.arange(len(y))
-                x = y - np.polyval(np.polyfit(t, y, 1), t)
+                x = y - np.polyval(np.polyfit(t, y, 2), t)
             r = _autocorrelation(x - x.mean(), period + reach)
             curves.append(r)
             # Bartlett's variance over the first lags, short of half the period: over all lags below the
@@ -150,7 +154,10 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
         peak = r[period - slack: period + slack + 1].max()
         around = np.r_[r[period - reach: period - slack], r[period + slack + 1: period + reach + 1]]
         trough = r[period // 2] if period < 48 else -1.0
-        significant = peak > max(_Z * np.sqrt(np.sum(variances)) / len(curves), _LEAST_AUTOCORRELATION)
+        error = _Z * np.sqrt(np.sum(variances)) / len(curves)
+        significant = peak > max(error, _LEAST_AUTOCORRELATION)
+        if view == "levels":  # a level shift or a bend lifts every lag alike: a season falls a quarter period away
+            significant &= peak - max(r[period - reach], r[period + reach]) > error
         return r, bool(peak > max(around.max(), trough) and significant)
 
     aliases = dict(_PERIODS)

@@ -18,6 +18,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from tsfm.data.messages import RowSource, quoted_names
+from tsfm.data.timestamps import period_notation
 from tsfm.errors import InputError
 
 ID_ALIASES: tuple[str, ...] = ("unique_id", "item_id", "series_id", "id")
@@ -72,7 +73,7 @@ def _is_time_like(col: pd.Series) -> bool:
             parsed = pd.to_datetime(sample.astype(str), errors="coerce", format="mixed")
         except (ValueError, TypeError):
             return False
-    return bool(parsed.notna().all())
+    return bool(parsed.notna().all()) or period_notation(sample) is not None
 
 
 # names that say a numeric column is (part of) a time, not a series
@@ -96,7 +97,7 @@ def values_only(df: pd.DataFrame) -> bool:
         steps = np.diff(x)
         if np.allclose(steps, steps[0], rtol=1e-6, atol=0) and steps[0] != 0:  # evenly spaced: decimal years...
             return False
-        whole = (x % 1 == 0).all()
+        whole = (x % 1 == 0).all() and len(df.columns) > 1  # a lone column is the series whatever it holds
         if whole and ((steps > 0).all() or (steps < 0).all() or len(np.unique(x)) <= len(x) / 2):
             return False
     return True

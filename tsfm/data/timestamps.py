@@ -165,7 +165,7 @@ _WEEK = re.compile(r"^\s*(\d{4})\s*-?\s*W(\d{1,2})\s*$", re.IGNORECASE)
 _RANGE = re.compile(r"^\s*([^/]+?)\s*/\s*[^/]+$")
 
 
-def _period_notation(text: pd.Series) -> pd.Series | None:
+def period_notation(text: pd.Series) -> pd.Series | None:
     """Stamps written as periods, each read as its start (a week from its ISO Monday); None when
     the column is not one notation throughout."""
     strings = text.astype(str)
@@ -180,8 +180,11 @@ def _period_notation(text: pd.Series) -> pd.Series | None:
                 return None
     first = strings.str.extract(_RANGE)[0]
     if first.notna().all():
-        stamps = pd.to_datetime(first, format="ISO8601", errors="coerce")
-        return stamps if stamps.notna().all() else None
+        try:
+            stamps = pd.to_datetime(first, format="ISO8601", errors="coerce")
+        except (ValueError, TypeError):  # mixed UTC offsets
+            return None
+        return stamps if ptypes.is_datetime64_any_dtype(stamps) and stamps.notna().all() else None
     return None
 
 
@@ -201,7 +204,12 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                 ts = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
                 if ts.notna().all():
                     return ts, True
-        for fmt in ("ISO8601", None, "mixed"):
+        for fmt in ("ISO8601", "periods", None, "mixed"):
+            if fmt == "periods":  # before pandas' guessing, which reads 2000-01-03/2000-01-09 as a time of day
+                periods = period_notation(text)
+                if periods is not None:
+                    return periods, False
+                continue
             try:
                 ts = pd.to_datetime(text, format=fmt, errors="coerce")
                 if ts.dtype == object:  # mixed UTC offsets (e.g. across DST): compare in UTC
@@ -213,9 +221,6 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                     continue
             if ts.notna().all():
                 return ts, False
-        periods = _period_notation(text)
-        if periods is not None:
-            return periods, False
     _no_missing_times(text, name, src)
     bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) if ts is not None else 0
     year = _YEAR.search(str(text.iloc[bad]))
