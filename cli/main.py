@@ -110,7 +110,8 @@ def _levels_to_quantiles(levels: list[str]) -> list[str]:
 @app.command()
 def forecast(
     input: Path = typer.Argument(
-        ..., help="CSV (long: unique_id,ds,y or wide: one time column + one column per series)"),
+        ..., help="CSV (long: unique_id,ds,y; wide: one time column + one column per series; or numbers "
+                  "alone, one column per series, each row the next step)"),
     horizon: int | None = typer.Option(
         None, "--horizon", "-H", help=f"Steps to forecast, at most {MAX_HORIZON} (default: from the frequency)"
     ),
