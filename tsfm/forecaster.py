@@ -314,7 +314,7 @@ class Forecaster:
     def _fit_auto(self, series, h: int | None = None):
         """The ``model="auto"`` ensemble fitted on ``series`` (``tsfm.auto.fit``), with its plan."""
         from tsfm import auto
-        from tsfm.pipeline import Plan, typical_history
+        from tsfm.pipeline import Plan, inferred_note, typical_history
 
         h = h or (int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon)
         self.device_ = self._device()
@@ -323,7 +323,8 @@ class Forecaster:
                             calibrate=calibrate, device=self.device_, batch_size=self.batch_size,
                             n_jobs=self.num_threads, num_threads=self.num_threads)
         self.model_name_ = auto.AUTO
-        self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(ensemble.lines))
+        lines = [inferred_note(series)] if series.inferred else []  # how integer steps were read, as plan() says
+        self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(lines + list(ensemble.lines)))
         self.history_length_ = self.plan_.history
         return ensemble
 

@@ -73,18 +73,18 @@ def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = N
     windows = calibration_windows if calibration_windows is not None else (
         0 if finetuned or suite is None else suite.spec.calibration_windows)
     if suite is None:
-        return Plan(str(model), mode, history, _inferred_note(series), calibration_windows=int(windows))
+        return Plan(str(model), mode, history, inferred_note(series), calibration_windows=int(windows))
     info = series.freq_info
     chosen = suite.select(history, info.season, info.name)
     log_note = (f"; positive contexts in log space, --log-scale {mode}"
                 if rules.log_scale_applies(mode, info.season) else "")
     special = f", {info.name} data" if suite.spec.is_specialist(suite.variant_of(chosen), info.name) else ""
-    special = f", {_inferred_note(series)}" if series.inferred else special  # what the resolution rests on
+    special = f", {inferred_note(series)}" if series.inferred else special  # what the resolution rests on
     reason = f"model {chosen} (from suite {model}: median history {history:g} points{special}{log_note})"
     return Plan(chosen, mode, history, reason, int(windows))
 
 
-def _inferred_note(series: SeriesSet) -> str:
+def inferred_note(series: SeriesSet) -> str:
     """How integer steps without a frequency were read ("" for other data)."""
     if not series.inferred:
         return ""
