@@ -423,6 +423,8 @@ def test_error_duplicate_timestamps():
     df = pd.concat([df, df.iloc[[7]]], ignore_index=True)
     msg = one_line_error(df)
     assert "duplicate timestamp 2020-03-01" in msg and "'b'" in msg and "row 7 and row 11" in msg
+    steps = pd.DataFrame({"t": [1, 2, 2, 3, 4], "y": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    assert "duplicate step 2 for series 'y' (row 1 and row 2)" in one_line_error(steps, time_col="t")
 
 
 def test_error_irregular_timestamps_ask_for_freq():

@@ -18,10 +18,11 @@ def check_duplicates(rows: Rows, src: RowSource) -> None:
     pairs = np.flatnonzero(same)
     later = np.maximum(rows.rows[pairs], rows.rows[pairs + 1])
     j = int(pairs[np.argmin(later)])
-    uid, stamp = rows.ids[rows.codes[j]], pd.Timestamp(int(rows.times[j]))
+    uid = rows.ids[rows.codes[j]]
+    stamp = f"step {int(rows.times[j])}" if rows.steps else f"timestamp {pd.Timestamp(int(rows.times[j]))}"
     a, b = sorted((int(rows.rows[j]), int(rows.rows[j + 1])))
     raise InputError(
-        f"duplicate timestamp {stamp} for series '{uid}' ({src.at(a)} and {src.at(b)}); keep one row per id and time"
+        f"duplicate {stamp} for series '{uid}' ({src.at(a)} and {src.at(b)}); keep one row per id and time"
     )
 
 
