@@ -276,6 +276,8 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     for what, table in times.items():  # a column that may be a time or a code: the user says which
         with pytest.raises(InputError, match="cannot tell long from wide"):
             load_series(table)
+    several = load_series([np.sin(y), list(np.cos(y[:20]))])  # Chronos' input: one array per series
+    assert several.ids == ["0", "1"] and several.lengths.tolist() == [30, 20] and several.step_index
     with pytest.raises(InputError, match="pass a 1-D array"):
         load_series(np.ones((3, 4)))
     with pytest.raises(InputError, match="must hold numbers"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,9 +52,12 @@ def _as_list(x: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys([x] if isinstance(x, str) else [str(c) for c in x]))
 
 
-def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[float],
+def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[Any],
               id_col: str | None) -> tuple[pd.DataFrame, RowSource]:
-    if isinstance(data, (np.ndarray, list, tuple)):
+    if isinstance(data, (list, tuple)) and data and all(isinstance(x, (np.ndarray, list, tuple, pd.Series))
+                                                         for x in data):
+        data = _values_as_long_frame(data)  # Chronos' input: one array per series, any lengths
+    elif isinstance(data, (np.ndarray, list, tuple)):
         data = _values_as_series(data)
     if isinstance(data, pd.Series):
         named = data.name is not None and str(data.name) != "ds"
@@ -93,9 +97,17 @@ def _values_as_series(data: np.ndarray | Sequence[float]) -> pd.Series:
     except (TypeError, ValueError):
         raise InputError("an array or list of data must hold numbers (NaN where missing)") from None
     if values.ndim != 1:
-        raise InputError(f"an array of data is one series: pass a 1-D array (got shape {values.shape}), or a "
-                         "DataFrame with a time column, or one column per series, for several")
+        raise InputError(f"an array of data is one series: pass a 1-D array (got shape {values.shape}); for "
+                         "several, a list of 1-D arrays or a DataFrame with one column per series")
     return pd.Series(values, name="y")
+
+
+def _values_as_long_frame(arrays: Sequence[np.ndarray | Sequence[float] | pd.Series]) -> pd.DataFrame:
+    """A list of 1-D arrays: series 0, 1, ... of integer steps, each as long as its array."""
+    values = [_values_as_series(np.asarray(a)).to_numpy() for a in arrays]
+    return pd.DataFrame({"unique_id": np.repeat([str(i) for i in range(len(values))], [len(v) for v in values]),
+                         "ds": np.concatenate([np.arange(len(v)) for v in values]),
+                         "y": np.concatenate(values)})
 
 
 def _drop_empty_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -205,7 +217,7 @@ def _magnitude_scales(values: np.ndarray, seg: Segments) -> np.ndarray | None:
 
 
 def load_series(
-    data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[float],
+    data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[Any],
     *,
     id_col: str | None = None,
     time_col: str | None = None,
@@ -224,7 +236,8 @@ def load_series(
     channels are those columns; for long input with one target, the ids become the channels).
     Rows are sorted by time per id; ids keep first-appearance order; fully empty rows are dropped.
     A Series holds one series (its index the times; a RangeIndex means integer steps), as does a
-    1-D array or list; a PeriodIndex or period column is read as the periods' starts.
+    1-D array or list; a list of 1-D arrays holds series "0", "1", ... of integer steps; a
+    PeriodIndex or period column is read as the periods' starts.
     ``fill``: "mask" (keep NaN; also "none"), "ffill", "interpolate" (trailing gaps hold the last
     value, leading NaN stay) or "zero", applied to targets and exog. Raises InputError.
     """
