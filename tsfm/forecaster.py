@@ -283,8 +283,8 @@ class Forecaster:
             self._load_model(self.plan_.source)
 
     def fit(self, df: pd.DataFrame | pd.Series | np.ndarray | str | Path, y: Any = None) -> Forecaster:
-        """Validate ``df`` (a long or wide table, a Series, or a 1-D array of values), load the model
-        and remember each series' context."""
+        """Validate ``df`` (a long or wide table, a Series, a 1-D array of values or a list of them),
+        load the model and remember each series' context."""
         levels, names = _quantile_names(self.quantiles)
         if self.horizon is not None:
             _check_steps("horizon", self.horizon)
