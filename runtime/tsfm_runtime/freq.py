@@ -117,44 +117,40 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
     shorter season that reaches 80% of its strength on the same series (a monthly season peaks
     again at 24 steps). No period found: ``NON_SEASONAL``.
     """
-    observed = []
-    for y in series:
+    longest = _PERIODS[-1][0] + _PERIODS[-1][0] // 4
+    views: dict[str, list[tuple[np.ndarray, int]]] = {"differences": [], "levels": []}  # (autocorrelation, length)
+    kept = 0
+    for y in list(series)[:: max(1, len(series) // _MAX_SERIES)]:  # a spread of a large dataset
         y = np.asarray(y, dtype=np.float64)
         for channel in (y.reshape(len(y), -1).T if len(y) else ()):
             channel = channel[-_MAX_STEPS:]
             seen = np.flatnonzero(np.isfinite(channel))
-            if len(seen) >= 12:
-                filled = np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen])  # gaps bridged
-                # positive data grow and swing in proportion to their level: their logs have steady seasons
-                observed.append(np.log(filled) if filled.min() > 0 else filled)
-    observed = observed[:: max(1, len(observed) // _MAX_SERIES)][:_MAX_SERIES]
+            if len(seen) < 12 or kept >= _MAX_SERIES:
+                continue
+            kept += 1
+            y_ = np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen])  # gaps bridged
+            # positive data grow and swing in proportion to their level: their logs have steady seasons
+            y_ = np.log(y_) if y_.min() > 0 else y_
+            t = np.arange(len(y_))
+            for view, x in (("differences", np.diff(y_)), ("levels", y_ - np.polyval(np.polyfit(t, y_, 2), t))):
+                views[view].append((_autocorrelation(x - x.mean(), min(longest, len(x) - 1)), len(y_)))
 
     def tested(period: int, view: str) -> tuple[np.ndarray, bool] | None:
         """The mean autocorrelation of the series long enough for ``period`` (their first differences,
         or their levels less a quadratic trend), and whether the period is found there; None when no
         series is long enough."""
         reach, slack = period // 4, (1 if period >= 48 else 0)
-        curves, variances = [], []
-        for y in observed:
-            if len(y) < 3 * period:
-                continue
-            if view == "differences":
-                x = np.diff(y)
-            else:
-                t = np.arange(len(y))
-                x = y - np.polyval(np.polyfit(t, y, 2), t)
-            r = _autocorrelation(x - x.mean(), period + reach)
-            curves.append(r)
-            # Bartlett's variance over the first lags, short of half the period: over all lags below the
-            # period, a strong season widens it until the season of a short series cannot pass
-            variances.append((1 + 2 * np.sum(r[1:max(2, min(4, period // 2))] ** 2)) / len(x))
-        if not curves:
+        rows = [(r[: period + reach + 1], n) for r, n in views[view] if n >= 3 * period]
+        if not rows:
             return None
-        r = np.mean(curves, axis=0)
+        # Bartlett's variance over the first lags, short of half the period: over all lags below the
+        # period, a strong season widens it until the season of a short series cannot pass
+        variances = [(1 + 2 * np.sum(r[1:max(2, min(4, period // 2))] ** 2)) / n for r, n in rows]
+        r = np.mean([r for r, _ in rows], axis=0)
         peak = r[period - slack: period + slack + 1].max()
         around = np.r_[r[period - reach: period - slack], r[period + slack + 1: period + reach + 1]]
         trough = r[period // 2] if period < 48 else -1.0
-        error = _Z * np.sqrt(np.sum(variances)) / len(curves)
+        error = _Z * np.sqrt(np.sum(variances)) / len(rows)
         significant = peak > max(error, _LEAST_AUTOCORRELATION)
         if view == "levels":  # a level shift or a bend lifts every lag alike: a season falls a quarter period away
             significant &= peak - max(r[period - reach], r[period + reach]) > error
