@@ -276,6 +276,7 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     for what, table in times.items():  # a column that may be a time or a code: the user says which
         with pytest.raises(InputError, match="cannot tell long from wide"):
             load_series(table)
+    assert load_series([np.array(v) for v in y]).ids == ["y"]  # 0-d arrays are numbers, not series
     several = load_series([np.sin(y), list(np.cos(y[:20]))])  # Chronos' input: one array per series
     assert several.ids == ["0", "1"] and several.lengths.tolist() == [30, 20] and several.step_index
     with pytest.raises(InputError, match="pass a 1-D array"):
@@ -338,6 +339,8 @@ def test_the_resolution_of_integer_steps_is_read_from_their_seasons():
     gappy = seasonal_steps(12)
     gappy[0][[5, 6, 40]] = np.nan
     assert infer_resolution(gappy) == "MS"
+    # of a large dataset, a spread of the series long enough to read
+    assert infer_resolution([np.ones(8) if i % 2 else y for i, y in enumerate(seasonal_steps(12, 1000, 48))]) == "MS"
 
 
 def test_integer_steps_without_freq_get_the_inferred_resolution_but_their_own_horizon():

@@ -117,30 +117,27 @@ def infer_resolution(series: Sequence[np.ndarray]) -> str:
     shorter season that reaches 80% of its strength on the same series (a monthly season peaks
     again at 24 steps). No period found: ``NON_SEASONAL``.
     """
+    channels = []  # every channel with 12 observed steps: enough to difference and test the shortest period
+    for y in series:
+        y = np.asarray(y, dtype=np.float64)
+        channels += [c[-_MAX_STEPS:] for c in (y.reshape(len(y), -1).T if len(y) else ())
+                     if np.isfinite(c[-_MAX_STEPS:]).sum() >= 12]
     longest = _PERIODS[-1][0] + _PERIODS[-1][0] // 4
     views: dict[str, list[tuple[np.ndarray, int]]] = {"differences": [], "levels": []}  # (autocorrelation, length)
-    kept = 0
-    for y in list(series)[:: max(1, len(series) // _MAX_SERIES)]:  # a spread of a large dataset
-        y = np.asarray(y, dtype=np.float64)
-        for channel in (y.reshape(len(y), -1).T if len(y) else ()):
-            channel = channel[-_MAX_STEPS:]
-            seen = np.flatnonzero(np.isfinite(channel))
-            if len(seen) < 12 or kept >= _MAX_SERIES:
-                continue
-            kept += 1
-            y_ = np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen])  # gaps bridged
-            # positive data grow and swing in proportion to their level: their logs have steady seasons
-            y_ = np.log(y_) if y_.min() > 0 else y_
-            t = np.arange(len(y_))
-            for view, x in (("differences", np.diff(y_)), ("levels", y_ - np.polyval(np.polyfit(t, y_, 2), t))):
-                views[view].append((_autocorrelation(x - x.mean(), min(longest, len(x) - 1)), len(y_)))
+    for channel in channels[:: max(1, len(channels) // _MAX_SERIES)][:_MAX_SERIES]:  # a spread of a large dataset
+        seen = np.flatnonzero(np.isfinite(channel))
+        y = np.interp(np.arange(seen[0], seen[-1] + 1), seen, channel[seen])  # gaps bridged
+        y = np.log(y) if y.min() > 0 else y  # positive data swing in proportion to their level
+        t = np.arange(len(y))
+        for view, x in (("differences", np.diff(y)), ("levels", y - np.polyval(np.polyfit(t, y, 2), t))):
+            views[view].append((_autocorrelation(x - x.mean(), min(longest, len(x) - 1)), len(x)))
 
     def tested(period: int, view: str) -> tuple[np.ndarray, bool] | None:
         """The mean autocorrelation of the series long enough for ``period`` (their first differences,
         or their levels less a quadratic trend), and whether the period is found there; None when no
         series is long enough."""
         reach, slack = period // 4, (1 if period >= 48 else 0)
-        rows = [(r[: period + reach + 1], n) for r, n in views[view] if n >= 3 * period]
+        rows = [(r[: period + reach + 1], n) for r, n in views[view] if n + (view == "differences") >= 3 * period]
         if not rows:
             return None
         # Bartlett's variance over the first lags, short of half the period: over all lags below the

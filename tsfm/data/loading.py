@@ -54,8 +54,8 @@ def _as_list(x: str | Sequence[str] | None) -> list[str]:
 
 def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[Any],
               id_col: str | None) -> tuple[pd.DataFrame, RowSource]:
-    if isinstance(data, (list, tuple)) and data and all(isinstance(x, (np.ndarray, list, tuple, pd.Series))
-                                                         for x in data):
+    if isinstance(data, (list, tuple)) and data and all(
+            isinstance(x, (list, tuple, pd.Series)) or (isinstance(x, np.ndarray) and x.ndim) for x in data):
         data = _values_as_long_frame(data)  # Chronos' input: one array per series, any lengths
     elif isinstance(data, (np.ndarray, list, tuple)):
         data = _values_as_series(data)
