@@ -302,8 +302,8 @@ def test_period_notations_parse_as_each_period_start():
         assert load_series(pd.DataFrame({"ds": weeks, "y": y[:n]})).starts[0] == pd.Timestamp("2000-01-03")
     beer = load_series(pd.DataFrame({"Quarter": expected["QS"][0], "Beer": y}))  # tsibble's column name
     assert beer.ids == ["Beer"] and beer.freq.startswith("QS")
-    with pytest.raises(InputError, match="cannot parse timestamp"):
-        load_series(pd.DataFrame({"ds": [f"2000M{i + 1:02d}" for i in range(13)], "y": np.arange(13.0)}))
+    bad = one_line_error(pd.DataFrame({"Month": [f"2000M{i + 1:02d}" for i in range(13)], "y": np.arange(13.0)}))
+    assert bad.startswith("period '2000M13' in column 'Month' at row 12 does not exist")
 
 
 def test_integer_years_parse_as_yearly():

@@ -18,7 +18,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from tsfm.data.messages import RowSource, quoted_names
-from tsfm.data.timestamps import period_notation
+from tsfm.data.timestamps import NoSuchPeriod, period_notation
 from tsfm.errors import InputError
 
 ID_ALIASES: tuple[str, ...] = ("unique_id", "item_id", "series_id", "id")
@@ -73,7 +73,12 @@ def _is_time_like(col: pd.Series) -> bool:
             parsed = pd.to_datetime(sample.astype(str), errors="coerce", format="mixed")
         except (ValueError, TypeError):
             return False
-    return bool(parsed.notna().all()) or period_notation(sample) is not None
+    if parsed.notna().all():
+        return True
+    try:
+        return period_notation(sample) is not None
+    except NoSuchPeriod:  # a time column with a bad period: reading it says which
+        return True
 
 
 # names that say a numeric column is (part of) a time, not a series

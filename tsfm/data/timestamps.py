@@ -165,19 +165,32 @@ _WEEK = re.compile(r"^\s*(\d{4})\s*-?\s*W(\d{1,2})\s*$", re.IGNORECASE)
 _RANGE = re.compile(r"^\s*([^/]+?)\s*/\s*[^/]+$")
 
 
+class NoSuchPeriod(ValueError):
+    """A period notation naming a period that does not exist (month 13, week 54) at ``position``."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
 def period_notation(text: pd.Series) -> pd.Series | None:
     """Stamps written as periods, each read as its start (a week from its ISO Monday); None when
-    the column is not one notation throughout."""
+    the column is not one notation throughout, ``NoSuchPeriod`` when one of them does not exist."""
     strings = text.astype(str)
     for pattern, start in ((_QUARTER, lambda y, n: f"{y}-{3 * n - 2:02d}-01"), (_MONTH, lambda y, n: f"{y}-{n:02d}-01"),
                            (_WEEK, lambda y, n: pd.Timestamp.fromisocalendar(y, n, 1).strftime("%Y-%m-%d"))):
         parts = strings.str.extract(pattern)
         if parts[0].notna().all():
-            try:
-                return pd.to_datetime([start(int(y), int(n)) for y, n in zip(parts[0], parts[1])]).to_series(
-                    index=text.index)
-            except ValueError:  # month 13, week 54
-                return None
+            starts = []
+            for position, (year, number) in enumerate(zip(parts[0], parts[1])):
+                try:
+                    starts.append(start(int(year), int(number)))
+                except ValueError:  # week 54 (fromisocalendar)
+                    raise NoSuchPeriod(position) from None
+            stamps = pd.to_datetime(pd.Series(starts, index=text.index), format="%Y-%m-%d", errors="coerce")
+            if stamps.isna().any():  # month 13
+                raise NoSuchPeriod(int(np.flatnonzero(stamps.isna().to_numpy())[0]))
+            return stamps
     first = strings.str.extract(_RANGE)[0]
     if first.notna().all():
         try:
@@ -206,7 +219,12 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                     return ts, True
         for fmt in ("ISO8601", "periods", None, "mixed"):
             if fmt == "periods":  # before pandas' guessing, which reads 2000-01-03/2000-01-09 as a time of day
-                periods = period_notation(text)
+                try:
+                    periods = period_notation(text)
+                except NoSuchPeriod as bad:
+                    raise InputError(f"period {text.iloc[bad.position]!r} in column '{name}' at "
+                                     f"{src.at(bad.position)} does not exist (months 1-12, quarters 1-4, the "
+                                     "ISO weeks of that year)") from None
                 if periods is not None:
                     return periods, False
                 continue
