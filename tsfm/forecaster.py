@@ -323,8 +323,8 @@ class Forecaster:
                             calibrate=calibrate, device=self.device_, batch_size=self.batch_size,
                             n_jobs=self.num_threads, num_threads=self.num_threads)
         self.model_name_ = auto.AUTO
-        lines = [inferred_note(series)] if series.inferred else []  # how integer steps were read, as plan() says
-        self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(lines + list(ensemble.lines)))
+        lines = [inferred_note(series), *ensemble.lines]  # how integer steps were read, as plan() says
+        self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(line for line in lines if line))
         self.history_length_ = self.plan_.history
         return ensemble
 

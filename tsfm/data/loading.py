@@ -62,7 +62,7 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
     if isinstance(data, pd.Series):
         named = data.name is not None and str(data.name) != "ds"
         frame = data.to_frame(name=str(data.name) if named else "y")
-        if ptypes.is_integer_dtype(data.index) and not isinstance(data.index, pd.MultiIndex):
+        if ptypes.is_integer_dtype(data.index):
             frame = frame.reset_index(drop=True)  # numbered values: the numbers are the steps (or years)
             frame.insert(0, "ds", data.index.to_numpy())
         data = frame

@@ -34,7 +34,7 @@ TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 _STEP_ALIASES = ((300.0, "YS"), (80.0, "QS"), (27.0, "MS"), (6.5, "W-SUN"), (0.9, "D"), (0.03, "h"))
 # calendar resolutions a real series can be aggregated to: (numpy unit, periods per block)
 AGGREGATE_ALIASES = {"MS": ("M", 1), "QS": ("M", 3), "YS": ("Y", 1)}
-_FINE_TO_COARSE = ("15min", "30min", "h", "D", "W-SUN", "MS", "QS", "YS")
+_FINE_TO_COARSE = ("15min", "30min", *(alias for _, alias in reversed(_STEP_ALIASES)))  # every alias _alias gives
 
 
 def table_files(folder: str | Path, names: Sequence[str] | None = None) -> list[Path]:

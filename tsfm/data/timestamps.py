@@ -202,7 +202,8 @@ def period_notation(text: pd.Series) -> pd.Series | None:
 
 
 def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Series, bool]:
-    """ISO first (fast); then pandas' format inference; then element-wise parsing.
+    """ISO first (fast); then period notations (:func:`period_notation`); then pandas' format
+    inference; then element-wise parsing.
 
     Returns the stamps and whether they were read day-first: dd/mm/yyyy text with a first field
     above 12 somewhere (and no second field above 12) is unambiguous and read that way.
@@ -217,8 +218,8 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                 ts = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
                 if ts.notna().all():
                     return ts, True
-        for fmt in ("ISO8601", "periods", None, "mixed"):
-            if fmt == "periods":  # before pandas' guessing, which reads 2000-01-03/2000-01-09 as a time of day
+        for fmt in ("ISO8601", None, "mixed"):
+            if fmt is None:  # periods before pandas' guessing, which reads 2000-01-03/2000-01-09 as a time of day
                 try:
                     periods = period_notation(text)
                 except NoSuchPeriod as bad:
@@ -227,7 +228,6 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
                                      "ISO weeks of that year)") from None
                 if periods is not None:
                     return periods, False
-                continue
             try:
                 ts = pd.to_datetime(text, format=fmt, errors="coerce")
                 if ts.dtype == object:  # mixed UTC offsets (e.g. across DST): compare in UTC
