@@ -11,7 +11,8 @@ forecast scores:
 - ``single``: every one of those series alone;
 - ``false seasons``: random walks, and random walks under noise, read as seasonal (1, 2, 4 series
   of 40, 200 and 500 steps; 200 draws each);
-- ``tasks``: the first window's history of each task of the broad dev benchmark.
+- ``tasks``: the first window's history of each task of the broad dev benchmark;
+- the cost of one reading of 1,000 random walks of 512 steps (median of 5, one thread).
 Writes ``resolution_inference.md`` and ``.json`` to ``benchmarks/results``.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -84,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             right = SUB_DAILY[task["m"]] if group == "sub-daily" else TASK_RIGHT[group]
             data["tasks"][task["name"]] = {"freq": task["freq"], "m": task["m"], "read": got}
             task_rows.append([task["name"], task["freq"], task["m"], got, "yes" if got == right else "no"])
+    # cost: 1,000 random walks of 512 steps (the reading runs once per dataset of integer steps)
+    walks = list(np.cumsum(rng.normal(size=(1000, 512)), axis=1))
+    seconds = []
+    for _ in range(5):
+        began = time.perf_counter()
+        infer_resolution(walks)
+        seconds.append(time.perf_counter() - began)
+    data["seconds_1000x512"] = seconds
     meta = finish_run(meta)
     right_tasks = sum(r[-1] == "yes" for r in task_rows)
     markdown = "\n".join([
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                         "single series read otherwise"], rows), "",
         "## Random walks read as seasonal (share of 200 draws)", "",
         markdown_table(["series", "steps", "random walk", "random walk under noise"], false_rows), "",
+        "## Cost", "",
+        f"1,000 random walks of 512 steps, one thread: median {statistics.median(seconds):.3f} s over 5 runs "
+        f"({', '.join(f'{x:.3f}' for x in seconds)}).", "",
         f"## Tasks of the broad dev benchmark (first window's history): {right_tasks} of {len(task_rows)} right", "",
         "Right reading: the task's resolution; daily tasks (prices, rates) non-seasonal.", "",
         markdown_table(["task", "freq", "m", "read", "right"], task_rows), "",
