@@ -99,9 +99,11 @@ def export(
                    f"`tsfm forecast --model {model}` chooses; serve it with numpy + onnxruntime only: "
                    f"tsfm_runtime.load('{path}') (copy {where} to the device)", err=True)
         return
+    horizon = (f"horizon {edge.horizon} per run (by default the frequency's horizon)" if edge.default_horizon is None
+               else f"horizon {edge.default_horizon}"
+               + ("" if edge.default_horizon == edge.horizon else f" ({edge.horizon} per run, rolled out)"))
     typer.echo(
-        f"{path}: context {edge.context_length}, horizon {edge.default_horizon}"
-        f"{'' if edge.default_horizon == edge.horizon else f' ({edge.horizon} per run, rolled out)'}, "
+        f"{path}: context {edge.context_length}, {horizon}, "
         f"quantiles {','.join(f'{q:g}' for q in edge.quantiles)}, quantization {edge.quantization}; "
         f"serve it with numpy + onnxruntime only: tsfm_runtime.load('{path}') (copy {where} to the device)",
         err=True,

@@ -14,8 +14,10 @@ vocabulary, quantization preset, input names, tsfm version and family, so that
 ``tsfm_runtime`` (numpy + onnxruntime only) can serve it.
 
 Horizon rule: ``horizon`` smaller than the model's truncates the graph's output; larger keeps
-the model's own horizon in the graph and records the request as ``tsfm.default_horizon``: the
-runtime then rolls out (``tsfm_runtime.rules.rollout``, as the package does).
+the model's own horizon in the graph, and the runtime rolls out (``tsfm_runtime.rules.rollout``, as
+the package does). A requested horizon is recorded as ``tsfm.default_horizon``, what the runtime
+forecasts when ``predict`` is given none; without it the runtime forecasts the frequency's default
+horizon, as the package does.
 
 Graph rewrites: the exported GELU is reordered so that onnxruntime fuses it
 (:mod:`tsfm.export.graph_rewrites`). Graph simplification: onnxslim 0.1.98 was measured on the
@@ -123,8 +125,10 @@ def resolve_model(model_or_name_or_dir: ForecastModel | str | Path) -> ForecastM
     return load_model(model_or_name_or_dir, device="cpu").float().eval()
 
 
-def plan_lengths(model: ForecastModel, context_length: int | None, horizon: int | None) -> tuple[int, int, int]:
-    """``(context, graph horizon, default horizon)`` for an export request (InputError if impossible)."""
+def plan_lengths(model: ForecastModel, context_length: int | None,
+                 horizon: int | None) -> tuple[int, int, int | None]:
+    """``(context, graph horizon, default horizon)`` for an export request (InputError if impossible);
+    the default horizon is None when none was asked for (the runtime then uses the frequency's)."""
     model_context, model_horizon = model.config.context_length, model.config.prediction_length
     context = model_context if context_length is None else int(context_length)
     if not 1 <= context <= model_context:
@@ -132,10 +136,11 @@ def plan_lengths(model: ForecastModel, context_length: int | None, horizon: int 
             f"context_length {context} is outside 1..{model_context}: the model sees at most {model_context} steps; "
             f"export with a context_length up to {model_context}"
         )
-    wanted = model_horizon if horizon is None else int(horizon)
-    if wanted < 1:
+    if horizon is None:
+        return context, model_horizon, None
+    if int(horizon) < 1:
         raise InputError(f"horizon must be a positive integer, got {horizon}")
-    return context, min(wanted, model_horizon), wanted
+    return context, min(int(horizon), model_horizon), int(horizon)
 
 
 def _quiet():
@@ -233,17 +238,18 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def artifact_metadata(
-    model: ForecastModel, spec: ExportSpec, context: int, horizon: int, default_horizon: int, quantization: str,
-    quantization_settings: dict | None = None,
+    model: ForecastModel, spec: ExportSpec, context: int, horizon: int, default_horizon: int | None,
+    quantization: str, quantization_settings: dict | None = None,
 ) -> dict[str, str]:
-    """The ``tsfm.*`` props every artifact carries (read by ``tsfm_runtime.edge``)."""
+    """The ``tsfm.*`` props every artifact carries (read by ``tsfm_runtime.edge``); ``tsfm.default_horizon``
+    only when the export asked for a horizon."""
+    requested = {} if default_horizon is None else {"tsfm.default_horizon": str(default_horizon)}
     return {
         "tsfm.format_version": str(FORMAT_VERSION),
         "tsfm.family": model.config.family,
         "tsfm.version": __version__,
         "tsfm.context_length": str(context),
         "tsfm.horizon": str(horizon),
-        "tsfm.default_horizon": str(default_horizon),
         "tsfm.quantiles": json.dumps(list(model.quantiles)),
         "tsfm.freq_vocab": json.dumps(list(FREQ_VOCAB)),
         "tsfm.inputs": json.dumps(list(spec.input_names)),
@@ -252,6 +258,7 @@ def artifact_metadata(
         "tsfm.quantization": quantization,
         "tsfm.quantization_settings": json.dumps(quantization_settings or {}, sort_keys=True),
         "tsfm.model_config": json.dumps(model.config.to_dict(), sort_keys=True),
+        **requested,
     }
 
 
@@ -308,7 +315,7 @@ def export_onnx(
     model = resolve_model(model_or_name_or_dir)
     spec = export_spec(model)
     context, graph_horizon, default_horizon = plan_lengths(model, context_length, horizon)
-    if default_horizon > graph_horizon:
+    if default_horizon is not None and default_horizon > graph_horizon:
         log(f"horizon {default_horizon} is longer than the model's {graph_horizon}: the file forecasts "
             f"{graph_horizon} steps per run and the runtime rolls out to {default_horizon}")
     output = Path(output)

@@ -560,17 +560,18 @@ def test_tz_monthly_and_hourly_keep_zone(tiny_checkpoint):
 # ------------------------------------------------------------------ edge runtime
 
 
-def _edge_model():
+def _edge_model(fill: float | None = None):
+    """An EdgeModel on a stand-in graph (no file): it forecasts each window's last value, or ``fill``."""
     from tsfm_runtime.edge import EdgeModel
 
-    class Graph:  # stands in for the onnxruntime session: zeros, or inf when the values are large
+    class Graph:
         def run(self, outputs, feeds):
             values = feeds["past_values"]
-            fill = np.inf if np.nanmax(np.abs(values)) > 1e30 else 0.0
-            return [np.full((len(values), 8, values.shape[2], 3), fill, np.float32)]
+            last = values[:, -1:, :, None] if fill is None else np.full(values[:, -1:, :, None].shape, fill)
+            return [np.broadcast_to(last, (len(values), 8, values.shape[2], 3)).astype(np.float32)]
 
-    model = object.__new__(EdgeModel)  # no file needed: a stand-in graph
-    model.context_length, model.horizon, model.default_horizon, model.batch_size = 32, 8, 8, 256
+    model = object.__new__(EdgeModel)
+    model.context_length, model.horizon, model.default_horizon, model.batch_size = 32, 8, None, 256
     model.quantiles, model.channels, model.freq_vocab, model.input_names = (0.1, 0.5, 0.9), None, ("oov",), ()
     model.session = Graph()
     return model
@@ -579,13 +580,75 @@ def _edge_model():
 @pytest.mark.parametrize("values, words", [
     (np.full(20, np.nan), "no observed value"),
     (np.r_[np.ones(19), np.inf], "infinite"),
-    (np.r_[np.ones(19), 1e300], "outside what float32 holds"),
-    (np.full(20, 1e-300), "outside what float32 holds"),
-    (np.r_[np.ones(19), 1e35], "not finite"),
+    (np.r_[np.ones(19), 1e300], "outside what the float32 forecast holds.*divide"),
+    (np.full(20, 1e-300), "outside what the float32 forecast holds.*multiply"),
 ])
 def test_edge_runtime_refuses_what_it_cannot_forecast(values, words):
     model = _edge_model()
-    assert model.predict(np.ones(20)).shape == (1, 8, 1, 3)
+    assert model.predict(np.ones(20), horizon=8).shape == (1, 8, 1, 3)
     with pytest.raises(ValueError, match=words) as info:
         model.predict(values)
     assert "\n" not in str(info.value)
+
+
+def test_edge_runtime_says_when_the_graph_overflows():
+    with pytest.raises(ValueError, match="not finite") as info:
+        _edge_model(fill=np.inf).predict(np.linspace(1.0, 2.0, 20))  # not constant: those are pinned
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("size", [1e36, 1e18, 1e-24, 1e-35])
+def test_edge_runtime_forecasts_any_magnitude_float32_holds(size):
+    """As the package: a series outside rules.SAFE_MAGNITUDE is divided by a power of ten before the
+    graph and its forecast multiplied back, so huge and tiny series forecast in their own units."""
+    values = size * np.r_[np.linspace(1.0, 2.0, 19), 3.0]
+    forecast = _edge_model().predict(np.stack([values, np.linspace(1.0, 3.0, 20)]), horizon=4)
+    np.testing.assert_allclose(forecast[0, :, 0, 1], 3.0 * size, rtol=1e-6)
+    np.testing.assert_allclose(forecast[1, :, 0, 1], 3.0, rtol=1e-6)  # the other series is left alone
+
+
+def test_edge_runtime_default_horizon_is_the_packages():
+    """Without horizon=, a file exported without one forecasts its frequency's default horizon (14 steps
+    for no frequency, as the package gives integer steps), and a file exported with one forecasts it."""
+    from tsfm_runtime.edge import default_horizon
+
+    series = np.linspace(1.0, 2.0, 40)
+    model = _edge_model()
+    steps = {freq: model.predict(series, freq=freq).shape[1] for freq in ("MS", "QS-DEC", "YS", "h", "7h", None, 0)}
+    assert steps == {"MS": 18, "QS-DEC": 8, "YS": 6, "h": 48, "7h": 14, None: 14, 0: 14}
+    assert default_horizon(["YS", "MS"]) == 18 and default_horizon(11) == 18  # the longest; token 11 is "M"
+    model.default_horizon = 40  # exported with --horizon 40
+    assert model.predict(series, freq="MS").shape[1] == 40
+
+
+def test_edge_runtime_says_when_onnxruntime_is_too_old(tmp_path, monkeypatch):
+    import tsfm_runtime.edge as edge
+
+    def too_old(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:" + " x" * 150
+                           + " Unsupported model IR version: 10, max supported IR version: 9")
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"\0")
+    monkeypatch.setattr(edge.ort, "InferenceSession", too_old)
+    with pytest.raises(edge.ModelFileError, match=r"max supported IR version: 9\): install onnxruntime 1\.18"):
+        edge.load(path)
+
+
+def test_a_context_of_empty_rows_is_refused_not_forecast_as_zero(tiny_checkpoint, tmp_path):
+    """Trailing rows without values longer than the model's context (64 steps) leave it nothing to
+    read: one line, exit 2, no output file; fewer trailing empty rows still forecast."""
+    frame = monthly_frame(2, length=150)
+    step, last = frame.groupby("unique_id").cumcount(), frame["unique_id"] == frame["unique_id"].iloc[-1]
+    values = frame["y"].copy()
+    frame.loc[last & (step >= step[last].max() - 70), "y"] = np.nan  # the last 71 rows of one series
+    path, out = tmp_path / "gappy.csv", tmp_path / "out.csv"
+    frame.to_csv(path, index=False)
+    code, _, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "4", "-o", out)
+    name = frame["unique_id"].iloc[-1]
+    assert code == 2 and f"series '{name}' has no observed value in its last 64 steps" in _one_line(err)
+    assert not out.exists()
+    frame["y"] = values.where(~last | (step < step[last].max() - 49))  # its last 50 rows only
+    frame.to_csv(path, index=False)
+    code, _, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "4", "-o", out)
+    assert code == 0 and len(pd.read_csv(out)) == 8, err

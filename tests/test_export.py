@@ -381,7 +381,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, read_only_f
 
 def test_plan_lengths_and_refusals():
     plain = TTM(TTMConfig.tiny())
-    assert plan_lengths(plain, None, None) == (64, 16, 16)
+    assert plan_lengths(plain, None, None) == (64, 16, None)  # none asked for: the frequency's, at run time
     assert plan_lengths(plain, 32, 8) == (32, 8, 8)
     assert plan_lengths(plain, None, 40) == (64, 16, 40)  # longer: the runtime rolls out
     with pytest.raises(InputError, match="outside 1..64"):

@@ -254,6 +254,13 @@ def forecast(
     longest = max((len(v) for v in series.values), default=0)  # backtests need no padding beyond the longest history
     windows = inference_windows(series, max(context, min(context + calibration_windows * h, longest)))
     values, mask, freq_id = windows["past_values"], windows["past_mask"], windows["freq_id"]
+    blind = rules.blind_contexts(values, mask, context)
+    if blind.size:
+        i, c = (int(x) for x in blind[0])
+        channel = f" ('{series.target_names[c]}')" if series.n_channels > 1 else ""
+        raise InputError(f"series '{series.ids[i]}'{channel} has no observed value in its last {context} steps, "
+                         "all the model reads: drop its trailing empty rows so that its forecast starts where its "
+                         "values end")
     past_exog = None
     if reads_covariates(model):
         past_exog = past_covariates(model, windows, trained_with)

@@ -17,7 +17,9 @@ histories pinned, no negative forecast for a series that never went negative.
 A file that is not a tsfm export raises ``ModelFileError`` (a ``ValueError``) with one line
 saying what is wrong. ``predict`` raises ``ValueError`` (one line) for input it cannot forecast
 instead of returning zeros or NaN: no observed value in the context, infinite values, magnitudes
-float32 cannot hold, or a forecast that overflowed inside the graph.
+the float32 forecast cannot hold, or a forecast that overflowed inside the graph. Within float32,
+series of very large or very small values are divided by a power of ten before the network and
+multiplied back after it, as the package does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tsfm_runtime.suite import SUITE_FILE, SuiteSpec
 
 FORMAT_VERSION = 1  # bumped when the metadata or the graph signature changes incompatibly
 DEFAULT_BATCH_SIZE = 256
+MIN_ONNXRUNTIME = "1.18"  # the first that reads ONNX IR version 10, which tsfm exports are
 REQUIRED_KEYS = ("tsfm.format_version", "tsfm.context_length", "tsfm.horizon", "tsfm.quantiles", "tsfm.inputs")
 _FLOAT32 = np.finfo(np.float32)
 
@@ -62,6 +65,20 @@ def _inferred_freq(values: np.ndarray, mask: np.ndarray) -> str:
     return freqs.infer_resolution(list(np.where(mask > 0, values, np.nan)))
 
 
+def default_horizon(freq, vocab: Sequence[str] = freqs.FREQ_VOCAB) -> int:
+    """The package's default horizon for ``freq`` as given (an alias, a token id of ``vocab``, one per
+    series: the longest; None: 14 steps, as for integer steps, whose inferred resolution does not
+    set the horizon)."""
+    if freq is None:
+        return freqs.UNKNOWN_SEASON_AND_HORIZON[1]
+    if isinstance(freq, (int, np.integer)):
+        name = vocab[int(freq)] if 0 <= int(freq) < len(vocab) else ""
+        return freqs.season_and_horizon(name)[1]
+    if isinstance(freq, str):
+        return freqs.season_and_horizon(freqs.resolution_name(freq))[1]
+    return max((default_horizon(f, vocab) for f in freq), default=freqs.UNKNOWN_SEASON_AND_HORIZON[1])
+
+
 def _season(freq) -> int:
     """Seasonal period of one frequency alias for the whole batch (1 when unknown or per-series)."""
     if not isinstance(freq, str):
@@ -69,8 +86,9 @@ def _season(freq) -> int:
     return freqs.season_and_horizon(freqs.resolution_name(freq))[0]
 
 
-def checked_float32(past_values) -> np.ndarray:
-    """``past_values`` as float32, or ValueError for infinities and magnitudes float32 cannot hold."""
+def _numbers(past_values) -> np.ndarray:
+    """``past_values`` as float64, or ValueError for text, infinities and magnitudes the float32
+    forecast could not hold."""
     try:
         wide = np.asarray(past_values, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -79,36 +97,41 @@ def checked_float32(past_values) -> np.ndarray:
         where = tuple(int(i) for i in np.argwhere(np.isinf(wide))[0])
         raise ValueError(f"past_values has an infinite value at index {where}: "
                          "replace it with NaN (missing) or a finite number")
-    size = np.abs(wide[np.isfinite(wide) & (wide != 0)]) if wide.size else wide
+    size = np.abs(wide[np.isfinite(wide) & (wide != 0)])
     if size.size and (size.max() > _FLOAT32.max or size.min() < _FLOAT32.tiny):
-        worst = size.max() if size.max() > _FLOAT32.max else size.min()
-        raise ValueError(f"past_values has magnitude {worst:.3g}, outside what float32 holds "
-                         f"({_FLOAT32.tiny:.3g} to {_FLOAT32.max:.3g}): divide the series by a constant and multiply "
-                         "the forecast back")
-    return wide.astype(np.float32)
+        big = size.max() > _FLOAT32.max
+        raise ValueError(f"past_values has magnitude {size.max() if big else size.min():.3g}, outside what the float32 "
+                         f"forecast holds ({_FLOAT32.tiny:.3g} to {_FLOAT32.max:.3g}): "
+                         f"{'divide' if big else 'multiply'} the series by a constant and the forecast back")
+    return wide
 
 
-def as_windows(past_values, past_mask, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``[L] / [B, L] / [B, L, C]`` -> float32 ``[B, L, C]`` values and mask (NaN = unobserved)."""
-    values = checked_float32(past_values)
-    if values.ndim not in (1, 2, 3):
+def as_windows(past_values, past_mask, channels: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[L] / [B, L] / [B, L, C]`` -> float32 ``[B, L, C]`` values, their mask (NaN = unobserved) and
+    float64 ``[B, C]`` scales: a series outside ``rules.SAFE_MAGNITUDE`` is divided by a power of ten
+    before the float32 cast, as the package does, and its forecast must be multiplied back."""
+    wide = _numbers(past_values)
+    if wide.ndim not in (1, 2, 3):
         raise ValueError("past_values must be [time], [batch, time] or [batch, time, channels], "
-                         f"got shape {values.shape}")
-    shape = values.shape
-    values = values[None, :, None] if values.ndim == 1 else values[:, :, None] if values.ndim == 2 else values
+                         f"got shape {wide.shape}")
+    shape = wide.shape
+    wide = wide[None, :, None] if wide.ndim == 1 else wide[:, :, None] if wide.ndim == 2 else wide
     if past_mask is None:
-        mask = np.ones(values.shape, dtype=np.float32)
+        mask = np.ones(wide.shape, dtype=np.float32)
     else:
         mask = np.asarray(past_mask, dtype=np.float32)
         if mask.shape != shape:
             raise ValueError(f"past_mask has shape {mask.shape} but past_values has {shape}: give one flag per value")
-        mask = mask.reshape(values.shape)
-    if values.shape[1] < 1:
+        mask = mask.reshape(wide.shape)
+    if wide.shape[1] < 1:
         raise ValueError("past_values has no time steps: give at least one past value per series")
-    mask = rules.observed(values, mask).astype(np.float32)
-    if channels is not None and values.shape[2] != channels:
-        raise ValueError(f"this model mixes exactly {channels} channels but got {values.shape[2]}")
-    return values, mask
+    mask = rules.observed(wide, mask).astype(np.float32)
+    if channels is not None and wide.shape[2] != channels:
+        raise ValueError(f"this model mixes exactly {channels} channels but got {wide.shape[2]}")
+    biggest = np.where(mask > 0, np.abs(wide), 0.0).max(axis=1)  # [B, C]
+    scales = rules.magnitude_scales(biggest)
+    scales = np.ones(biggest.shape) if scales is None else scales
+    return (wide / scales[:, None, :]).astype(np.float32), mask, scales
 
 
 class EdgeModel:
@@ -116,7 +139,8 @@ class EdgeModel:
 
     Attributes come from the file's metadata: ``context_length`` (steps the graph sees),
     ``horizon`` (steps one graph run forecasts), ``default_horizon`` (what ``predict`` returns
-    without ``horizon=``; longer than ``horizon`` means a rollout), ``quantiles`` (levels of the
+    without ``horizon=`` when the export asked for a horizon, longer than ``horizon`` meaning a
+    rollout; None: the frequency's default horizon, as the package's), ``quantiles`` (levels of the
     last output axis), ``freq_vocab`` (resolution names by token id), ``channels`` (None when any
     channel count works), ``family``, ``quantization``, ``version`` and ``metadata`` (all props).
     """
@@ -140,7 +164,8 @@ class EdgeModel:
             version = int(meta["tsfm.format_version"])
             self.context_length = int(meta["tsfm.context_length"])
             self.horizon = int(meta["tsfm.horizon"])
-            self.default_horizon = int(meta.get("tsfm.default_horizon", self.horizon))
+            requested = meta.get("tsfm.default_horizon")  # written when the export asked for a horizon
+            self.default_horizon = None if requested is None else int(requested)
             self.quantiles = tuple(float(q) for q in json.loads(meta["tsfm.quantiles"]))
             self.freq_vocab = tuple(json.loads(meta.get("tsfm.freq_vocab", '["oov"]')))
             self.input_names = tuple(json.loads(meta["tsfm.inputs"]))
@@ -237,7 +262,8 @@ class EdgeModel:
         ``past_mask``: same shape, 1 = observed (optional); ``freq``: one alias or token for the
         batch, or one per series (None: the resolution the values' seasons suggest, as the package
         reads integer steps; 0: the unknown-resolution token); ``horizon``:
-        steps (default ``default_horizon``), rolled out past the graph's ``horizon``;
+        steps (default: the export's ``default_horizon``, else ``default_horizon(freq)``, the package's),
+        rolled out past the graph's ``horizon``;
         ``nonnegative``: floor at zero the channels whose context has no negative value (None),
         every channel (True) or none (False); ``log_scale``: True
         forecasts strictly positive channels in log space, or a mode ("seasonal", "positive", "never");
@@ -246,14 +272,16 @@ class EdgeModel:
         """
         if nonnegative not in (None, True, False):
             raise ValueError(f"nonnegative must be None, True or False, got {nonnegative!r}")
-        horizon = self.default_horizon if horizon is None else int(horizon)
+        if horizon is None:
+            horizon = self.default_horizon or default_horizon(freq, self.freq_vocab)
+        horizon = int(horizon)
         if horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
-        values, mask = as_windows(past_values, past_mask, self.channels)
+        values, mask, scales = as_windows(past_values, past_mask, self.channels)
         freq = _inferred_freq(values, mask) if freq is None else freq
         if calibration_windows == 0:
             values, mask = rules.fit_context(values, mask, self.context_length)
-        empty = np.argwhere(~(mask[:, -self.context_length:] > 0).any(axis=1))
+        empty = rules.blind_contexts(values, mask, self.context_length)
         if empty.size:
             b, c = (int(x) for x in empty[0])
             raise ValueError(f"series {b} (channel {c}) has no observed value in its last {self.context_length} steps "
@@ -267,7 +295,7 @@ class EdgeModel:
             biggest = float(np.nanmax(np.abs(np.where(mask > 0, values, np.nan)[:, -self.context_length:])))
             raise ValueError(f"the forecast is not finite: values up to {biggest:.3g} overflow the model's float32 "
                              "arithmetic; divide the series by a constant and multiply the forecast back")
-        return result
+        return (result * scales[:, None, :, None]).astype(np.float32)
 
 
 class EdgeSuite:
@@ -300,7 +328,7 @@ class EdgeSuite:
 
     def chosen(self, past_values, past_mask=None, freq: str | None = None) -> str:
         """The checkpoint a batch is forecast by: its median observed length, its frequency's season."""
-        values, mask = as_windows(past_values, past_mask)
+        values, mask, _ = as_windows(past_values, past_mask)
         return self._choose(values, mask, _inferred_freq(values, mask) if freq is None else freq)
 
     def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | int) -> str:
@@ -317,14 +345,15 @@ class EdgeSuite:
         frequency's default horizon."""
         if freq is not None and not isinstance(freq, str):
             raise ValueError("a suite chooses one checkpoint per batch: give freq as one alias (e.g. 'h')")
-        values, mask = as_windows(past_values, past_mask)  # once: the choice and the forecast read the same arrays
-        if horizon is None and freq is not None:  # an inferred resolution does not set the horizon
-            horizon = freqs.season_and_horizon(freqs.resolution_name(freq))[1]
+        values, mask, scales = as_windows(past_values, past_mask)  # once: the choice and forecast read these
+        if horizon is None:  # from freq as given: an inferred resolution does not set the horizon
+            horizon = default_horizon(freq)
         freq = _inferred_freq(values, mask) if freq is None else freq
         model = self.member(self._choose(values, mask, freq))
         windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
-        return model.predict(values, mask, freq, horizon, nonnegative,
-                             _log_mode(log_scale, self.spec.log_scale), windows)
+        result = model.predict(values, mask, freq, horizon, nonnegative, _log_mode(log_scale, self.spec.log_scale),
+                               windows)
+        return (result * scales[:, None, :, None]).astype(np.float32)
 
 
 def session_options(num_threads: int | None = None) -> ort.SessionOptions:
@@ -365,6 +394,10 @@ def load(path: str | Path, *, num_threads: int | None = None,
                                        providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for bad protobufs
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelFileError(f"cannot load '{path}' as an ONNX model ({first[:200]}): the file is damaged or not ONNX; "
+        reason = first if len(first) <= 240 else "..." + first[-240:]  # onnxruntime puts the reason last
+        if "IR version" in first or "opset" in first:
+            raise ModelFileError(f"cannot load '{path}' with onnxruntime {ort.__version__} ({reason}): "
+                                 f"install onnxruntime {MIN_ONNXRUNTIME} or later") from None
+        raise ModelFileError(f"cannot load '{path}' as an ONNX model ({reason}): the file is damaged or not ONNX; "
                              "re-export it") from None
     return EdgeModel(session, str(path), batch_size)

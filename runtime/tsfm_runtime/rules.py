@@ -36,6 +36,32 @@ def observed(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (mask > 0) & np.isfinite(values)
 
 
+def blind_contexts(values: np.ndarray, mask: np.ndarray, context: int) -> np.ndarray:
+    """``[K, 2]`` (series, channel) pairs with no observed value in their last ``context`` steps: the
+    network would see only padding and forecast about zero, so callers refuse them."""
+    return np.argwhere(~observed(values[:, -context:], mask[:, -context:]).any(axis=1))
+
+
+# ----------------------------------------------------------------------------- magnitudes
+# Largest |values| the networks' float32 arithmetic handles as they are; a series outside is divided
+# by a power of ten (in float64, before the float32 cast) and its forecast multiplied back.
+SAFE_MAGNITUDE = (1e-6, 1e12)
+
+
+def magnitude_scales(biggest: np.ndarray) -> np.ndarray | None:
+    """Float64 powers of ten, one per entry of ``biggest`` (each series' largest |value|), for the
+    series outside ``SAFE_MAGNITUDE`` (1e300 would overflow float32, 1e-300 would become 0), 1
+    elsewhere; None when every series is inside."""
+    biggest = np.asarray(biggest, dtype=np.float64)
+    lo, hi = SAFE_MAGNITUDE
+    outside = np.isfinite(biggest) & (biggest > 0) & ((biggest < lo) | (biggest > hi))
+    if not outside.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        power = np.clip(np.floor(np.log10(np.where(outside, biggest, 1.0))), -307, 307)  # 10**-324 is 0
+    return np.where(outside, 10.0 ** power, 1.0)
+
+
 # ----------------------------------------------------------------------------- value space
 def log_scale_applies(mode: str, season: int) -> bool:
     """Whether ``mode`` forecasts any positive context of data with this ``season`` in log space."""

@@ -36,12 +36,10 @@ from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import clean_columns, read_header, read_table
 from tsfm.data.validation import check_duplicates, check_observed
 from tsfm.errors import InputError
+from tsfm_runtime import rules
 from tsfm_runtime.freq import infer_resolution
 
 FILL_MODES: tuple[str, ...] = ("mask", "ffill", "interpolate", "zero")
-# Observed magnitudes float32 and the models' scalers handle as they are; a series whose largest
-# |value| falls outside is divided by a power of ten (in float64) before the float32 cast.
-SAFE_MAGNITUDE = (1e-6, 1e12)
 ROW_STEP = "step"  # the time column a table of numbers alone gets: its row numbers
 
 
@@ -203,17 +201,10 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
 
 
 def _magnitude_scales(values: np.ndarray, seg: Segments) -> np.ndarray | None:
-    """[K, C] float64 powers of ten for series whose largest |value| is outside ``SAFE_MAGNITUDE``
-    (1e300 would overflow float32, 1e-300 would become 0); None when every series is inside."""
+    """[K, C] float64 powers of ten for series outside ``rules.SAFE_MAGNITUDE`` (``rules.magnitude_scales``)."""
     with np.errstate(invalid="ignore"):
         biggest = np.fmax.reduceat(np.abs(values), seg.first, axis=0) if len(values) else np.zeros((0, values.shape[1]))
-    lo, hi = SAFE_MAGNITUDE
-    outside = np.isfinite(biggest) & (biggest > 0) & ((biggest < lo) | (biggest > hi))
-    if not outside.any():
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        power = np.clip(np.floor(np.log10(np.where(outside, biggest, 1.0))), -307, 307)  # 10**-324 is 0
-    return np.where(outside, 10.0 ** power, 1.0)
+    return rules.magnitude_scales(biggest)
 
 
 def load_series(

@@ -31,7 +31,7 @@ class SeriesSet:
     default horizon, resolution token), and without it ``inferred`` is the resolution their
     seasons suggest (``tsfm_runtime.freq.infer_resolution``), which sets the season, the token and
     the suite's choice but not the default horizon. ``scales [N, C]`` (None = all 1): the user's values are
-    ``values[i] * scales[i]`` (float64); only series outside ``SAFE_MAGNITUDE`` get a factor.
+    ``values[i] * scales[i]`` (float64); only series outside ``tsfm_runtime.rules.SAFE_MAGNITUDE`` get a factor.
     """
 
     ids: list[str]
