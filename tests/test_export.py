@@ -238,7 +238,8 @@ def test_forecaster_and_onnx_file_give_the_same_frame(exported, tiny_checkpoint)
 def test_freq_aliases_map_like_the_package():
     aliases = ["s", "60s", "min", "T", "5min", "15T", "30min", "60min", "90min", "h", "H", "2h", "24h", "D", "d", "7D",
                "B", "C", "W", "W-SAT", "2W", "M", "ME", "MS", "3MS", "12M", "BME", "Q", "QS-OCT", "Q-DEC", "4QS", "BQS",
-               "Y", "YS", "A", "A-DEC", "BA", "ms", "us", "1.5h", "MIN", "qs"]
+               "Y", "YS", "A", "A-DEC", "BA", "ms", "us", "1.5h", "MIN", "qs", "0.5h", "0.25h", "1.5min", "0.5D",
+               "2.5s"]
     vocab = list(FREQ_VOCAB)
     assert [vocab.index(resolution_name(a)) if resolution_name(a) else 0 for a in aliases] == \
         [freq_token(a) for a in aliases]

@@ -46,6 +46,10 @@ _MULTIPLES = {
 }
 _ALIAS = re.compile(r"^\+?(\d*)([A-Za-z]+)(?:-[A-Za-z0-9]+)?$")
 _OTHER_NUMBER = re.compile(r"^[+-]?\d*\.?\d+[A-Za-z]+(?:-[A-Za-z0-9]+)?$")  # "1.5h", "-1D": valid, no resolution
+_FRACTION = re.compile(r"^\+?(\d*\.\d+)([A-Za-z]+)$")  # "0.5h": pandas reads it as 30 minutes
+_SECONDS = {"S": 1, "T": 60, "MIN": 60, "H": 3600, "D": 86400}
+_RESOLUTION_OF_SECONDS = {1: "s", 60: "min", 300: "5min", 600: "10min", 900: "15min", 1800: "30min", 3600: "h",
+                          86400: "D"}
 
 
 def resolution_name(alias: str) -> str:
@@ -56,6 +60,10 @@ def resolution_name(alias: str) -> str:
     text = str(alias).strip()
     match = _ALIAS.match(text)
     if match is None:
+        fraction = _FRACTION.match(text)
+        if fraction and fraction.group(2).upper() in _SECONDS and fraction.group(2) not in ("ms", "Ms"):
+            seconds = float(fraction.group(1)) * _SECONDS[fraction.group(2).upper()]
+            return _RESOLUTION_OF_SECONDS.get(int(seconds), "") if seconds == int(seconds) else ""
         if _OTHER_NUMBER.match(text):
             return ""
         raise ValueError(f"unknown frequency alias '{alias}': use a pandas alias such as h, D, W, MS, QS, YS, 15min")
