@@ -3,8 +3,9 @@
 The atomic temp-file + rename is only safe for a regular file (or nothing yet) at the path: a
 rename over ``/dev/null``, a FIFO or a symlink would replace the node or the link itself. So:
 
-- ``-`` is stdout; a FIFO, a character or block device or a socket (``/dev/stdout``, ``>(gzip)``)
-  is written through (opened and written in place, no temp file);
+- ``-`` (and ``/dev/stdout``, whose reopening would truncate a file the shell appends to) is the
+  open stdout; a FIFO, a character or block device or a socket (``/dev/stderr``, ``>(gzip)``) is
+  written through (opened and written in place, no temp file);
 - a symlink is followed: the file it points to is replaced, the link stays;
 - a regular file (or a new path) gets a temp file beside it that is renamed over it, with the
   old file's mode kept (``tsfm.atomic.replace_file``);
@@ -30,6 +31,7 @@ import typer
 from tsfm.atomic import replace_file, written_through
 from tsfm.cli.common import fail
 
+STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # written to the open stdout
 FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
 
 
@@ -46,7 +48,7 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
     """Decide how ``text`` will be written, or exit 2 with one line (a directory, a path under a file,
     a folder where no file can be created)."""
     shown = str(text)
-    if shown == "-":
+    if shown in STDOUT_NAMES:  # reopening /dev/stdout would truncate a file the shell appends to (>>)
         return Target("stdout", None, shown)
     if not shown:
         fail(f"{option} is empty: give a file path, or - for stdout")

@@ -117,6 +117,17 @@ def test_output_stdout_dash(tiny_checkpoint, csv):
     assert len(pd.read_csv(StringIO(out))) == 6
 
 
+def test_output_dev_stdout_appends_where_the_shell_points_it(tiny_checkpoint, csv, tmp_path):
+    """``-o /dev/stdout >> log`` must append to log, as ``-o -`` does, not reopen and truncate it."""
+    log = tmp_path / "log"
+    log.write_text("first\n")
+    command = f"{sys.executable} -m tsfm.cli forecast {csv} --model {tiny_checkpoint} -H 2 -o /dev/stdout >> {log}"
+    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "first" and lines[1].startswith("unique_id,ds,") and len(lines) == 2 + 4
+
+
 @pytest.mark.parametrize("case", ["directory", "under a file"])
 def test_output_directory_or_under_file_refused_before_the_model(case, csv, tmp_path, no_model):
     (tmp_path / "file.csv").write_text("x\n")
@@ -244,6 +255,16 @@ def test_forecaster_quantiles_empty_string_and_number(tiny_checkpoint):
     assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.9"]
     fc = Forecaster(model=tiny_checkpoint, horizon=3, quantiles=0.5).fit(df).predict()
     assert list(fc.columns) == ["unique_id", "ds", "mean", "0.5"]
+    f = Forecaster(model=tiny_checkpoint, horizon=3, quantiles=(0.9, 0.1, 0.5)).fit(df)
+    assert list(f.predict().columns) == ["unique_id", "ds", "mean", "0.1", "0.5", "0.9"]  # ascending, as the CLI
+    assert list(f.cross_validation(df).columns[-4:-1]) == ["0.1", "0.5", "0.9"]  # then y
+
+
+@pytest.mark.parametrize("option", [{"h": 0}, {"h": -2}, {"step_size": 0}, {"h": 2.5}])
+def test_cross_validation_refuses_steps_predict_refuses(tiny_checkpoint, option):
+    f = Forecaster(model=tiny_checkpoint, horizon=3).fit(monthly_frame(1))
+    with pytest.raises(InputError, match="must be a positive integer"):
+        f.cross_validation(monthly_frame(1), **option)
 
 
 def test_level_outside_model_range_fails_at_fit_with_the_range(tiny_checkpoint, csv, monkeypatch):

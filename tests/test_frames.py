@@ -207,7 +207,7 @@ def test_short_series_borrow_the_frequency_of_the_others():
 def test_given_freq_is_used_and_checked():
     df = long_frame(n=6, freq="MS")
     assert load_series(df, freq="MS").freq == "MS"
-    assert load_series(df, freq="D").lengths.tolist() == [153, 183]  # finer grid: days between month starts are NaN
+    assert "--freq D leaves 96% of the grid empty" in one_line_error(df, freq="D")  # finer than the data: refused
     msg = one_line_error(df, freq="ME")
     assert "not on the ME grid" in msg and "--freq MS" in msg
     assert "unknown frequency" in one_line_error(df, freq="fortnightly")
@@ -247,6 +247,37 @@ def test_decimal_years_of_months_and_quarters_parse_as_dates():
     assert quarters.freq.startswith("QS") and quarters.starts[0] == pd.Timestamp("1990-07-01")
     with pytest.raises(InputError, match="decimal years of months or quarters"):
         load_series(pd.DataFrame({"t": 1990 + np.arange(60) / 52, "v": np.arange(60.0)}), time_col="t")
+
+
+@pytest.mark.parametrize("fmt", ["%d.%m.%Y", "%d-%m-%Y", "%d.%m.%Y %H:%M"])
+def test_dotted_and_dashed_day_first_dates_are_read_day_first_on_every_row(fmt):
+    """Dots are always day-first (a year of month starts 01.01.2023 ... 01.12.2023 too); dashes as slashes."""
+    days = pd.date_range("2020-01-01", periods=60, freq="D")
+    assert load_series(pd.DataFrame({"ds": days.strftime(fmt), "y": np.arange(60.0)})).timestamps(0).equals(
+        pd.DatetimeIndex(days))
+    months = pd.date_range("2023-01-01", periods=12, freq="MS")
+    if "." in fmt:
+        s = load_series(pd.DataFrame({"ds": months.strftime(fmt), "y": np.arange(12.0)}))
+        assert s.freq == "MS" and s.timestamps(0).equals(pd.DatetimeIndex(months))
+
+
+def test_a_freq_finer_than_the_data_is_refused_where_the_data_have_a_resolution():
+    months = pd.DataFrame({"ds": pd.date_range("2000-01-01", periods=40, freq="MS"), "y": np.arange(40.0)})
+    with pytest.raises(InputError, match="--freq D leaves 97% of the grid empty: the data look like MS"):
+        load_series(months, freq="D")
+    every_third_day = pd.DataFrame({"ds": pd.date_range("2020-01-01", periods=90)[::3], "y": np.arange(30.0)})
+    assert load_series(every_third_day, freq="D").n_gaps == [58]  # no resolution of their own: placed as asked
+
+
+def test_integers_that_are_all_compact_dates_are_dates_and_other_integers_steps():
+    days = pd.date_range("2023-01-25", periods=40, freq="D")
+    daily = load_series(pd.DataFrame({"ds": days.strftime("%Y%m%d").astype(int), "y": np.arange(40.0)}))
+    assert (daily.freq, daily.step_index, daily.starts[0]) == ("D", False, pd.Timestamp("2023-01-25"))
+    months = pd.date_range("2019-06-01", periods=30, freq="MS")
+    monthly = load_series(pd.DataFrame({"ds": months.strftime("%Y%m").astype(int), "y": np.arange(30.0)}))
+    assert monthly.freq == "MS" and monthly.timestamps(0)[-1] == months[-1]
+    steps = load_series(pd.DataFrame({"ds": np.arange(200001, 200101), "y": np.arange(100.0)}))  # 200013 is no month
+    assert steps.step_index and len(steps.values[0]) == 100
 
 
 def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_hold_them():

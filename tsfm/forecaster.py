@@ -80,7 +80,7 @@ class NotFittedError(ValueError, AttributeError):
 
 
 def _quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list[float], list[str]]:
-    """Levels as floats and column names as the user wrote them ("0.1", not 0.1000000001).
+    """Levels as floats, ascending, and column names as the user wrote them ("0.1", not 0.1000000001).
 
     A string is a comma-separated list (``"0.1,0.9"``), a lone number is one level; an empty
     list is refused here, before any model runs.
@@ -104,7 +104,8 @@ def _quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[lis
         names.append(name.strip())
     if len(set(levels)) != len(levels):
         raise InputError("quantile levels must be distinct")
-    return levels, names
+    order = np.argsort(levels, kind="stable")  # columns in ascending levels, as the CLI writes them
+    return [levels[i] for i in order], [names[i] for i in order]
 
 
 class Forecaster:
@@ -466,11 +467,14 @@ class Forecaster:
         from tsfm.data.backtest import backtest_windows
         from tsfm.pipeline import backtest_covariates, forecast_frame
 
+        for name, value in (("h", h), ("step_size", step_size)):
+            if value is not None:
+                _check_steps(name, value)
         if not self.__sklearn_is_fitted__():
             self.fit(df)
         series = self._with_fitted_resolution(self._series(df))
-        h = int(h or self.horizon_)
-        step = int(step_size or h)
+        h = int(h) if h is not None else self.horizon_
+        step = int(step_size) if step_size is not None else h
         frames = []
         for head, tails in backtest_windows(series, h, n_windows, step):
             if self._is_auto():  # weights and calibration fitted on each window's own past

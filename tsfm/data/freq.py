@@ -256,10 +256,30 @@ def user_offset(freq: str) -> pd.DateOffset:
     return offset
 
 
+def _check_not_finer(freq: str, offset, pos: np.ndarray, ids: list[str], cal: Calendar, seg: Segments) -> None:
+    """InputError when ``freq`` is finer than the data's own frequency and leaves most of the grid empty
+    (monthly rows given ``--freq D``): nobody means a series that is 97% missing. A finer grid is kept
+    where the data's own spacing is no calendar resolution (irregular rows, or every third day,
+    placed on a grid on purpose)."""
+    grid_points = int((pos[seg.last] + 1).sum())
+    if grid_points <= 2 * len(pos):
+        return
+    try:
+        own = infer_common_freq(ids, cal, seg)
+    except InputError:
+        return
+    if not canonical_name(own) or canonical_name(own) == canonical_name(offset):  # no calendar resolution of their own
+        return
+    empty = 1 - len(pos) / grid_points
+    raise InputError(f"--freq {freq} leaves {empty:.0%} of the grid empty: the data look like {own}; pass "
+                     f"--freq {own} / freq='{own}', or leave it out")
+
+
 def check_user_freq(freq: str, ids: list[str], cal: Calendar, seg: Segments) -> str:
     offset = user_offset(freq)
-    _, ok = grid_positions(grid_of(offset), cal, seg)
+    pos, ok = grid_positions(grid_of(offset), cal, seg)
     if ok.all():
+        _check_not_finer(freq, offset, pos, ids, cal, seg)
         return short_alias(offset.freqstr)
     bad = int(np.flatnonzero(~ok)[0])
     k = int(seg.of_rows()[bad])

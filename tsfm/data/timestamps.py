@@ -56,7 +56,9 @@ class ParsedTimes:
 _YEAR = re.compile(r"(?<!\d)(\d{4})(?!\d)")  # the year of 1500-01-01 or 01/01/1500
 FIRST_YEAR, LAST_YEAR = 1678, 2261  # the whole years int64 nanoseconds hold
 _OFFSET_SUFFIX = re.compile(r"\s*(Z|[+-]\d{2}:?\d{2})$")
-_SLASH_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})(\s|T|$)")
+# dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, dd-mm-yyyy: the first two fields' order is read from the data,
+# except for dots, which are always day-first (nobody writes mm.dd.yyyy)
+_SLASH_DATE = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(\s|T|$)")
 
 
 def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
@@ -73,6 +75,9 @@ def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
         ints = vals.astype(np.int64)
         if ints.min() >= FIRST_YEAR and ints.max() <= LAST_YEAR:
             return ParsedTimes(_parse_years(col, name).to_numpy(dtype="datetime64[ns]").astype(np.int64))
+        compact = _compact_dates(ints)
+        if compact is not None:
+            return ParsedTimes(compact)
         return ParsedTimes(ints, steps=True)
     if ptypes.is_datetime64_any_dtype(col):
         _within_nanoseconds(col, name, src)
@@ -146,6 +151,18 @@ def _decimal_years(vals: np.ndarray) -> pd.Series | None:
     return None
 
 
+def _compact_dates(ints: np.ndarray) -> np.ndarray | None:
+    """int64 nanoseconds of integers that are all dates written yyyymmdd (20230131) or yyyymm
+    (202301); None otherwise. Read as steps, such dates would leave most of their grid empty
+    (20230131 is followed by 20230201); a run of steps that all read as dates is a run of dates."""
+    for digits, fmt in ((8, "%Y%m%d"), (6, "%Y%m")):
+        low, high = FIRST_YEAR * 10 ** (digits - 4), (LAST_YEAR + 1) * 10 ** (digits - 4)
+        if ints.min() >= low and ints.max() < high:
+            stamps = pd.to_datetime(pd.Series(ints.astype(str)), format=fmt, errors="coerce")
+            return stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64) if stamps.notna().all() else None
+    return None
+
+
 def _parse_years(col: pd.Series, name: str) -> pd.Series:
     vals = col.to_numpy()
     integral = ptypes.is_integer_dtype(col) or bool(np.all(np.mod(vals, 1) == 0))
@@ -205,16 +222,17 @@ def _parse_text_times(text: pd.Series, name: str, src: RowSource) -> tuple[pd.Se
     """ISO first (fast); then period notations (:func:`period_notation`); then pandas' format
     inference; then element-wise parsing.
 
-    Returns the stamps and whether they were read day-first: dd/mm/yyyy text with a first field
-    above 12 somewhere (and no second field above 12) is unambiguous and read that way.
+    Returns the stamps and whether they were read day-first: dd.mm.yyyy text always, and dd/mm/yyyy
+    or dd-mm-yyyy text with a first field above 12 somewhere (and no second field above 12), which
+    is unambiguous.
     """
     ts = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parts = text.astype(str).str.extract(_SLASH_DATE) if _slash_dates(text) else None
-        if parts is not None and parts[0].notna().all():
-            first, second = parts[0].astype(int), parts[1].astype(int)
-            if (first > 12).any() and (second <= 12).all():
+        if parts is not None and parts[0].notna().all() and parts[1].nunique() == 1:
+            first, second = parts[0].astype(int), parts[2].astype(int)
+            if parts[1].iloc[0] == "." or ((first > 12).any() and (second <= 12).all()):
                 ts = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
                 if ts.notna().all():
                     return ts, True
