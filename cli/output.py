@@ -9,8 +9,8 @@ rename over ``/dev/null``, a FIFO or a symlink would replace the node or the lin
 - a symlink is followed: the file it points to is replaced, the link stays;
 - a regular file (or a new path) gets a temp file beside it that is renamed over it, with the
   old file's mode kept (``tsfm.atomic.replace_file``);
-- a directory (also a path ending in ``/``), a path under a regular file, or a folder where no file
-  can be created, is refused with one line before the model runs.
+- a directory (also a path ending in ``/``), a path under a regular file, a read-only file, or a
+  folder where no file can be created, is refused with one line before the model runs.
 
 SIGTERM during the write removes the temp file, says so on stderr and exits 143; the old output
 stays as it was. Standard library, typer and ``tsfm.atomic`` only (imported on every ``tsfm`` call).
@@ -62,6 +62,8 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
         return Target("stream", Path(given), shown)
     path = Path(os.path.realpath(given))  # follows every symlink, also dangling ones
     _check_writable(_nearest_existing_dir(path.parent, option, shown), option, shown)
+    if path.is_file() and not os.access(path, os.W_OK):  # as `>` refuses it (root may write anything)
+        fail(f"{option} {shown} is read-only: make it writable or choose another path")
     return Target("file", path, shown)
 
 

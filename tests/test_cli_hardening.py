@@ -151,6 +151,17 @@ def test_output_that_cannot_become_a_file_refused_before_the_model(target, words
     assert sorted(p.name for p in read_only_folder.iterdir()) == ["old.csv"]
 
 
+def test_read_only_output_file_refused_before_the_model(csv, tmp_path, monkeypatch, no_model):
+    """As `>` refuses it; checked with os.access, which a test run as root must be told about."""
+    old = tmp_path / "old.csv"
+    old.write_text("kept\n")
+    old.chmod(0o444)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == old else access(path, mode))
+    code, _, err = _run("forecast", csv, "-o", old)
+    assert code == 2 and "is read-only" in _one_line(err) and old.read_text() == "kept\n"
+
+
 def test_plot_keeps_mode_and_symlink_and_leaves_no_temporary_file(tiny_checkpoint, csv, tmp_path):
     out, picture, link = tmp_path / "f.csv", tmp_path / "pics" / "f.png", tmp_path / "link.png"
     picture.parent.mkdir()

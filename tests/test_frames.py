@@ -454,6 +454,20 @@ def test_error_missing_timestamp():
     assert "missing timestamp" in one_line_error(df)
 
 
+def test_a_long_table_whose_id_column_has_no_id_name_is_read_long():
+    """``store, date, sales``: the date repeats, so the table is long, and only store tells the series
+    apart; two columns together (store and department) cannot be guessed and are asked for."""
+    dates = pd.date_range("2022-01-01", periods=40).strftime("%F")
+    rng = np.random.default_rng(0)
+    stores = pd.DataFrame({"store": np.repeat([1, 2, 3], 40), "date": np.tile(dates, 3), "sales": rng.random(120)})
+    s = load_series(stores)
+    assert (s.ids, s.layout, s.target_names, s.freq) == (["1", "2", "3"], "long", ["sales"], "D")
+    named = stores.rename(columns={"store": "series", "sales": "value"}).assign(series=lambda d: "s" + d["series"].astype(str))
+    assert load_series(named).ids == ["s1", "s2", "s3"]
+    both = pd.concat([stores.assign(dept=1), stores.assign(dept=2)], ignore_index=True)
+    assert "no single column tells its series apart: pass --id-col" in one_line_error(both)
+
+
 def test_error_duplicate_timestamps():
     df = long_frame(n=5)
     df = pd.concat([df, df.iloc[[7]]], ignore_index=True)

@@ -3,7 +3,9 @@
 Layout detection follows research/ecosystem.md §1.10 (flags always win):
 
 1. ``id_col`` given, or an id alias and a time alias (or ``time_col``) in the header -> long.
-2. else exactly one time column and every other column numeric -> wide (one series per column).
+2. else exactly one time column: if its stamps repeat, long, with the one other column that makes
+   (id, time) unique as the id (``store, date, sales``); else, every other column numeric -> wide
+   (one series per column).
 3. else -> error naming the flags.
 """
 
@@ -140,6 +142,14 @@ def resolve_roles(
         candidates = [c for c in others if c.lower() in TIME_ALIASES or _is_time_like(df[c])]
     if len(candidates) == 1:
         tc = candidates[0]
+        repeats = df[tc].duplicated()
+        if repeats.any():  # a wide table has one row per time (bar a stray duplicate): this one may be long
+            idc = _id_telling_series_apart(df, tc, [*exog, *targets])
+            if idc is not None:
+                return ColumnRoles("long", idc, tc, targets or _long_target(df, [idc, tc, *exog]))
+            if repeats.mean() > 0.5:
+                raise InputError(f"the time column '{tc}' repeats, so the table is long, but no single column tells "
+                                 "its series apart: pass --id-col / id_col=")
         series_cols = targets or [c for c in cols if c != tc and c not in exog]
         if series_cols and (targets or all(_is_numeric_like(df[c]) for c in series_cols)):
             return ColumnRoles("wide", None, tc, series_cols)
@@ -158,6 +168,15 @@ def _check_overlaps(
             if seen.get(name, role) != role:
                 raise InputError(f"column '{name}' is named as both {seen[name]} and {role}; give each column one role")
             seen[name] = role
+
+
+def _id_telling_series_apart(df: pd.DataFrame, tc: str, exclude: list[str]) -> str | None:
+    """The id column of a long table without an id alias (``store, date, sales``): the one other column,
+    not named like a part of a time, that makes (it, time) unique and repeats as an id does (at most
+    half as many values as rows); None when no column or several do."""
+    found = [c for c in df.columns if c != tc and c not in exclude and str(c).strip().lower() not in _TIME_PARTS
+             and df[c].nunique() <= len(df) / 2 and not df.duplicated([c, tc]).any()]
+    return found[0] if len(found) == 1 else None
 
 
 def _only_time_column(df: pd.DataFrame, exclude: list[str]) -> str:
