@@ -462,7 +462,8 @@ def test_a_long_table_whose_id_column_has_no_id_name_is_read_long():
     stores = pd.DataFrame({"store": np.repeat([1, 2, 3], 40), "date": np.tile(dates, 3), "sales": rng.random(120)})
     s = load_series(stores)
     assert (s.ids, s.layout, s.target_names, s.freq) == (["1", "2", "3"], "long", ["sales"], "D")
-    named = stores.rename(columns={"store": "series", "sales": "value"}).assign(series=lambda d: "s" + d["series"].astype(str))
+    named = stores.rename(columns={"store": "series", "sales": "value"})
+    named["series"] = "s" + named["series"].astype(str)
     assert load_series(named).ids == ["s1", "s2", "s3"]
     both = pd.concat([stores.assign(dept=1), stores.assign(dept=2)], ignore_index=True)
     assert "no single column tells its series apart: pass --id-col" in one_line_error(both)
