@@ -275,7 +275,10 @@ def test_integers_that_are_all_compact_dates_are_dates_and_other_integers_steps(
     assert (daily.freq, daily.step_index, daily.starts[0]) == ("D", False, pd.Timestamp("2023-01-25"))
     months = pd.date_range("2019-06-01", periods=30, freq="MS")
     monthly = load_series(pd.DataFrame({"ds": months.strftime("%Y%m").astype(int), "y": np.arange(30.0)}))
-    assert monthly.freq == "MS" and monthly.timestamps(0)[-1] == months[-1]
+    assert monthly.freq == "MS" and monthly.timestamps(0)[-1] == 202111  # given back as written
+    assert daily.future_index(0, 2).tolist() == [20230306, 20230307]
+    years = load_series(pd.DataFrame({"ds": np.arange(1990, 2020), "y": np.arange(30.0)}))
+    assert years.freq == "YS" and years.future_index(0, 2).tolist() == [2020, 2021]
     steps = load_series(pd.DataFrame({"ds": np.arange(200001, 200101), "y": np.arange(100.0)}))  # 200013 is no month
     assert steps.step_index and len(steps.values[0]) == 100
 

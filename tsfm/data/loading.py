@@ -197,6 +197,7 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
         tz=rows.tz, wall_time=rows.wall, step_index=rows.steps, resolution=resolution, inferred=inferred,
         scales=scales,
         month_first=rows.slash_dates,
+        int_dates=rows.int_dates,
     )
 
 

@@ -36,6 +36,7 @@ class Rows:
     wall: bool = True  # see ParsedTimes
     steps: bool = False
     slash_dates: bool = False
+    int_dates: str | None = None  # see ParsedTimes
 
     def take(self, keep: np.ndarray) -> Rows:
         return replace(
@@ -77,7 +78,7 @@ def long_rows(df: pd.DataFrame, roles: ColumnRoles, past: list[str], future: lis
         future=future_x,
         rows=np.arange(len(df)),
         target_names=list(roles.targets),
-        tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates,
+        tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates, int_dates=parsed.int_dates,
     )
 
 
@@ -88,7 +89,8 @@ def wide_rows(
     past_x, future_x = _exog_matrix(df, past, src), _exog_matrix(df, future, src)
     parsed = parse_stamps(df[roles.time_col], roles.time_col, src)
     times = parsed.ns
-    zone = dict(tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates)
+    zone = dict(tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates,
+                int_dates=parsed.int_dates)
     observed = ~np.isnan(values)
     if multivariate:  # one item; its span runs from the first to the last row with any value
         keep = observed.any(axis=1)
@@ -137,7 +139,7 @@ def ids_to_channels(rows: Rows) -> Rows:
         ids=[MULTIVARIATE_ID], codes=np.zeros(len(stamps), np.int64), times=stamps, values=values,
         past=first(rows.past), future=first(rows.future), rows=src_rows,
         target_names=list(rows.ids), tz=rows.tz, channels_are_series=True,
-        wall=rows.wall, steps=rows.steps, slash_dates=rows.slash_dates,
+        wall=rows.wall, steps=rows.steps, slash_dates=rows.slash_dates, int_dates=rows.int_dates,
     )
 
 

@@ -28,7 +28,7 @@ def save_series(series: SeriesSet, path: str | Path) -> Path:
         "past_exog_names": list(series.past_exog_names), "future_exog_names": list(series.future_exog_names),
         "layout": series.layout, "ids_as_channels": series.ids_as_channels, "n_gaps": list(series.n_gaps),
         "tz": tz, "wall_time": series.wall_time, "step_index": series.step_index, "resolution": series.resolution,
-        "inferred": series.inferred,
+        "inferred": series.inferred, "int_dates": series.int_dates,
         "has_past": series.past_exog is not None, "has_future": series.future_exog is not None,
     }
     path = Path(path)
@@ -58,6 +58,6 @@ def load_saved_series(path: str | Path) -> SeriesSet:
             past_exog_names=header["past_exog_names"], future_exog_names=header["future_exog_names"],
             layout=header["layout"], ids_as_channels=header["ids_as_channels"], n_gaps=header["n_gaps"],
             tz=tz, wall_time=header["wall_time"], step_index=header["step_index"],
-            resolution=header["resolution"], inferred=header.get("inferred"),
+            resolution=header["resolution"], inferred=header.get("inferred"), int_dates=header.get("int_dates"),
             scales=data["scales"].copy() if data["scales"].size else None,
         )

@@ -53,6 +53,7 @@ class SeriesSet:
     inferred: str | None = None
     scales: np.ndarray | None = None
     month_first: bool = False  # stamps were dd/mm-or-mm/dd text that could not tell, read month-first
+    int_dates: str | None = None  # the time column held dates written as integers ("%Y", "%Y%m", "%Y%m%d")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -80,10 +81,14 @@ class SeriesSet:
         return freq_info(self.resolution or self.freq)
 
     def user_stamps(self, naive: pd.DatetimeIndex) -> pd.Index:
-        """Internal naive stamps as the user wrote them: in their zone, or integers for a step index."""
+        """Internal naive stamps as the user wrote them: in their zone, integers for a step index, and
+        integers again for dates written as integers (years 2021, 20230131), so that forecasts join
+        the user's own rows."""
         naive = pd.DatetimeIndex(naive)
         if self.step_index:
             return pd.Index(naive.asi8, dtype=np.int64)
+        if self.int_dates:
+            return pd.Index(naive.strftime(self.int_dates).astype(np.int64), dtype=np.int64)
         if self.tz is None:
             return naive
         if not self.wall_time:

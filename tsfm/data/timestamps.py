@@ -51,6 +51,7 @@ class ParsedTimes:
     wall: bool = True  # ns are wall-clock times of tz (daily and coarser data); else UTC
     steps: bool = False  # an integer step index, not dates
     slash_dates: bool = False  # text like 03/04/2020, read month-first (a hint if the grid fails)
+    int_dates: str | None = None  # integers that were dates, as strftime writes them back ("%Y", "%Y%m%d")
 
 
 _YEAR = re.compile(r"(?<!\d)(\d{4})(?!\d)")  # the year of 1500-01-01 or 01/01/1500
@@ -74,10 +75,11 @@ def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
             _parse_years(col, name)  # raises: numbers that are neither years nor integer steps
         ints = vals.astype(np.int64)
         if ints.min() >= FIRST_YEAR and ints.max() <= LAST_YEAR:
-            return ParsedTimes(_parse_years(col, name).to_numpy(dtype="datetime64[ns]").astype(np.int64))
+            return ParsedTimes(_parse_years(col, name).to_numpy(dtype="datetime64[ns]").astype(np.int64),
+                               int_dates="%Y")
         compact = _compact_dates(ints)
         if compact is not None:
-            return ParsedTimes(compact)
+            return ParsedTimes(compact[0], int_dates=compact[1])
         return ParsedTimes(ints, steps=True)
     if ptypes.is_datetime64_any_dtype(col):
         _within_nanoseconds(col, name, src)
@@ -151,15 +153,17 @@ def _decimal_years(vals: np.ndarray) -> pd.Series | None:
     return None
 
 
-def _compact_dates(ints: np.ndarray) -> np.ndarray | None:
-    """int64 nanoseconds of integers that are all dates written yyyymmdd (20230131) or yyyymm
+def _compact_dates(ints: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """(int64 nanoseconds, strftime format) of integers that are all dates written yyyymmdd (20230131) or yyyymm
     (202301); None otherwise. Read as steps, such dates would leave most of their grid empty
     (20230131 is followed by 20230201); a run of steps that all read as dates is a run of dates."""
     for digits, fmt in ((8, "%Y%m%d"), (6, "%Y%m")):
         low, high = FIRST_YEAR * 10 ** (digits - 4), (LAST_YEAR + 1) * 10 ** (digits - 4)
         if ints.min() >= low and ints.max() < high:
             stamps = pd.to_datetime(pd.Series(ints.astype(str)), format=fmt, errors="coerce")
-            return stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64) if stamps.notna().all() else None
+            if stamps.notna().all():
+                return stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64), fmt
+            return None
     return None
 
 
