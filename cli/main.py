@@ -188,7 +188,7 @@ def forecast(
     if ensemble and model != "ttm":
         fail("--ensemble auto chooses its own members: leave out --model")
     names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
-    names = sorted(dict.fromkeys(names), key=lambda q: float(q) if q.replace(".", "", 1).isdigit() else -1)
+    names = list(dict.fromkeys(names))  # the Forecaster checks and sorts them
     if not names:
         fail("--quantiles is empty: give levels like 0.1,0.5,0.9 (or --level 80)")
     target_out = check_output(output) if output is not None else None

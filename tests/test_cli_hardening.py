@@ -593,13 +593,17 @@ def test_tz_monthly_and_hourly_keep_zone(tiny_checkpoint):
 
 
 def _edge_model(fill: float | None = None):
-    """An EdgeModel on a stand-in graph (no file): it forecasts each window's last value, or ``fill``."""
+    """An EdgeModel on a stand-in graph (no file): it forecasts each window's last value, or ``fill``,
+    and NaN for windows outside rules.SAFE_MAGNITUDE (which the runtime must rescale first)."""
     from tsfm_runtime.edge import EdgeModel
+    from tsfm_runtime.rules import SAFE_MAGNITUDE
 
     class Graph:
         def run(self, outputs, feeds):
             values = feeds["past_values"]
             last = values[:, -1:, :, None] if fill is None else np.full(values[:, -1:, :, None].shape, fill)
+            size = np.nanmax(np.abs(values), axis=1)[:, None, :, None]
+            last = np.where((size > SAFE_MAGNITUDE[1]) | (size < SAFE_MAGNITUDE[0]), np.nan, last)
             return [np.broadcast_to(last, (len(values), 8, values.shape[2], 3)).astype(np.float32)]
 
     model = object.__new__(EdgeModel)

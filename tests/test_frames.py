@@ -281,6 +281,21 @@ def test_integers_that_are_all_compact_dates_are_dates_and_other_integers_steps(
     assert years.freq == "YS" and years.future_index(0, 2).tolist() == [2020, 2021]
     steps = load_series(pd.DataFrame({"ds": np.arange(200001, 200101), "y": np.arange(100.0)}))  # 200013 is no month
     assert steps.step_index and len(steps.values[0]) == 100
+    weeks = load_series(pd.DataFrame({"ds": np.arange(202401, 202411), "y": np.arange(10.0)}))  # no year crossed
+    assert weeks.step_index and weeks.future_index(0, 3).tolist() == [202411, 202412, 202413]
+
+
+def test_future_covariates_are_matched_to_integer_times_as_written():
+    from tsfm.data.windows import future_exog_windows
+
+    days = pd.date_range("2023-01-25", periods=40).strftime("%Y%m%d").astype(int)
+    cases = ((np.arange(1990, 2020), [2020, 2021]), (days, [20230306, 20230307]), (np.arange(1, 41), [41, 42]))
+    for ds, ahead in cases:
+        history = pd.DataFrame({"unique_id": "y", "ds": ds, "y": np.arange(len(ds), dtype=float), "promo": 0.0})
+        s = load_series(history, future_exog=["promo"])
+        future = pd.DataFrame({"unique_id": "y", "ds": ahead, "promo": [1.0, 0.0]})
+        assert future_exog_windows(s, future, 2).ravel().tolist() == [1.0, 0.0]
+        assert future_exog_windows(s, future.drop(columns="unique_id"), 2).ravel().tolist() == [1.0, 0.0]
 
 
 def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_hold_them():
@@ -470,6 +485,9 @@ def test_a_long_table_whose_id_column_has_no_id_name_is_read_long():
     assert load_series(named).ids == ["s1", "s2", "s3"]
     both = pd.concat([stores.assign(dept=1), stores.assign(dept=2)], ignore_index=True)
     assert "no single column tells its series apart: pass --id-col" in one_line_error(both)
+    wide = pd.DataFrame({"date": dates, "visits": rng.integers(0, 6, 40), "revenue": rng.random(40)})
+    stray = pd.concat([wide, wide.iloc[[5]]], ignore_index=True)  # one duplicated day of a wide table: named
+    assert "duplicate timestamp 2022-01-06" in one_line_error(stray)
 
 
 def test_error_duplicate_timestamps():

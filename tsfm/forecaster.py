@@ -404,7 +404,7 @@ class Forecaster:
         ``future_exog``); for the fitted series it is remembered (plots use it). Afterwards
         ``notes_`` holds one line per member of ``model="auto"`` that failed on some series.
         """
-        from tsfm.pipeline import check_levels, forecast_frame, reads_covariates
+        from tsfm.pipeline import check_contexts, check_levels, forecast_frame, reads_covariates
 
         self._check_fitted()
         if h is not None:
@@ -436,6 +436,7 @@ class Forecaster:
         elif df is None:
             X_future = X_future if X_future is not None else self.X_future_
             self.X_future_ = X_future
+        check_contexts(self.model_, series, self.context_length)
         return forecast_frame(self.model_, series, h, self.levels_, self.quantile_names_, x_future=X_future,
                               **self.forecast_options())
 

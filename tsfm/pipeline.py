@@ -254,13 +254,6 @@ def forecast(
     longest = max((len(v) for v in series.values), default=0)  # backtests need no padding beyond the longest history
     windows = inference_windows(series, max(context, min(context + calibration_windows * h, longest)))
     values, mask, freq_id = windows["past_values"], windows["past_mask"], windows["freq_id"]
-    blind = rules.blind_contexts(values, mask, context)
-    if blind.size:
-        i, c = (int(x) for x in blind[0])
-        channel = f" ('{series.target_names[c]}')" if series.n_channels > 1 else ""
-        raise InputError(f"series '{series.ids[i]}'{channel} has no observed value in its last {context} steps, "
-                         "all the model reads: drop its trailing empty rows so that its forecast starts where its "
-                         "values end")
     past_exog = None
     if reads_covariates(model):
         past_exog = past_covariates(model, windows, trained_with)
@@ -277,6 +270,23 @@ def forecast(
     quantiles = rules.interpolate_levels(raw, model.quantiles, levels)
     median = rules.interpolate_levels(raw, model.quantiles, [0.5])[..., 0]
     return quantiles, median
+
+
+def check_contexts(model: ForecastModel, series: SeriesSet, context_length: int | None = None) -> None:
+    """InputError for a series (or channel) with no observed value in the last context the model reads:
+    the network would see only padding and forecast about zero. For the forecast a user asked for;
+    backtests forecast from wherever their cutoffs fall."""
+    context = min(int(context_length or model.config.context_length), model.config.context_length)
+    windows = inference_windows(series, context)
+    blind = rules.blind_contexts(windows["past_values"], windows["past_mask"], context)
+    if not blind.size:
+        return
+    i, c = (int(x) for x in blind[0])
+    if series.n_channels > 1:
+        raise InputError(f"channel '{series.target_names[c]}' of series '{series.ids[i]}' has no observed value in "
+                         f"its last {context} steps, all the model reads: give it values there or leave it out")
+    raise InputError(f"series '{series.ids[i]}' has no observed value in its last {context} steps, all the model "
+                     "reads: drop its trailing empty rows so that its forecast starts where its values end")
 
 
 def forecast_frame(model: ForecastModel, series: SeriesSet, h: int, levels: Sequence[float],

@@ -91,7 +91,7 @@ def hierarchical(make_forecast):
                 return base
             horizon = -(-task["horizon"] // k)
             coarse = Forecaster(model=name, horizon=horizon, quantiles=zero_shot.QUANTILES, freq=coarse_freq,
-                                **kwargs).fit(pd.concat(rows, ignore_index=True).dropna()).predict()
+                                **kwargs).fit(pd.concat(rows, ignore_index=True)).predict()
             return reconciled(base, coarse, k, nonnegative)
 
         return forecast

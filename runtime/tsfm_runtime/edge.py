@@ -292,7 +292,8 @@ class EdgeModel:
                                     log_scale=_log_mode(log_scale, "never"), season=_season(freq),
                                     nonnegative=nonnegative, calibration_windows=int(calibration_windows))
         if not np.isfinite(result).all():
-            biggest = float(np.nanmax(np.abs(np.where(mask > 0, values, np.nan)[:, -self.context_length:])))
+            seen = np.where(mask > 0, values * scales[:, None, :], np.nan)[:, -self.context_length:]  # user units
+            biggest = float(np.nanmax(np.abs(seen)))
             raise ValueError(f"the forecast is not finite: values up to {biggest:.3g} overflow the model's float32 "
                              "arithmetic; divide the series by a constant and multiply the forecast back")
         return (result * scales[:, None, :, None]).astype(np.float32)

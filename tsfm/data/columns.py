@@ -142,14 +142,12 @@ def resolve_roles(
         candidates = [c for c in others if c.lower() in TIME_ALIASES or _is_time_like(df[c])]
     if len(candidates) == 1:
         tc = candidates[0]
-        repeats = df[tc].duplicated()
-        if repeats.any():  # a wide table has one row per time (bar a stray duplicate): this one may be long
+        if df[tc].duplicated().mean() > 0.5:  # most times repeat: long (a wide table's stray duplicate is named later)
             idc = _id_telling_series_apart(df, tc, [*exog, *targets])
-            if idc is not None:
-                return ColumnRoles("long", idc, tc, targets or _long_target(df, [idc, tc, *exog]))
-            if repeats.mean() > 0.5:
+            if idc is None:
                 raise InputError(f"the time column '{tc}' repeats, so the table is long, but no single column tells "
                                  "its series apart: pass --id-col / id_col=")
+            return ColumnRoles("long", idc, tc, targets or _long_target(df, [idc, tc, *exog]))
         series_cols = targets or [c for c in cols if c != tc and c not in exog]
         if series_cols and (targets or all(_is_numeric_like(df[c]) for c in series_cols)):
             return ColumnRoles("wide", None, tc, series_cols)
@@ -171,12 +169,20 @@ def _check_overlaps(
 
 
 def _id_telling_series_apart(df: pd.DataFrame, tc: str, exclude: list[str]) -> str | None:
-    """The id column of a long table without an id alias (``store, date, sales``): the one other column,
-    not named like a part of a time, that makes (it, time) unique and repeats as an id does (at most
-    half as many values as rows); None when no column or several do."""
+    """The id column of a long table without an id alias (``store, date, sales``): the one other column
+    of text or whole numbers, not named like a part of a time, that makes (it, time) unique and repeats
+    as an id does (at most half as many values as rows); None when no column or several do."""
     found = [c for c in df.columns if c != tc and c not in exclude and str(c).strip().lower() not in _TIME_PARTS
-             and df[c].nunique() <= len(df) / 2 and not df.duplicated([c, tc]).any()]
+             and _labels(df[c]) and df[c].nunique() <= len(df) / 2 and not df.duplicated([c, tc]).any()]
     return found[0] if len(found) == 1 else None
+
+
+def _labels(col: pd.Series) -> bool:
+    """Text or whole numbers: what an id column holds (measurements with fractions are values)."""
+    if ptypes.is_bool_dtype(col) or not ptypes.is_numeric_dtype(col):
+        return True
+    values = col.dropna().to_numpy(dtype=np.float64)
+    return bool((values % 1 == 0).all())
 
 
 def _only_time_column(df: pd.DataFrame, exclude: list[str]) -> str:

@@ -154,11 +154,14 @@ def _decimal_years(vals: np.ndarray) -> pd.Series | None:
 
 
 def _compact_dates(ints: np.ndarray) -> tuple[np.ndarray, str] | None:
-    """(int64 nanoseconds, strftime format) of integers that are all dates written yyyymmdd (20230131) or yyyymm
-    (202301); None otherwise. Read as steps, such dates would leave most of their grid empty
-    (20230131 is followed by 20230201); a run of steps that all read as dates is a run of dates."""
+    """(int64 nanoseconds, strftime format) of integers that are all dates written yyyymmdd (20230131)
+    or yyyymm (202301, crossing a year: within one, 202401..202410 may as well be ISO weeks); None
+    otherwise. Read as steps, such dates would leave most of their grid empty (20230131 is followed
+    by 20230201); a run of steps that all read as dates is a run of dates."""
     for digits, fmt in ((8, "%Y%m%d"), (6, "%Y%m")):
         low, high = FIRST_YEAR * 10 ** (digits - 4), (LAST_YEAR + 1) * 10 ** (digits - 4)
+        if digits == 6 and (np.diff(np.unique(ints)) == 1).all():  # no year crossed: 202401..202410 may be weeks
+            return None
         if ints.min() >= low and ints.max() < high:
             stamps = pd.to_datetime(pd.Series(ints.astype(str)), format=fmt, errors="coerce")
             if stamps.notna().all():

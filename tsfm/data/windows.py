@@ -111,16 +111,16 @@ def _from_frame(
     if missing_cols:
         raise InputError(f"future frame lacks {', '.join(missing_cols)}; available columns: {', '.join(cols)}")
     src = RowSource(is_file=False)
-    times, tz = parse_times(df[time_col], time_col, src)
+    stamps = _future_stamps(series, df[time_col], time_col, src)
     values = np.column_stack([column_floats(df[c], c, "exog", src) for c in names])
     if id_col is None or series.ids_as_channels:
-        return _shared_future(series, times, tz, values, names, expected, h)
+        return _shared_future(series, stamps, values, names, expected, h)
 
     ids = df[id_col].astype(str).to_numpy()
     unknown = sorted(set(ids) - set(series.ids))
     if unknown:
         raise InputError(f"future frame has ids that are not in the history: {', '.join(unknown[:5])}")
-    got = pd.MultiIndex.from_arrays([ids, _stamps(times, tz)])
+    got = pd.MultiIndex.from_arrays([ids, stamps])
     if got.has_duplicates:
         uid, stamp = got[got.duplicated()][0]
         raise InputError(f"future frame has a duplicate row for '{uid}' at {stamp}; keep one row per id and time")
@@ -138,11 +138,9 @@ def _from_frame(
 
 
 def _shared_future(
-    series: SeriesSet, times: np.ndarray, tz: str | None, values: np.ndarray,
-    names: list[str], expected: list[pd.DatetimeIndex], h: int,
+    series: SeriesSet, stamps: pd.Index, values: np.ndarray, names: list[str], expected: list[pd.Index], h: int,
 ) -> np.ndarray:
     """A frame without ids applies to every series (they must share the next ``h`` stamps)."""
-    stamps = _stamps(times, tz)
     frame = pd.DataFrame(values, index=stamps)
     frame = frame[~frame.index.duplicated(keep="first")]  # ids_as_channels: one row per time
     differ = [i for i in range(len(series)) if not expected[i].equals(expected[0])]
@@ -158,6 +156,18 @@ def _shared_future(
 def _in_utc(stamps: pd.Index) -> pd.Index:
     """Tz-aware stamps in UTC, as ``parse_times`` reads a future frame's (others unchanged)."""
     return stamps.tz_convert("UTC") if getattr(stamps, "tz", None) is not None else stamps
+
+
+def _future_stamps(series: SeriesSet, col: pd.Series, name: str, src: RowSource) -> pd.Index:
+    """A future frame's stamps as the history's are given back (``SeriesSet.user_stamps``): integers
+    for integer steps and for dates written as integers (2021, 20230131), else timestamps (UTC when zoned)."""
+    if series.step_index or series.int_dates:
+        ints = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
+        if not (np.isfinite(ints).all() and (ints % 1 == 0).all()):
+            raise InputError(f"the future frame's '{name}' must hold whole numbers, written as the history's times are")
+        return pd.Index(ints.astype(np.int64))
+    times, tz = parse_times(col, name, src)
+    return _stamps(times, tz)
 
 
 def _stamps(times: np.ndarray, tz: str | None) -> pd.DatetimeIndex:
