@@ -571,8 +571,10 @@ def test_read_table_formats(tmp_path):
     with gzip.open(tmp_path / "x.csv.gz", "wt") as fh:
         df.to_csv(fh, index=False)
     df.to_csv(tmp_path / "x.csv", sep=";", index=False)
+    df.to_csv(tmp_path / "comma.csv", sep=";", decimal=",", index=False)  # Excel's CSV in much of Europe
     ref = load_series(df)
-    for name in ("x.parquet", "x.csv.gz", "x.csv"):
+    assert (df["y"] % 1 != 0).any()  # the decimal marks matter
+    for name in ("x.parquet", "x.csv.gz", "x.csv", "comma.csv"):
         s = load_series(tmp_path / name)
         assert s.ids == ref.ids and s.freq == ref.freq
         for x, y in zip(s.values, ref.values):

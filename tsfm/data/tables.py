@@ -1,4 +1,5 @@
-"""Reading tables: CSV (plain, compressed, ``;``/tab separated) and Parquet files into DataFrames.
+"""Reading tables: CSV (plain, compressed, ``;``/tab separated; ``;`` with decimal commas) and Parquet
+files into DataFrames.
 
 Every problem with the file itself (missing, a directory, empty, binary, truncated, badly
 compressed, duplicate column names) becomes one :class:`~tsfm.errors.InputError` line.
@@ -58,7 +59,10 @@ def _read_csv(p: Path, dtype: dict | None) -> pd.DataFrame:
     try:
         sep = _sniff_separator(p, compression)
         options = _text_column_options(p, sep, compression, dtype)
-        return pd.read_csv(p, sep=sep, compression=compression or "infer", **options)
+        df = pd.read_csv(p, sep=sep, compression=compression or "infer", **options)
+        if sep == ";" and _decimal_commas(df):  # Excel's CSV where the comma is the decimal mark
+            df = pd.read_csv(p, sep=sep, compression=compression or "infer", decimal=",", **options)
+        return df
     except pd.errors.EmptyDataError:
         raise InputError(f"input file {p} is empty; it needs a header and at least one row") from None
     except (zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:  # not OSError: a damaged compressed file
@@ -84,6 +88,19 @@ def _text_column_options(p: Path, sep: str, compression: str | None, dtype: dict
         "keep_default_na": False,
         "na_values": {c: ([""] if str(c).strip() in text else list(_NA_TEXT)) for c in raw},
     }
+
+
+_DECIMAL_COMMA = r"^\s*[-+]?\d+,\d+\s*$"  # 12,5: a number written with a decimal comma
+
+
+def _decimal_commas(df: pd.DataFrame) -> bool:
+    """Whether a text column holds numbers written with a decimal comma (most of its values) and no
+    column holds numbers with a decimal point: then the whole file uses decimal commas."""
+    text = [c for c in df.columns if df[c].dtype == object]
+    numbers_with_commas = any(df[c].dropna().astype(str).head(200).str.match(_DECIMAL_COMMA).mean() > 0.9
+                              for c in text if df[c].notna().any())
+    return numbers_with_commas and not any(
+        pd.api.types.is_float_dtype(df[c]) and (df[c].dropna() % 1 != 0).any() for c in df.columns)
 
 
 def _compression(p: Path) -> str | None:
