@@ -17,7 +17,7 @@ from tsfm.data.freq import canonical_alias, same_freq
 from tsfm.data.gluonts_adapters import from_gluonts, period_freq, to_gluonts, to_list_dataset
 from tsfm.data.loading import load_series
 from tsfm.data.series_set import SeriesSet
-from tsfm.data.tables import read_table
+from tsfm.data.tables import read_header, read_table
 from tsfm.errors import InputError
 from tsfm_runtime.freq import NON_SEASONAL, infer_resolution, resolution_name
 
@@ -572,9 +572,11 @@ def test_read_table_formats(tmp_path):
         df.to_csv(fh, index=False)
     df.to_csv(tmp_path / "x.csv", sep=";", index=False)
     df.to_csv(tmp_path / "comma.csv", sep=";", decimal=",", index=False)  # Excel's CSV in much of Europe
+    df.to_csv(tmp_path / "unicode.txt", sep="\t", index=False, encoding="utf-16")  # Excel's "Unicode text"
     ref = load_series(df)
     assert (df["y"] % 1 != 0).any()  # the decimal marks matter
-    for name in ("x.parquet", "x.csv.gz", "x.csv", "comma.csv"):
+    assert read_header(tmp_path / "unicode.txt") == list(df.columns)
+    for name in ("x.parquet", "x.csv.gz", "x.csv", "comma.csv", "unicode.txt"):
         s = load_series(tmp_path / name)
         assert s.ids == ref.ids and s.freq == ref.freq
         for x, y in zip(s.values, ref.values):

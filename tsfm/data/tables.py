@@ -1,5 +1,5 @@
-"""Reading tables: CSV (plain, compressed, ``;``/tab separated; ``;`` with decimal commas) and Parquet
-files into DataFrames.
+"""Reading tables: CSV (plain, compressed, ``;``/tab separated; ``;`` with decimal commas; UTF-8, or
+UTF-16 with its byte-order mark) and Parquet files into DataFrames.
 
 Every problem with the file itself (missing, a directory, empty, binary, truncated, badly
 compressed, duplicate column names) becomes one :class:`~tsfm.errors.InputError` line.
@@ -51,14 +51,15 @@ def _read_parquet(p: Path) -> pd.DataFrame:
 
 def _read_csv(p: Path, dtype: dict | None) -> pd.DataFrame:
     compression = _compression(p)
-    if compression is None:
+    encoding = _encoding(p, compression)
+    if compression is None and encoding != "utf-16":
         with p.open("rb") as fh:
             head = fh.read(8192)
         if b"\x00" in head:
             raise InputError(f"cannot read {p}: it looks binary, not CSV (a Parquet file must end in .parquet)")
     try:
-        sep = _sniff_separator(p, compression)
-        options = _text_column_options(p, sep, compression, dtype)
+        sep = _sniff_separator(p, compression, encoding)
+        options = {**_text_column_options(p, sep, compression, dtype, encoding), "encoding": encoding}
         df = pd.read_csv(p, sep=sep, compression=compression or "infer", **options)
         if sep == ";" and _decimal_commas(df):  # Excel's CSV where the comma is the decimal mark
             df = pd.read_csv(p, sep=sep, compression=compression or "infer", decimal=",", **options)
@@ -76,13 +77,14 @@ _NA_TEXT = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"
             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 
-def _text_column_options(p: Path, sep: str, compression: str | None, dtype: dict | None) -> dict:
+def _text_column_options(p: Path, sep: str, compression: str | None, dtype: dict | None,
+                         encoding: str = "utf-8") -> dict:
     """``read_csv`` options for ``dtype``: a column asked for as ``str`` (series ids) keeps ``NA``,
     ``None`` or ``nan`` as text (only an empty cell is missing); other columns keep pandas' defaults."""
     text = {str(c).strip() for c, kind in (dtype or {}).items() if kind is str}
     if not text:
         return {"dtype": dtype}
-    raw = pd.read_csv(p, sep=sep, nrows=0, compression=compression or "infer").columns
+    raw = pd.read_csv(p, sep=sep, nrows=0, compression=compression or "infer", encoding=encoding).columns
     return {
         "dtype": {c: str for c in raw if str(c).strip() in text},
         "keep_default_na": False,
@@ -103,15 +105,23 @@ def _decimal_commas(df: pd.DataFrame) -> bool:
         pd.api.types.is_float_dtype(df[c]) and (df[c].dropna() % 1 != 0).any() for c in df.columns)
 
 
+def _encoding(p: Path, compression: str | None) -> str:
+    """"utf-16" for a file that starts with UTF-16's byte-order mark (Excel's "Unicode text"), else "utf-8"."""
+    if compression is not None:
+        return "utf-8"
+    with p.open("rb") as fh:
+        return "utf-16" if fh.read(2) in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+
+
 def _compression(p: Path) -> str | None:
     suffix = p.suffix.lower()
     return {".gz": "gzip", ".zip": "zip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}.get(suffix)
 
 
-def _sniff_separator(p: Path, compression: str | None) -> str:
+def _sniff_separator(p: Path, compression: str | None, encoding: str = "utf-8") -> str:
     """',' unless the header line clearly uses ';', tab or '|' instead."""
     if compression is None:
-        with p.open("r", encoding="utf-8", errors="replace") as fh:
+        with p.open("r", encoding=encoding, errors="replace") as fh:
             first = fh.readline()
     else:
         first = pd.read_csv(p, compression=compression, header=None, nrows=1, sep="\x01").iloc[0, 0]
@@ -129,7 +139,9 @@ def read_header(p: Path) -> list[str]:
 
             return [str(c).strip() for c in pq.read_schema(p).names]
         compression = _compression(p)
-        head = pd.read_csv(p, sep=_sniff_separator(p, compression), nrows=0, compression=compression or "infer")
+        encoding = _encoding(p, compression)
+        head = pd.read_csv(p, sep=_sniff_separator(p, compression, encoding), nrows=0,
+                           compression=compression or "infer", encoding=encoding)
         return [str(c).strip() for c in head.columns]
     except Exception:
         return []
