@@ -61,8 +61,9 @@ def resolution_name(alias: str) -> str:
     match = _ALIAS.match(text)
     if match is None:
         fraction = _FRACTION.match(text)
-        if fraction and fraction.group(2).upper() in _SECONDS and fraction.group(2) not in ("ms", "Ms"):
-            seconds = float(fraction.group(1)) * _SECONDS[fraction.group(2).upper()]
+        unit = fraction.group(2).upper() if fraction else ""
+        if unit in _SECONDS:
+            seconds = float(fraction.group(1)) * _SECONDS[unit]
             return _RESOLUTION_OF_SECONDS.get(int(seconds), "") if seconds == int(seconds) else ""
         if _OTHER_NUMBER.match(text):
             return ""
