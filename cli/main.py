@@ -88,8 +88,18 @@ def fail_on_input(err: Exception, read: Path, given: str) -> None:
     fail(text.replace(str(read), "stdin" if given == "-" else given))
 
 
-def _split_list(text: str | None) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else []
+def _split_list(texts: str | list[str] | None) -> list[str]:
+    """Comma lists, from one option or from the option repeated (``-q 0.1 -q 0.9``)."""
+    texts = [texts] if isinstance(texts, str) else texts or []
+    return [part.strip() for text in texts for part in text.split(",") if part.strip()]
+
+
+def _quantile_name(text: str) -> str:
+    """The column name of a level: the shortest decimal (``1e-1`` and ``0.10`` are both ``0.1``)."""
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return text  # the Forecaster names what is wrong with it
 
 
 def _levels_to_quantiles(levels: list[str]) -> list[str]:
@@ -118,13 +128,15 @@ def forecast(
     model: str = typer.Option(
         "ttm", "--model", "-m",
         help="Model name (see `tsfm models`), checkpoint directory, suite folder (suite.json) or exported .onnx file"),
-    quantiles: str = typer.Option(
-        "0.1,0.5,0.9", "--quantiles", "-q",
-        help="Quantile levels, e.g. 0.1,0.5,0.9; within the model's range (0.1-0.9 for the shipped models)",
+    quantiles: list[str] | None = typer.Option(
+        None, "--quantiles", "-q",
+        help="Quantile levels, e.g. 0.1,0.5,0.9 (the default), or repeated; within the model's range (0.1-0.9 "
+             "for the shipped models)",
     ),
-    level: str | None = typer.Option(
+    level: list[str] | None = typer.Option(
         None, "--level",
-        help="Prediction-interval coverages in %, e.g. 50,80; at most 80 for the shipped models (quantiles 0.1-0.9)",
+        help="Prediction-interval coverages in %, e.g. 50,80, or repeated; at most 80 for the shipped models "
+             "(quantiles 0.1-0.9)",
     ),
     freq: str | None = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
     id_col: str | None = typer.Option(None, "--id-col", help="Series id column (long format)"),
@@ -187,8 +199,9 @@ def forecast(
         fail(f"--ensemble '{ensemble}' is not known: use --ensemble auto")
     if ensemble and model != "ttm":
         fail("--ensemble auto chooses its own members: leave out --model")
-    names = _split_list(quantiles) + (_levels_to_quantiles(_split_list(level)) if level else [])
-    names = list(dict.fromkeys(names))  # the Forecaster checks and sorts them
+    names = _split_list("0.1,0.5,0.9" if quantiles is None else quantiles)
+    names += _levels_to_quantiles(_split_list(level))
+    names = list(dict.fromkeys(_quantile_name(name) for name in names))  # the Forecaster checks and sorts them
     if not names:
         fail("--quantiles is empty: give levels like 0.1,0.5,0.9 (or --level 80)")
     target_out = check_output(output) if output is not None else None

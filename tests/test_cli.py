@@ -47,6 +47,19 @@ def test_forecast_to_file_with_levels_and_plot(tiny_checkpoint, csv, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
+def test_repeated_levels_add_up_and_columns_take_one_spelling(tiny_checkpoint, csv):
+    """``-q 1e-1 -q 0.90`` asks for both levels (a repeated option used to keep only its last value),
+    named as the default columns are."""
+    from io import StringIO
+
+    code, out, err = _run("forecast", csv, "--model", tiny_checkpoint, "--horizon", "3",
+                          "-q", "1e-1", "-q", "0.90", "--level", "20", "--level", "60")
+    assert code == 0, err
+    fc = pd.read_csv(StringIO(out))
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.2", "0.4", "0.6", "0.8", "0.9"]
+    assert (fc["0.1"] <= fc["0.2"]).all() and (fc["0.8"] <= fc["0.9"]).all()
+
+
 BAD_INPUTS = {
     "missing column": ("unique_id,ds,y\n", "unique_id,ds\na,2020-01-01\na,2020-02-01\na,2020-03-01\n", []),
     "non-numeric": ("", "unique_id,ds,y\na,2020-01-01,1\na,2020-02-01,x\na,2020-03-01,3\na,2020-04-01,4\n", []),
