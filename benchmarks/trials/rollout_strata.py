@@ -7,6 +7,10 @@ spread. The candidate (``stratified_rollout``) reads every distribution at the Q
 levels (k - 1/2) / Q, whose equal weights are honest, and reads the pool back with Hazen's
 plotting positions.
 
+``--candidate calibration_halves`` scores that trial's rule (``calibration_halves.py`` beside this
+file: calibration factors per half of the horizon) on the same data instead, as "strata" in the
+tables.
+
 First an oracle check (an exact Gaussian random-walk or AR(1) forecaster in the network's place:
 rolled-out 10-90 widths over the true ones), then the real-data scores: the suite and two networks
 at horizon 336 from ten origins per series on the dev and eval datasets long enough for it.
@@ -24,6 +28,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
 
@@ -172,22 +177,32 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=96, help="steps of the first network call (scored apart)")
     parser.add_argument("--history", type=int, default=None, help="cut each history to its last N points")
     parser.add_argument("--models", default="ttm,ttm-512,ttm-96-general")
+    parser.add_argument("--candidate", choices=("strata", "calibration_halves"), default="strata")
     parser.add_argument("--output", type=Path, default=Path("/tmp/rollout_strata.md"))
     args = parser.parse_args()
     meta = common.start_run(1, ["tsfm", "numpy", "torch"])
     data = common.REPO_ROOT.parent / "shared" / "data"
     oracle = oracle_rows()
-    shipped = rules.rollout
+    shipped = {"rollout": rules.rollout, "conformal_widening": rules.conformal_widening, "widen": rules.widen}
+    if args.candidate == "strata":
+        candidate = {"rollout": stratified_rollout}
+    else:
+        import calibration_halves
+
+        candidate = {"conformal_widening": calibration_halves.widening_by_half,
+                     "widen": calibration_halves.widen_by_half}
     scores: dict = {}
     for model in args.models.split(","):
         for name in DATASETS:
             frame = pd.read_csv(data / f"{name}.csv", parse_dates=["ds"])
-            for label, fn in (("shipped", shipped), ("strata", stratified_rollout)):
-                rules.rollout = fn
+            for label, patch in (("shipped", shipped), ("strata", candidate)):
+                for attr, fn in {**shipped, **patch}.items():
+                    setattr(rules, attr, fn)
                 q, y = forecast_units(model, frame, args.horizon, args.origins, args.history)
                 scores.setdefault(model, {}).setdefault(label, {})[Path(name).name] = unit_scores(q, y, args.chunk)
             print(model, name, flush=True)
-    rules.rollout = shipped
+    for attr, fn in shipped.items():
+        setattr(rules, attr, fn)
     meta = common.finish_run(meta)
 
     rng = np.random.default_rng(0)
