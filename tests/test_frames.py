@@ -19,7 +19,7 @@ from tsfm.data.loading import load_series
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.tables import read_header, read_table
 from tsfm.errors import InputError
-from tsfm_runtime.freq import NON_SEASONAL, infer_resolution, resolution_name
+from tsfm_runtime.freq import NON_SEASONAL, infer_resolution, resolution_name, season_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,6 +235,15 @@ def test_business_month_quarter_and_year_stamps_keep_their_resolution():
     ds = pd.date_range("2001-01-01", periods=40, freq="BQS")
     s = load_series(pd.DataFrame({"ds": ds, "y": np.arange(40.0)}))
     assert s.freq.startswith("BQS") and (s.freq_info.season, s.stated_freq_info.horizon) == (4, 8)
+
+
+def test_multiples_without_a_resolution_keep_the_base_cycle_in_fewer_steps():
+    """6-hourly data repeats daily every 4 steps (GluonTS' seasonality too); 7-hourly has no cycle."""
+    assert [season_of(a) for a in ("2h", "6h", "12h", "7h", "2MS", "2QS", "2D", "h", "QS-OCT", "2ms")] == \
+        [12, 4, 2, 1, 6, 2, 1, 24, 4, 1]
+    ds = pd.date_range("2001-01-01", periods=200, freq="6h")
+    s = load_series(pd.DataFrame({"ds": ds, "y": np.arange(200.0)}))
+    assert (s.freq_info.season, s.freq_info.token, s.stated_freq_info.horizon) == (4, 0, 14)
 
 
 def test_decimal_years_of_months_and_quarters_parse_as_dates():

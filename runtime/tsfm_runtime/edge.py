@@ -83,7 +83,7 @@ def _season(freq) -> int:
     """Seasonal period of one frequency alias for the whole batch (1 when unknown or per-series)."""
     if not isinstance(freq, str):
         return 1
-    return freqs.season_and_horizon(freqs.resolution_name(freq))[0]
+    return freqs.season_of(freq)
 
 
 def _numbers(past_values) -> np.ndarray:
@@ -335,7 +335,7 @@ class EdgeSuite:
     def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | int) -> str:
         history = float(np.median((mask > 0).any(axis=2).sum(axis=1)))
         name = freqs.resolution_name(freq) if isinstance(freq, str) else ""
-        season = freqs.season_and_horizon(name)[0]
+        season = freqs.season_of(freq) if isinstance(freq, str) else 1
         return self.spec.select(history, season, name, lambda variant: self.member(variant).context_length)
 
     def predict(self, past_values, past_mask=None, freq: str | None = None, horizon: int | None = None,

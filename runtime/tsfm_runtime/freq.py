@@ -85,6 +85,22 @@ def season_and_horizon(name: str) -> tuple[int, int]:
     return SEASON_AND_HORIZON.get(name, UNKNOWN_SEASON_AND_HORIZON)
 
 
+def season_of(alias: str) -> int:
+    """Seasonal period of a pandas alias. A multiple of a base resolution with no name of its own
+    (``2h``, ``6h``, ``2MS``) keeps the base's cycle in fewer steps where the multiple divides it
+    (12, 4, 6), as GluonTS' ``get_seasonality``; otherwise (``7h``) there is none: 1."""
+    name = resolution_name(alias)
+    if name:
+        return season_and_horizon(name)[0]
+    match = _ALIAS.match(str(alias).strip())
+    base = _BASES.get(match.group(2).upper()) if match else None
+    count = int(match.group(1) or 1) if match else 1
+    if base is None or count < 2 or (base == "M" and match.group(2).lower() == "ms" and match.group(2) != "MS"):
+        return 1
+    season = season_and_horizon(base)[0]
+    return season // count if season % count == 0 and season > count else 1
+
+
 def token(name: str) -> int:
     """Resolution token id of a resolution name (0 when it has none)."""
     return FREQ_VOCAB.index(name) if name in FREQ_VOCAB else 0

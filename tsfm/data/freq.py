@@ -50,12 +50,14 @@ def canonical_name(freq: str | pd.DateOffset) -> str:
 def freq_info(freq: str | pd.DateOffset) -> FreqInfo:
     """Seasonality, default horizon and resolution token of a frequency.
 
-    Unknown or unusual multiples (``7h``) still forecast: season 1, horizon 14, token 0.
+    Unknown or unusual multiples still forecast: horizon 14, token 0, and the base's season in
+    fewer steps where the multiple divides it (``6h``: 4; ``7h``: 1).
     """
     offset = to_offset(freq)
     name = canonical_name(offset)
-    season, horizon = freqs.season_and_horizon(name)
-    return FreqInfo(alias=offset.freqstr, name=name, season=season, horizon=horizon, token=freqs.token(name))
+    horizon = freqs.season_and_horizon(name)[1]
+    return FreqInfo(alias=offset.freqstr, name=name, season=freqs.season_of(offset.freqstr), horizon=horizon,
+                    token=freqs.token(name))
 
 
 def freq_token(freq: str | pd.DateOffset | None) -> int:
