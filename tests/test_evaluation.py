@@ -309,3 +309,26 @@ def test_aggregate_relative_never_drops_a_task_silently():
     assert math.isnan(rel["m"]["MASE"]) and rel["perfect"]["MASE"] == 0.0
     with pytest.raises(InputError, match="baseline 'Naive'"):
         aggregate_relative(scores, baseline="Naive", metrics=("MASE",))
+
+
+def test_mase_and_smape_average_each_window_before_the_windows():
+    """With NaN actuals a window's few scored points weigh as much as a full window's (GluonTS per item):
+    a's one scored error of 2 (scale 1) and b's three errors of 0 average to 1, not to 0.5."""
+    fa, aa, ca = one_window([0, 1, 0, 1], [np.nan, 3, np.nan], {"0.5": [0, 1, 0]}, uid="a")
+    fb, ab, cb = one_window([0, 1, 0, 1], [5, 5, 5], {"0.5": [5, 5, 5]}, uid="b")
+    scores = evaluate_forecasts(pd.concat([fa, fb]), pd.concat([aa, ab]), pd.concat([ca, cb]), m=1,
+                                quantiles=(0.5,))
+    assert scores["MASE"] == pytest.approx(1.0)
+    assert scores["sMAPE"] == pytest.approx(100.0 * (2 * 2 / 4) / 2)
+    assert scores["n_points"] == 4
+
+
+def test_duplicate_actuals_mixed_time_zones_are_refused_and_integer_ids_match_text_ones():
+    forecast, actual, context = one_window([1, 2, 3, 4], [5, 6], {"0.5": [5, 6]}, uid="7")
+    with pytest.raises(InputError, match="actual frame has duplicate"):
+        evaluate_forecasts(forecast, pd.concat([actual, actual.iloc[:1]]), context, m=1, quantiles=(0.5,))
+    aware = forecast.assign(ds=forecast["ds"].dt.tz_localize("UTC"))
+    with pytest.raises(InputError, match="time zone"):
+        evaluate_forecasts(aware, actual, context, m=1, quantiles=(0.5,))
+    as_int = [f.assign(unique_id=7) for f in (actual, context)]
+    assert evaluate_forecasts(forecast, *as_int, m=1, quantiles=(0.5,))["MASE"] == 0.0

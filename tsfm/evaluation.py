@@ -146,11 +146,12 @@ def quantile_column(q: float) -> str:
 
 def _strict_merge(actual: pd.DataFrame, forecast: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Actual rows joined with forecast rows; every row on either side must find exactly one partner."""
-    if forecast.duplicated(keys).any():
-        raise InputError(
-            f"forecast frame has duplicate ({', '.join(keys)}) rows: give one row per series and step "
-            "(overlapping windows need a 'cutoff' column in both frames)"
-        )
+    for frame, what in ((forecast, "forecast"), (actual, "actual")):
+        if frame.duplicated(keys).any():
+            raise InputError(
+                f"{what} frame has duplicate ({', '.join(keys)}) rows: give one row per series and step "
+                "(overlapping windows need a 'cutoff' column in both frames)"
+            )
     joined = actual.merge(forecast, on=keys, how="outer", indicator=True)
     unmatched = joined["_merge"] != "both"
     if unmatched.any():
@@ -205,9 +206,12 @@ def evaluate_forecasts(
     ``"0.5"`` is the point forecast); with several windows it also has ``cutoff`` (as returned
     by ``backtest_forecasts``). ``actual_df`` holds the true ``y`` at exactly those rows.
     ``context_df`` holds each series' history: the full series or just the window's context —
-    only points before each window's first forecast step enter the MASE scale. NaN actuals are
-    left out. Returns floats; ``n_points`` counts scored points, ``n_mase_skipped`` the windows
-    with a constant history (zero seasonal error) left out of MASE.
+    only points before each window's first forecast step enter the MASE scale, whose seasonal lag
+    ``m`` counts rows (give a missing point as a NaN row, not no row). NaN actuals are left out;
+    MASE and sMAPE average each series x window over its scored points, then over the windows
+    (GluonTS's mean per item). Returns floats; ``n_points`` counts scored points,
+    ``n_mase_skipped`` the windows with a constant history (zero seasonal error) left out of MASE.
+    Integer and text ``unique_id`` columns match as text.
     """
     levels = [float(q) for q in quantiles]
     if 0.5 not in levels:
@@ -220,6 +224,7 @@ def evaluate_forecasts(
     _check_columns(context_df, (ID, TIME, TARGET), "the context frame")
     if m < 1:
         raise InputError(f"the seasonal period m must be >= 1 (got {m})")
+    forecast_df, actual_df, context_df = _same_id_type(forecast_df, actual_df, context_df)
     time_types = {_time_kind(f[TIME]) for f in (forecast_df, actual_df, context_df)}
     if len(time_types) > 1:
         raise InputError(
@@ -243,27 +248,46 @@ def evaluate_forecasts(
     scaled_ok = np.isfinite(scale) & (scale > 0)
     denom = np.abs(y) + np.abs(median)
     smape_terms = np.divide(2.0 * abs_err, denom, out=np.zeros_like(abs_err), where=denom > 0)
+    window = joined.loc[observed, [ID, CUTOFF] if CUTOFF in joined.columns else [ID]]
+    group = window.groupby(list(window.columns), sort=False).ngroup().to_numpy()
+
+    def mean_over_windows(terms: np.ndarray, where: np.ndarray) -> float:
+        """Mean per series x window over its observed points, then over windows (as GluonTS, per item)."""
+        sums = np.bincount(group[where], weights=terms[where], minlength=group.max() + 1)
+        counts = np.bincount(group[where], minlength=group.max() + 1)
+        return float(np.mean(sums[counts > 0] / counts[counts > 0])) if where.any() else math.nan
+
     levels_arr = np.asarray(levels)
     below = (y[:, None] <= preds).astype(float)
     q_loss = 2.0 * np.abs((y[:, None] - preds) * (below - levels_arr[None, :]))
     abs_sum = np.abs(y).sum()
     scores = {
-        "MASE": float(np.mean(abs_err[scaled_ok] / scale[scaled_ok])) if scaled_ok.any() else math.nan,
-        "sMAPE": float(100.0 * np.mean(smape_terms)),
+        "MASE": mean_over_windows(np.divide(abs_err, scale, out=np.zeros_like(abs_err), where=scaled_ok), scaled_ok),
+        "sMAPE": 100.0 * mean_over_windows(smape_terms, np.ones_like(observed[observed])),
         "WQL": float(np.mean(q_loss.sum(axis=0) / abs_sum)) if abs_sum > 0 else math.nan,
     }
     if 0.1 in levels and 0.9 in levels:
         lo, hi = preds[:, levels.index(0.1)], preds[:, levels.index(0.9)]
         scores["coverage_10_90"] = float(np.mean((y >= lo) & (y <= hi)))
-    window = joined.loc[observed, [ID, CUTOFF] if CUTOFF in joined.columns else [ID]]
     scores["n_points"] = float(len(y))
     scores["n_mase_skipped"] = float(window[~scaled_ok].drop_duplicates().shape[0])
     return scores
 
 
 def _time_kind(times: pd.Series) -> str:
-    """``"datetime"`` for any datetime dtype (resolution and time zone aside), else the dtype."""
+    """``"datetime"`` for any naive datetime dtype (resolution aside), ``"datetime with a time zone"``
+    for any aware one, else the dtype."""
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        return "datetime with a time zone"
     return "datetime" if pd.api.types.is_datetime64_any_dtype(times) else str(times.dtype)
+
+
+def _same_id_type(*frames: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    """The frames with ``unique_id`` as text in all of them when their types differ (forecasts name
+    series as text, so integer ids of the user's frame are matched as written)."""
+    if len({str(f[ID].dtype) for f in frames}) == 1:
+        return frames
+    return tuple(f.assign(**{ID: f[ID].astype(str)}) for f in frames)
 
 
 def _is_level(column: object) -> bool:
