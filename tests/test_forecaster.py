@@ -127,6 +127,56 @@ def test_gluonts_predictor(tiny_checkpoint):
         assert fc.start_date == pd.Period(rows.ds.iloc[0], freq="M")
 
 
+def test_gluonts_predictor_reads_each_entry_alone_at_its_own_frequency(tiny_checkpoint, tmp_path):
+    """Windows of one series are forecast apart (pooled calibration must not see a later window's
+    history); an entry's own period sets its dates; 2-D targets are refused; serialisation round-trips."""
+    from gluonts.dataset.common import ListDataset
+    from gluonts.model.predictor import Predictor
+
+    y = monthly_frame(1, length=60)["y"].to_numpy()
+    f = Forecaster(model=str(tiny_checkpoint), horizon=4, calibration_windows=2).fit(monthly_frame(1, length=60))
+    predictor = f.to_gluonts_predictor()
+    window = {"start": pd.Period("2010-01", "M"), "target": y[:40], "item_id": "s0"}
+    later = {"start": pd.Period("2010-01", "M"), "target": y * np.r_[np.ones(40), np.full(20, 3.0)], "item_id": "s0"}
+    alone = next(predictor.predict(ListDataset([window], freq="M")))
+    together = list(predictor.predict(ListDataset([window, later], freq="M")))
+    np.testing.assert_array_equal(together[0].forecast_array, alone.forecast_array)
+    assert together[1].start_date == pd.Period("2015-01", "M")
+
+    hourly = ListDataset([{"start": pd.Period("2021-01-01 00:00", "h"), "target": y, "item_id": "x"}], freq="h")
+    assert next(predictor.predict(hourly)).start_date == pd.Period("2021-01-03 12:00", "h")
+    two_rows = ListDataset([{"start": pd.Period("2010-01", "M"), "target": np.stack([y, y])}], freq="M",
+                           one_dim_target=False)
+    with pytest.raises(InputError, match="univariate"):
+        list(predictor.predict(two_rows))
+
+    predictor.serialize(tmp_path)
+    again = Predictor.deserialize(tmp_path)
+    np.testing.assert_allclose(next(again.predict(ListDataset([window], freq="M"))).forecast_array,
+                               alone.forecast_array, rtol=1e-6)
+
+
+def test_cross_validation_backtests_the_frame_it_is_given(tiny_checkpoint):
+    """A fitted Forecaster backtests new data as a fresh one would (statsforecast fits the frame it
+    is given) and keeps its own fit; a series with no observed history before a cutoff is left out."""
+    daily = monthly_frame(2, length=50).assign(ds=lambda d: d.groupby("unique_id").cumcount().map(
+        lambda k: pd.Timestamp("2020-01-01") + pd.Timedelta(days=int(k))))
+    fresh = Forecaster(horizon=5).cross_validation(daily, n_windows=2)  # the suite: a daily variant
+    fitted = Forecaster(horizon=5).fit(monthly_frame(1))  # ... and the monthly specialist
+    pd.testing.assert_frame_equal(fitted.cross_validation(daily, n_windows=2), fresh)
+    assert fitted.freq_ == "MS" and fitted.plan_.source == "ttm-96-monthly"
+
+    blind = daily.copy()  # s1 (45 points) is observed from its 38th point: its older window sees nothing
+    blind.loc[blind.index[blind.unique_id == "s1"][:37], "y"] = np.nan
+    f = Forecaster(model=str(tiny_checkpoint), horizon=5)
+    cv = f.cross_validation(blind, n_windows=2)
+    assert cv.groupby("unique_id").cutoff.nunique().to_dict() == {"s0": 2, "s1": 1}
+    assert f.cv_skipped_ == 1 and len(cv) == 3 * 5 and cv[cv.unique_id == "s1"].cutoff.iloc[0] == daily.ds[50 + 39]
+    assert f.evaluate(blind, n_windows=2)["n_windows_skipped"] == 1
+    with pytest.raises(InputError, match="n_windows must be a positive integer"):
+        f.cross_validation(daily, n_windows=2.5)
+
+
 def test_evaluate_scores_a_backtest(tiny_checkpoint):
     df = monthly_frame(2, length=60)
     f = Forecaster(model=str(tiny_checkpoint), horizon=6, quantiles=(0.1, 0.5, 0.9))

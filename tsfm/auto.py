@@ -149,10 +149,10 @@ class AutoEnsemble:
 
     def network_forecasts(self, member: Member, heads: Sequence[SeriesSet], h: int) -> list[np.ndarray]:
         """Per head, ``[N, h, C, Q]`` quantiles of a network member (its own calibration off)."""
-        from tsfm.pipeline import forecast
+        from tsfm.pipeline import forecast, model_context
 
         model = self.network(member)
-        context = min(int(self.context_length or model.config.context_length), model.config.context_length)
+        context = model_context(model, self.context_length)
         return [forecast(model, head, h, GRID, log_scale=member.log_scale, context_length=context,
                          batch_size=self.batch_size, device=self.device, nonnegative=False)[0] for head in heads]
 

@@ -75,6 +75,12 @@ def _check_future_fits(series, h: int) -> None:
                              "use a shorter horizon") from None
 
 
+def _check_count(name: str, value: Any) -> None:
+    """``n_windows``/``m``: a positive integer (InputError otherwise)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when ``predict`` runs before ``fit`` (same bases as scikit-learn's)."""
 
@@ -362,14 +368,14 @@ class Forecaster:
         univariate model into a covariate-aware one. ``X_future`` (known-future covariates for
         the next ``horizon`` steps) is checked now and used by ``predict()``.
         """
-        from tsfm.pipeline import future_covariates, plan
+        from tsfm.pipeline import future_covariates, model_context, plan
         from tsfm.train.finetune import finetune_model
 
         if self.model == "auto":
             raise InputError("model='auto' is an ensemble of pretrained and statistical models: fine-tune one model")
         self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
         self.fit(df)
-        context = min(int(self.context_length or self.model_.config.context_length), self.model_.config.context_length)
+        context = model_context(self.model_, self.context_length)
         self.model_, self.finetune_report_ = finetune_model(
             self.model_, self.series_, self.horizon_, context_length=context, fraction=fraction, mode=mode,
             max_epochs=max_epochs, max_steps=max_steps, val_size=val_size, learning_rate=learning_rate,
@@ -404,7 +410,7 @@ class Forecaster:
         ``future_exog``); for the fitted series it is remembered (plots use it). Afterwards
         ``notes_`` holds one line per member of ``model="auto"`` that failed on some series.
         """
-        from tsfm.pipeline import check_contexts, check_levels, forecast_frame, reads_covariates
+        from tsfm.pipeline import reads_covariates
 
         self._check_fitted()
         if h is not None:
@@ -412,16 +418,26 @@ class Forecaster:
         if df is None and not hasattr(self, "series_"):
             raise NotFittedError("this Forecaster has a model but no fitted series (a save without them): "
                                  "call fit(df) first, or predict(df)")
-        if not hasattr(self, "levels_"):
-            levels, names = _quantile_names(self.quantiles)
-            check_levels(self.model_, levels)
-            self.levels_, self.quantile_names_ = levels, names
         series = self.series_ if df is None else self._with_fitted_resolution(self._series(df))
-        if not hasattr(self, "plan_"):
-            self._plan(series)
         if not hasattr(self, "horizon_"):
             self.horizon_ = int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon
         h = int(h) if h is not None else self.horizon_
+        if df is None and not self._is_auto() and reads_covariates(self.model_):
+            X_future = X_future if X_future is not None else self.X_future_
+            self.X_future_ = X_future
+        return self._forecast(series, h, X_future)
+
+    def _forecast(self, series, h: int, X_future: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The forecast frame of ``series`` with the fitted model and plan: what ``predict`` and the
+        GluonTS predictor return."""
+        from tsfm.pipeline import check_contexts, check_levels, forecast_frame, reads_covariates
+
+        if not hasattr(self, "levels_"):  # a Forecaster loaded without its series
+            levels, names = _quantile_names(self.quantiles)
+            check_levels(self.model_, levels)
+            self.levels_, self.quantile_names_ = levels, names
+        if not hasattr(self, "plan_"):
+            self._plan(series)
         _check_future_fits(series, h)
         self.notes_: list[str] = []  # one line per "auto" member that failed on some series
         if self._is_auto():
@@ -433,9 +449,6 @@ class Forecaster:
                 print("warning: this model was not trained with covariates; X_future is ignored "
                       "(fine-tune with covariates first)", file=sys.stderr)
             X_future = None
-        elif df is None:
-            X_future = X_future if X_future is not None else self.X_future_
-            self.X_future_ = X_future
         check_contexts(self.model_, series, self.context_length)
         return forecast_frame(self.model_, series, h, self.levels_, self.quantile_names_, x_future=X_future,
                               **self.forecast_options())
@@ -463,53 +476,89 @@ class Forecaster:
     ) -> pd.DataFrame:
         """Rolling-origin backtest with Nixtla's columns: the forecasts plus ``cutoff`` and ``y``.
 
-        Window k (oldest first) forecasts ``h`` points from everything before its cutoff.
+        Window k (oldest first) forecasts ``h`` points from everything before its cutoff, by the
+        model ``fit(df)`` chooses for ``df`` (as statsforecast fits the frame it is given; a
+        fine-tuned model is kept). A series with no observed value in the context the model would
+        read before a cutoff is left out of that window (``cv_skipped_`` counts them).
         """
         from tsfm.data.backtest import backtest_windows
-        from tsfm.pipeline import backtest_covariates, forecast_frame
+        from tsfm.pipeline import backtest_covariates, blind_contexts, forecast_frame, model_context
 
         for name, value in (("h", h), ("step_size", step_size)):
             if value is not None:
                 _check_steps(name, value)
-        if not self.__sklearn_is_fitted__():
-            self.fit(df)
-        series = self._with_fitted_resolution(self._series(df))
-        h = int(h) if h is not None else self.horizon_
+        _check_count("n_windows", n_windows)
+        runner = self._backtest_runner(df)
+        series = runner._with_fitted_resolution(runner._series(df))
+        h = int(h) if h is not None else runner.horizon_
         step = int(step_size) if step_size is not None else h
-        frames = []
+        frames, self.cv_skipped_ = [], 0
         for head, tails in backtest_windows(series, h, n_windows, step):
-            if self._is_auto():  # weights and calibration fitted on each window's own past
-                forecast = self._fit_auto(head, h).forecast_frame(head, h, self.levels_, self.quantile_names_,
-                                                                  self.nonnegative)
+            context = int(head.lengths.max()) if runner._is_auto() else model_context(runner.model_,
+                                                                                       runner.context_length)
+            blind = np.unique(blind_contexts(head, context)[:, 0])
+            self.cv_skipped_ += len(blind)
+            keep = np.setdiff1d(np.arange(len(head)), blind)
+            if not keep.size:
+                continue
+            whole = series
+            if blind.size:
+                head, whole, tails = head.subset(keep), series.subset(keep), [tails[i] for i in keep]
+            if runner._is_auto():  # weights and calibration fitted on each window's own past
+                forecast = runner._fit_auto(head, h).forecast_frame(head, h, runner.levels_, runner.quantile_names_,
+                                                                    runner.nonnegative)
             else:
-                forecast = forecast_frame(self.model_, head, h, self.levels_, self.quantile_names_,
-                                          future_exog=backtest_covariates(self.model_, series, head, h),
-                                          **self.forecast_options())
+                forecast = forecast_frame(runner.model_, head, h, runner.levels_, runner.quantile_names_,
+                                          future_exog=backtest_covariates(runner.model_, whole, head, h),
+                                          **runner.forecast_options())
             cutoffs = pd.Series([head.last_timestamp(i) for i in range(len(head))], index=head.ids)
             forecast.insert(2, "cutoff", forecast["unique_id"].map(cutoffs) if not head.ids_as_channels
                             else head.last_timestamp(0))
             forecast["y"] = np.concatenate([np.asarray(tail)[:h].T.ravel() for tail in tails])
             frames.append(forecast)
+        if not frames:
+            raise InputError(f"no backtest window has a series with an observed value in the history before its "
+                             f"cutoff (h={h}, n_windows={n_windows}): nothing to forecast from")
         return pd.concat(frames, ignore_index=True)
+
+    def _backtest_runner(self, df: pd.DataFrame | str | Path) -> Forecaster:
+        """Who forecasts a backtest of ``df``: this Forecaster once fitted on it (when not fitted yet)
+        or fine-tuned, else a copy fitted on ``df`` that reuses the loaded network where it serves."""
+        if not self.__sklearn_is_fitted__():
+            return self.fit(df)
+        if getattr(self, "_finetuned_from", None) == self.model and not self._is_auto():
+            return self
+        runner = type(self)(**self.get_params())
+        if not self._is_auto():
+            runner.model_, runner.model_name_, runner.device_ = self.model_, self.model_name_, self.device_
+        return runner.fit(df)
 
     def evaluate(
         self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1, m: int | None = None
     ) -> dict[str, float]:
         """MASE, sMAPE (0-200), WQL and 10-90% coverage of a backtest over the last ``n_windows`` x ``h``.
 
-        ``m`` is the seasonal period of the MASE scale (default: from the frequency).
+        ``m`` is the seasonal period of the MASE scale (default: from the frequency). Series left
+        out of a window (no observed history before its cutoff) are counted in ``n_windows_skipped``.
         """
         from tsfm.evaluation import evaluate_forecasts
 
-        cv = self.cross_validation(df, h=h, n_windows=n_windows)
+        levels, names = _quantile_names(self.quantiles)
+        if 0.5 not in levels:
+            raise InputError("quantiles must include 0.5: the median is the point forecast scored by MASE and sMAPE")
+        if m is not None:
+            _check_count("the seasonal period m", m)
         series = self._series(df)
         if series.n_channels > 1:
-            raise InputError("evaluate scores univariate series: pass one --target per series")
+            raise InputError(f"evaluate scores one target per series, and these have {series.n_channels} channels "
+                             "(several targets, or series gathered as channels): evaluate each target alone, or "
+                             "score cross_validation's frame yourself")
+        cv = self.cross_validation(df, h=h, n_windows=n_windows)
         keys = ["unique_id", "ds", "cutoff"]
-        names = dict(zip(self.quantile_names_, map(str, self.levels_)))
-        forecast = cv.drop(columns=["y", "mean"]).rename(columns=names)
-        return evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
-                                  int(series.stated_freq_info.season if m is None else m), self.levels_)
+        forecast = cv.drop(columns=["y", "mean"]).rename(columns=dict(zip(names, map(str, levels))))
+        scores = evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
+                                    int(series.stated_freq_info.season if m is None else m), levels)
+        return {**scores, "n_windows_skipped": float(self.cv_skipped_)}
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:

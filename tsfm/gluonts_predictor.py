@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,27 +12,76 @@ from gluonts.dataset.common import Dataset
 from gluonts.model.forecast import QuantileForecast
 from gluonts.model.predictor import Predictor
 
+from tsfm.errors import InputError
+
+FORECASTER_FOLDER = "forecaster"
+
+
+def _rounds(entries: list[dict]) -> list[list[int]]:
+    """Entry indexes in rounds that hold each series at most once (by ``item_id``, else by ``start``).
+
+    A rolling GluonTS backtest passes every window of a series together, and the suite calibrates
+    its intervals on backtests pooled over the series forecast together: a later window's
+    history would then reach into an earlier window's test period. Forecast apart, it cannot.
+    """
+    seen: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    for i, entry in enumerate(entries):
+        key = f"id:{entry['item_id']}" if "item_id" in entry else f"start:{entry['start']}"
+        k = seen[key] = seen.get(key, -1) + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return rounds
+
 
 class TSFMPredictor(Predictor):
-    """Yields one ``QuantileForecast`` per entry (univariate), keys ``"0.1"``... plus ``"mean"``."""
+    """Yields one ``QuantileForecast`` per univariate entry, keys ``"0.1"``... plus ``"mean"``.
+
+    Each entry is forecast at its own frequency (its ``start`` period's; the fitted one for
+    entries that start at a timestamp) by the fitted model and plan, as ``Forecaster.predict(df)``.
+    """
 
     def __init__(self, forecaster) -> None:
-        super().__init__(prediction_length=forecaster.horizon_)
+        horizon = getattr(forecaster, "horizon_", None) or forecaster.horizon
+        if horizon is None:
+            raise InputError("this Forecaster has no horizon (loaded without its series): give it horizon=H")
+        super().__init__(prediction_length=int(horizon))
         self.forecaster = forecaster
 
     def predict(self, dataset: Dataset, **kwargs) -> Iterator[QuantileForecast]:
         from tsfm.data.gluonts_adapters import from_gluonts, period_freq
-        from tsfm.pipeline import forecast_frame
 
         entries = list(dataset)
-        series = from_gluonts(entries, freq=self.forecaster.freq_)
+        for j, entry in enumerate(entries):
+            if np.ndim(entry["target"]) != 1:
+                raise InputError(f"GluonTS entry {entry.get('item_id', j)!r} has {np.shape(entry['target'])[0]} "
+                                 "target rows: the predictor forecasts univariate entries (one target each)")
+        periods = all(isinstance(entry["start"], pd.Period) for entry in entries)
         names = list(self.forecaster.quantile_names_)
-        frame = forecast_frame(self.forecaster.model_, series, self.prediction_length, self.forecaster.levels_, names,
-                               **self.forecaster.forecast_options())
         h = self.prediction_length
-        for i, entry in enumerate(entries):
-            rows = frame.iloc[i * h:(i + 1) * h]
-            arrays = np.stack([rows[name].to_numpy() for name in names] + [rows["mean"].to_numpy()])
-            start = pd.Period(rows["ds"].iloc[0], freq=period_freq(series.freq))  # first forecast step
-            yield QuantileForecast(arrays, start_date=start, forecast_keys=names + ["mean"],
-                                   item_id=entry.get("item_id", series.ids[i]))
+        forecasts: list[QuantileForecast | None] = [None] * len(entries)
+        for indexes in _rounds(entries):
+            series = from_gluonts([entries[i] for i in indexes], freq=None if periods else self.forecaster.freq_)
+            frame = self.forecaster._forecast(series, h)
+            for k, i in enumerate(indexes):
+                rows = frame.iloc[k * h:(k + 1) * h]
+                arrays = np.stack([rows[name].to_numpy() for name in names] + [rows["mean"].to_numpy()])
+                start = pd.Period(rows["ds"].iloc[0], freq=period_freq(series.freq))  # first forecast step
+                forecasts[i] = QuantileForecast(arrays, start_date=start, forecast_keys=names + ["mean"],
+                                                item_id=entries[i].get("item_id", series.ids[k]))
+        yield from forecasts
+
+    def serialize(self, path: Path) -> None:
+        """GluonTS' type and version files, and the Forecaster (``Forecaster.save``) beside them."""
+        super().serialize(path)
+        self.forecaster.save(Path(path) / FORECASTER_FOLDER)
+        (Path(path) / "tsfm.json").write_text(json.dumps({"horizon": self.prediction_length}))
+
+    @classmethod
+    def deserialize(cls, path: Path, **kwargs) -> TSFMPredictor:
+        from tsfm.forecaster import Forecaster
+
+        forecaster = Forecaster.load(Path(path) / FORECASTER_FOLDER)
+        forecaster.horizon_ = int(json.loads((Path(path) / "tsfm.json").read_text())["horizon"])
+        return cls(forecaster)

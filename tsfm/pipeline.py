@@ -248,7 +248,7 @@ def forecast(
     intervals (``tsfm_runtime.rules.backtest_widening``; models without covariates).
     """
     check_levels(model, levels)
-    context = min(int(context_length or model.config.context_length), model.config.context_length)
+    context = model_context(model, context_length)
     if reads_covariates(model):
         calibration_windows = 0
     longest = max((len(v) for v in series.values), default=0)  # backtests need no padding beyond the longest history
@@ -272,13 +272,23 @@ def forecast(
     return quantiles, median
 
 
+def model_context(model: ForecastModel, context_length: int | None = None) -> int:
+    """The steps of history the network reads: its own context, or fewer when the user asked for fewer."""
+    return min(int(context_length or model.config.context_length), model.config.context_length)
+
+
+def blind_contexts(series: SeriesSet, context: int) -> np.ndarray:
+    """``[K, 2]`` (series, channel) pairs with no observed value in their last ``context`` steps."""
+    windows = inference_windows(series, context)
+    return rules.blind_contexts(windows["past_values"], windows["past_mask"], context)
+
+
 def check_contexts(model: ForecastModel, series: SeriesSet, context_length: int | None = None) -> None:
     """InputError for a series (or channel) with no observed value in the last context the model reads:
     the network would see only padding and forecast about zero. For the forecast a user asked for;
-    backtests forecast from wherever their cutoffs fall."""
-    context = min(int(context_length or model.config.context_length), model.config.context_length)
-    windows = inference_windows(series, context)
-    blind = rules.blind_contexts(windows["past_values"], windows["past_mask"], context)
+    backtests leave such a series out of the window instead."""
+    context = model_context(model, context_length)
+    blind = blind_contexts(series, context)
     if not blind.size:
         return
     i, c = (int(x) for x in blind[0])
