@@ -504,9 +504,10 @@ class Forecaster:
             whole = series
             if blind.size:
                 head, whole, tails = head.subset(keep), series.subset(keep), [tails[i] for i in keep]
-            if runner._is_auto():  # weights and calibration fitted on each window's own past
-                forecast = runner._fit_auto(head, h).forecast_frame(head, h, runner.levels_, runner.quantile_names_,
-                                                                    runner.nonnegative)
+            if runner._is_auto():  # weights and calibration fitted on each window's own past, by a copy
+                window_fit = type(runner)(**runner.get_params())._fit_auto(head, h)
+                forecast = window_fit.forecast_frame(head, h, runner.levels_, runner.quantile_names_,
+                                                     runner.nonnegative)
             else:
                 forecast = forecast_frame(runner.model_, head, h, runner.levels_, runner.quantile_names_,
                                           future_exog=backtest_covariates(runner.model_, whole, head, h),

@@ -137,12 +137,13 @@ class SeriesSet:
             raise ValueError("n_last must be >= 0")
         if n_last == 0:
             return replace(self)
-        short = [self.ids[i] for i, t in enumerate(self.lengths) if t <= n_last]
+        short = [i for i, t in enumerate(self.lengths) if t <= n_last]
         if short:
+            longest = int(max(self.lengths[i] for i in short))
             raise InputError(
-                f"cannot hold out {n_last} points: {quoted_names(short)} "
-                f"{'has' if len(short) == 1 else 'have'} no more than {n_last} points; "
-                "use fewer windows or a shorter horizon"
+                f"cannot hold out {n_last} points: {quoted_names([self.ids[i] for i in short])} "
+                f"{'has' if len(short) == 1 else 'have'} {'only ' if len(short) == 1 else 'at most '}{longest} "
+                "points (a point must stay before the oldest window); use fewer windows or a shorter horizon"
             )
 
         def cut(items: list[np.ndarray] | None) -> list[np.ndarray] | None:
