@@ -10,6 +10,7 @@ directory appears only when everything succeeded (written beside it, then rename
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -19,12 +20,33 @@ import typer
 
 from tsfm.cli.common import fail, say_variant
 
+CHECKPOINT_MARK = "config.json"  # every checkpoint folder tsfm writes holds one
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+
+def _check_output_dir(output_dir: Path, overwrite: bool, input: Path) -> None:
+    """Refuse, before any training, a folder that cannot be written or must not be replaced:
+    ``--overwrite`` replaces only a checkpoint folder, never the current folder, one above it, or
+    one holding the input."""
     if output_dir.exists() and not output_dir.is_dir():
         fail(f"--output-dir '{output_dir}' is a file: give a directory path")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
+    target, here = output_dir.resolve(), Path.cwd().resolve()
+    if target == here or target in here.parents:
+        fail(f"--output-dir '{output_dir}' is the current folder or holds it: give a new folder for the checkpoint")
+    if target in input.resolve().parents:
+        fail(f"--output-dir '{output_dir}' holds the input file {input}: give a new folder for the checkpoint")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"--output-dir '{output_dir}': '{existing}' is a file, so no folder can be made there")
+    try:  # a folder made and removed now, rather than a failure after the training
+        os.rmdir(tempfile.mkdtemp(prefix=".tsfm-probe.", dir=existing))
+    except OSError as err:
+        fail(f"--output-dir '{output_dir}': cannot write in '{existing}' ({err.strerror})")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
+        if not (output_dir / CHECKPOINT_MARK).is_file():
+            fail(f"--output-dir '{output_dir}' is not a checkpoint folder (no {CHECKPOINT_MARK}): --overwrite "
+                 "replaces only a checkpoint tsfm wrote; give a new folder")
 
 
 def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
@@ -82,7 +104,7 @@ def finetune(
         fail("--horizon must be a positive integer")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
         fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
-    _check_output_dir(output_dir, overwrite)
+    _check_output_dir(output_dir, overwrite, input)
     try:
         from tsfm.forecaster import Forecaster
 

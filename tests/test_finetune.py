@@ -316,6 +316,40 @@ def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path, mo
     assert (out / "finetune.json").is_file()  # a failed run leaves the old checkpoint in place
 
 
+def test_cli_finetune_never_replaces_a_folder_it_did_not_write(tiny_checkpoint, tmp_path, monkeypatch):
+    """``--overwrite`` replaces a checkpoint folder only: not the current folder, not the folder of the
+    input, not a folder of other files; an output under a file is refused before training."""
+    import typer
+    from typer.testing import CliRunner
+
+    from tsfm.cli.finetune_cmd import finetune
+
+    app = typer.Typer()
+    app.command()(finetune)
+    app.command("noop")(lambda: None)
+    project, work = tmp_path / "project", tmp_path / "work"
+    project.mkdir()
+    work.mkdir()
+    csv = project / "data.csv"
+    seasonal_frame(2).to_csv(csv, index=False)
+    (project / "notes.txt").write_text("keep")
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    base = ["finetune", str(csv), "--model", str(tiny_checkpoint), "--max-steps", "1", "--quiet", "--overwrite"]
+    for out, why in ((".", "current folder"), (str(project), "holds the input file"),
+                     (str(tmp_path), "current folder"), (str(tmp_path / "afile" / "sub"), "is a file")):
+        result = runner.invoke(app, [*base, "--output-dir", out])
+        assert result.exit_code == 2 and why in result.stderr, (out, result.stderr)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    result = runner.invoke(app, [*base, "--output-dir", str(other)])
+    assert result.exit_code == 2 and "not a checkpoint folder" in result.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["data.csv", "notes.txt"]
+    assert (other / "mine.txt").read_text() == "keep"
+
+
 def test_cli_forecast_with_future_covariates(tiny_checkpoint, tmp_path):
     """`tsfm forecast --model DIR --future FILE` feeds known-future values to a covariate model."""
     from typer.testing import CliRunner
