@@ -279,6 +279,33 @@ def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path
         Forecaster(model=str(out), horizon=h, future_exog=[]).fit(history).predict()
 
 
+def test_a_finetuned_folder_forecasts_with_the_settings_it_was_trained_with(tiny_checkpoint, tmp_path):
+    """``Forecaster(model=DIR)`` (what ``tsfm forecast --model DIR`` builds) reads the context length
+    it was tuned for, as ``Forecaster.load`` does; other covariate columns than those it was tuned
+    with are refused; a fine-tune that kept the zero-shot weights asks for no covariates."""
+    df = seasonal_frame(2)
+    f = Forecaster(model=str(tiny_checkpoint), horizon=8, context_length=24).finetune(
+        df, fraction=1.0, max_epochs=2, progress=False)
+    out = f.save(tmp_path / "short")
+    by_folder = Forecaster(model=str(out), horizon=8).fit(df).predict()
+    pd.testing.assert_frame_equal(by_folder, Forecaster.load(out).predict())
+    pd.testing.assert_frame_equal(by_folder, f.predict())
+    assert Forecaster(model=str(out), horizon=8).get_params()["context_length"] is None  # stored as given
+
+    history, _ = split_future(covariate_frame(length=120), 8)
+    g = Forecaster(model=str(tiny_checkpoint), horizon=8, past_exog=["x"]).finetune(
+        history, fraction=1.0, max_epochs=2, progress=False)
+    tuned = g.save(tmp_path / "exog")
+    with pytest.raises(InputError, match="fine-tuned with the past_exog covariates 'x', not 'y2'"):
+        Forecaster(model=str(tuned), horizon=8, past_exog=["y2"]).fit(history.assign(y2=1.0))
+    kept = Forecaster(model=str(tiny_checkpoint), horizon=8, past_exog=["x"]).finetune(
+        history, fraction=1.0, max_steps=1, learning_rate=1e-12, progress=False)
+    assert kept.finetune_report_.kept == "zero-shot"
+    saved = json.loads((kept.save(tmp_path / "kept") / "forecaster.json").read_text())
+    assert saved["past_exog"] is None and saved["future_exog"] is None
+    assert len(Forecaster(model=str(tmp_path / "kept"), horizon=8).fit(history.drop(columns="x")).predict()) == 16
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -388,3 +415,18 @@ def test_the_plotted_band_of_a_covariate_model_reads_the_known_future_of_the_ser
     band = f.predict_band(max_series=2)
     assert band["unique_id"].unique().tolist() == ["s0", "s1"]
     np.testing.assert_allclose(band["0.5"], want[want["unique_id"] != "s2"]["0.5"], rtol=1e-5)
+
+
+def test_a_covariate_finetune_is_reproducible(tiny_checkpoint):
+    """The covariate modules a fine-tune adds are initialised from its seed, not the global RNG state."""
+    import torch
+
+    history, _ = split_future(covariate_frame(length=120), 8)
+    runs = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)  # whatever ran before
+        f = Forecaster(model=str(tiny_checkpoint), horizon=8, past_exog=["x"]).finetune(
+            history, fraction=1.0, max_epochs=1, progress=False)
+        runs.append({k: v.clone() for k, v in f.model_.state_dict().items()})
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

@@ -34,15 +34,25 @@ def _names(columns: str | Sequence[str] | None) -> list[str]:
     return [columns] if isinstance(columns, str) else list(columns)
 
 
-def _checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
-    """Covariate columns a fine-tuned checkpoint directory was trained with (its forecaster.json)."""
+# A fine-tuned checkpoint folder's own settings (its forecaster.json), used where a Forecaster on it
+# leaves them None: the network was trained to read that context, those targets and covariates.
+SAVED_SETTINGS = ("context_length", "target", "log_scale", "calibration_windows")
+
+
+def _checkpoint_params(model: str | Path) -> dict[str, Any]:
+    """The Forecaster parameters saved beside a checkpoint directory ({} for a name or a bare checkpoint)."""
     path = Path(str(model)) / FORECASTER_FILE
     if not path.is_file():
         return {}
     try:
-        params = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def _checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
+    """Covariate columns a fine-tuned checkpoint directory was trained with (its forecaster.json)."""
+    params = _checkpoint_params(model)
     return {key: _names(params.get(key)) for key in ("past_exog", "future_exog")}
 
 
@@ -259,7 +269,7 @@ class Forecaster:
         min_length = 3
         past, future = self._covariate_roles()
         return load_series(
-            df, id_col=self.id_col, time_col=self.time_col, target=self.target,
+            df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
             past_exog=past or None, future_exog=future or None,
             freq=self.freq, multivariate=self.multivariate, fill=self.fill, min_length=min_length,
         )
@@ -271,20 +281,34 @@ class Forecaster:
             return dataclasses.replace(series, inferred=fitted.inferred)
         return series
 
+    def _setting(self, name: str) -> Any:
+        """A parameter as given, else (when None) the one the checkpoint folder was saved with."""
+        value = getattr(self, name)
+        return value if value is not None else _checkpoint_params(self.model).get(name)
+
     def _covariate_roles(self) -> tuple[list[str], list[str]]:
-        """Covariate column names: the constructor's, else those a fine-tuned checkpoint was trained with."""
+        """Covariate column names: those a fine-tuned checkpoint was trained with (columns named here
+        must be the same ones: the network reads them by position), else the constructor's."""
         saved = _checkpoint_roles(self.model)
-        past = _names(self.past_exog) if self.past_exog is not None else saved.get("past_exog", [])
-        future = _names(self.future_exog) if self.future_exog is not None else saved.get("future_exog", [])
-        return past, future
+        roles = []
+        for key, flag in (("past_exog", "--exog"), ("future_exog", "--future-exog")):
+            given = getattr(self, key)
+            if any(saved.values()) and given is not None and _names(given) != saved[key]:
+                trained = ", ".join(f"'{c}'" for c in saved[key]) or "none"
+                raise InputError(f"this checkpoint was fine-tuned with the {key} covariates {trained}, not "
+                                 f"{', '.join(repr(c) for c in _names(given)) or 'none'}: pass the same columns "
+                                 f"(CLI: {flag}), or leave them out to use those")
+            roles.append(_names(given) if given is not None else saved.get(key, []))
+        return roles[0], roles[1]
 
     def _plan(self, series) -> None:
         """Decide what serves these series (``plan_``) and load it; a fine-tuned model is kept."""
         from tsfm.pipeline import plan
 
         finetuned = getattr(self, "_finetuned_from", None) == self.model and hasattr(self, "model_")
-        self.plan_ = plan(self.model, series, context_length=self.context_length, log_scale=self.log_scale,
-                          calibration_windows=self.calibration_windows, finetuned=finetuned)
+        self.plan_ = plan(self.model, series, context_length=self._setting("context_length"),
+                          log_scale=self._setting("log_scale"),
+                          calibration_windows=self._setting("calibration_windows"), finetuned=finetuned)
         self.history_length_ = self.plan_.history
         if not finetuned and (not hasattr(self, "model_") or getattr(self, "model_name_", None) != self.plan_.source):
             self._load_model(self.plan_.source)
@@ -375,15 +399,16 @@ class Forecaster:
             raise InputError("model='auto' is an ensemble of pretrained and statistical models: fine-tune one model")
         self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
         self.fit(df)
-        context = model_context(self.model_, self.context_length)
+        context = model_context(self.model_, self._setting("context_length"))
         self.model_, self.finetune_report_ = finetune_model(
             self.model_, self.series_, self.horizon_, context_length=context, fraction=fraction, mode=mode,
             max_epochs=max_epochs, max_steps=max_steps, val_size=val_size, learning_rate=learning_rate,
             batch_size=batch_size, patience=patience, progress=progress, device=self.device_,
         )
         self._finetuned_from = self.model
-        self.plan_ = plan(self.model, self.series_, context_length=self.context_length, log_scale=self.log_scale,
-                          calibration_windows=self.calibration_windows, finetuned=True)  # trained on raw values
+        self.plan_ = plan(self.model, self.series_, context_length=self._setting("context_length"),
+                          log_scale=self._setting("log_scale"),
+                          calibration_windows=self._setting("calibration_windows"), finetuned=True)  # raw values
         if progress:
             print(self.finetune_report_.summary(), file=sys.stderr)
         if X_future is not None:
@@ -398,7 +423,8 @@ class Forecaster:
         saved = _checkpoint_roles(self.model)
         return {"log_scale": self.plan_.log_scale, "calibration_windows": self.plan_.calibration_windows,
                 "nonnegative": self.nonnegative,
-                "context_length": self.context_length, "batch_size": self.batch_size, "device": self.device_,
+                "context_length": self._setting("context_length"), "batch_size": self.batch_size,
+                "device": self.device_,
                 "trained_with": [*saved.get("past_exog", []), *saved.get("future_exog", [])]}
 
     def predict(
@@ -449,7 +475,7 @@ class Forecaster:
                 print("warning: this model was not trained with covariates; X_future is ignored "
                       "(fine-tune with covariates first)", file=sys.stderr)
             X_future = None
-        check_contexts(self.model_, series, self.context_length)
+        check_contexts(self.model_, series, self._setting("context_length"))
         return forecast_frame(self.model_, series, h, self.levels_, self.quantile_names_, x_future=X_future,
                               **self.forecast_options())
 
@@ -494,8 +520,8 @@ class Forecaster:
         step = int(step_size) if step_size is not None else h
         frames, self.cv_skipped_ = [], 0
         for head, tails in backtest_windows(series, h, n_windows, step):
-            context = int(head.lengths.max()) if runner._is_auto() else model_context(runner.model_,
-                                                                                       runner.context_length)
+            context = int(head.lengths.max()) if runner._is_auto() else model_context(
+                runner.model_, runner._setting("context_length"))
             blind = np.unique(blind_contexts(head, context)[:, 0])
             self.cv_skipped_ += len(blind)
             keep = np.setdiff1d(np.arange(len(head)), blind)
@@ -565,6 +591,7 @@ class Forecaster:
     def save(self, directory: str | Path) -> Path:
         """Model checkpoint + the Forecaster's parameters, so ``Forecaster.load`` rebuilds it."""
         from tsfm.hub import save_pretrained
+        from tsfm.pipeline import reads_covariates
 
         self._check_fitted()
         out = Path(directory)
@@ -583,6 +610,12 @@ class Forecaster:
             params["model"] = None  # the checkpoint is this directory
             params["log_scale"] = self.plan_.log_scale  # a suite's choices, which the bare checkpoint would not know
             params["calibration_windows"] = self.plan_.calibration_windows
+            params["context_length"] = self._setting("context_length")
+            params["target"] = self._setting("target")
+            if not reads_covariates(self.model_):  # zero-shot weights kept: the saved network reads none
+                params["past_exog"] = params["future_exog"] = None
+            else:
+                params["past_exog"], params["future_exog"] = (roles or None for roles in self._covariate_roles())
         quantiles = params["quantiles"]
         params["quantiles"] = (_quantile_names(quantiles)[1] if isinstance(quantiles, str)
                                 else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))

@@ -430,8 +430,10 @@ def finetune_model(
 
     exog = series_exog(series)
     n_past, n_future = len(series.past_exog_names), len(series.future_exog_names)
-    work, load_report = (with_covariates(model, series.n_channels, n_past, n_future) if exog is not None
-                         else (model, {"missing_keys": [], "unexpected_keys": []}))
+    with torch.random.fork_rng(devices=[]):  # new covariate modules start the same on every run
+        torch.manual_seed(seed)
+        work, load_report = (with_covariates(model, series.n_channels, n_past, n_future) if exog is not None
+                             else (model, {"missing_keys": [], "unexpected_keys": []}))
     work = copy.deepcopy(work) if work is model else work
     mode, trainable = resolve_mode(work, mode)
     n_train, n_frozen = freeze(work, trainable, set(load_report["missing_keys"]))
