@@ -98,3 +98,23 @@ def test_flush_denormals_makes_denormal_arithmetic_zero():
         runs[name] = [float(v) for v in result.stdout.split()]
     assert runs["flushed"] == [0.0, 0.0]
     assert len(runs["plain"]) == 2 and all(v > 0 for v in runs["plain"])
+
+
+def test_a_resume_with_nothing_to_resume_from_is_refused(tmp_path):
+    """``ckpt_path=last`` in a run folder without last.ckpt (a mistyped hydra.run.dir) would start
+    again at step 0 behind one log line; it is an input error instead, as a missing file is."""
+    from types import SimpleNamespace
+
+    from tsfm.errors import InputError
+    from tsfm.train.pretrain import check_resume
+
+    folder = tmp_path / "checkpoints"
+    trainer = SimpleNamespace(checkpoint_callbacks=[SimpleNamespace(dirpath=str(folder))])
+    with pytest.raises(InputError, match="no last.ckpt in"):
+        check_resume("last", trainer)
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"")
+    check_resume("last", trainer)
+    check_resume(None, trainer)
+    with pytest.raises(InputError, match="no such checkpoint file"):
+        check_resume(str(tmp_path / "missing.ckpt"), trainer)

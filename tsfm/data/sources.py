@@ -186,7 +186,10 @@ def _read_table(path: Path, freq: str | None) -> list[dict[str, Any]]:
     """A long or wide CSV/Parquet table through ``tsfm.data.loading.load_series``."""
     from tsfm.data.loading import load_series
 
-    series = load_series(path, freq=freq)
+    try:
+        series = load_series(path, freq=freq)
+    except InputError as err:  # a folder of files: say which one
+        raise InputError(f"{path}: {str(err).splitlines()[0]}") from None
     entries = []
     for uid, start, values in zip(series.ids, series.starts, series.values):
         target = values[:, 0] if values.shape[1] == 1 else values.T

@@ -7,6 +7,7 @@ Run as ``tsfm pretrain experiment=smoke`` or ``python -m tsfm.train.pretrain exp
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import sys
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+from tsfm.errors import InputError
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -103,6 +106,21 @@ def keep_checkpoints_in_run_folder(trainer: pl.Trainer) -> None:
             callback.dirpath = folder
 
 
+def check_resume(ckpt_path: str | None, trainer: pl.Trainer) -> None:
+    """InputError when a resume has nothing to resume from: Lightning would only log a line and
+    start again at step 0 (``last`` looks in ``<run>/checkpoints``, so the run folder must match)."""
+    if not ckpt_path:
+        return
+    if str(ckpt_path) == "last":
+        folders = [Path(c.dirpath) for c in trainer.checkpoint_callbacks if c.dirpath]
+        if not any(f.glob("last*.ckpt") for f in folders if f.is_dir()) or not folders:
+            where = ", ".join(str(f) for f in folders) or "this run (no checkpoint callback)"
+            raise InputError(f"ckpt_path=last: no last.ckpt in {where}; resume with the same hydra.run.dir "
+                             "as the run to continue, from a trainer that saves one (save_last)")
+    elif str(ckpt_path) not in ("best", "hpc", "registry") and not Path(str(ckpt_path)).is_file():
+        raise InputError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+
+
 def train(cfg: DictConfig) -> Path:
     """Build data, model and trainer from the config, fit, and save the checkpoint directory."""
     import torch
@@ -134,11 +152,12 @@ def train(cfg: DictConfig) -> Path:
 
         start_model = load_model(cfg.init_from)
         if not task.model.config.fits_weights_of(start_model.config):
-            raise ValueError(f"init_from={cfg.init_from} has another model config than model=...: "
+            raise InputError(f"init_from={cfg.init_from} has another model config than model=...: "
                              "pass the same model settings")
         task.model.load_state_dict(start_model.state_dict())
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer)
     keep_checkpoints_in_run_folder(trainer)
+    check_resume(cfg.get("ckpt_path"), trainer)
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
     seconds = time.time() - start
@@ -168,7 +187,15 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, card: str |
 
 @hydra.main(version_base="1.3", config_path="pkg://tsfm.configs", config_name="pretrain")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    """Bad data or settings end in one line and exit 2, as every ``tsfm`` command (``TSFM_DEBUG=1``:
+    the traceback); Hydra would print a traceback and exit 1."""
+    try:
+        train(cfg)
+    except InputError as err:
+        if os.environ.get("TSFM_DEBUG"):
+            raise
+        print(f"error: {str(err).splitlines()[0] if str(err) else 'bad input'}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
