@@ -430,3 +430,24 @@ def test_a_covariate_finetune_is_reproducible(tiny_checkpoint):
         runs.append({k: v.clone() for k, v in f.model_.state_dict().items()})
     assert runs[0].keys() == runs[1].keys()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"learning_rate": -1.0}, "learning rate must be a positive number"),
+    ({"learning_rate": float("nan")}, "learning rate must be a positive number"),
+    ({"learning_rate": 0.0}, "learning rate must be a positive number"),
+    ({"fraction": "0.1"}, "fraction must be in"),
+    ({"max_steps": 1.5}, "max_steps must be a positive integer"),
+])
+def test_finetune_options_are_checked_before_training(tiny_checkpoint, options, message):
+    with pytest.raises(InputError, match=message):
+        Forecaster(model=str(tiny_checkpoint), horizon=8).finetune(seasonal_frame(1), progress=False, **options)
+
+
+def test_a_validation_period_with_no_observed_value_is_refused(tiny_checkpoint):
+    df = seasonal_frame(2)
+    df.loc[df.groupby("unique_id").tail(40).index, "y"] = np.nan
+    with pytest.raises(InputError, match="hold no observed value"):
+        Forecaster(model=str(tiny_checkpoint), horizon=8).finetune(df, progress=False)
+    with pytest.raises(InputError, match="context_length must be a positive integer"):
+        Forecaster(model=str(tiny_checkpoint), horizon=8, context_length=0).fit(df)

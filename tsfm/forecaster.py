@@ -321,6 +321,8 @@ class Forecaster:
             _check_steps("horizon", self.horizon)
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
+        if self.context_length is not None:
+            _check_count("context_length", self.context_length)
         threads = self.num_threads
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise InputError(f"num_threads must be a positive integer (or None), got {self.num_threads!r}")

@@ -101,11 +101,12 @@ class FinetuneReport:
 
     def summary(self) -> str:
         """One line for stderr."""
-        change = (self.val_loss_best / self.val_loss_before - 1) * 100 if self.val_loss_before > 0 else float("nan")
+        change = self.val_loss_best - self.val_loss_before  # a likelihood loss can be negative: no ratio then
+        change_text = f"{change / self.val_loss_before * 100:+.1f}%" if self.val_loss_before > 0 else f"{change:+.4f}"
         return (
             f"fine-tuned ({self.mode}) on {self.train_windows} windows, {self.epochs} epoch(s), {self.steps} steps, "
             f"{self.seconds:.1f}s: validation loss {self.val_loss_before:.4f} (zero-shot) -> {self.val_loss_best:.4f} "
-            f"(best epoch, {change:+.1f}%); kept the {self.kept} weights"
+            f"(best epoch, {change_text}); kept the {self.kept} weights"
         )
 
 
@@ -195,7 +196,8 @@ def plan_windows(
     """
     v = int(val_size) if val_size is not None else 2 * loss_steps
     if v < loss_steps:
-        raise InputError(f"val_size {v} is shorter than the {loss_steps} forecast steps; use at least {loss_steps}")
+        raise InputError(f"val_size (--val-size) {v} is shorter than the {loss_steps} forecast steps; "
+                         f"use at least {loss_steps}")
     train, val = ([], [], []), ([], [], [])
     for i, length in enumerate(lengths):
         size = v
@@ -389,6 +391,10 @@ def _validation_loss(task: ForecastingTask, loader: DataLoader, device: str) -> 
     return float(result[0]["val_loss"])
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value == value
+
+
 def finetune_model(
     model: ForecastModel,
     series: SeriesSet,
@@ -412,17 +418,21 @@ def finetune_model(
     The input model is never modified: the returned model is a trained copy, or ``model`` itself
     when the zero-shot weights validated better.
     """
-    if not 0.0 < fraction <= 1.0:
-        raise InputError(f"fraction must be in (0, 1], got {fraction}: e.g. 0.1 for 10% of each series' windows")
-    for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size), ("patience", patience)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+    if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
+        raise InputError(f"fraction must be in (0, 1], got {fraction!r}: e.g. 0.1 for 10% of each series' windows")
+    for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size), ("patience", patience),
+                        ("max_steps", 1 if max_steps is None else max_steps)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}")
-    if max_steps is not None and max_steps < 1:
-        raise InputError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if learning_rate is not None and not (_is_number(learning_rate) and 0.0 < learning_rate < float("inf")):
+        raise InputError(f"learning rate must be a positive number, got {learning_rate!r}")
     config = model.config
     loss_steps = min(int(horizon), config.prediction_length)
     context = min(int(context_length or config.context_length), config.context_length)
     train_split, val_split, v = plan_windows(series.lengths.tolist(), loss_steps, val_size, fraction)
+    if not any(np.isfinite(values[-v:]).any() for values in series.values):
+        raise InputError(f"the validation points (the last {v} of every series) hold no observed value, so no "
+                         "epoch could be judged: drop the trailing empty rows, or set val_size")
     skipped = len(series) - len(np.unique(train_split.series))
     if skipped:
         print(f"note: {skipped} series too short to cut training windows from are left out of fine-tuning "
