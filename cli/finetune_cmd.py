@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from tsfm.atomic import umask
 from tsfm.cli.common import fail, say_variant
 
 CHECKPOINT_MARK = "config.json"  # every checkpoint folder tsfm writes holds one
@@ -56,6 +57,7 @@ def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
     try:
         forecaster.save(tmp)
         (tmp / "finetune.json").write_text(json.dumps(forecaster.finetune_report_.to_dict(), indent=2) + "\n")
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; the checkpoint folder is an ordinary one
         if output_dir.exists() and overwrite:
             shutil.rmtree(output_dir)
         tmp.rename(output_dir)

@@ -335,6 +335,10 @@ def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path, mo
     report = json.loads((out / "finetune.json").read_text())
     assert report["mode"] == "head" and report["train_windows"] > 0
     assert flushed  # the command owns its process: denormals are flushed before torch starts its threads
+    from tsfm.atomic import umask
+
+    assert (out.stat().st_mode & 0o777, (out / "model.safetensors").stat().st_mode & 0o777) == \
+        (0o777 & ~umask(), 0o666 & ~umask())  # not private: mkdtemp and safetensors would make them so
     assert len(Forecaster(model=str(out), horizon=12).fit(csv).predict()) == 2 * 12
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "already exists" in again.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from tsfm.atomic import umask
 from tsfm.errors import InputError
 from tsfm.models.base import ForecastModel, ModelConfig
 from tsfm.models.registry import FAMILIES, build_config, build_model
@@ -34,6 +35,7 @@ def save_pretrained(model: ForecastModel, directory: str | Path, card: str | Non
     model.config.to_json(out / CONFIG_FILE)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS_FILE), metadata={"family": model.config.family})
+    (out / WEIGHTS_FILE).chmod(0o666 & ~umask())  # safetensors writes 0600; a checkpoint is shared as any file
     if card is not None:
         (out / CARD_FILE).write_text(card)
     return out
