@@ -387,6 +387,8 @@ def main() -> None:
         code = 2 if isinstance(err, InputError) else 1
         typer.echo(f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", err=True)
         sys.exit(code)
+    if code == 130:  # click hands Ctrl-C back as exit code 130, having said nothing
+        typer.echo("interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

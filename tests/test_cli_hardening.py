@@ -688,3 +688,13 @@ def test_a_context_of_empty_rows_is_refused_not_forecast_as_zero(tiny_checkpoint
     frame.to_csv(path, index=False)
     code, _, err = _run("forecast", path, "--model", tiny_checkpoint, "-H", "4", "-o", out)
     assert code == 0 and len(pd.read_csv(out)) == 8, err
+
+
+def test_ctrl_c_is_said_and_exits_130(monkeypatch, capsys):
+    """Click hands a Ctrl-C back as exit code 130 without a word; the CLI says it was interrupted."""
+    import tsfm.cli.main as cli
+
+    monkeypatch.setattr(cli, "app", lambda standalone_mode: 130)
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 130 and capsys.readouterr().err == "interrupted\n"
