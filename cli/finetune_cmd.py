@@ -21,7 +21,11 @@ import typer
 from tsfm.atomic import umask
 from tsfm.cli.common import fail, say_variant
 
-CHECKPOINT_MARK = "config.json"  # every checkpoint folder tsfm writes holds one
+
+def _is_checkpoint_folder(folder: Path) -> bool:
+    """A folder tsfm wrote: its config.json beside the weights or the settings tsfm saves."""
+    return (folder / "config.json").is_file() and any(
+        (folder / name).is_file() for name in ("model.safetensors", "forecaster.json", "finetune.json"))
 
 
 def _check_output_dir(output_dir: Path, overwrite: bool, input: Path) -> None:
@@ -35,7 +39,7 @@ def _check_output_dir(output_dir: Path, overwrite: bool, input: Path) -> None:
         fail(f"--output-dir '{output_dir}' is the current folder or holds it: give a new folder for the checkpoint")
     if target in input.resolve().parents:
         fail(f"--output-dir '{output_dir}' holds the input file {input}: give a new folder for the checkpoint")
-    existing = next(p for p in (target, *target.parents) if p.exists())
+    existing = next(p for p in target.parents if p.exists())  # where the new folder is written, then renamed
     if not existing.is_dir():
         fail(f"--output-dir '{output_dir}': '{existing}' is a file, so no folder can be made there")
     try:  # a folder made and removed now, rather than a failure after the training
@@ -45,9 +49,9 @@ def _check_output_dir(output_dir: Path, overwrite: bool, input: Path) -> None:
     if output_dir.is_dir() and any(output_dir.iterdir()):
         if not overwrite:
             fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
-        if not (output_dir / CHECKPOINT_MARK).is_file():
-            fail(f"--output-dir '{output_dir}' is not a checkpoint folder (no {CHECKPOINT_MARK}): --overwrite "
-                 "replaces only a checkpoint tsfm wrote; give a new folder")
+        if not _is_checkpoint_folder(output_dir):
+            fail(f"--output-dir '{output_dir}' is not a checkpoint folder tsfm wrote: --overwrite replaces only "
+                 "those; give a new folder")
 
 
 def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
@@ -98,8 +102,6 @@ def finetune(
     from tsfm.errors import InputError
     from tsfm.train.numerics import flush_denormals
 
-    flush_denormals()  # before torch starts its threads, so that they all inherit it (a CLI run owns its process)
-
     if not input.is_file():
         fail(f"input file '{input}' does not exist")
     if horizon is not None and horizon < 1:
@@ -107,6 +109,7 @@ def finetune(
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
         fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
     _check_output_dir(output_dir, overwrite, input)
+    flush_denormals()  # before torch starts its threads, so that they all inherit it (a CLI run owns its process)
     try:
         from tsfm.forecaster import Forecaster
 

@@ -17,7 +17,7 @@ import typer
 from tsfm.cli.common import fail, say_variant
 from tsfm.cli.output import FLOAT_FORMAT, check_output, write_atomically, write_output  # noqa: F401
 
-MAX_HORIZON = 10_000  # tsfm.forecaster.MAX_HORIZON (kept here so that checking it imports nothing heavy)
+MAX_HORIZON = 10_000  # tsfm.forecaster_inputs.MAX_HORIZON (kept here so that checking it imports nothing heavy)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 app = typer.Typer(
@@ -94,12 +94,15 @@ def _split_list(texts: str | list[str] | None) -> list[str]:
     return [part.strip() for text in texts for part in text.split(",") if part.strip()]
 
 
-def _quantile_name(text: str) -> str:
-    """The column name of a level: the shortest decimal (``1e-1`` and ``0.10`` are both ``0.1``)."""
-    try:
-        return f"{float(text):g}"
-    except ValueError:
-        return text  # the Forecaster names what is wrong with it
+def _one_per_level(names: list[str]) -> list[str]:
+    """The first spelling of each level (``-q 0.10 --level 80`` asks for 0.1 once)."""
+    unique: dict[object, str] = {}
+    for name in names:
+        try:
+            unique.setdefault(float(name), name)
+        except ValueError:
+            unique.setdefault(name, name)  # the Forecaster names what is wrong with it
+    return list(unique.values())
 
 
 def _levels_to_quantiles(levels: list[str]) -> list[str]:
@@ -201,7 +204,7 @@ def forecast(
         fail("--ensemble auto chooses its own members: leave out --model")
     names = _split_list("0.1,0.5,0.9" if quantiles is None else quantiles)
     names += _levels_to_quantiles(_split_list(level))
-    names = list(dict.fromkeys(_quantile_name(name) for name in names))  # the Forecaster checks and sorts them
+    names = _one_per_level(names)  # the Forecaster checks and sorts them
     if not names:
         fail("--quantiles is empty: give levels like 0.1,0.5,0.9 (or --level 80)")
     target_out = check_output(output) if output is not None else None

@@ -48,16 +48,17 @@ def test_forecast_to_file_with_levels_and_plot(tiny_checkpoint, csv, tmp_path):
 
 
 def test_repeated_levels_add_up_and_columns_take_one_spelling(tiny_checkpoint, csv):
-    """``-q 1e-1 -q 0.90`` asks for both levels (a repeated option used to keep only its last value),
-    named as the default columns are."""
+    """``-q 1e-1 -q 0.90`` asks for both levels (a repeated option used to keep only its last value);
+    a plain decimal is named as written, another spelling as its shortest decimal; a level asked
+    for twice comes once."""
     from io import StringIO
 
     code, out, err = _run("forecast", csv, "--model", tiny_checkpoint, "--horizon", "3",
-                          "-q", "1e-1", "-q", "0.90", "--level", "20", "--level", "60")
+                          "-q", "1e-1", "-q", "0.90", "--level", "20", "--level", "60,80")
     assert code == 0, err
-    fc = pd.read_csv(StringIO(out))
-    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.2", "0.4", "0.6", "0.8", "0.9"]
-    assert (fc["0.1"] <= fc["0.2"]).all() and (fc["0.8"] <= fc["0.9"]).all()
+    fc = pd.read_csv(StringIO(out), dtype={"unique_id": str})
+    assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.2", "0.4", "0.6", "0.8", "0.90"]
+    assert (fc["0.1"] <= fc["0.2"]).all() and (fc["0.8"] <= fc["0.90"]).all()
 
 
 BAD_INPUTS = {

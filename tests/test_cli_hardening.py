@@ -301,9 +301,9 @@ def test_forecaster_horizon_cap(tiny_checkpoint):
     f = Forecaster(model=tiny_checkpoint, horizon=3).fit(df)
     with pytest.raises(InputError, match=f"limit of {MAX_HORIZON}"):
         f.predict(h=MAX_HORIZON + 1)
-    import tsfm.forecaster
+    import tsfm.forecaster_inputs
 
-    assert tsfm.forecaster.MAX_HORIZON == MAX_HORIZON
+    assert tsfm.forecaster_inputs.MAX_HORIZON == MAX_HORIZON
 
 
 def test_horizon_past_the_last_pandas_date_fails_before_the_model(tiny_checkpoint, csv, monkeypatch):

@@ -353,8 +353,10 @@ def test_cli_finetune_never_replaces_a_folder_it_did_not_write(tiny_checkpoint, 
     import typer
     from typer.testing import CliRunner
 
+    import tsfm.train.numerics
     from tsfm.cli.finetune_cmd import finetune
 
+    monkeypatch.setattr(tsfm.train.numerics, "flush_denormals", lambda: None)  # this process is pytest's
     app = typer.Typer()
     app.command()(finetune)
     app.command("noop")(lambda: None)
@@ -375,6 +377,7 @@ def test_cli_finetune_never_replaces_a_folder_it_did_not_write(tiny_checkpoint, 
     other = tmp_path / "other"
     other.mkdir()
     (other / "mine.txt").write_text("keep")
+    (other / "config.json").write_text("{}")  # a project's own config is no checkpoint
     result = runner.invoke(app, [*base, "--output-dir", str(other)])
     assert result.exit_code == 2 and "not a checkpoint folder" in result.stderr
     assert sorted(p.name for p in project.iterdir()) == ["data.csv", "notes.txt"]

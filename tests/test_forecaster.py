@@ -143,6 +143,13 @@ def test_gluonts_predictor_reads_each_entry_alone_at_its_own_frequency(tiny_chec
     np.testing.assert_array_equal(together[0].forecast_array, alone.forecast_array)
     assert together[1].start_date == pd.Period("2015-01", "M")
 
+    unnamed = [{"start": pd.Period("2010-01", "M"), "target": y[:40] * k} for k in (1, 2, 3)]
+    named = [{**entry, "item_id": name} for entry, name in zip(unnamed, "abc")]
+    without, by_name = (list(predictor.predict(ListDataset(d, freq="M"))) for d in (unnamed, named))
+    assert [fc.item_id for fc in without] == ["0", "1", "2"]  # each its own series, forecast together
+    for a, b in zip(without, by_name):
+        np.testing.assert_array_equal(a.forecast_array, b.forecast_array)
+
     hourly = ListDataset([{"start": pd.Period("2021-01-01 00:00", "h"), "target": y, "item_id": "x"}], freq="h")
     assert next(predictor.predict(hourly)).start_date == pd.Period("2021-01-03 12:00", "h")
     two_rows = ListDataset([{"start": pd.Period("2010-01", "M"), "target": np.stack([y, y])}], freq="M",
@@ -172,7 +179,7 @@ def test_cross_validation_backtests_the_frame_it_is_given(tiny_checkpoint):
     cv = f.cross_validation(blind, n_windows=2)
     assert cv.groupby("unique_id").cutoff.nunique().to_dict() == {"s0": 2, "s1": 1}
     assert f.cv_skipped_ == 1 and len(cv) == 3 * 5 and cv[cv.unique_id == "s1"].cutoff.iloc[0] == daily.ds[50 + 39]
-    assert f.evaluate(blind, n_windows=2)["n_windows_skipped"] == 1
+    assert f.evaluate(blind, n_windows=2)["n_series_windows_skipped"] == 1
     with pytest.raises(InputError, match="n_windows must be a positive integer"):
         f.cross_validation(daily, n_windows=2.5)
 

@@ -113,6 +113,9 @@ def test_a_resume_with_nothing_to_resume_from_is_refused(tmp_path):
     with pytest.raises(InputError, match="no last.ckpt in"):
         check_resume("last", trainer)
     folder.mkdir()
+    (folder / "epoch=0-step=10.ckpt").write_bytes(b"")  # a run that kept no last.ckpt
+    with pytest.raises(InputError, match="no last.ckpt in"):
+        check_resume("last", trainer)
     (folder / "last.ckpt").write_bytes(b"")
     check_resume("last", trainer)
     check_resume(None, trainer)

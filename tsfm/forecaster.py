@@ -13,116 +13,27 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tsfm.errors import InputError
+from tsfm.forecaster_inputs import (
+    CONTEXT_FILE,
+    FORECASTER_FILE,
+    NotFittedError,
+    check_count,
+    check_future_fits,
+    check_steps,
+    checkpoint_params,
+    checkpoint_roles,
+    column_names,
+    quantile_names,
+)
 
-FORECASTER_FILE = "forecaster.json"
-CONTEXT_FILE = "context.npz"  # the fitted series, so that a loaded Forecaster predicts without fit
-MAX_HORIZON = 10_000
-"""Longest horizon ``fit``/``predict`` accept. Past the model's own horizon every step is forecast
-from earlier forecasts (a rollout of Q paths), so time grows with H and the forecast fades to the
-paths' spread. 10,000 steps is 27 years of daily data or 14 months of hourly data."""
-
-
-def _names(columns: str | Sequence[str] | None) -> list[str]:
-    if columns is None:
-        return []
-    return [columns] if isinstance(columns, str) else list(columns)
-
-
-# A fine-tuned checkpoint folder's own settings (its forecaster.json), used where a Forecaster on it
-# leaves them None: the network was trained to read that context, those targets and covariates.
-SAVED_SETTINGS = ("context_length", "target", "log_scale", "calibration_windows")
-
-
-def _checkpoint_params(model: str | Path) -> dict[str, Any]:
-    """The Forecaster parameters saved beside a checkpoint directory ({} for a name or a bare checkpoint)."""
-    path = Path(str(model)) / FORECASTER_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
-    """Covariate columns a fine-tuned checkpoint directory was trained with (its forecaster.json)."""
-    params = _checkpoint_params(model)
-    return {key: _names(params.get(key)) for key in ("past_exog", "future_exog")}
-
-
-def _check_steps(name: str, value: Any) -> None:
-    """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    if value > MAX_HORIZON:
-        raise InputError(f"{name}={value} is above the limit of {MAX_HORIZON} steps: past the model's own horizon "
-                         "each step is forecast from earlier forecasts (slow, and accuracy fades); "
-                         "forecast a coarser frequency instead")
-
-
-def _check_future_fits(series, h: int) -> None:
-    """InputError when the next ``h`` stamps of a series run past the dates pandas can hold
-    (year 2262): checked before the model runs, not after."""
-    if len(series) == 0 or series.step_index:
-        return
-    try:  # an upper bound first: the latest start plus the longest series plus h steps
-        max(series.starts) + (int(series.lengths.max()) - 1 + h) * series.offset
-        return
-    except (OverflowError, ValueError):  # pandas' OutOfBoundsDatetime is a ValueError
-        pass
-    for i in range(len(series)):
-        try:
-            series.future_index(i, h)
-        except (OverflowError, ValueError):
-            raise InputError(f"{h} steps of {series.freq} after '{series.ids[i]}' ends run past "
-                             f"{pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold: "
-                             "use a shorter horizon") from None
-
-
-def _check_count(name: str, value: Any) -> None:
-    """``n_windows``/``m``: a positive integer (InputError otherwise)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when ``predict`` runs before ``fit`` (same bases as scikit-learn's)."""
-
-
-def _quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list[float], list[str]]:
-    """Levels as floats, ascending, and column names as the user wrote them ("0.1", not 0.1000000001).
-
-    A string is a comma-separated list (``"0.1,0.9"``), a lone number is one level; an empty
-    list is refused here, before any model runs.
-    """
-    if isinstance(quantiles, str):
-        quantiles = [part.strip() for part in quantiles.split(",") if part.strip()]
-    elif isinstance(quantiles, (int, float, np.integer, np.floating)):
-        quantiles = [quantiles]
-    levels, names = [], []
-    if len(quantiles) == 0:
-        raise InputError("quantiles is empty: give levels like 0.1,0.5,0.9")
-    for q in quantiles:
-        name = q if isinstance(q, str) else repr(float(q))
-        try:
-            value = float(q)
-        except (TypeError, ValueError):
-            raise InputError(f"quantile '{q}' is not a number: give levels like 0.1,0.5,0.9") from None
-        if not 0.0 < value < 1.0:
-            raise InputError(f"quantile {q} is outside (0, 1): give levels like 0.1,0.5,0.9")
-        levels.append(value)
-        names.append(name.strip())
-    if len(set(levels)) != len(levels):
-        raise InputError("quantile levels must be distinct")
-    order = np.argsort(levels, kind="stable")  # columns in ascending levels, as the CLI writes them
-    return [levels[i] for i in order], [names[i] for i in order]
-
+if TYPE_CHECKING:
+    from tsfm.data.series_set import SeriesSet
 
 class Forecaster:
     """Zero-shot (and fine-tunable) forecaster with scikit-learn conventions.
@@ -282,23 +193,28 @@ class Forecaster:
         return series
 
     def _setting(self, name: str) -> Any:
-        """A parameter as given, else (when None) the one the checkpoint folder was saved with."""
+        """A parameter as given, else (when None) the one a checkpoint folder was saved with: the
+        network was tuned to read that context, in that value space, with those intervals, and
+        several targets as its channels (a single target's column name is the data's business)."""
         value = getattr(self, name)
-        return value if value is not None else _checkpoint_params(self.model).get(name)
+        if value is not None:
+            return value
+        saved = checkpoint_params(self.model).get(name)
+        return None if name == "target" and len(column_names(saved)) < 2 else saved
 
     def _covariate_roles(self) -> tuple[list[str], list[str]]:
         """Covariate column names: those a fine-tuned checkpoint was trained with (columns named here
         must be the same ones: the network reads them by position), else the constructor's."""
-        saved = _checkpoint_roles(self.model)
+        saved = checkpoint_roles(self.model)
         roles = []
         for key, flag in (("past_exog", "--exog"), ("future_exog", "--future-exog")):
             given = getattr(self, key)
-            if any(saved.values()) and given is not None and _names(given) != saved[key]:
+            if any(saved.values()) and given is not None and column_names(given) != saved[key]:
                 trained = ", ".join(f"'{c}'" for c in saved[key]) or "none"
                 raise InputError(f"this checkpoint was fine-tuned with the {key} covariates {trained}, not "
-                                 f"{', '.join(repr(c) for c in _names(given)) or 'none'}: pass the same columns "
+                                 f"{', '.join(repr(c) for c in column_names(given)) or 'none'}: pass the same columns "
                                  f"(CLI: {flag}), or leave them out to use those")
-            roles.append(_names(given) if given is not None else saved.get(key, []))
+            roles.append(column_names(given) if given is not None else saved.get(key, []))
         return roles[0], roles[1]
 
     def _plan(self, series) -> None:
@@ -316,13 +232,13 @@ class Forecaster:
     def fit(self, df: pd.DataFrame | pd.Series | np.ndarray | str | Path, y: Any = None) -> Forecaster:
         """Validate ``df`` (a long or wide table, a Series, a 1-D array of values or a list of them),
         load the model and remember each series' context."""
-        levels, names = _quantile_names(self.quantiles)
+        levels, names = quantile_names(self.quantiles)
         if self.horizon is not None:
-            _check_steps("horizon", self.horizon)
+            check_steps("horizon", self.horizon)
         if self.batch_size < 1:
             raise InputError("batch_size must be positive")
         if self.context_length is not None:
-            _check_count("context_length", self.context_length)
+            check_count("context_length", self.context_length)
         threads = self.num_threads
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise InputError(f"num_threads must be a positive integer (or None), got {self.num_threads!r}")
@@ -338,7 +254,7 @@ class Forecaster:
             self._plan(series)
         check_levels(self.model_, levels)
         self._remember(series, levels, names)
-        _check_future_fits(series, self.horizon_)
+        check_future_fits(series, self.horizon_)
         return self
 
     def _is_auto(self) -> bool:
@@ -422,7 +338,7 @@ class Forecaster:
     def forecast_options(self) -> dict[str, Any]:
         """How the fitted Forecaster runs ``tsfm.pipeline.forecast``: its plan's value space and its settings."""
         self._check_fitted()
-        saved = _checkpoint_roles(self.model)
+        saved = checkpoint_roles(self.model)
         return {"log_scale": self.plan_.log_scale, "calibration_windows": self.plan_.calibration_windows,
                 "nonnegative": self.nonnegative,
                 "context_length": self._setting("context_length"), "batch_size": self.batch_size,
@@ -442,7 +358,7 @@ class Forecaster:
 
         self._check_fitted()
         if h is not None:
-            _check_steps("h", h)
+            check_steps("h", h)
         if df is None and not hasattr(self, "series_"):
             raise NotFittedError("this Forecaster has a model but no fitted series (a save without them): "
                                  "call fit(df) first, or predict(df)")
@@ -453,20 +369,20 @@ class Forecaster:
         if df is None and not self._is_auto() and reads_covariates(self.model_):
             X_future = X_future if X_future is not None else self.X_future_
             self.X_future_ = X_future
-        return self._forecast(series, h, X_future)
+        return self.forecast_series(series, h, X_future)
 
-    def _forecast(self, series, h: int, X_future: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The forecast frame of ``series`` with the fitted model and plan: what ``predict`` and the
-        GluonTS predictor return."""
+    def forecast_series(self, series: SeriesSet, h: int, X_future: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The forecast frame of a loaded ``SeriesSet`` by the fitted model and plan: what ``predict``
+        returns for a frame, and the GluonTS predictor for its entries."""
         from tsfm.pipeline import check_contexts, check_levels, forecast_frame, reads_covariates
 
         if not hasattr(self, "levels_"):  # a Forecaster loaded without its series
-            levels, names = _quantile_names(self.quantiles)
+            levels, names = quantile_names(self.quantiles)
             check_levels(self.model_, levels)
             self.levels_, self.quantile_names_ = levels, names
         if not hasattr(self, "plan_"):
             self._plan(series)
-        _check_future_fits(series, h)
+        check_future_fits(series, h)
         self.notes_: list[str] = []  # one line per "auto" member that failed on some series
         if self._is_auto():
             frame = self.model_.forecast_frame(series, h, self.levels_, self.quantile_names_, self.nonnegative)
@@ -507,15 +423,16 @@ class Forecaster:
         Window k (oldest first) forecasts ``h`` points from everything before its cutoff, by the
         model ``fit(df)`` chooses for ``df`` (as statsforecast fits the frame it is given; a
         fine-tuned model is kept). A series with no observed value in the context the model would
-        read before a cutoff is left out of that window (``cv_skipped_`` counts them).
+        read before a cutoff is left out of that window (``cv_skipped_`` counts those series x window
+        pairs; a multivariate item, whose channels are read together, is left out whole).
         """
         from tsfm.data.backtest import backtest_windows
         from tsfm.pipeline import backtest_covariates, blind_contexts, forecast_frame, model_context
 
         for name, value in (("h", h), ("step_size", step_size)):
             if value is not None:
-                _check_steps(name, value)
-        _check_count("n_windows", n_windows)
+                check_steps(name, value)
+        check_count("n_windows", n_windows)
         runner = self._backtest_runner(df)
         series = runner._with_fitted_resolution(runner._series(df))
         h = int(h) if h is not None else runner.horizon_
@@ -551,15 +468,14 @@ class Forecaster:
         return pd.concat(frames, ignore_index=True)
 
     def _backtest_runner(self, df: pd.DataFrame | str | Path) -> Forecaster:
-        """Who forecasts a backtest of ``df``: this Forecaster once fitted on it (when not fitted yet)
-        or fine-tuned, else a copy fitted on ``df`` that reuses the loaded network where it serves."""
+        """Who forecasts a backtest of ``df``: this Forecaster once fitted on it (when not fitted yet),
+        fine-tuned or "auto", else a copy fitted on ``df`` that reuses the loaded network where it serves."""
         if not self.__sklearn_is_fitted__():
             return self.fit(df)
-        if getattr(self, "_finetuned_from", None) == self.model and not self._is_auto():
-            return self
+        if self._is_auto() or getattr(self, "_finetuned_from", None) == self.model:
+            return self  # "auto" fits every window's ensemble afresh; a fine-tune is what is backtested
         runner = type(self)(**self.get_params())
-        if not self._is_auto():
-            runner.model_, runner.model_name_, runner.device_ = self.model_, self.model_name_, self.device_
+        runner.model_, runner.model_name_, runner.device_ = self.model_, self.model_name_, self.device_
         return runner.fit(df)
 
     def evaluate(
@@ -568,15 +484,15 @@ class Forecaster:
         """MASE, sMAPE (0-200), WQL and 10-90% coverage of a backtest over the last ``n_windows`` x ``h``.
 
         ``m`` is the seasonal period of the MASE scale (default: from the frequency). Series left
-        out of a window (no observed history before its cutoff) are counted in ``n_windows_skipped``.
+        out of a window (no observed history before its cutoff) are counted in ``n_series_windows_skipped``.
         """
         from tsfm.evaluation import evaluate_forecasts
 
-        levels, names = _quantile_names(self.quantiles)
+        levels, names = quantile_names(self.quantiles)
         if 0.5 not in levels:
             raise InputError("quantiles must include 0.5: the median is the point forecast scored by MASE and sMAPE")
         if m is not None:
-            _check_count("the seasonal period m", m)
+            check_count("the seasonal period m", m)
         series = self._series(df)
         if series.n_channels > 1:
             raise InputError(f"evaluate scores one target per series, and these have {series.n_channels} channels "
@@ -587,7 +503,7 @@ class Forecaster:
         forecast = cv.drop(columns=["y", "mean"]).rename(columns=dict(zip(names, map(str, levels))))
         scores = evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
                                     int(series.stated_freq_info.season if m is None else m), levels)
-        return {**scores, "n_windows_skipped": float(self.cv_skipped_)}
+        return {**scores, "n_series_windows_skipped": float(self.cv_skipped_)}
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
@@ -619,7 +535,7 @@ class Forecaster:
             else:
                 params["past_exog"], params["future_exog"] = (roles or None for roles in self._covariate_roles())
         quantiles = params["quantiles"]
-        params["quantiles"] = (_quantile_names(quantiles)[1] if isinstance(quantiles, str)
+        params["quantiles"] = (quantile_names(quantiles)[1] if isinstance(quantiles, str)
                                 else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))
         (out / FORECASTER_FILE).write_text(json.dumps(params, indent=2, default=list) + "\n")
         if hasattr(self, "series_"):
@@ -655,7 +571,7 @@ class Forecaster:
         if (path / CONTEXT_FILE).is_file():
             from tsfm.data.saved_series import load_saved_series
 
-            levels, names = _quantile_names(forecaster.quantiles)
+            levels, names = quantile_names(forecaster.quantiles)
             forecaster._remember(load_saved_series(path / CONTEXT_FILE), levels, names)
         return forecaster
 

@@ -18,28 +18,29 @@ FORECASTER_FOLDER = "forecaster"
 
 
 def _rounds(entries: list[dict]) -> list[list[int]]:
-    """Entry indexes in rounds that hold each series at most once (by ``item_id``, else by ``start``).
+    """Entry indexes in rounds of one frequency each that hold a series (an ``item_id``) at most once.
 
-    A rolling GluonTS backtest passes every window of a series together, and the suite calibrates
-    its intervals on backtests pooled over the series forecast together: a later window's
-    history would then reach into an earlier window's test period. Forecast apart, it cannot.
+    A rolling GluonTS backtest passes every window of a series together, under one ``item_id``,
+    and the suite calibrates its intervals on backtests pooled over the series forecast together:
+    a later window's history would then reach into an earlier window's test period. Forecast
+    apart, it cannot. An entry without ``item_id`` is a series of its own.
     """
-    seen: dict[str, int] = {}
-    rounds: list[list[int]] = []
+    seen: dict[tuple, int] = {}
+    rounds: dict[tuple, list[int]] = {}
     for i, entry in enumerate(entries):
-        key = f"id:{entry['item_id']}" if "item_id" in entry else f"start:{entry['start']}"
-        k = seen[key] = seen.get(key, -1) + 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(i)
-    return rounds
+        freq = entry["start"].freqstr if isinstance(entry["start"], pd.Period) else None
+        key = (freq, entry["item_id"]) if "item_id" in entry else (freq, None, i)
+        seen[key] = seen.get(key, -1) + 1
+        rounds.setdefault((freq, seen[key]), []).append(i)
+    return list(rounds.values())
 
 
 class TSFMPredictor(Predictor):
     """Yields one ``QuantileForecast`` per univariate entry, keys ``"0.1"``... plus ``"mean"``.
 
     Each entry is forecast at its own frequency (its ``start`` period's; the fitted one for
-    entries that start at a timestamp) by the fitted model and plan, as ``Forecaster.predict(df)``.
+    entries that start at a timestamp) by the fitted model and plan, as ``Forecaster.predict(df)``;
+    known-future covariates (``feat_dynamic_real`` past the target) are not read.
     """
 
     def __init__(self, forecaster) -> None:
@@ -57,19 +58,20 @@ class TSFMPredictor(Predictor):
             if np.ndim(entry["target"]) != 1:
                 raise InputError(f"GluonTS entry {entry.get('item_id', j)!r} has {np.shape(entry['target'])[0]} "
                                  "target rows: the predictor forecasts univariate entries (one target each)")
-        periods = all(isinstance(entry["start"], pd.Period) for entry in entries)
         names = list(self.forecaster.quantile_names_)
         h = self.prediction_length
         forecasts: list[QuantileForecast | None] = [None] * len(entries)
         for indexes in _rounds(entries):
-            series = from_gluonts([entries[i] for i in indexes], freq=None if periods else self.forecaster.freq_)
-            frame = self.forecaster._forecast(series, h)
+            part = [entries[i] if "item_id" in entries[i] else {**entries[i], "item_id": str(i)} for i in indexes]
+            periods = isinstance(part[0]["start"], pd.Period)  # a round holds one kind of start
+            series = from_gluonts(part, freq=None if periods else self.forecaster.freq_)
+            frame = self.forecaster.forecast_series(series, h)
             for k, i in enumerate(indexes):
                 rows = frame.iloc[k * h:(k + 1) * h]
                 arrays = np.stack([rows[name].to_numpy() for name in names] + [rows["mean"].to_numpy()])
                 start = pd.Period(rows["ds"].iloc[0], freq=period_freq(series.freq))  # first forecast step
                 forecasts[i] = QuantileForecast(arrays, start_date=start, forecast_keys=names + ["mean"],
-                                                item_id=entries[i].get("item_id", series.ids[k]))
+                                                item_id=part[k]["item_id"])
         yield from forecasts
 
     def serialize(self, path: Path) -> None:

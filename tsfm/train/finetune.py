@@ -475,11 +475,12 @@ def finetune_model(
         before = _validation_loss(task, val_loader, device)
         trainer = _trainer(device, progress, max_epochs=max_epochs, max_steps=max_steps or -1,
                            callbacks=[stopper, keep, count, *bars], val_check_interval=val_every)
+        on_interrupt = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
         except SystemExit:
             if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1), its message hidden by quiet_lightning
-                signal.signal(signal.SIGINT, signal.default_int_handler)  # it ignores SIGINT from then on
+                signal.signal(signal.SIGINT, on_interrupt)  # it ignores SIGINT from then on
                 raise KeyboardInterrupt from None
             raise
     seconds = time.perf_counter() - start

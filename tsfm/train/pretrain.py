@@ -113,7 +113,7 @@ def check_resume(ckpt_path: str | None, trainer: pl.Trainer) -> None:
         return
     if str(ckpt_path) == "last":
         folders = [Path(c.dirpath) for c in trainer.checkpoint_callbacks if c.dirpath]
-        if not any(f.glob("last*.ckpt") for f in folders if f.is_dir()) or not folders:
+        if not any(any(f.glob("last*.ckpt")) for f in folders if f.is_dir()):
             where = ", ".join(str(f) for f in folders) or "this run (no checkpoint callback)"
             raise InputError(f"ckpt_path=last: no last.ckpt in {where}; resume with the same hydra.run.dir "
                              "as the run to continue, from a trainer that saves one (save_last)")

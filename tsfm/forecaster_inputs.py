@@ -1,0 +1,118 @@
+"""What a ``Forecaster`` accepts: checks of its arguments, its quantile columns, and the settings
+a checkpoint folder was saved with (``forecaster.json``, which ``Forecaster.save`` writes)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsfm.errors import InputError
+
+FORECASTER_FILE = "forecaster.json"
+CONTEXT_FILE = "context.npz"  # the fitted series, so that a loaded Forecaster predicts without fit
+MAX_HORIZON = 10_000
+"""Longest horizon ``fit``/``predict`` accept. Past the model's own horizon every step is forecast
+from earlier forecasts (a rollout of Q paths), so time grows with H and the forecast fades to the
+paths' spread. 10,000 steps is 27 years of daily data or 14 months of hourly data."""
+
+
+def column_names(columns: str | Sequence[str] | None) -> list[str]:
+    """One column name or several, as a list (none: empty)."""
+    if columns is None:
+        return []
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
+def checkpoint_params(model: str | Path) -> dict[str, Any]:
+    """The Forecaster parameters saved beside a checkpoint directory ({} for a name or a bare checkpoint)."""
+    path = Path(str(model)) / FORECASTER_FILE
+    if str(model) == "auto" or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
+    """Covariate columns a fine-tuned checkpoint directory was trained with (its forecaster.json)."""
+    params = checkpoint_params(model)
+    return {key: column_names(params.get(key)) for key in ("past_exog", "future_exog")}
+
+
+def check_steps(name: str, value: Any) -> None:
+    """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if value > MAX_HORIZON:
+        raise InputError(f"{name}={value} is above the limit of {MAX_HORIZON} steps: past the model's own horizon "
+                         "each step is forecast from earlier forecasts (slow, and accuracy fades); "
+                         "forecast a coarser frequency instead")
+
+
+def check_future_fits(series, h: int) -> None:
+    """InputError when the next ``h`` stamps of a series run past the dates pandas can hold
+    (year 2262): checked before the model runs, not after."""
+    if len(series) == 0 or series.step_index:
+        return
+    try:  # an upper bound first: the latest start plus the longest series plus h steps
+        max(series.starts) + (int(series.lengths.max()) - 1 + h) * series.offset
+        return
+    except (OverflowError, ValueError):  # pandas' OutOfBoundsDatetime is a ValueError
+        pass
+    for i in range(len(series)):
+        try:
+            series.future_index(i, h)
+        except (OverflowError, ValueError):
+            raise InputError(f"{h} steps of {series.freq} after '{series.ids[i]}' ends run past "
+                             f"{pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold: "
+                             "use a shorter horizon") from None
+
+
+def check_count(name: str, value: Any) -> None:
+    """``n_windows``/``m``: a positive integer (InputError otherwise)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when ``predict`` runs before ``fit`` (same bases as scikit-learn's)."""
+
+
+_PLAIN_DECIMAL = re.compile(r"^0?\.\d+$")
+
+
+def quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list[float], list[str]]:
+    """Levels as floats, ascending, and their column names: a plain decimal as written ("0.10"),
+    any other spelling (``1e-1``, a float) as Python's shortest decimal ("0.1", not 0.1000000001).
+
+    A string is a comma-separated list (``"0.1,0.9"``), a lone number is one level; an empty
+    list is refused here, before any model runs.
+    """
+    if isinstance(quantiles, str):
+        quantiles = [part.strip() for part in quantiles.split(",") if part.strip()]
+    elif isinstance(quantiles, (int, float, np.integer, np.floating)):
+        quantiles = [quantiles]
+    levels, names = [], []
+    if len(quantiles) == 0:
+        raise InputError("quantiles is empty: give levels like 0.1,0.5,0.9")
+    for q in quantiles:
+        try:
+            value = float(q)
+        except (TypeError, ValueError):
+            raise InputError(f"quantile '{q}' is not a number: give levels like 0.1,0.5,0.9") from None
+        name = q.strip() if isinstance(q, str) and _PLAIN_DECIMAL.match(q.strip()) else repr(value)
+        if not 0.0 < value < 1.0:
+            raise InputError(f"quantile {q} is outside (0, 1): give levels like 0.1,0.5,0.9")
+        levels.append(value)
+        names.append(name)
+    if len(set(levels)) != len(levels):
+        raise InputError("quantile levels must be distinct")
+    order = np.argsort(levels, kind="stable")  # columns in ascending levels, as the CLI writes them
+    return [levels[i] for i in order], [names[i] for i in order]
