@@ -68,16 +68,25 @@ def resolution_name(alias: str) -> str:
         if _OTHER_NUMBER.match(text):
             return ""
         raise ValueError(f"unknown frequency alias '{alias}': use a pandas alias such as h, D, W, MS, QS, YS, 15min")
+    based = _base_and_count(alias, match)
+    if based is None:
+        return ""
+    name, count = based
+    return name if count == 1 else _MULTIPLES.get((name, count), "")
+
+
+def _base_and_count(alias: str, match: re.Match) -> tuple[str, int] | None:
+    """(base resolution, multiple) of a matched alias (``6h``: ``("h", 6)``); None for aliases with
+    no resolution (milliseconds, business hours...); ValueError for one pandas would not parse."""
     count, base = int(match.group(1) or 1), match.group(2)
     if base.lower() == "ms" and base != "MS":  # "ms" is milliseconds, "MS" month start
-        return ""
+        return None
     key = base.upper()
     if key in _NO_RESOLUTION or count < 1:
-        return ""
+        return None
     if key not in _BASES:
         raise ValueError(f"unknown frequency alias '{alias}': use a pandas alias such as h, D, W, MS, QS, YS, 15min")
-    name = _BASES[key]
-    return name if count == 1 else _MULTIPLES.get((name, count), "")
+    return _BASES[key], count
 
 
 def season_and_horizon(name: str) -> tuple[int, int]:
@@ -93,12 +102,11 @@ def season_of(alias: str) -> int:
     if name:
         return season_and_horizon(name)[0]
     match = _ALIAS.match(str(alias).strip())
-    base = _BASES.get(match.group(2).upper()) if match else None
-    count = int(match.group(1) or 1) if match else 1
-    if base is None or count < 2 or (base == "M" and match.group(2).lower() == "ms" and match.group(2) != "MS"):
+    based = _base_and_count(alias, match) if match else None
+    if based is None or based[1] < 2:
         return 1
-    season = season_and_horizon(base)[0]
-    return season // count if season % count == 0 and season > count else 1
+    season = season_and_horizon(based[0])[0]
+    return season // based[1] if season % based[1] == 0 and season > based[1] else 1
 
 
 def token(name: str) -> int:
