@@ -458,3 +458,16 @@ def test_a_validation_period_with_no_observed_value_is_refused(tiny_checkpoint):
         Forecaster(model=str(tiny_checkpoint), horizon=8).finetune(df, progress=False)
     with pytest.raises(InputError, match="context_length must be a positive integer"):
         Forecaster(model=str(tiny_checkpoint), horizon=8, context_length=0).fit(df)
+
+
+def test_known_future_values_are_checked_before_the_training(tiny_checkpoint, monkeypatch):
+    import tsfm.train.finetune
+
+    monkeypatch.setattr(tsfm.train.finetune, "finetune_model", lambda *a, **k: pytest.fail("trained before checking"))
+    history, future = split_future(covariate_frame(length=120), 8)
+    shifted = future[["unique_id", "ds", "x"]].assign(ds=lambda d: d["ds"] + pd.Timedelta(hours=1))
+    with pytest.raises(InputError, match="do not cover"):
+        Forecaster(model=str(tiny_checkpoint), horizon=8, future_exog=["x"]).finetune(
+            history, progress=False, X_future=shifted)
+    with pytest.raises(InputError, match="no future_exog columns are named"):
+        Forecaster(model=str(tiny_checkpoint), horizon=8).finetune(history, progress=False, X_future=future)

@@ -310,6 +310,7 @@ class Forecaster:
         univariate model into a covariate-aware one. ``X_future`` (known-future covariates for
         the next ``horizon`` steps) is checked now and used by ``predict()``.
         """
+        from tsfm.data.windows import future_exog_windows
         from tsfm.pipeline import future_covariates, model_context, plan
         from tsfm.train.finetune import finetune_model
 
@@ -317,6 +318,11 @@ class Forecaster:
             raise InputError("model='auto' is an ensemble of pretrained and statistical models: fine-tune one model")
         self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
         self.fit(df)
+        if X_future is not None:  # checked before the training, not after it
+            if not self.series_.future_exog_names:
+                raise InputError("X_future holds known-future covariates, but no future_exog columns are named: "
+                                 "name them (future_exog=[...]; CLI: --future-exog)")
+            future_exog_windows(self.series_, X_future, self.horizon_)
         context = model_context(self.model_, self._setting("context_length"))
         self.model_, self.finetune_report_ = finetune_model(
             self.model_, self.series_, self.horizon_, context_length=context, fraction=fraction, mode=mode,
