@@ -713,3 +713,16 @@ def test_zones_steps_and_magnitudes_survive_save_and_load(tmp_path):
     assert s.scales is not None and np.isfinite(s.values[0]).all()
     np.testing.assert_allclose(s.to_frame()["y"].to_numpy(), daily["y"].to_numpy(), rtol=1e-6)
     assert load_series(steps).future_index(0, 2).tolist() == [30, 33]
+
+
+def test_row_labels_are_not_series_and_two_series_long_tables_are_found(tmp_path):
+    """The index ``to_csv`` writes (an empty header) and the labels a filtered or shuffled frame keeps
+    are not forecast as series; a long table of two equal-length series under a custom id is long."""
+    ds = pd.date_range("2015-01-01", periods=40, freq="MS")
+    wide = pd.DataFrame({"date": ds.strftime("%Y-%m-%d"), "a": np.arange(40.0), "b": np.arange(40.0) * 2})
+    wide.to_csv(tmp_path / "indexed.csv")  # pandas' default: the row labels as a first, unnamed column
+    for data in (wide[wide.date >= "2016-01-01"], wide.sample(frac=1.0, random_state=0), tmp_path / "indexed.csv"):
+        assert load_series(data).ids == ["a", "b"]
+    long = pd.DataFrame({"store": np.repeat(["north", "south"], 40), "date": np.tile(ds, 2), "sales": np.arange(80.0)})
+    s = load_series(long)
+    assert s.ids == ["north", "south"] and s.lengths.tolist() == [40, 40]

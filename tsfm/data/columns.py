@@ -11,6 +11,7 @@ Layout detection follows research/ecosystem.md §1.10 (flags always win):
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,13 +143,14 @@ def resolve_roles(
         candidates = [c for c in others if c.lower() in TIME_ALIASES or _is_time_like(df[c])]
     if len(candidates) == 1:
         tc = candidates[0]
-        if df[tc].duplicated().mean() > 0.5:  # most times repeat: long (a wide table's stray duplicate is named later)
+        if df[tc].duplicated().mean() >= 0.5:  # times repeat as in 2+ series: long (a wide table's stray duplicate
+            # is named later)
             idc = _id_telling_series_apart(df, tc, [*exog, *targets])
             if idc is None:
                 raise InputError(f"the time column '{tc}' repeats, so the table is long, but no single column tells "
                                  "its series apart: pass --id-col / id_col=")
             return ColumnRoles("long", idc, tc, targets or _long_target(df, [idc, tc, *exog]))
-        series_cols = targets or [c for c in cols if c != tc and c not in exog]
+        series_cols = targets or [c for c in cols if c != tc and c not in exog and not _row_labels(c, df[c])]
         if series_cols and (targets or all(_is_numeric_like(df[c]) for c in series_cols)):
             return ColumnRoles("wide", None, tc, series_cols)
     raise InputError("cannot tell long from wide format: pass --id-col/--time-col/--target "
@@ -175,6 +177,15 @@ def _id_telling_series_apart(df: pd.DataFrame, tc: str, exclude: list[str]) -> s
     found = [c for c in df.columns if c != tc and c not in exclude and str(c).strip().lower() not in _TIME_PARTS
              and _labels(df[c]) and df[c].nunique() <= len(df) / 2 and not df.duplicated([c, tc]).any()]
     return found[0] if len(found) == 1 else None
+
+
+_ROW_LABEL_NAMES = re.compile(r"^(Unnamed: \d+|level_\d+|index)$")  # to_csv's empty header; reset_index's names
+
+
+def _row_labels(name: str, col: pd.Series) -> bool:
+    """Distinct whole numbers under a row-label name: the index ``DataFrame.to_csv`` writes by default,
+    or the labels a filtered frame keeps; never a series to forecast."""
+    return bool(_ROW_LABEL_NAMES.match(str(name))) and ptypes.is_integer_dtype(col) and col.is_unique
 
 
 def _labels(col: pd.Series) -> bool:
