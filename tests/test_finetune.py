@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import monthly_frame
 from tsfm import Forecaster
 from tsfm.data.loading import load_series
 from tsfm.data.sampling import collate_windows
@@ -304,6 +305,10 @@ def test_a_finetuned_folder_forecasts_with_the_settings_it_was_trained_with(tiny
     saved = json.loads((kept.save(tmp_path / "kept") / "forecaster.json").read_text())
     assert saved["past_exog"] is None and saved["future_exog"] is None
     assert len(Forecaster(model=str(tmp_path / "kept"), horizon=8).fit(history.drop(columns="x")).predict()) == 16
+    air = monthly_frame(1, length=120)  # kept zero-shot weights forecast exactly as the zero-shot suite
+    same = Forecaster(horizon=12).finetune(air, max_steps=1, learning_rate=1e-12, progress=False)
+    assert same.finetune_report_.kept == "zero-shot"
+    pd.testing.assert_frame_equal(same.predict(), Forecaster(horizon=12).fit(air).predict())
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -195,3 +195,13 @@ def test_evaluate_scores_a_backtest(tiny_checkpoint):
     cv = f.cross_validation(df, h=6, n_windows=2)
     smape = 200 * np.mean(np.abs(cv.y - cv["0.5"]) / (np.abs(cv.y) + np.abs(cv["0.5"])))
     assert scores["sMAPE"] == pytest.approx(smape, rel=1e-9)
+
+
+def test_predict_on_data_of_another_frequency_is_served_as_a_fit_on_it_would_be():
+    """A monthly fit (the monthly specialist, 18 steps) forecasts daily data as a daily fit does
+    (the daily model, 14 steps), and stays the monthly fit."""
+    t = pd.date_range("2020-01-01", periods=300, freq="D")
+    daily = pd.DataFrame({"ds": t, "y": 20 + 5 * np.sin(np.arange(300) * 2 * np.pi / 7)})
+    fitted = Forecaster().fit(monthly_frame(1))
+    pd.testing.assert_frame_equal(fitted.predict(daily), Forecaster().fit(daily).predict())
+    assert fitted.model_name_ == "ttm-96-monthly" and len(fitted.predict()) == 18

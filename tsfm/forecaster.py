@@ -130,7 +130,8 @@ class Forecaster:
 
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(Forecaster.__init__).parameters.values()}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (isinstance(v, type(defaults.get(k))) and bool(np.all(defaults.get(k) == v)))]
         return f"Forecaster({', '.join(changed)})"
 
     def _check_fitted(self) -> None:
@@ -161,6 +162,9 @@ class Forecaster:
         from tsfm.pipeline import is_exported
 
         self._device()
+        if not isinstance(self.model, (str, Path)):
+            raise InputError(f"model must be a name (see `tsfm models`), a checkpoint folder or an .onnx file, "
+                             f"got {self.model!r}")
         if self.model != "auto" and not is_exported(self.model) and load_suite(self.model) is None:
             resolve(self.model)  # a suite's checkpoints load at fit
 
@@ -172,7 +176,8 @@ class Forecaster:
         self.device_ = "cpu" if is_exported(source) else self._device()
         self.model_ = load_network(source, device=self.device_, num_threads=self.num_threads)
         self.model_name_ = source
-        self.__dict__.pop("_finetuned_from", None)  # fresh weights: no fine-tune to keep
+        for fitted in ("_finetuned_from", "finetune_report_"):  # fresh weights: no fine-tune to keep or describe
+            self.__dict__.pop(fitted, None)
 
     def _series(self, df: pd.DataFrame | str | Path):
         from tsfm.data.loading import load_series
@@ -235,10 +240,11 @@ class Forecaster:
         levels, names = quantile_names(self.quantiles)
         if self.horizon is not None:
             check_steps("horizon", self.horizon)
-        if self.batch_size < 1:
-            raise InputError("batch_size must be positive")
+        check_count("batch_size", self.batch_size)
         if self.context_length is not None:
             check_count("context_length", self.context_length)
+        if self.multivariate not in (True, False):
+            raise InputError(f"multivariate must be True or False, got {self.multivariate!r}")
         threads = self.num_threads
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise InputError(f"num_threads must be a positive integer (or None), got {self.num_threads!r}")
@@ -248,13 +254,13 @@ class Forecaster:
 
         self._check_source()
         series = self._series(df)
+        check_future_fits(series, int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon)
         if self.model == "auto":
             self.model_ = self._fit_auto(series)
         else:
             self._plan(series)
         check_levels(self.model_, levels)
         self._remember(series, levels, names)
-        check_future_fits(series, self.horizon_)
         return self
 
     def _is_auto(self) -> bool:
@@ -332,7 +338,8 @@ class Forecaster:
         self._finetuned_from = self.model
         self.plan_ = plan(self.model, self.series_, context_length=self._setting("context_length"),
                           log_scale=self._setting("log_scale"),
-                          calibration_windows=self._setting("calibration_windows"), finetuned=True)  # raw values
+                          calibration_windows=self._setting("calibration_windows"),
+                          finetuned=self.finetune_report_.kept != "zero-shot")  # tuned on raw values, uncalibrated
         if progress:
             print(self.finetune_report_.summary(), file=sys.stderr)
         if X_future is not None:
@@ -356,10 +363,14 @@ class Forecaster:
     ) -> pd.DataFrame:
         """Forecast the fitted series (or ``df``'s own series): ``unique_id, ds, mean, <quantiles>``.
 
+        ``df`` at another frequency than the fitted data is served (model, default horizon) as
+        ``fit(df)`` would serve it, unless the model was fine-tuned or is "auto".
+
         ``X_future``: known-future covariates for the next ``h`` steps (models fine-tuned with
         ``future_exog``); for the fitted series it is remembered (plots use it). Afterwards
         ``notes_`` holds one line per member of ``model="auto"`` that failed on some series.
         """
+        from tsfm.data.freq import same_freq
         from tsfm.pipeline import reads_covariates
 
         self._check_fitted()
@@ -369,6 +380,10 @@ class Forecaster:
             raise NotFittedError("this Forecaster has a model but no fitted series (a save without them): "
                                  "call fit(df) first, or predict(df)")
         series = self.series_ if df is None else self._with_fitted_resolution(self._series(df))
+        fitted_freq = getattr(self, "freq_", None)
+        if df is not None and fitted_freq is not None and not same_freq(series.freq, fitted_freq) \
+                and not self._is_auto() and getattr(self, "_finetuned_from", None) != self.model:
+            return self._fitted_on(df).predict(h=h, X_future=X_future)  # served as fit(df) would serve it
         if not hasattr(self, "horizon_"):
             self.horizon_ = int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon
         h = int(h) if h is not None else self.horizon_
@@ -439,7 +454,7 @@ class Forecaster:
             if value is not None:
                 check_steps(name, value)
         check_count("n_windows", n_windows)
-        runner = self._backtest_runner(df)
+        runner = self._fitted_on(df)
         series = runner._with_fitted_resolution(runner._series(df))
         h = int(h) if h is not None else runner.horizon_
         step = int(step_size) if step_size is not None else h
@@ -473,7 +488,7 @@ class Forecaster:
                              f"cutoff (h={h}, n_windows={n_windows}): nothing to forecast from")
         return pd.concat(frames, ignore_index=True)
 
-    def _backtest_runner(self, df: pd.DataFrame | str | Path) -> Forecaster:
+    def _fitted_on(self, df: pd.DataFrame | str | Path) -> Forecaster:
         """Who forecasts a backtest of ``df``: this Forecaster once fitted on it (when not fitted yet),
         fine-tuned or "auto", else a copy fitted on ``df`` that reuses the loaded network where it serves."""
         if not self.__sklearn_is_fitted__():

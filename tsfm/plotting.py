@@ -29,7 +29,7 @@ def plot_forecast(forecaster, path: str | Path, h: int | None = None) -> Path:
     for i, ax in enumerate(axes[:, 0]):
         sid = series.ids[i]
         stamps = series.timestamps(i)[-HISTORY_POINTS:]
-        values = np.asarray(series.values[i])[-HISTORY_POINTS:, 0]
+        values = np.asarray(series.values[i])[-HISTORY_POINTS:, 0] * series.scale_of(i)[0]  # the user's units
         rows = band[band["unique_id"].astype(str) == str(sid)]
         if "target" in rows:
             rows = rows[rows["target"] == rows["target"].iloc[0]]
