@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from tsfm.cli.common import fail, say_variant
-from tsfm.cli.output import FLOAT_FORMAT, check_output, write_atomically, write_output  # noqa: F401
+from tsfm.cli.output import FLOAT_FORMAT, check_output, interruptible, write_atomically, write_output  # noqa: F401
 
 MAX_HORIZON = 10_000  # tsfm.forecaster_inputs.MAX_HORIZON (kept here so that checking it imports nothing heavy)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -267,7 +267,8 @@ def forecast(
     if plot is not None:  # after the forecast is written: a picture never stands in for a failed forecast
         from tsfm.plotting import plot_forecast
 
-        plot_forecast(forecaster, plot, h=forecaster.horizon_)
+        with interruptible(str(plot)):
+            plot_forecast(forecaster, plot, h=forecaster.horizon_)
 
 
 @app.command()

@@ -18,11 +18,13 @@ stays as it was. Standard library, typer and ``tsfm.atomic`` only (imported on e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,15 +133,24 @@ def write_atomically(frame, output: Path, shown: str | None = None) -> None:
         with open(path, "w", newline="") as handle:
             _write_frame(frame, handle)
 
+    try:
+        with interruptible(shown or str(output)):
+            replace_file(output, write)
+    except OSError as err:  # a full disk, a folder that refuses files: nothing is replaced
+        fail(f"cannot write {shown or output}: {err.strerror or err}", code=1)
+
+
+@contextlib.contextmanager
+def interruptible(shown: str) -> Iterator[None]:
+    """SIGTERM raises ``Interrupted`` inside the block (as Ctrl-C raises KeyboardInterrupt), so that an
+    atomic write removes its temporary file; either is said in one line and passed on."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main else None
     try:
-        replace_file(output, write)
+        yield
     except (Interrupted, KeyboardInterrupt):
-        typer.echo(f"interrupted while writing {shown or output}: nothing was replaced", err=True)
+        typer.echo(f"interrupted while writing {shown}: nothing was replaced", err=True)
         raise
-    except OSError as err:  # a full disk, a folder that refuses files: nothing is replaced
-        fail(f"cannot write {shown or output}: {err.strerror or err}", code=1)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
