@@ -324,3 +324,17 @@ def test_onnx_export_with_dynamic_batch_and_channels(family: str, tmp_path) -> N
             expected = model(x, mask, feeds.get("freq_id")).numpy()
         assert got.shape == (batch, H, channels, len(model.quantiles))
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_capabilities_pickle_and_deep_copy():
+    """A fitted ``Forecaster(model="auto")`` holds one; pickle and deepcopy must not meet the read-only view."""
+    import copy
+    import pickle
+
+    from tsfm.models.base import Capabilities
+
+    caps = Capabilities(covariate_channels=2, finetune_modes={"head": ("decoder", "head")})
+    for again in (pickle.loads(pickle.dumps(caps)), copy.deepcopy(caps)):
+        assert again == caps and dict(again.finetune_modes) == {"head": ("decoder", "head")}
+        with pytest.raises(TypeError):
+            again.finetune_modes["full"] = ("",)  # still read-only

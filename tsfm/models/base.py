@@ -28,6 +28,11 @@ __all__ = ["DEFAULT_QUANTILES", "Capabilities", "ForecastModel", "ModelConfig", 
 
 FULL_FINETUNING: Mapping[str, tuple[str, ...]] = MappingProxyType({"full": ("",)})
 
+
+def _capabilities_from(cls: type, fields: dict[str, Any]) -> Any:
+    """``Capabilities`` (or a subclass) rebuilt from its pickled fields."""
+    return cls(**fields)
+
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -59,6 +64,12 @@ class Capabilities:
     def __post_init__(self) -> None:
         modes = {str(mode): tuple(prefixes) for mode, prefixes in self.finetune_modes.items()}
         object.__setattr__(self, "finetune_modes", MappingProxyType(modes))
+
+    def __reduce__(self) -> tuple:
+        """Pickled through a plain dict (a read-only mapping view cannot be pickled; it is rebuilt on
+        load), so that a fitted Forecaster holding one (``model="auto"``) pickles and deep-copies."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _capabilities_from, (type(self), {**fields, "finetune_modes": dict(self.finetune_modes)})
 
     @property
     def uses_covariates(self) -> bool:
