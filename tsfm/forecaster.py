@@ -25,6 +25,7 @@ from tsfm.forecaster_inputs import (
     NotFittedError,
     check_count,
     check_future_fits,
+    check_settings,
     check_steps,
     checkpoint_params,
     checkpoint_roles,
@@ -238,18 +239,7 @@ class Forecaster:
         """Validate ``df`` (a long or wide table, a Series, a 1-D array of values or a list of them),
         load the model and remember each series' context."""
         levels, names = quantile_names(self.quantiles)
-        if self.horizon is not None:
-            check_steps("horizon", self.horizon)
-        check_count("batch_size", self.batch_size)
-        if self.context_length is not None:
-            check_count("context_length", self.context_length)
-        if self.multivariate not in (True, False):
-            raise InputError(f"multivariate must be True or False, got {self.multivariate!r}")
-        threads = self.num_threads
-        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
-            raise InputError(f"num_threads must be a positive integer (or None), got {self.num_threads!r}")
-        if self.nonnegative not in (None, True, False):
-            raise InputError(f"nonnegative must be None (decide per series), True or False, got {self.nonnegative!r}")
+        check_settings(self.get_params())
         from tsfm.pipeline import check_levels
 
         self._check_source()
@@ -447,8 +437,8 @@ class Forecaster:
         read before a cutoff is left out of that window (``cv_skipped_`` counts those series x window
         pairs; a multivariate item, whose channels are read together, is left out whole).
         """
-        from tsfm.data.backtest import backtest_windows
-        from tsfm.pipeline import backtest_covariates, blind_contexts, forecast_frame, model_context
+        from tsfm.data.backtest import observed_windows
+        from tsfm.pipeline import backtest_covariates, forecast_frame, model_context
 
         for name, value in (("h", h), ("step_size", step_size)):
             if value is not None:
@@ -459,17 +449,11 @@ class Forecaster:
         h = int(h) if h is not None else runner.horizon_
         step = int(step_size) if step_size is not None else h
         frames, self.cv_skipped_ = [], 0
-        for head, tails in backtest_windows(series, h, n_windows, step):
-            context = int(head.lengths.max()) if runner._is_auto() else model_context(
-                runner.model_, runner._setting("context_length"))
-            blind = np.unique(blind_contexts(head, context)[:, 0])
-            self.cv_skipped_ += len(blind)
-            keep = np.setdiff1d(np.arange(len(head)), blind)
-            if not keep.size:
+        context = None if runner._is_auto() else model_context(runner.model_, runner._setting("context_length"))
+        for head, whole, tails, left_out in observed_windows(series, h, n_windows, step, context):
+            self.cv_skipped_ += left_out
+            if not len(head):
                 continue
-            whole = series
-            if blind.size:
-                head, whole, tails = head.subset(keep), series.subset(keep), [tails[i] for i in keep]
             if runner._is_auto():  # weights and calibration fitted on each window's own past, by a copy
                 window_fit = type(runner)(**runner.get_params())._fit_auto(head, h)
                 forecast = window_fit.forecast_frame(head, h, runner.levels_, runner.quantile_names_,

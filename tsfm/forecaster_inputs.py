@@ -116,3 +116,18 @@ def quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list
         raise InputError("quantile levels must be distinct")
     order = np.argsort(levels, kind="stable")  # columns in ascending levels, as the CLI writes them
     return [levels[i] for i in order], [names[i] for i in order]
+
+
+def check_settings(params: dict[str, Any]) -> None:
+    """InputError for a Forecaster parameter of the wrong kind, before any data is read."""
+    if params["horizon"] is not None:
+        check_steps("horizon", params["horizon"])
+    check_count("batch_size", params["batch_size"])
+    if params["context_length"] is not None:
+        check_count("context_length", params["context_length"])
+    if params["num_threads"] is not None:
+        check_count("num_threads", params["num_threads"])
+    if params["multivariate"] not in (True, False):
+        raise InputError(f"multivariate must be True or False, got {params['multivariate']!r}")
+    if params["nonnegative"] not in (None, True, False):
+        raise InputError(f"nonnegative must be None (decide per series), True or False, got {params['nonnegative']!r}")

@@ -22,7 +22,7 @@ import torch
 
 from tsfm.data.forecast_frame import forecast_frame as make_frame
 from tsfm.data.series_set import SeriesSet
-from tsfm.data.windows import future_exog_windows, inference_windows
+from tsfm.data.windows import blind_contexts, future_exog_windows, inference_windows
 from tsfm.errors import InputError
 from tsfm.hub import load_model, load_suite
 from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
@@ -275,12 +275,6 @@ def forecast(
 def model_context(model: ForecastModel, context_length: int | None = None) -> int:
     """The steps of history the network reads: its own context, or fewer when the user asked for fewer."""
     return min(int(context_length or model.config.context_length), model.config.context_length)
-
-
-def blind_contexts(series: SeriesSet, context: int) -> np.ndarray:
-    """``[K, 2]`` (series, channel) pairs with no observed value in their last ``context`` steps."""
-    windows = inference_windows(series, context)
-    return rules.blind_contexts(windows["past_values"], windows["past_mask"], context)
 
 
 def check_contexts(model: ForecastModel, series: SeriesSet, context_length: int | None = None) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tsfm.data.series_set import SeriesSet
+from tsfm.data.windows import blind_contexts
 from tsfm.errors import InputError
 
 
@@ -37,3 +38,19 @@ def backtest_windows(
         futures = [v[len(v) - held_out : len(v) - held_out + h] * series.scale_of(i)
                    for i, v in enumerate(series.values)]
         yield head, futures
+
+
+def observed_windows(
+    series: SeriesSet, h: int, n_windows: int, step: int, context: int | None
+) -> Iterator[tuple[SeriesSet, SeriesSet, list[np.ndarray], int]]:
+    """``backtest_windows`` without the series that hold no observed value in the last ``context``
+    points before the cutoff (None: anywhere before it), which a model could only forecast as
+    zero: ``(head, series, futures, left_out)`` with ``series`` cut to the same series as ``head``
+    (a multivariate item, whose channels are read together, is left out whole)."""
+    for head, futures in backtest_windows(series, h, n_windows, step):
+        blind = np.unique(blind_contexts(head, context or max(int(head.lengths.max()), 1))[:, 0])
+        keep = np.setdiff1d(np.arange(len(head)), blind)
+        if blind.size:
+            yield head.subset(keep), series.subset(keep), [futures[i] for i in keep], len(blind)
+        else:
+            yield head, series, futures, 0

@@ -18,6 +18,7 @@ from tsfm.data.tables import clean_columns
 from tsfm.data.timestamps import parse_times
 from tsfm.data.window_cutting import context_windows, fill_covariates, observed_mask
 from tsfm.errors import InputError
+from tsfm_runtime import rules
 
 
 def inference_windows(
@@ -186,3 +187,10 @@ def _no_missing(x: np.ndarray, ids: list[str], names: list[str]) -> np.ndarray:
         raise InputError(f"future covariate '{names[e]}' is missing for '{ids[i]}'; "
                          "known-future values must be complete")
     return x
+
+
+def blind_contexts(series: SeriesSet, context: int) -> np.ndarray:
+    """``[K, 2]`` (series, channel) pairs with no observed value in their last ``context`` steps: a
+    network would see only padding there and forecast about zero."""
+    windows = inference_windows(series, context)
+    return rules.blind_contexts(windows["past_values"], windows["past_mask"], context)
