@@ -52,6 +52,8 @@ def export(
         fail("--horizon must be a positive integer")
     if calibration_series < 1:
         fail("--calibration-series must be a positive integer")
+    if model.lower().endswith(".onnx"):
+        fail(f"--model {model} is already an exported graph: export the checkpoint it came from")
     try:
         from tsfm.export.onnx_export import export_onnx, export_suite
         from tsfm.hub import load_suite

@@ -63,13 +63,14 @@ def preprocess(fp32: Path, out: Path) -> Path:
     """``quant_pre_process``: symbolic shape inference and ORT's basic graph optimizations.
 
     ORT's symbolic shape inference gives up on some graphs (every ensemble's, with onnxruntime
-    1.32: a TypeError inside it); ONNX's own shape inference then serves, which is all dynamic
-    quantization of MatMul/Gemm weights needs."""
+    1.32: a TypeError inside it; S-Mamba's scan: a bare ``Exception("Incomplete symbolic shape
+    inference")``); ONNX's own shape inference then serves, which is all dynamic quantization of
+    MatMul/Gemm weights needs."""
     from onnxruntime.quantization import quant_pre_process
 
     try:
         quant_pre_process(str(fp32), str(out), skip_symbolic_shape=False)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - ORT raises bare Exception here; the fallback is the answer to any
         quant_pre_process(str(fp32), str(out), skip_symbolic_shape=True)
     return out
 

@@ -476,3 +476,16 @@ def test_known_future_values_are_checked_before_the_training(tiny_checkpoint, mo
             history, progress=False, X_future=shifted)
     with pytest.raises(InputError, match="no future_exog columns are named"):
         Forecaster(model=str(tiny_checkpoint), horizon=8).finetune(history, progress=False, X_future=future)
+
+
+def test_an_exported_graph_is_refused_for_fine_tuning_and_export(tmp_path):
+    from typer.testing import CliRunner
+
+    from tsfm.cli.main import app
+
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"")
+    with pytest.raises(InputError, match="exported graph"):
+        Forecaster(model=str(onnx), horizon=8).finetune(seasonal_frame(1), progress=False)
+    result = CliRunner().invoke(app, ["export", "--model", str(onnx), "-o", str(tmp_path / "again.onnx")])
+    assert result.exit_code == 2 and "already an exported graph" in result.stderr

@@ -312,6 +312,9 @@ class Forecaster:
 
         if self.model == "auto":
             raise InputError("model='auto' is an ensemble of pretrained and statistical models: fine-tune one model")
+        if str(self.model).lower().endswith(".onnx"):
+            raise InputError(f"{self.model} is an exported graph, which holds no trainable weights: fine-tune the "
+                             "checkpoint it was exported from")
         self.__dict__.pop("model_", None)  # always from the named weights, never on top of an earlier fine-tune
         self.fit(df)
         if X_future is not None:  # checked before the training, not after it
