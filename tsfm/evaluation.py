@@ -193,6 +193,12 @@ def _scales(joined: pd.DataFrame, context_df: pd.DataFrame, m: int) -> np.ndarra
     return rows["_scale"].to_numpy()
 
 
+def check_point_level(levels: Sequence[float]) -> None:
+    """InputError unless the levels hold 0.5: the median is the point forecast MASE and sMAPE score."""
+    if 0.5 not in levels:
+        raise InputError("quantiles must include 0.5: the median is the point forecast scored by MASE and sMAPE")
+
+
 def evaluate_forecasts(
     forecast_df: pd.DataFrame,
     actual_df: pd.DataFrame,
@@ -214,8 +220,7 @@ def evaluate_forecasts(
     Integer and text ``unique_id`` columns match as text.
     """
     levels = [float(q) for q in quantiles]
-    if 0.5 not in levels:
-        raise InputError("quantiles must include 0.5: the median is the point forecast scored by MASE and sMAPE")
+    check_point_level(levels)
     q_cols = [quantile_column(q) for q in levels]
     levels_as_written = {c: quantile_column(float(c)) for c in forecast_df.columns if _is_level(c)}
     forecast_df = forecast_df.rename(columns=levels_as_written)
@@ -263,7 +268,7 @@ def evaluate_forecasts(
     abs_sum = np.abs(y).sum()
     scores = {
         "MASE": mean_over_windows(np.divide(abs_err, scale, out=np.zeros_like(abs_err), where=scaled_ok), scaled_ok),
-        "sMAPE": 100.0 * mean_over_windows(smape_terms, np.ones_like(observed[observed])),
+        "sMAPE": 100.0 * mean_over_windows(smape_terms, np.ones(len(y), dtype=bool)),
         "WQL": float(np.mean(q_loss.sum(axis=0) / abs_sum)) if abs_sum > 0 else math.nan,
     }
     if 0.1 in levels and 0.9 in levels:

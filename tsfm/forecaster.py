@@ -131,8 +131,7 @@ class Forecaster:
 
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(Forecaster.__init__).parameters.values()}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not (isinstance(v, type(defaults.get(k))) and bool(np.all(defaults.get(k) == v)))]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if repr(v) != repr(defaults.get(k))]
         return f"Forecaster({', '.join(changed)})"
 
     def _check_fitted(self) -> None:
@@ -476,8 +475,9 @@ class Forecaster:
         return pd.concat(frames, ignore_index=True)
 
     def _fitted_on(self, df: pd.DataFrame | str | Path) -> Forecaster:
-        """Who forecasts a backtest of ``df``: this Forecaster once fitted on it (when not fitted yet),
-        fine-tuned or "auto", else a copy fitted on ``df`` that reuses the loaded network where it serves."""
+        """Who forecasts ``df`` in a backtest or at another frequency: this Forecaster once fitted on it
+        (when not fitted yet), fine-tuned or "auto", else a copy fitted on ``df`` that reuses the
+        loaded network where it serves."""
         if not self.__sklearn_is_fitted__():
             return self.fit(df)
         if self._is_auto() or getattr(self, "_finetuned_from", None) == self.model:
@@ -494,11 +494,10 @@ class Forecaster:
         ``m`` is the seasonal period of the MASE scale (default: from the frequency). Series left
         out of a window (no observed history before its cutoff) are counted in ``n_series_windows_skipped``.
         """
-        from tsfm.evaluation import evaluate_forecasts
+        from tsfm.evaluation import check_point_level, evaluate_forecasts
 
         levels, names = quantile_names(self.quantiles)
-        if 0.5 not in levels:
-            raise InputError("quantiles must include 0.5: the median is the point forecast scored by MASE and sMAPE")
+        check_point_level(levels)
         if m is not None:
             check_count("the seasonal period m", m)
         series = self._series(df)

@@ -48,8 +48,7 @@ def checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
 
 def check_steps(name: str, value: Any) -> None:
     """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    check_count(name, value)
     if value > MAX_HORIZON:
         raise InputError(f"{name}={value} is above the limit of {MAX_HORIZON} steps: past the model's own horizon "
                          "each step is forecast from earlier forecasts (slow, and accuracy fades); "
@@ -76,7 +75,7 @@ def check_future_fits(series, h: int) -> None:
 
 
 def check_count(name: str, value: Any) -> None:
-    """``n_windows``/``m``: a positive integer (InputError otherwise)."""
+    """A count (``n_windows``, ``m``, ``batch_size``...): a positive integer (InputError otherwise)."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
 
