@@ -9,7 +9,8 @@ plotting positions.
 
 ``--candidate calibration_halves`` scores that trial's rule (``calibration_halves.py`` beside this
 file: calibration factors per half of the horizon) on the same data instead, as "strata" in the
-tables.
+tables. ``--candidate model --candidate-model PATH`` scores another model (a trial suite's folder) in
+place of the first of ``--models`` with the shipped rules, as "strata" (the `long_cross` trial).
 
 First an oracle check (an exact Gaussian random-walk or AR(1) forecaster in the network's place:
 rolled-out 10-90 widths over the true ones), then the real-data scores: the suite and two networks
@@ -177,7 +178,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=96, help="steps of the first network call (scored apart)")
     parser.add_argument("--history", type=int, default=None, help="cut each history to its last N points")
     parser.add_argument("--models", default="ttm,ttm-512,ttm-96-general")
-    parser.add_argument("--candidate", choices=("strata", "calibration_halves"), default="strata")
+    parser.add_argument("--candidate", choices=("strata", "calibration_halves", "model"), default="strata")
+    parser.add_argument("--candidate-model", default=None, help="with --candidate model: the model compared")
     parser.add_argument("--output", type=Path, default=Path("/tmp/rollout_strata.md"))
     args = parser.parse_args()
     meta = common.start_run(1, ["tsfm", "numpy", "torch"])
@@ -186,6 +188,10 @@ def main() -> None:
     shipped = {"rollout": rules.rollout, "conformal_widening": rules.conformal_widening, "widen": rules.widen}
     if args.candidate == "strata":
         candidate = {"rollout": stratified_rollout}
+    elif args.candidate == "model":
+        if not args.candidate_model:
+            parser.error("--candidate model needs --candidate-model")
+        candidate = {}
     else:
         import calibration_halves
 
@@ -198,7 +204,8 @@ def main() -> None:
             for label, patch in (("shipped", shipped), ("strata", candidate)):
                 for attr, fn in {**shipped, **patch}.items():
                     setattr(rules, attr, fn)
-                q, y = forecast_units(model, frame, args.horizon, args.origins, args.history)
+                scored = args.candidate_model if label == "strata" and args.candidate == "model" else model
+                q, y = forecast_units(scored, frame, args.horizon, args.origins, args.history)
                 scores.setdefault(model, {}).setdefault(label, {})[Path(name).name] = unit_scores(q, y, args.chunk)
             print(model, name, flush=True)
     for attr, fn in shipped.items():
