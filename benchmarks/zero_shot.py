@@ -398,7 +398,9 @@ def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str])
         ),
     ]
     best = summary["best_baseline"]
-    if tsfm_models:
+    if tsfm_models and not any(best.values()):
+        parts += ["", "No statistical baseline ran (`--skip-stats` without `--reuse`): no ratios to the best one."]
+    elif tsfm_models:
         rows = []
         for m in tsfm_models:
             for g in rel:

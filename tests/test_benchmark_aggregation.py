@@ -48,6 +48,20 @@ def test_best_baseline_and_paired_ratio_per_group() -> None:
     assert summary["relative"]["all"]["ttm"]["MASE"][0] == pytest.approx(np.sqrt(0.72 * 0.8))
 
 
+def test_a_run_without_baselines_says_so_instead_of_naming_none() -> None:
+    results, tasks = results_for({"ttm": [0.9, 0.8]}, ["yearly", "monthly"])
+    for t in tasks:
+        t.update({"set": "eval", "freq": "YS", "m": 1, "horizon": 6, "n_windows": 1, "n_series": 1})
+        results[t["name"]]["SeasonalNaive"]["seconds"] = 1.0
+    models = ["SeasonalNaive", "ttm"]
+    summary = zero_shot.aggregate(results, tasks, models, ["ttm"])
+    assert summary["best_baseline"] == {"MASE": None, "WQL": None}
+    meta = {"command": "c", "date": "d", "git_commit": "g", "machine": "m", "python": "3", "uptime_at_start": "u",
+            "threads": {}, "packages": {}}
+    text = zero_shot.render(meta, tasks, results, summary, models, ["ttm"], [])
+    assert "None" not in text and "No statistical baseline ran" in text and "against the best baseline" not in text
+
+
 def test_compare_says_wins_only_beyond_the_interval() -> None:
     results, tasks = results_for({"new": [0.9, 0.8, 0.95, 0.85], "old": [1.0, 1.0, 1.0, 1.0],
                                   "mixed": [0.7, 1.3, 0.9, 1.1]}, ["yearly", "yearly", "monthly", "monthly"])
