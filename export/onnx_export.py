@@ -386,10 +386,13 @@ def export_suite(
     with tempfile.TemporaryDirectory(prefix=".tsfm-suite-", dir=output.parent) as tmp:
         staged = Path(tmp) / "suite"
         staged.mkdir()
+        def member_log(line: str) -> None:  # name the files where they will be, not where they are staged
+            log(line.replace(str(staged), str(output)))
+
         for name, stem in stems.items():
             log(f"checkpoint {stem} of suite {suite.name}")
             export_onnx(suite.locate(name), staged / f"{stem}.onnx", quantize=quantize, target=target,
-                        calibration_series=calibration_series, seed=seed, log=log)
+                        calibration_series=calibration_series, seed=seed, log=member_log)
         (staged / SUITE_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
         previous = Path(tmp) / "previous"
         if output.exists():

@@ -357,7 +357,11 @@ def exported_suite(suite_dir, tmp_path_factory):
     spec["calibration_windows"] = 2
     (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps(spec))
     out = tmp_path_factory.mktemp("edge") / "mini-edge"
-    export_suite("mini", out)
+    lines: list[str] = []
+    export_suite("mini", out, log=lines.append)
+    wrote = [line for line in lines if line.startswith("wrote ")]
+    assert [w.split(" (")[0] for w in wrote] == [f"wrote {out / 'mini-64.onnx'}", f"wrote {out / 'mini-16.onnx'}",
+                                                 f"wrote {out}/"], lines  # the files' own paths, not staged ones
     return out
 
 
