@@ -247,7 +247,9 @@ def forecast(
             if horizon is None:
                 series = forecaster.series_
                 what = (series.resolution or "integer steps") if series.step_index else forecaster.freq_
-                typer.echo(f"horizon {forecaster.horizon_} (default for frequency {what})", err=True)
+                source = (f"default for frequency {what}" if forecaster.horizon_ == series.stated_freq_info.horizon
+                          else "the horizon the model was exported for")
+                typer.echo(f"horizon {forecaster.horizon_} ({source})", err=True)
             uses_covariates = reads_covariates(forecaster.model_)
             if (exog or future_exog or future) and not uses_covariates:
                 typer.echo("note: the zero-shot model forecasts from the targets alone; covariates take effect "

@@ -234,6 +234,22 @@ def test_forecaster_and_onnx_file_give_the_same_frame(exported, tiny_checkpoint)
     assert _rel(got[cols].to_numpy(), want[cols].to_numpy()) < 1e-4
 
 
+def test_an_exported_horizon_is_the_default_of_package_and_cli(exported, tmp_path):
+    """A file exported for 16 steps forecasts 16 steps by default wherever it is read (monthly data
+    would otherwise get 18); a horizon asked for still wins."""
+    from cli.main import app
+
+    df = monthly_frame(2, length=50)
+    assert len(forecast_with_onnx(exported[0], df)) == 2 * 16
+    assert len(forecast_with_onnx(exported[0], df, horizon=5)) == 2 * 5
+    df.to_csv(tmp_path / "in.csv", index=False)
+    result = CliRunner().invoke(app, ["forecast", str(tmp_path / "in.csv"), "--model", str(exported[0]),
+                                      "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 0, result.stderr
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 2 * 16
+    assert "horizon 16 (the horizon the model was exported for)" in result.stderr
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_freq_aliases_map_like_the_package():
     aliases = ["s", "60s", "min", "T", "5min", "15T", "30min", "60min", "90min", "h", "H", "2h", "24h", "D", "d", "7D",

@@ -182,13 +182,10 @@ class Forecaster:
     def _series(self, df: pd.DataFrame | str | Path):
         from tsfm.data.loading import load_series
 
-        min_length = 3
         past, future = self._covariate_roles()
-        return load_series(
-            df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
-            past_exog=past or None, future_exog=future or None,
-            freq=self.freq, multivariate=self.multivariate, fill=self.fill, min_length=min_length,
-        )
+        return load_series(df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
+                           past_exog=past or None, future_exog=future or None, freq=self.freq,
+                           multivariate=self.multivariate, fill=self.fill, min_length=3)
 
     def _with_fitted_resolution(self, series):
         """New integer steps keep the resolution read from the fitted ones: the plan was made for it."""
@@ -243,7 +240,7 @@ class Forecaster:
 
         self._check_source()
         series = self._series(df)
-        check_future_fits(series, int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon)
+        check_future_fits(series, self._default_horizon(series))
         if self.model == "auto":
             self.model_ = self._fit_auto(series)
         else:
@@ -251,6 +248,10 @@ class Forecaster:
         check_levels(self.model_, levels)
         self._remember(series, levels, names)
         return self
+
+    def _default_horizon(self, series) -> int:
+        from tsfm.pipeline import default_horizon
+        return int(self.horizon) if self.horizon is not None else default_horizon(self.model, series)
 
     def _is_auto(self) -> bool:
         return getattr(self, "model_name_", None) == "auto"
@@ -260,7 +261,7 @@ class Forecaster:
         from tsfm import auto
         from tsfm.pipeline import Plan, inferred_note, typical_history
 
-        h = h or (int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon)
+        h = h or self._default_horizon(series)
         self.device_ = self._device()
         calibrate = auto.CALIBRATE if self.calibration_windows is None else self.calibration_windows > 0
         ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
@@ -276,7 +277,7 @@ class Forecaster:
         """The fitted attributes: the series' context, frequency, horizon and quantile columns."""
         self.series_ = series
         self.freq_ = series.freq
-        self.horizon_ = int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon
+        self.horizon_ = self._default_horizon(series)
         self.levels_, self.quantile_names_ = levels, names
         self.series_ids_ = list(series.ids)
         self.X_future_ = None
@@ -377,7 +378,7 @@ class Forecaster:
                 and not self._is_auto() and getattr(self, "_finetuned_from", None) != self.model:
             return self._fitted_on(df).predict(h=h, X_future=X_future)  # served as fit(df) would serve it
         if not hasattr(self, "horizon_"):
-            self.horizon_ = int(self.horizon) if self.horizon is not None else series.stated_freq_info.horizon
+            self.horizon_ = self._default_horizon(series)
         h = int(h) if h is not None else self.horizon_
         if df is None and not self._is_auto() and reads_covariates(self.model_):
             X_future = X_future if X_future is not None else self.X_future_

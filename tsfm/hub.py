@@ -78,7 +78,7 @@ class Suite:
         """The shortest context the variant reads: its own, or for an ensemble its shortest member's."""
         located = self.locate(variant)
         if located.lower().endswith(".onnx"):
-            return exported_context_length(located, Path(located).stat().st_mtime_ns)
+            return exported_lengths(located, Path(located).stat().st_mtime_ns)[0]
         return read_config(resolve(located)).shortest_context
 
     def specialist(self, variant: str, freq: str) -> str | None:
@@ -108,11 +108,13 @@ def load_suite(name: str | Path) -> Suite | None:
 
 
 @functools.lru_cache(maxsize=64)
-def exported_context_length(path: str, modified_ns: int) -> int:
-    """The context an exported file reads (its metadata; the graph is opened once per file version)."""
+def exported_lengths(path: str, modified_ns: int) -> tuple[int, int | None]:
+    """The context an exported file reads and the horizon it was exported for (None: the frequency's),
+    from its metadata; the graph is opened once per file version."""
     from tsfm_runtime.edge import load as load_exported
 
-    return load_exported(path).context_length
+    edge = load_exported(path)
+    return edge.context_length, edge.default_horizon
 
 
 def read_config(directory: Path) -> ModelConfig:

@@ -24,7 +24,7 @@ from tsfm.data.forecast_frame import forecast_frame as make_frame
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.windows import blind_contexts, future_exog_windows, inference_windows
 from tsfm.errors import InputError
-from tsfm.hub import load_model, load_suite
+from tsfm.hub import exported_lengths, load_model, load_suite
 from tsfm.models.base import Capabilities, ForecastModel, ModelConfig
 from tsfm_runtime import rules
 from tsfm_runtime.freq import NON_SEASONAL
@@ -50,6 +50,16 @@ def typical_history(series: SeriesSet) -> float:
 
 def is_exported(source: str | Path) -> bool:
     return str(source).lower().endswith(ONNX_SUFFIX)
+
+
+def default_horizon(model: str | Path, series: SeriesSet) -> int:
+    """Steps forecast when none are asked for: an exported file's horizon when its export named one,
+    else the frequency's."""
+    if is_exported(model) and Path(model).is_file():
+        recorded = exported_lengths(str(model), Path(model).stat().st_mtime_ns)[1]
+        if recorded is not None:
+            return recorded
+    return series.stated_freq_info.horizon
 
 
 def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = None,
