@@ -30,6 +30,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from tsfm import __version__
+
+        typer.echo(f"tsfm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Time-series forecasting foundation models: zero-shot forecasts from tiny pretrained models."""
+
+
 def default_threads() -> int:
     """Threads when ``--num-threads`` is not given: ``OMP_NUM_THREADS`` if set, else the CPUs this
     process may run on (its affinity mask, so a pinned or containerised run does not oversubscribe)."""
@@ -331,7 +345,8 @@ def models() -> None:
         typer.echo(f"{name:<{width}}{kind:<10}{family.summary}")
         if suite:
             rule = ", ".join(f"{v} from {h} points" for v, h in suite.variants)
-            typer.echo(f"{indent}picks a variant by median history length: {rule} (default {suite.default})")
+            typer.echo(f"{indent}picks a variant by median history length: {rule}, among those whose context "
+                       f"covers {suite.min_seasons:g} seasons (else {suite.default})")
             for freq, general, special in suite.by_frequency:
                 typer.echo(f"{indent}{freq} data: {special} in place of {general}")
             if suite.log_scale != "never":

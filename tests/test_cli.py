@@ -108,9 +108,17 @@ def test_corrupt_checkpoint_is_a_clean_error(tiny_checkpoint, csv, tmp_path):
     assert code == 2 and "cannot read" in err and len(err.strip().splitlines()) == 1
 
 
-def test_models_lists_families():
+def test_models_lists_families_and_the_suites_rule():
     code, out, _ = _run("models")
     assert code == 0 and "ttm" in out
+    assert "from 512 points, among those whose context covers 2 seasons (else ttm-512)" in " ".join(out.split())
+
+
+def test_version():
+    from tsfm import __version__
+
+    code, out, _ = _run("--version")
+    assert code == 0 and out.strip() == f"tsfm {__version__}"
 
 
 def test_console_script_exit_code_and_no_lightning_import(tiny_checkpoint, csv, tmp_path):
