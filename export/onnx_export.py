@@ -63,6 +63,7 @@ OUTPUT_NAME = "quantiles"
 QUANTIZE_METHODS = ("none", "int8-dynamic", "int8-static")
 QUANTIZE_ALIASES = {"int8": "int8-dynamic", "fp32": "none", "": "none"}
 PARITY_TOLERANCE = 1e-4  # fp32 graph vs torch, relative to the forecast's magnitude
+INT8_WORTH = 0.75  # an int8 file larger than this share of the float32 one is noted as not worth it
 
 Log = Callable[[str], None]
 
@@ -337,9 +338,13 @@ def export_onnx(
         if method != "none":
             quantize_onnx(fp32, final, method=method, target=target, calibration_series=calibration_series,
                           seed=seed, log=log)
-        size = final.stat().st_size
+        size, fp32_size = final.stat().st_size, fp32.stat().st_size
         written = replace_file(output, lambda dest: _copy_bytes(final, dest), suffix=".onnx")
     log(f"wrote {written} ({size / 1e6:.2f} MB)")
+    if method != "none" and size > INT8_WORTH * fp32_size:
+        log(f"note: the int8 file is {size / fp32_size:.2f}x the float32 one ({fp32_size / 1e6:.2f} MB): few of "
+            f"{model.config.family}'s weights are in the MatMul/Gemm operators int8 quantizes; "
+            "consider --quantize none, which is exact")
     return written
 
 
