@@ -125,10 +125,26 @@ def test_step_limit_inside_the_first_epoch_still_validates(tiny_checkpoint):
     assert np.isfinite(report.val_loss_best) and report.train_windows > 64
 
 
+def test_steps_after_the_last_validation_are_validated_too(tiny_checkpoint):
+    """40 steps of 34-batch epochs: validated at step 34 and again at 40, so the last 6 steps can be kept;
+    re-measuring the returned weights gives the recorded best loss."""
+    series = load_series(seasonal_frame(3, length=400))
+    tuned, report = finetune_model(load_model(tiny_checkpoint), series, horizon=12, fraction=1.0, max_steps=40,
+                                   batch_size=32, progress=False)
+    assert report.train_windows == 1071 and report.steps == 40 and report.epochs == 2
+    assert report.best_epoch == 1 and report.kept == "fine-tuned"
+    _, val, _ = plan_windows(series.lengths.tolist(), 12, None, 1.0)
+    loader = DataLoader(SeriesWindows(series.values, val, 64, 16, 12, series.freq_info.token), batch_size=256,
+                        collate_fn=collate_windows)
+    task = ForecastingTask(model=tuned.config.to_dict())
+    task.model = tuned
+    assert _validation_loss(task, loader, "cpu") == pytest.approx(report.val_loss_best, rel=1e-6)
+
+
 def test_keep_best_weights_tracks_lowest_validation_loss():
     class Trainer:
         sanity_checking = False
-        current_epoch = 0
+        current_epoch = global_step = 0
         callback_metrics: dict = {}
 
     module = ForecastingTask(model={"family": "ttm", "context_length": 16, "prediction_length": 4,
@@ -141,8 +157,9 @@ def test_keep_best_weights_tracks_lowest_validation_loss():
             module.model.head.proj.bias.fill_(float(epoch))
         snapshots.append(module.model.head.proj.bias.clone())
         trainer.current_epoch, trainer.callback_metrics = epoch, {"val_loss": torch.tensor(loss)}
+        trainer.global_step = 10 * (epoch + 1)
         keep.on_validation_end(trainer, module)
-    assert keep.best == 1.0 and keep.epoch == 1
+    assert keep.best == 1.0 and keep.epoch == 1 and keep.validated_step == 30
     torch.testing.assert_close(keep.state["head.proj.bias"], snapshots[1], rtol=0, atol=0)
 
 

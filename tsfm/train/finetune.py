@@ -326,15 +326,21 @@ class KeepBestWeights(pl.Callback):
         self.best = math.inf
         self.state: dict[str, torch.Tensor] | None = None
         self.epoch: int | None = None
+        self.validated_step = 0  # the training step of the last validation
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         loss = trainer.callback_metrics.get("val_loss")
-        if loss is not None and float(loss) < self.best:
-            self.best = float(loss)
+        self.offer(None if loss is None else float(loss), pl_module, trainer.current_epoch, trainer.global_step)
+
+    def offer(self, loss: float | None, pl_module: pl.LightningModule, epoch: int, step: int) -> None:
+        """Keep ``pl_module``'s weights if ``loss`` (theirs, at ``step``) is the lowest so far."""
+        self.validated_step = step
+        if loss is not None and loss < self.best:
+            self.best = loss
             self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
-            self.epoch = trainer.current_epoch
+            self.epoch = epoch
 
 
 class CountWindows(pl.Callback):
@@ -483,6 +489,10 @@ def finetune_model(
                 signal.signal(signal.SIGINT, on_interrupt)  # it ignores SIGINT from then on
                 raise KeyboardInterrupt from None
             raise
+        if trainer.global_step > keep.validated_step:  # a step limit inside an epoch: its last steps count too
+            epoch = (trainer.global_step - 1) // len(train_loader)  # Lightning has closed the epoch by now
+            keep.offer(_validation_loss(task, val_loader, device), task, epoch, trainer.global_step)
+            count.validations += 1
     seconds = time.perf_counter() - start
 
     improved = keep.state is not None and keep.best < before
