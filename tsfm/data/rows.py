@@ -1,8 +1,7 @@
 """A user table as rows in long form (series code, time, values, covariates), before the grid.
 
-Long tables give one row per (id, time); wide tables one row per (column, time) from the column's
-first value to its last, empty cells included, so that the table's stamps, not the observed ones
-alone, say the frequency; ``multivariate=True`` gathers the series as the channels of one item.
+Long tables give one row per (id, time); wide tables one row per observed (column, time);
+``multivariate=True`` gathers the series as the channels of one item.
 """
 
 from __future__ import annotations
@@ -93,12 +92,8 @@ def wide_rows(
     zone = dict(tz=parsed.tz, wall=parsed.wall, steps=parsed.steps, slash_dates=parsed.slash_dates,
                 int_dates=parsed.int_dates)
     observed = ~np.isnan(values)
-    # An empty row is kept inside a series' span: daily rows with values every third day are daily
-    # data with gaps. Empty rows at a repeated stamp carry nothing and would read as duplicates.
-    _, inverse, repeats = np.unique(times, return_inverse=True, return_counts=True)
-    lone_stamp = repeats[inverse] == 1
     if multivariate:  # one item; its span runs from the first to the last row with any value
-        keep = observed.any(axis=1) | (lone_stamp & _within_span(times, observed.any(axis=1)[:, None])[:, 0])
+        keep = observed.any(axis=1)
         n = int(keep.sum())
         return Rows(
             ids=[MULTIVARIATE_ID], codes=np.zeros(n, np.int64), times=times[keep], values=values[keep],
@@ -110,8 +105,7 @@ def wide_rows(
     cols = np.flatnonzero(present)
     code_of = np.full(len(roles.targets), -1)
     code_of[cols] = np.arange(len(cols))
-    kept = observed | (lone_stamp[:, None] & _within_span(times, observed))
-    col_idx, row_idx = np.nonzero(kept.T)  # column-major: grouped by series, rows in order
+    col_idx, row_idx = np.nonzero(observed.T)  # column-major: grouped by series, rows in order
     return Rows(
         ids=[roles.targets[c] for c in cols],
         codes=code_of[col_idx].astype(np.int64),
@@ -124,13 +118,6 @@ def wide_rows(
         empty_ids=[roles.targets[c] for c in np.flatnonzero(~present)],
         **zone,
     )
-
-
-def _within_span(times: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """[n, C]: whether each row's stamp lies between the first and last observed stamp of each column."""
-    first = np.where(observed, times[:, None], np.iinfo(np.int64).max).min(axis=0)
-    last = np.where(observed, times[:, None], np.iinfo(np.int64).min).max(axis=0)
-    return (times[:, None] >= first) & (times[:, None] <= last)
 
 
 def ids_to_channels(rows: Rows) -> Rows:

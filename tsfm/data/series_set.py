@@ -22,7 +22,7 @@ class SeriesSet:
     ``ids_as_channels`` is True when the C channels are separate input series gathered into one
     item (wide or long input read with ``multivariate=True``); :func:`forecast_frame` then
     writes one ``unique_id`` per channel, so the output looks the same with or without mixing.
-    ``n_gaps[i]`` counts grid points with no observed value (before any fill).
+    ``n_gaps[i]`` counts grid points that had no input row (before any fill).
 
     ``starts`` are naive: wall-clock times of ``tz`` when ``wall_time`` (daily and coarser data),
     else UTC; ``timestamps``/``last_timestamp``/``future_index`` give them back in ``tz``.
