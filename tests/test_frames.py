@@ -726,3 +726,14 @@ def test_row_labels_are_not_series_and_two_series_long_tables_are_found(tmp_path
     long = pd.DataFrame({"store": np.repeat(["north", "south"], 40), "date": np.tile(ds, 2), "sales": np.arange(80.0)})
     s = load_series(long)
     assert s.ids == ["north", "south"] and s.lengths.tolist() == [40, 40]
+
+
+def test_a_wide_series_frequency_is_read_from_its_values():
+    """Blank weekends in a daily wide table are business days, as a spreadsheet of market closes
+    means; --freq D says otherwise (weekends become gaps)."""
+    ds = pd.date_range("2024-01-01", periods=30, freq="D")
+    y = np.where(ds.weekday < 5, np.arange(30.0), np.nan)
+    wide = pd.DataFrame({"ds": ds, "a": y, "b": y})
+    assert load_series(wide).freq == "B" and load_series(wide).lengths.tolist() == [22, 22]
+    daily = load_series(wide, freq="D", fill="none")
+    assert daily.freq == "D" and daily.lengths.tolist() == [30, 30]
