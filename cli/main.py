@@ -140,7 +140,8 @@ def forecast(
         ..., help="CSV (long: unique_id,ds,y; wide: one time column + one column per series; or numbers "
                   "alone, one column per series, each row the next step)"),
     horizon: int | None = typer.Option(
-        None, "--horizon", "-H", help=f"Steps to forecast, at most {MAX_HORIZON} (default: from the frequency)"
+        None, "--horizon", "-H", help=f"Steps to forecast, at most {MAX_HORIZON} (default: from the frequency; "
+        "for an .onnx exported with --horizon, that horizon)"
     ),
     model: str = typer.Option(
         "ttm", "--model", "-m",

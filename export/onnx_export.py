@@ -392,7 +392,9 @@ def export_suite(
         staged = Path(tmp) / "suite"
         staged.mkdir()
         def member_log(line: str) -> None:  # name the files where they will be, not where they are staged
-            log(line.replace(str(staged), str(output)))
+            for spelling in {str(staged), os.path.realpath(staged)}:
+                line = line.replace(spelling, str(output))
+            log(line)
 
         for name, stem in stems.items():
             log(f"checkpoint {stem} of suite {suite.name}")

@@ -456,6 +456,9 @@ def test_bad_model_files_give_one_line_errors(exported, tmp_path):
         with pytest.raises(runtime.ModelFileError, match=expect) as info:
             runtime.load(path)
         assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+        with pytest.raises(InputError) as info:  # the default horizon reads the file first: same one line
+            forecast_with_onnx(path, monthly_frame(1))
+        assert "\n" not in str(info.value)
     with pytest.raises(InputError, match="cannot load"):
         forecast_with_onnx(truncated, monthly_frame(1))
     assert read_metadata(exported[0])["tsfm.horizon"] == "16"

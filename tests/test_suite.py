@@ -4,6 +4,7 @@ series' typical length and their frequency's season."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -348,8 +349,9 @@ def test_an_export_never_replaces_the_suite_it_reads(suite_dir, tmp_path_factory
 
 
 @pytest.fixture()
-def exported_suite(suite_dir, tmp_path_factory):
-    """Suite `mini` with a monthly specialist and calibrated intervals, exported to a folder."""
+def exported_suite(suite_dir, tmp_path_factory, monkeypatch):
+    """Suite `mini` with a monthly specialist and calibrated intervals, exported to a folder (given
+    as a relative path, as a user types it)."""
     from tsfm.export.onnx_export import export_suite
 
     spec = json.loads((suite_dir / "mini" / hub.SUITE_FILE).read_text())
@@ -357,11 +359,12 @@ def exported_suite(suite_dir, tmp_path_factory):
     spec["calibration_windows"] = 2
     (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps(spec))
     out = tmp_path_factory.mktemp("edge") / "mini-edge"
+    monkeypatch.chdir(out.parent.parent)
+    given = Path(out.parent.name) / out.name
     lines: list[str] = []
-    export_suite("mini", out, log=lines.append)
-    wrote = [line for line in lines if line.startswith("wrote ")]
-    assert [w.split(" (")[0] for w in wrote] == [f"wrote {out / 'mini-64.onnx'}", f"wrote {out / 'mini-16.onnx'}",
-                                                 f"wrote {out}/"], lines  # the files' own paths, not staged ones
+    export_suite("mini", given, log=lines.append)
+    wrote = [line.split(" (")[0] for line in lines if line.startswith("wrote ")]
+    assert wrote == [f"wrote {given / 'mini-64.onnx'}", f"wrote {given / 'mini-16.onnx'}", f"wrote {given}/"], lines
     return out
 
 

@@ -56,7 +56,12 @@ def default_horizon(model: str | Path, series: SeriesSet) -> int:
     """Steps forecast when none are asked for: an exported file's horizon when its export named one,
     else the frequency's."""
     if is_exported(model) and Path(model).is_file():
-        recorded = exported_lengths(str(model), Path(model).stat().st_mtime_ns)[1]
+        from tsfm_runtime.edge import ModelFileError
+
+        try:
+            recorded = exported_lengths(str(model), Path(model).stat().st_mtime_ns)[1]
+        except ModelFileError as err:
+            raise InputError(str(err)) from None
         if recorded is not None:
             return recorded
     return series.stated_freq_info.horizon
