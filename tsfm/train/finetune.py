@@ -81,8 +81,8 @@ class FinetuneReport:
     frozen_parameters: int
     val_loss_before: float
     val_loss_best: float
-    best_epoch: int | None
-    epochs: int  # validation rounds: one per epoch (or one at max_steps when that ends the first epoch)
+    best_epoch: int | None  # 0-based
+    epochs: int  # validation rounds: one per epoch, and one at max_steps when it ends an epoch early
     steps: int
     windows_seen: int
     seconds: float
