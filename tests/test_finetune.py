@@ -100,6 +100,16 @@ def test_windows_hide_targets_beyond_end_and_horizon():
 # ----------------------------------------------------------------------------- training and selection
 
 
+def remeasured_loss(tuned, series, fraction: float) -> float:
+    """The validation loss of ``tuned`` on the tiny checkpoint's validation windows (horizon 12)."""
+    _, val, _ = plan_windows(series.lengths.tolist(), 12, None, fraction)
+    loader = DataLoader(SeriesWindows(series.values, val, 64, 16, 12, series.freq_info.token), batch_size=256,
+                        collate_fn=collate_windows)
+    task = ForecastingTask(model=tuned.config.to_dict())
+    task.model = tuned
+    return _validation_loss(task, loader, "cpu")
+
+
 def test_finetune_reduces_validation_loss_and_restores_best(tiny_checkpoint):
     series = load_series(seasonal_frame())
     model = load_model(tiny_checkpoint)
@@ -108,12 +118,7 @@ def test_finetune_reduces_validation_loss_and_restores_best(tiny_checkpoint):
     assert report.kept == "fine-tuned" and tuned is not model
     assert report.val_loss_best < 0.8 * report.val_loss_before
     # the returned weights are the best epoch's: re-measuring gives exactly the recorded best loss
-    _, val, _ = plan_windows(series.lengths.tolist(), 12, None, 0.5)
-    loader = DataLoader(SeriesWindows(series.values, val, 64, 16, 12, series.freq_info.token), batch_size=256,
-                        collate_fn=collate_windows)
-    task = ForecastingTask(model=tuned.config.to_dict())
-    task.model = tuned
-    assert _validation_loss(task, loader, "cpu") == pytest.approx(report.val_loss_best, rel=1e-6)
+    assert remeasured_loss(tuned, series, fraction=0.5) == pytest.approx(report.val_loss_best, rel=1e-6)
     assert not any(p.requires_grad is False for p in tuned.parameters())
 
 
@@ -133,12 +138,7 @@ def test_steps_after_the_last_validation_are_validated_too(tiny_checkpoint):
                                    batch_size=32, progress=False)
     assert report.train_windows == 1071 and report.steps == 40 and report.epochs == 2
     assert report.best_epoch == 1 and report.kept == "fine-tuned"
-    _, val, _ = plan_windows(series.lengths.tolist(), 12, None, 1.0)
-    loader = DataLoader(SeriesWindows(series.values, val, 64, 16, 12, series.freq_info.token), batch_size=256,
-                        collate_fn=collate_windows)
-    task = ForecastingTask(model=tuned.config.to_dict())
-    task.model = tuned
-    assert _validation_loss(task, loader, "cpu") == pytest.approx(report.val_loss_best, rel=1e-6)
+    assert remeasured_loss(tuned, series, fraction=1.0) == pytest.approx(report.val_loss_best, rel=1e-6)
 
 
 def test_keep_best_weights_tracks_lowest_validation_loss():
