@@ -391,8 +391,12 @@ def export_suite(
     with tempfile.TemporaryDirectory(prefix=".tsfm-suite-", dir=output.parent) as tmp:
         staged = Path(tmp) / "suite"
         staged.mkdir()
-        def member_log(line: str) -> None:  # name the files where they will be, not where they are staged
-            for spelling in {str(staged), os.path.realpath(staged)}:
+        # logs name the files where they will be, not where they are staged; the real path goes first,
+        # since a relative spelling of the folder is its tail
+        spellings = sorted({str(staged), os.path.realpath(staged)}, key=len, reverse=True)
+
+        def member_log(line: str) -> None:
+            for spelling in spellings:
                 line = line.replace(spelling, str(output))
             log(line)
 
