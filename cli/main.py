@@ -186,6 +186,12 @@ def forecast(
              "(default: the model's choice; the ttm suite says 3, single checkpoints 0; --ensemble auto: none by "
              "default, any positive value calibrates it leave-one-window-out over its own backtests)",
     ),
+    seasonal_adjustment: bool | None = typer.Option(
+        None, "--seasonal-adjustment/--no-seasonal-adjustment",
+        help="Show seasonal series to the network divided by their classical seasonal indices, then multiply them "
+             "back (strictly positive series of 3+ seasons that test seasonal; default: the model's choice; the ttm "
+             "suite adjusts, single checkpoints do not)",
+    ),
     ensemble: str | None = typer.Option(
         None, "--ensemble",
         help="auto: combine the ttm suite, moirai-moe and statsforecast's AutoARIMA, AutoTheta, AutoETS and "
@@ -251,7 +257,7 @@ def forecast(
                 id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
                 past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
                 nonnegative=nonnegative, log_scale=log_scale, calibration_windows=calibration_windows,
-                device=device, batch_size=batch_size,
+                seasonal_adjustment=seasonal_adjustment, device=device, batch_size=batch_size,
                 num_threads=num_threads or default_threads(),
             )
             forecaster.fit(input)
@@ -352,6 +358,8 @@ def models() -> None:
                 typer.echo(f"{indent}{freq} data: {special} in place of {general}")
             if suite.log_scale != "never":
                 typer.echo(f"{indent}forecasts in log space: {suite.log_scale} positive contexts (--log-scale)")
+            if suite.spec.seasonal_adjustment:
+                typer.echo(f"{indent}forecasts seasonal series seasonally adjusted (--no-seasonal-adjustment)")
     roles = {special: f"; in suite {n}, stands in for {general} on {freq} data"
              for n, suite in suites.items() for freq, general, special in suite.by_frequency}
     for name in sorted(shipped - set(FAMILIES)):

@@ -1,5 +1,5 @@
 """The rules around a network (``tsfm_runtime.rules``): level interpolation, rollout past the model
-horizon, constants, floor at zero, log space."""
+horizon, constants, floor at zero, log space, seasonal adjustment."""
 
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ from tsfm_runtime.rules import (
     nonnegative_channels,
     pin_constants,
     rollout,
+    seasonal_factors,
     to_log_space,
 )
 
@@ -201,3 +202,101 @@ def test_calibration_only_uses_the_history_it_is_given():
                      calibration_windows=3)
     np.testing.assert_array_equal(short, forecast(step, values[:, :6], mask[:, :6], np.zeros(2, np.int64), 4,
                                                   model.quantiles, 4, context=8))
+
+
+# ----------------------------------------------------------------------------- seasonal adjustment
+SEASON = np.array([0.7, 1.0, 1.3, 1.0])  # quarterly indices, mean 1
+
+
+def seasonal_batch(length=40, trend=0.5, noise=0.0, seed=0):
+    """[1, length, 1]: a level with a trend times ``SEASON``, phase 0 at the first step."""
+    t = np.arange(length)
+    rng = np.random.default_rng(seed)
+    y = (50 + trend * t) * SEASON[t % 4] * np.exp(noise * rng.normal(size=length))
+    return y.astype(np.float32)[None, :, None]
+
+
+def reference_factors(y, m, t, horizon):
+    """Classical decomposition of one gap-free positive run, written out step by step; None when the
+    seasonality test fails."""
+    n = len(y)
+    x = y - y.mean()
+    r = [np.sum(x[k:] * x[:n - k]) / np.sum(x * x) for k in range(1, m + 1)]
+    if n < 3 * m or abs(r[-1]) <= 1.645 * np.sqrt((1 + 2 * sum(v * v for v in r[:-1])) / n):
+        return None
+    half = m // 2
+    ratios = {p: [] for p in range(m)}
+    for i in range(half, n - half):
+        inner = y[i - half:i + half + 1]
+        window = inner if m % 2 else np.r_[inner[0] / 2, inner[1:-1], inner[-1] / 2]  # 2 x m for an even m
+        ratios[i % m].append(y[i] / (window.sum() / m))
+    indices = np.array([np.mean(ratios[p]) for p in range(m)])
+    indices /= indices.mean()
+    start = t - n
+    return indices[(np.arange(start, t) - start) % m], indices[(np.arange(t, t + horizon) - start) % m]
+
+
+def test_seasonal_factors_recover_a_multiplicative_season_at_the_right_phases():
+    values = seasonal_batch(length=42)  # ends at phase 1: the forecast starts at phase 2
+    past, ahead = seasonal_factors(values, np.ones_like(values), season=4, horizon=6)
+    np.testing.assert_allclose(past[0, :, 0], SEASON[np.arange(42) % 4], rtol=0.02)
+    np.testing.assert_allclose(ahead[0, :, 0], SEASON[np.arange(42, 48) % 4], rtol=0.02)
+    np.testing.assert_allclose(past[0, -4:, 0].mean(), 1.0, rtol=1e-9)
+
+
+def test_seasonal_factors_leave_what_does_not_qualify():
+    """Noise, fewer than three seasons, a zero, a gap or no season: no factors (1, or None for all)."""
+    good = seasonal_batch(length=40)
+    rng = np.random.default_rng(1)
+    cases = {"noise": (50 + rng.normal(size=40)).astype(np.float32)[None, :, None], "short": good[:, -11:],
+             "zero": np.where(np.arange(40)[None, :, None] == 5, 0.0, good).astype(np.float32),
+             "gap": np.where(np.arange(40)[None, :, None] == 20, np.nan, good).astype(np.float32)}
+    for name, values in cases.items():
+        assert seasonal_factors(values, np.ones_like(values), 4, 3) is None, name
+    assert seasonal_factors(good, np.ones_like(good), 1, 3) is None
+    # in a batch the good channel is adjusted, the others keep factor 1, left padding is not a gap
+    padded = np.concatenate([np.full((1, 10, 1), np.nan, np.float32), good], axis=1)
+    noise = (50 + rng.normal(size=50)).astype(np.float32)[None, :, None]
+    batch = np.concatenate([padded, noise], axis=2)
+    mask = np.isfinite(batch).astype(np.float32)
+    past, ahead = seasonal_factors(batch, mask, 4, 3)
+    assert np.all(past[0, :, 1] == 1) and np.all(ahead[0, :, 1] == 1)
+    assert not np.allclose(ahead[0, :, 0], 1)
+
+
+def test_seasonal_factors_equal_the_decomposition_written_out():
+    rng = np.random.default_rng(7)
+    for m, t in ((4, 30), (5, 40), (12, 96), (7, 64)):
+        n_series = 12
+        values = np.full((n_series, t, 1), np.nan, np.float32)
+        for i in range(n_series):
+            start = int(rng.integers(0, t - 3 * m + 1))
+            steps = np.arange(t - start)
+            values[i, start:, 0] = (20 + rng.normal(0, 1, t - start).cumsum() * 0.1) * (
+                1 + 0.3 * np.sin(2 * np.pi * steps / m + i)) * np.exp(rng.normal(0, 0.05 * (i % 3), t - start))
+        mask = np.isfinite(values).astype(np.float32)
+        got = seasonal_factors(values, mask, m, 5)
+        for i in range(n_series):
+            run = values[i, np.isfinite(values[i, :, 0]), 0].astype(np.float64)
+            want = reference_factors(run, m, t, 5)
+            if want is None:
+                assert got is None or (np.all(got[0][i] == 1) and np.all(got[1][i] == 1))
+            else:
+                np.testing.assert_allclose(got[0][i, t - len(run):, 0], want[0], rtol=1e-9)
+                np.testing.assert_allclose(got[1][i, :, 0], want[1], rtol=1e-9)
+
+
+def test_seasonal_adjustment_lets_a_naive_network_continue_the_season():
+    """A network that repeats its last value, shown a flat level times a season, forecasts the season
+    once the season is divided out; without adjustment, or without a season, it repeats the last value."""
+    from tsfm_runtime.rules import forecast
+
+    model = _model(h=4, spread=0.0)
+    step = torch_step(model, 256, "cpu")
+    values = seasonal_batch(length=42, trend=0.0)
+    args = (step, values, np.ones_like(values), np.zeros(1, np.int64), 6, model.quantiles, 4)
+    adjusted = forecast(*args, context=40, season=4, seasonal_adjustment=True)
+    np.testing.assert_allclose(adjusted[0, :, 0, 4], 50 * SEASON[np.arange(42, 48) % 4], rtol=0.02)
+    plain = forecast(*args, context=40, season=4)
+    np.testing.assert_allclose(plain[0, :, 0, 4], values[0, -1, 0])
+    np.testing.assert_array_equal(forecast(*args, context=40, season=1, seasonal_adjustment=True), plain)

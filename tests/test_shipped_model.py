@@ -211,13 +211,22 @@ def test_scaling_invariance_of_the_shipped_model():
     rng = np.random.default_rng(1)
     y = 10 + np.cumsum(rng.normal(size=200)) + 3 * np.sin(np.arange(200) * 2 * np.pi / 7)
     df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=200, freq="D"), "y": y})
-    base = Forecaster(horizon=14).fit(df).predict()  # the suite forecasts raw values: scale and shift commute
-    scaled = Forecaster(horizon=14).fit(df.assign(y=3.0 * y + 1000.0)).predict()
+    # without seasonal adjustment the suite forecasts raw values: scale and shift commute
+    base = Forecaster(horizon=14, seasonal_adjustment=False).fit(df).predict()
+    scaled = Forecaster(horizon=14, seasonal_adjustment=False).fit(df.assign(y=3.0 * y + 1000.0)).predict()
     np.testing.assert_allclose(scaled["0.5"], 3.0 * base["0.5"] + 1000.0, rtol=1e-4)
+    # multiplicative seasonal indices (the suite's default) are unchanged by a scale, not by a shift
+    shifted = df.assign(y=y + 1000.0)
+    adjusted = Forecaster(horizon=14).fit(shifted)
+    assert adjusted.plan_.seasonal_adjustment
+    np.testing.assert_allclose(Forecaster(horizon=14).fit(shifted.assign(y=3.0 * shifted.y)).predict()["0.5"],
+                               3.0 * adjusted.predict()["0.5"], rtol=1e-4)
+    assert np.abs(adjusted.predict()["0.5"] - (base["0.5"] + 1000.0)).max() > 1e-3  # not the raw-space forecast
     # in log space (an option) a positive seasonal series keeps scale invariance, a shift is not one
     positive = df.assign(y=y + 1000.0)
-    logged = Forecaster(horizon=14, log_scale="seasonal").fit(positive).predict()
-    times_three = Forecaster(horizon=14, log_scale="seasonal").fit(positive.assign(y=3.0 * positive.y)).predict()
+    logged = Forecaster(horizon=14, log_scale="seasonal", seasonal_adjustment=False).fit(positive).predict()
+    times_three = Forecaster(horizon=14, log_scale="seasonal", seasonal_adjustment=False).fit(
+        positive.assign(y=3.0 * positive.y)).predict()
     np.testing.assert_allclose(times_three["0.5"], 3.0 * logged["0.5"], rtol=1e-4)
     assert np.abs(logged["0.5"] - (base["0.5"] + 1000.0)).max() > 1e-3  # not the raw-space forecast
 

@@ -146,6 +146,11 @@ def test_models_command_shows_suite_rule_and_variants(suite_dir, monkeypatch) ->
     assert any(line.startswith("mini-16") and "context 16, horizon 8" in line for line in lines)
     starts = {line.index("shipped") for line in lines if " shipped " in line}
     assert len(starts) == 1  # one column for every name, the longest included
+    assert "seasonally adjusted" not in result.stdout
+    spec = json.loads((suite_dir / "mini" / hub.SUITE_FILE).read_text())
+    (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps({**spec, "seasonal_adjustment": True}))
+    assert "forecasts seasonal series seasonally adjusted (--no-seasonal-adjustment)" in " ".join(
+        CliRunner().invoke(app, ["models"]).stdout.split())
 
 
 def test_a_fine_tuned_model_is_kept_for_new_data_until_the_model_changes(suite_dir) -> None:
@@ -314,6 +319,27 @@ def test_cli_log_scale_option(ensemble_suite, tmp_path) -> None:
         "error: log_scale must be None (the model's choice) or one of seasonal, positive, never, got 'sometimes'"]
 
 
+def test_cli_seasonal_adjustment_option(suite_dir, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tsfm import Forecaster
+    from tsfm.cli.main import app
+
+    spec = json.loads((suite_dir / "mini" / hub.SUITE_FILE).read_text())
+    (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps({**spec, "seasonal_adjustment": True}))
+    path = tmp_path / "grow.csv"
+    positive_frame("QS").to_csv(path, index=False)
+    cols = ["0.1", "0.5", "0.9"]
+    for flag, model in (("--no-seasonal-adjustment", "mini-64"), ("--seasonal-adjustment", "mini")):
+        out = tmp_path / "out.csv"
+        result = CliRunner().invoke(app, ["forecast", str(path), "-m", "mini", "-H", "4", flag, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        want = Forecaster(model=model, horizon=4).fit(path).predict()
+        np.testing.assert_allclose(pd.read_csv(out)[cols], want[cols], rtol=1e-5)
+        adjusted = "seasonal contexts adjusted" in result.stderr
+        assert adjusted == (flag == "--seasonal-adjustment"), result.stderr
+
+
 def test_a_saved_suite_forecaster_keeps_forecasting_in_log_space(ensemble_suite, tmp_path) -> None:
     """save() writes the checkpoint the suite chose, and with it the suite's log_scale choice."""
     from tsfm import Forecaster
@@ -323,6 +349,47 @@ def test_a_saved_suite_forecaster_keeps_forecasting_in_log_space(ensemble_suite,
     loaded = Forecaster.load(f.save(tmp_path / "saved"))
     assert loaded.log_scale == "seasonal"
     pd.testing.assert_frame_equal(loaded.fit(data).predict(), f.predict())
+
+
+def test_the_suite_forecasts_seasonal_series_seasonally_adjusted(suite_dir, tmp_path) -> None:
+    """seasonal_adjustment (a suite's choice): the chosen checkpoint forecasts the context divided by
+    its seasonal indices, and the forecast is multiplied back; a series with a zero, False, a plain
+    checkpoint and a fine-tuned model forecast the raw values; a saved Forecaster keeps the choice."""
+    from tsfm import Forecaster
+    from tsfm.errors import InputError
+    from tsfm_runtime.rules import seasonal_factors
+
+    spec = json.loads((suite_dir / "mini" / hub.SUITE_FILE).read_text())
+    (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps({**spec, "seasonal_adjustment": True}))
+    cols = ["mean", "0.1", "0.5", "0.9"]
+    data = positive_frame("QS")
+    suite = Forecaster(model="mini", horizon=6).fit(data)
+    assert suite.model_name_ == "mini-64" and suite.plan_.seasonal_adjustment
+    assert "seasonal contexts adjusted" in suite.plan_.reason
+    got = suite.predict().set_index("unique_id")
+    raw = Forecaster(model="mini-64", horizon=6).fit(data).predict().set_index("unique_id")
+    assert not raw.equals(got)
+    for uid in ("a", "b"):
+        context = data[data.unique_id == uid].iloc[-64:]
+        y = context.y.to_numpy(np.float32)[None, :, None]
+        past, ahead = seasonal_factors(y, np.ones_like(y), 4, 6)
+        adjusted = Forecaster(model="mini-64", horizon=6).fit(context.assign(y=y[0, :, 0] / past[0, :, 0]))
+        want = adjusted.predict()[cols].to_numpy() * ahead[0, :, :]
+        np.testing.assert_allclose(got.loc[uid, cols].to_numpy(), want, rtol=1e-4)
+    np.testing.assert_array_equal(got.loc["zero", cols].to_numpy(), raw.loc["zero", cols].to_numpy())
+    off = Forecaster(model="mini", horizon=6, seasonal_adjustment=False).fit(data).predict()
+    pd.testing.assert_frame_equal(off, raw.reset_index())
+    assert not Forecaster(model="mini-64", horizon=6).fit(data).plan_.seasonal_adjustment
+    loaded = Forecaster.load(suite.save(tmp_path / "saved"))
+    assert loaded.seasonal_adjustment is True
+    pd.testing.assert_frame_equal(loaded.fit(data).predict(), suite.predict())
+    tuned = Forecaster(model="mini", horizon=6).finetune(data, fraction=1.0, max_steps=1, progress=False)
+    assert not tuned.plan_.seasonal_adjustment  # fine-tuned on raw values: forecast raw values
+    with pytest.raises(InputError, match="seasonal_adjustment must be None .*, True or False, got 'yes'"):
+        Forecaster(model="mini", seasonal_adjustment="yes").fit(data)
+    (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps({**spec, "seasonal_adjustment": "yes"}))
+    with pytest.raises(InputError, match="seasonal_adjustment must be true or false, got 'yes'"):
+        hub.load_suite("mini")
 
 
 def test_an_export_never_replaces_the_suite_it_reads(suite_dir, tmp_path_factory) -> None:
@@ -350,13 +417,14 @@ def test_an_export_never_replaces_the_suite_it_reads(suite_dir, tmp_path_factory
 
 @pytest.fixture()
 def exported_suite(suite_dir, tmp_path_factory, monkeypatch):
-    """Suite `mini` with a monthly specialist and calibrated intervals, exported to a folder (given
-    as a relative path, as a user types it)."""
+    """Suite `mini` with a monthly specialist, seasonal adjustment and calibrated intervals, exported
+    to a folder (given as a relative path, as a user types it)."""
     from tsfm.export.onnx_export import export_suite
 
     spec = json.loads((suite_dir / "mini" / hub.SUITE_FILE).read_text())
     spec["by_frequency"] = {"M": {"mini-64": "mini-16"}}
     spec["calibration_windows"] = 2
+    spec["seasonal_adjustment"] = True
     (suite_dir / "mini" / hub.SUITE_FILE).write_text(json.dumps(spec))
     out = tmp_path_factory.mktemp("edge") / "mini-edge"
     monkeypatch.chdir(out.parent.parent)
@@ -377,13 +445,15 @@ def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, on
     assert sorted(p.name for p in exported_suite.iterdir()) == ["mini-16.onnx", "mini-64.onnx", "suite.json"]
     edge = tsfm_runtime.load(exported_suite)
     suite = hub.load_suite("mini")
-    for length, freq in ((30, "D"), (60, "D"), (60, "MS"), (30, "W")):
-        df = frame(length, freq, n_series=3)
+    seasonal = positive_frame("QS", length=60)  # two adjusted series, one raw
+    for freq, df in (("D", frame(30, "D", 3)), ("D", frame(60, "D", 3)), ("MS", frame(60, "MS", 3)),
+                     ("W", frame(30, "W", 3)), ("QS", seasonal)):
         levels = tuple(edge.quantiles)
         want = Forecaster(model="mini", horizon=12, quantiles=levels).fit(df)
         got = Forecaster(model=str(exported_suite), horizon=12, quantiles=levels).fit(df)
         info = want.series_.freq_info
         assert want.plan_.calibration_windows == got.plan_.calibration_windows == 2
+        assert want.plan_.seasonal_adjustment and got.plan_.seasonal_adjustment
         assert got.model_name_ == str(exported_suite / f"{want.model_name_}.onnx")
         assert want.model_name_ == suite.select(want.history_length_, info.season, info.name)
         cols = ["mean", *map(str, levels)]
@@ -391,6 +461,9 @@ def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, on
                                    rtol=1e-4, atol=1e-4)
         values = np.stack([g["y"].to_numpy() for _, g in df.groupby("unique_id")])
         assert edge.chosen(values, freq=freq) == want.model_name_
+        if df is seasonal:  # the adjustment is in play: without it the forecast differs
+            off = Forecaster(model="mini", horizon=12, quantiles=levels, seasonal_adjustment=False).fit(df)
+            assert not np.allclose(off.predict()[cols].to_numpy(), want.predict()[cols].to_numpy(), rtol=1e-3)
         direct = edge.predict(values, freq=freq, horizon=12)  # [3, 12, 1, Q]
         np.testing.assert_allclose(direct[:, :, 0].reshape(-1, len(levels)), want.predict()[list(map(str, levels))],
                                    rtol=1e-4, atol=1e-4)

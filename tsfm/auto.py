@@ -112,6 +112,7 @@ class Member:
     source: str = ""  # a network's checkpoint (the ttm suite's pick)
     stats: StatsMember | None = None
     log_scale: str = "never"
+    seasonal_adjustment: bool = False  # the ttm suite's choice, as for log_scale
 
 
 @dataclass
@@ -153,7 +154,8 @@ class AutoEnsemble:
 
         model = self.network(member)
         context = model_context(model, self.context_length)
-        return [forecast(model, head, h, GRID, log_scale=member.log_scale, context_length=context,
+        return [forecast(model, head, h, GRID, log_scale=member.log_scale,
+                         seasonal_adjustment=member.seasonal_adjustment, context_length=context,
                          batch_size=self.batch_size, device=self.device, nonnegative=False)[0] for head in heads]
 
     def stats_forecasts(self, member: Member, series: SeriesSet, cuts: list[list[int]], h: int,
@@ -218,6 +220,7 @@ class AutoEnsemble:
                 "weights": self.weights.tolist(), "widening": self.widening.tolist(), "horizon": self.horizon,
                 "season": self.season, "windows": self.windows, "lines": self.lines,
                 "specs": [{"name": m.name, "source": m.source, "log_scale": m.log_scale,
+                           "seasonal_adjustment": m.seasonal_adjustment,
                            "stats": None if m.stats is None else {"model": m.stats.model,
                                                                   "options": dict(m.stats.options)}}
                           for m in self.members]}
@@ -232,7 +235,7 @@ class AutoEnsemble:
         saved = json.loads((Path(directory) / FILE).read_text())
         members = [Member(s["name"], s["source"], None if s["stats"] is None else
                           StatsMember(s["stats"]["model"], tuple(s["stats"]["options"].items()), s["name"]),
-                          s["log_scale"]) for s in saved["specs"]]
+                          s["log_scale"], bool(s.get("seasonal_adjustment", False))) for s in saved["specs"]]
         weights = aggregate.check_weights(np.asarray(saved["weights"]), len(members), len(GRID))
         return cls(members, weights, np.asarray(saved["widening"], dtype=np.float64), int(saved["horizon"]),
                    int(saved["season"]), int(saved["windows"]), list(saved["lines"]), **settings)
@@ -278,7 +281,8 @@ def choose_members(series: SeriesSet, h: int, sample: np.ndarray, windows: np.nd
             continue
         spent += cost
         if name == DEFAULT_MODEL:
-            chosen.append(Member(name, plan.source, log_scale=plan.log_scale))
+            chosen.append(Member(name, plan.source, log_scale=plan.log_scale,
+                                 seasonal_adjustment=plan.seasonal_adjustment))
         elif name in NETWORKS:
             chosen.append(Member(name, name))
         else:
@@ -296,7 +300,8 @@ def describe_member(member: Member) -> str:
 
 # ----------------------------------------------------------------------------- fitting
 def fit(series: SeriesSet, h: int, *, context_length: int | None = None, log_scale: str | None = None,
-        calibrate: bool = CALIBRATE, device: str = "cpu", batch_size: int = 256, n_jobs: int | None = None,
+        seasonal_adjustment: bool | None = None, calibrate: bool = CALIBRATE, device: str = "cpu",
+        batch_size: int = 256, n_jobs: int | None = None,
         num_threads: int | None = None, budget_s: float = BUDGET_S, max_windows: int = MAX_WINDOWS,
         seed: int = 0) -> AutoEnsemble:
     """Choose the members, backtest them on the user's history, fit weights and calibration."""
@@ -304,14 +309,15 @@ def fit(series: SeriesSet, h: int, *, context_length: int | None = None, log_sca
 
     season = series.freq_info.season
     plan = make_plan(DEFAULT_SOURCE, series, context_length=context_length, log_scale=log_scale,
-                     calibration_windows=0)
+                     calibration_windows=0, seasonal_adjustment=seasonal_adjustment)
     settings = {"context_length": context_length, "device": device, "batch_size": batch_size,
                 "n_jobs": int(n_jobs or 0), "num_threads": num_threads}
     no_change = np.zeros(len(rules.interval_pairs(GRID)))
     windows = allowed_windows(series, h, season, max_windows)
     rows = np.flatnonzero(windows > 0)
     if rows.size == 0:
-        member = Member(DEFAULT_MODEL, plan.source, log_scale=plan.log_scale)
+        member = Member(DEFAULT_MODEL, plan.source, log_scale=plan.log_scale,
+                        seasonal_adjustment=plan.seasonal_adjustment)
         line = (f"ensemble auto: no series is long enough for a backtest of {h} steps "
                 f"(each needs {min_context(h, season) + h} points): {describe_member(member)} alone")
         return AutoEnsemble([member], np.ones((1, len(GRID))), no_change, h, season, 0, [line], **settings)

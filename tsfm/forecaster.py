@@ -30,6 +30,7 @@ from tsfm.forecaster_inputs import (
     checkpoint_params,
     checkpoint_roles,
     column_names,
+    covariate_roles,
     quantile_names,
 )
 
@@ -57,6 +58,9 @@ class Forecaster:
     share there; ``tsfm_runtime.rules.backtest_widening``); 0 turns it off, None takes the model's
     choice as for ``log_scale``.
 
+    ``seasonal_adjustment``: seasonal series shown to the network divided by their classical
+    seasonal indices (``tsfm_runtime.rules.seasonal_factors``); None: the model's choice, as above.
+
     ``model="auto"``: a quantile ensemble of the ttm suite, moirai-moe and statsforecast's models,
     weighted per level on backtests of the fitted history (``tsfm.auto``; ``fit`` fits the weights,
     ``predict`` reuses them, ``save`` keeps them); its intervals are not calibrated unless
@@ -80,6 +84,7 @@ class Forecaster:
         nonnegative: bool | None = None,
         log_scale: str | None = None,
         calibration_windows: int | None = None,
+        seasonal_adjustment: bool | None = None,
         device: str = "cpu",
         batch_size: int = 256,
         num_threads: int | None = None,
@@ -99,6 +104,7 @@ class Forecaster:
         self.nonnegative = nonnegative
         self.log_scale = log_scale
         self.calibration_windows = calibration_windows
+        self.seasonal_adjustment = seasonal_adjustment
         self.device = device
         self.batch_size = batch_size
         self.num_threads = num_threads
@@ -182,7 +188,7 @@ class Forecaster:
     def _series(self, df: pd.DataFrame | str | Path):
         from tsfm.data.loading import load_series
 
-        past, future = self._covariate_roles()
+        past, future = covariate_roles(self.model, self.past_exog, self.future_exog)
         return load_series(df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
                            past_exog=past or None, future_exog=future or None, freq=self.freq,
                            multivariate=self.multivariate, fill=self.fill, min_length=3)
@@ -204,29 +210,16 @@ class Forecaster:
         saved = checkpoint_params(self.model).get(name)
         return None if name == "target" and len(column_names(saved)) < 2 else saved
 
-    def _covariate_roles(self) -> tuple[list[str], list[str]]:
-        """Covariate column names: those a fine-tuned checkpoint was trained with (columns named here
-        must be the same ones: the network reads them by position), else the constructor's."""
-        saved = checkpoint_roles(self.model)
-        roles = []
-        for key, flag in (("past_exog", "--exog"), ("future_exog", "--future-exog")):
-            given = getattr(self, key)
-            if any(saved.values()) and given is not None and column_names(given) != saved[key]:
-                trained = ", ".join(f"'{c}'" for c in saved[key]) or "none"
-                raise InputError(f"this checkpoint was fine-tuned with the {key} covariates {trained}, not "
-                                 f"{', '.join(repr(c) for c in column_names(given)) or 'none'}: pass the same columns "
-                                 f"(CLI: {flag}), or leave them out to use those")
-            roles.append(column_names(given) if given is not None else saved.get(key, []))
-        return roles[0], roles[1]
+    def _plan_settings(self) -> dict[str, Any]:
+        names = ("context_length", "log_scale", "calibration_windows", "seasonal_adjustment")
+        return {name: self._setting(name) for name in names}
 
     def _plan(self, series) -> None:
         """Decide what serves these series (``plan_``) and load it; a fine-tuned model is kept."""
         from tsfm.pipeline import plan
 
         finetuned = getattr(self, "_finetuned_from", None) == self.model and hasattr(self, "model_")
-        self.plan_ = plan(self.model, series, context_length=self._setting("context_length"),
-                          log_scale=self._setting("log_scale"),
-                          calibration_windows=self._setting("calibration_windows"), finetuned=finetuned)
+        self.plan_ = plan(self.model, series, finetuned=finetuned, **self._plan_settings())
         self.history_length_ = self.plan_.history
         if not finetuned and (not hasattr(self, "model_") or getattr(self, "model_name_", None) != self.plan_.source):
             self._load_model(self.plan_.source)
@@ -265,8 +258,8 @@ class Forecaster:
         self.device_ = self._device()
         calibrate = auto.CALIBRATE if self.calibration_windows is None else self.calibration_windows > 0
         ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
-                            calibrate=calibrate, device=self.device_, batch_size=self.batch_size,
-                            n_jobs=self.num_threads, num_threads=self.num_threads)
+                            seasonal_adjustment=self.seasonal_adjustment, calibrate=calibrate, device=self.device_,
+                            batch_size=self.batch_size, n_jobs=self.num_threads, num_threads=self.num_threads)
         self.model_name_ = auto.AUTO
         lines = [inferred_note(series), *ensemble.lines]  # how integer steps were read, as plan() says
         self.plan_ = Plan(auto.AUTO, "never", typical_history(series), "\n".join(line for line in lines if line))
@@ -329,10 +322,8 @@ class Forecaster:
             batch_size=batch_size, patience=patience, progress=progress, device=self.device_,
         )
         self._finetuned_from = self.model
-        self.plan_ = plan(self.model, self.series_, context_length=self._setting("context_length"),
-                          log_scale=self._setting("log_scale"),
-                          calibration_windows=self._setting("calibration_windows"),
-                          finetuned=self.finetune_report_.kept != "zero-shot")  # tuned on raw values, uncalibrated
+        self.plan_ = plan(self.model, self.series_, finetuned=self.finetune_report_.kept != "zero-shot",
+                          **self._plan_settings())  # tuned on raw values, uncalibrated
         if progress:
             print(self.finetune_report_.summary(), file=sys.stderr)
         if X_future is not None:
@@ -346,7 +337,7 @@ class Forecaster:
         self._check_fitted()
         saved = checkpoint_roles(self.model)
         return {"log_scale": self.plan_.log_scale, "calibration_windows": self.plan_.calibration_windows,
-                "nonnegative": self.nonnegative,
+                "seasonal_adjustment": self.plan_.seasonal_adjustment, "nonnegative": self.nonnegative,
                 "context_length": self._setting("context_length"), "batch_size": self.batch_size,
                 "device": self.device_,
                 "trained_with": [*saved.get("past_exog", []), *saved.get("future_exog", [])]}
@@ -536,12 +527,14 @@ class Forecaster:
             params["model"] = None  # the checkpoint is this directory
             params["log_scale"] = self.plan_.log_scale  # a suite's choices, which the bare checkpoint would not know
             params["calibration_windows"] = self.plan_.calibration_windows
+            params["seasonal_adjustment"] = self.plan_.seasonal_adjustment
             params["context_length"] = self._setting("context_length")
             params["target"] = self._setting("target")
             if not reads_covariates(self.model_):  # zero-shot weights kept: the saved network reads none
                 params["past_exog"] = params["future_exog"] = None
             else:
-                params["past_exog"], params["future_exog"] = (roles or None for roles in self._covariate_roles())
+                roles = covariate_roles(self.model, self.past_exog, self.future_exog)
+                params["past_exog"], params["future_exog"] = (names or None for names in roles)
         quantiles = params["quantiles"]
         params["quantiles"] = (quantile_names(quantiles)[1] if isinstance(quantiles, str)
                                 else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))

@@ -46,6 +46,21 @@ def checkpoint_roles(model: str | Path) -> dict[str, list[str]]:
     return {key: column_names(params.get(key)) for key in ("past_exog", "future_exog")}
 
 
+def covariate_roles(model: str | Path, past_exog: Any, future_exog: Any) -> tuple[list[str], list[str]]:
+    """Covariate column names: those a fine-tuned checkpoint was trained with (columns named here
+    must be the same ones: the network reads them by position), else the ones given."""
+    saved = checkpoint_roles(model)
+    roles = []
+    for key, flag, given in (("past_exog", "--exog", past_exog), ("future_exog", "--future-exog", future_exog)):
+        if any(saved.values()) and given is not None and column_names(given) != saved[key]:
+            trained = ", ".join(f"'{c}'" for c in saved[key]) or "none"
+            raise InputError(f"this checkpoint was fine-tuned with the {key} covariates {trained}, not "
+                             f"{', '.join(repr(c) for c in column_names(given)) or 'none'}: pass the same columns "
+                             f"(CLI: {flag}), or leave them out to use those")
+        roles.append(column_names(given) if given is not None else saved.get(key, []))
+    return roles[0], roles[1]
+
+
 def check_steps(name: str, value: Any) -> None:
     """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
     check_count(name, value)

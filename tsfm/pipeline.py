@@ -41,6 +41,7 @@ class Plan:
     history: float  # the typical (median) observed length of the series, capped at the context asked for
     reason: str = ""  # one line for the user: why a suite chose the checkpoint, how integer steps were read
     calibration_windows: int = 0  # backtests inside each history that calibrate the intervals
+    seasonal_adjustment: bool = False  # seasonal series shown to the network after classical decomposition
 
 
 def typical_history(series: SeriesSet) -> float:
@@ -68,12 +69,14 @@ def default_horizon(model: str | Path, series: SeriesSet) -> int:
 
 
 def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = None,
-         log_scale: str | None = None, calibration_windows: int | None = None, finetuned: bool = False) -> Plan:
+         log_scale: str | None = None, calibration_windows: int | None = None,
+         seasonal_adjustment: bool | None = None, finetuned: bool = False) -> Plan:
     """The plan for ``series`` under the model named ``model`` (a suite, checkpoint or .onnx file).
 
     ``log_scale``: the user's choice, else "never" for a fine-tuned model (trained on raw values),
-    else the suite's rule, else "never"; ``calibration_windows`` likewise (0 when not a suite). A
-    fine-tuned model keeps the checkpoint it started from.
+    else the suite's rule, else "never"; ``calibration_windows`` (0 when not a suite) and
+    ``seasonal_adjustment`` (False when not a suite) likewise. A fine-tuned model keeps the
+    checkpoint it started from.
     """
     if log_scale is not None and log_scale not in rules.LOG_SCALE_MODES:
         raise InputError(f"log_scale must be None (the model's choice) or one of {', '.join(rules.LOG_SCALE_MODES)}, "
@@ -82,21 +85,28 @@ def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = N
                                             or isinstance(calibration_windows, bool) or calibration_windows < 0):
         raise InputError(f"calibration_windows must be None (the model's choice) or an integer >= 0, "
                          f"got {calibration_windows!r}")
+    if seasonal_adjustment not in (None, True, False):
+        raise InputError(f"seasonal_adjustment must be None (the model's choice), True or False, "
+                         f"got {seasonal_adjustment!r}")
     history = min(typical_history(series), context_length or np.inf)
     suite = None if is_exported(model) else load_suite(model)
     mode = log_scale or ("never" if finetuned or suite is None else suite.log_scale)
     windows = calibration_windows if calibration_windows is not None else (
         0 if finetuned or suite is None else suite.spec.calibration_windows)
+    adjust = bool(seasonal_adjustment if seasonal_adjustment is not None else (
+        not finetuned and suite is not None and suite.spec.seasonal_adjustment))
     if suite is None:
-        return Plan(str(model), mode, history, inferred_note(series), calibration_windows=int(windows))
+        return Plan(str(model), mode, history, inferred_note(series), int(windows), adjust)
     info = series.freq_info
     chosen = suite.select(history, info.season, info.name)
     log_note = (f"; positive contexts in log space, --log-scale {mode}"
                 if rules.log_scale_applies(mode, info.season) else "")
+    if adjust and info.season > 1:
+        log_note += "; seasonal contexts adjusted (seasonal_adjustment)"
     special = f", {info.name} data" if suite.spec.is_specialist(suite.variant_of(chosen), info.name) else ""
     special = f", {inferred_note(series)}" if series.inferred else special  # what the resolution rests on
     reason = f"model {chosen} (from suite {model}: median history {history:g} points{special}{log_note})"
-    return Plan(chosen, mode, history, reason, int(windows))
+    return Plan(chosen, mode, history, reason, int(windows), adjust)
 
 
 def inferred_note(series: SeriesSet) -> str:
@@ -248,6 +258,7 @@ def forecast(
     log_scale: str = "never",
     nonnegative: bool | None = None,
     calibration_windows: int = 0,
+    seasonal_adjustment: bool = False,
     context_length: int | None = None,
     batch_size: int = 256,
     device: str = "cpu",
@@ -260,7 +271,9 @@ def forecast(
     Covariate-aware models read the series' covariate columns and, for known-future ones,
     ``x_future`` (a frame of the next ``h`` steps) or ready ``future_exog`` windows. With
     ``calibration_windows``, that many backtests of ``h`` steps inside each series calibrate the
-    intervals (``tsfm_runtime.rules.backtest_widening``; models without covariates).
+    intervals (``tsfm_runtime.rules.backtest_widening``); with ``seasonal_adjustment``, seasonal
+    series are shown to the network after classical decomposition
+    (``tsfm_runtime.rules.seasonal_factors``). Both for models without covariates.
     """
     check_levels(model, levels)
     context = model_context(model, context_length)
@@ -281,7 +294,7 @@ def forecast(
     raw = rules.forecast(step, values, mask, freq_id, h, model.quantiles, model.config.prediction_length,
                          context=context, log_scale=log_scale, season=series.freq_info.season,
                          nonnegative=nonnegative, calibration_windows=calibration_windows,
-                         past_exog=past_exog, future_exog=future_exog)
+                         seasonal_adjustment=seasonal_adjustment, past_exog=past_exog, future_exog=future_exog)
     quantiles = rules.interpolate_levels(raw, model.quantiles, levels)
     median = rules.interpolate_levels(raw, model.quantiles, [0.5])[..., 0]
     return quantiles, median

@@ -9,7 +9,8 @@ plotting positions.
 
 ``--candidate calibration_halves`` scores that trial's rule (``calibration_halves.py`` beside this
 file: calibration factors per half of the horizon) on the same data instead, as "strata" in the
-tables. ``--candidate model --candidate-model PATH`` scores another model (a trial suite's folder) in
+tables; ``--candidate deseasonalize`` scores ``deseasonalize.py``'s rule the same way.
+``--candidate model --candidate-model PATH`` scores another model (a trial suite's folder) in
 place of the first of ``--models`` with the shipped rules, as "strata" (the `long_cross` trial).
 
 First an oracle check (an exact Gaussian random-walk or AR(1) forecaster in the network's place:
@@ -178,20 +179,26 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=96, help="steps of the first network call (scored apart)")
     parser.add_argument("--history", type=int, default=None, help="cut each history to its last N points")
     parser.add_argument("--models", default="ttm,ttm-512,ttm-96-general")
-    parser.add_argument("--candidate", choices=("strata", "calibration_halves", "model"), default="strata")
+    parser.add_argument("--candidate", choices=("strata", "calibration_halves", "deseasonalize", "model"),
+                        default="strata")
     parser.add_argument("--candidate-model", default=None, help="with --candidate model: the model compared")
     parser.add_argument("--output", type=Path, default=Path("/tmp/rollout_strata.md"))
     args = parser.parse_args()
     meta = common.start_run(1, ["tsfm", "numpy", "torch"])
     data = common.REPO_ROOT.parent / "shared" / "data"
     oracle = oracle_rows()
-    shipped = {"rollout": rules.rollout, "conformal_widening": rules.conformal_widening, "widen": rules.widen}
+    shipped = {"rollout": rules.rollout, "conformal_widening": rules.conformal_widening, "widen": rules.widen,
+               "_processed": rules._processed}
     if args.candidate == "strata":
         candidate = {"rollout": stratified_rollout}
     elif args.candidate == "model":
         if not args.candidate_model:
             parser.error("--candidate model needs --candidate-model")
         candidate = {}
+    elif args.candidate == "deseasonalize":
+        import deseasonalize
+
+        candidate = {"_processed": deseasonalize.processed}
     else:
         import calibration_halves
 

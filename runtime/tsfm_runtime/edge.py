@@ -255,6 +255,7 @@ class EdgeModel:
         nonnegative: bool | None = None,
         log_scale: bool | str = False,
         calibration_windows: int = 0,
+        seasonal_adjustment: bool = False,
     ) -> np.ndarray:
         """Quantile forecasts ``[B, horizon, C, Q]`` (levels in ``self.quantiles``).
 
@@ -268,7 +269,9 @@ class EdgeModel:
         every channel (True) or none (False); ``log_scale``: True
         forecasts strictly positive channels in log space, or a mode ("seasonal", "positive", "never");
         ``calibration_windows``: backtests inside the given histories that calibrate the intervals
-        (``tsfm_runtime.rules.backtest_widening``; 0: none).
+        (``tsfm_runtime.rules.backtest_widening``; 0: none); ``seasonal_adjustment``: seasonal
+        series are shown to the network after classical decomposition
+        (``tsfm_runtime.rules.seasonal_factors``).
         """
         if nonnegative not in (None, True, False):
             raise ValueError(f"nonnegative must be None, True or False, got {nonnegative!r}")
@@ -290,7 +293,8 @@ class EdgeModel:
             result = rules.forecast(self.forecast_step, values, mask, self.freq_ids(freq, values.shape[0]), horizon,
                                     self.quantiles, self.horizon, context=self.context_length,
                                     log_scale=_log_mode(log_scale, "never"), season=_season(freq),
-                                    nonnegative=nonnegative, calibration_windows=int(calibration_windows))
+                                    nonnegative=nonnegative, calibration_windows=int(calibration_windows),
+                                    seasonal_adjustment=bool(seasonal_adjustment))
         if not np.isfinite(result).all():
             seen = np.where(mask > 0, values * scales[:, None, :], np.nan)[:, -self.context_length:]  # user units
             biggest = float(np.nanmax(np.abs(seen)))
@@ -340,10 +344,10 @@ class EdgeSuite:
 
     def predict(self, past_values, past_mask=None, freq: str | None = None, horizon: int | None = None,
                 nonnegative: bool | None = None, log_scale: bool | str | None = None,
-                calibration_windows: int | None = None) -> np.ndarray:
-        """``EdgeModel.predict`` of the chosen checkpoint, with the suite's value space and calibration
-        unless ``log_scale`` / ``calibration_windows`` say otherwise; ``horizon`` defaults to the
-        frequency's default horizon."""
+                calibration_windows: int | None = None, seasonal_adjustment: bool | None = None) -> np.ndarray:
+        """``EdgeModel.predict`` of the chosen checkpoint, with the suite's value space, seasonal
+        adjustment and calibration unless ``log_scale`` / ``seasonal_adjustment`` /
+        ``calibration_windows`` say otherwise; ``horizon`` defaults to the frequency's default horizon."""
         if freq is not None and not isinstance(freq, str):
             raise ValueError("a suite chooses one checkpoint per batch: give freq as one alias (e.g. 'h')")
         values, mask, scales = as_windows(past_values, past_mask)  # once: the choice and forecast read these
@@ -352,8 +356,9 @@ class EdgeSuite:
         freq = _inferred_freq(values, mask) if freq is None else freq
         model = self.member(self._choose(values, mask, freq))
         windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
+        adjust = self.spec.seasonal_adjustment if seasonal_adjustment is None else seasonal_adjustment
         result = model.predict(values, mask, freq, horizon, nonnegative, _log_mode(log_scale, self.spec.log_scale),
-                               windows)
+                               windows, adjust)
         return (result * scales[:, None, :, None]).astype(np.float32)
 
 

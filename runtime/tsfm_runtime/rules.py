@@ -1,7 +1,8 @@
 """The rules around a forecasting network, in numpy: what the package and the edge runtime share.
 
 A network maps a context window to quantiles for its own horizon. Around it: windows are cut to
-the context (left-padded with NaN, marked unobserved); chosen series are forecast in log space;
+the context (left-padded with NaN, marked unobserved); seasonal series may be shown to the
+network seasonally adjusted, and chosen series forecast in log space;
 horizons past the network's are rolled out; a constant history gets a constant forecast; series
 that never went negative get no negative forecast; quantiles come back sorted, at the levels
 asked for. Every rule is written here once, so a forecast from an exported file equals the
@@ -19,6 +20,7 @@ StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None", "np.
 
 LOG_SCALE_MODES = ("seasonal", "positive", "never")
 LOG_SCALE_MAX_RATIO = 100.0  # a context whose largest value exceeds this times its smallest stays raw
+SEASONALITY_Z = 1.645  # the 90% one-sided bound of the seasonality test (as in the M4 competition's benchmarks)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -113,6 +115,65 @@ def from_log_space(quantiles: np.ndarray, log_values: np.ndarray, mask: np.ndarr
     bounded = np.clip(quantiles, (lo - span)[:, None, :, None], (hi + span)[:, None, :, None])
     back = np.exp(bounded.astype(np.float64)).astype(np.float32)
     return np.where(logged[:, None, :, None], back, quantiles).astype(np.float32)
+
+
+def seasonal_factors(values: np.ndarray, mask: np.ndarray, season: int, horizon: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Classical multiplicative seasonal indices: factors [N, T, C] over the context and [N, horizon, C]
+    over the forecast (1 for channels that do not qualify), or None when none does.
+
+    A channel qualifies when its observed context is strictly positive, has no gap after its first
+    observation, holds at least three seasons, and its autocorrelation at the seasonal lag exceeds
+    ``SEASONALITY_Z`` standard errors (Bartlett). Its indices are the per-phase means of its ratios
+    to a centred moving average of one season (2 x m for an even m), normalised to mean 1: the
+    decomposition the M4 competition's statistical benchmarks forecast after. Networks see few
+    seasons in a short context; divided out, the season no longer has to be inferred from them.
+    """
+    n, t, c = values.shape
+    m = int(season)
+    if m < 2:
+        return None
+    seen = observed(values, mask)
+    count = seen.sum(axis=1)
+    first = np.argmax(seen, axis=1)
+    positive = np.where(seen, values > 0, True).all(axis=1)
+    qualify = (count >= 3 * m) & (count == t - first) & positive
+    if not qualify.any():
+        return None
+    y = np.where(seen, values, 0.0).astype(np.float64)
+    mean = y.sum(axis=1) / np.maximum(count, 1)
+    x = np.where(seen, y - mean[:, None, :], 0.0)  # zeros outside the observed run add nothing to the sums
+    spread = (x * x).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.stack([(x[:, k:] * x[:, :-k]).sum(axis=1) for k in range(1, m + 1)], axis=-1) / spread[..., None]
+        bound = SEASONALITY_Z * np.sqrt((1 + 2 * (r[..., :-1] ** 2).sum(axis=-1)) / np.maximum(count, 1))
+    qualify &= (spread > 0) & (np.abs(r[..., -1]) > bound)
+    if not qualify.any():
+        return None
+    # centred moving average at each position, NaN where the window leaves the observed run
+    sums = np.concatenate([np.zeros((n, 1, c)), np.cumsum(y, axis=1)], axis=1)
+    average = (sums[:, m:] - sums[:, :-m]) / m  # window [i, i + m) at index i
+    starts = np.arange(t - m + 1)[None, :, None]
+    average = np.where(starts >= first[:, None, :], average, np.nan)
+    centred = np.full((n, t, c), np.nan)
+    if m % 2:
+        centred[:, (m - 1) // 2:t - (m - 1) // 2] = average
+    else:
+        centred[:, m // 2:t - m // 2] = (average[:, :-1] + average[:, 1:]) / 2
+    with np.errstate(invalid="ignore"):
+        ratio = y / centred
+    usable = np.isfinite(ratio) & qualify[:, None, :]
+    phase_of = (t - 1 - np.arange(t)) % m  # phases counted back from the last step
+    one_hot = (phase_of[:, None] == np.arange(m)[None, :]).astype(np.float64)
+    totals = np.einsum("ntc,tp->ncp", np.where(usable, ratio, 0.0), one_hot)
+    counts = np.einsum("ntc,tp->ncp", usable.astype(np.float64), one_hot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        indices = totals / counts
+        indices = indices / indices.mean(axis=-1, keepdims=True)
+    indices = np.where(qualify[..., None], indices, 1.0)  # [N, C, m]
+    past = indices[:, :, phase_of].transpose(0, 2, 1)
+    ahead = indices[:, :, (-np.arange(1, horizon + 1)) % m].transpose(0, 2, 1)
+    return past, ahead
 
 
 # ----------------------------------------------------------------------------- rollout
@@ -219,13 +280,19 @@ def floor_at_zero(quantiles: np.ndarray, values: np.ndarray, mask: np.ndarray,
 
 def _processed(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int,
                levels: Sequence[float], step: int, log_scale: str, season: int, nonnegative: bool | None,
-               past_exog: np.ndarray | None, future_exog: np.ndarray | None) -> np.ndarray:
-    """value space -> rollout -> back -> constants pinned -> floor at zero, on context windows."""
+               past_exog: np.ndarray | None, future_exog: np.ndarray | None,
+               seasonal_adjustment: bool = False) -> np.ndarray:
+    """seasonal adjustment -> value space -> rollout -> back -> constants pinned -> floor at zero ->
+    seasons restored, on context windows."""
+    factors = seasonal_factors(values, mask, season, horizon) if seasonal_adjustment else None
+    if factors is not None:
+        values = np.where(observed(values, mask), values / factors[0], values).astype(np.float32)
     logged = log_scale_channels(values, mask, log_scale, season)
     model_values = to_log_space(values, mask, logged) if logged.any() else values
     raw = rollout(step_fn, model_values, mask, freq_id, horizon, levels, step, past_exog, future_exog)
     raw = from_log_space(raw, model_values, mask, logged)
-    return floor_at_zero(pin_constants(raw, values, mask), values, mask, nonnegative)
+    result = floor_at_zero(pin_constants(raw, values, mask), values, mask, nonnegative)
+    return result if factors is None else (result * factors[1][..., None]).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -310,16 +377,19 @@ def forecast(
     season: int = 1,
     nonnegative: bool | None = None,
     calibration_windows: int = 0,
+    seasonal_adjustment: bool = False,
     past_exog: np.ndarray | None = None,
     future_exog: np.ndarray | None = None,
 ) -> np.ndarray:
     """Quantiles [N, horizon, C, Q] at the network's ``levels`` from histories [N, T, C] (the last
-    ``context`` steps are the network's context): value space -> rollout -> back -> constants pinned
-    -> floor at zero. With ``calibration_windows`` > 0, the central intervals are then widened (or
-    narrowed) by what that many backtests inside the histories say they cover
-    (``backtest_widening``); without covariates only."""
+    ``context`` steps are the network's context): seasonal adjustment (``seasonal_factors``, when
+    asked) -> value space -> rollout -> back -> constants pinned -> floor at zero -> seasons
+    restored. With ``calibration_windows`` > 0, the central intervals are then widened (or narrowed)
+    by what that many backtests inside the histories say they cover (``backtest_widening``).
+    Seasonal adjustment and calibration apply without covariates only."""
     context = context or values.shape[1]
-    rules = {"log_scale": log_scale, "season": season, "nonnegative": nonnegative}
+    rules = {"log_scale": log_scale, "season": season, "nonnegative": nonnegative,
+             "seasonal_adjustment": seasonal_adjustment and past_exog is None}
     window_values, window_mask = fit_context(values, mask, context)
     result = _processed(step_fn, window_values, window_mask, freq_id, horizon, levels, step,
                         past_exog=past_exog, future_exog=future_exog, **rules)

@@ -7,7 +7,9 @@ covers ``min_seasons`` seasons of the data's frequency (a 96-step window is two 
 half-hourly data but under two years of weekly). ``by_frequency`` names specialists: variants
 trained for one resolution (``"Y"`` yearly, ``"Q"`` quarterly, ``"M"`` monthly) that stand in for a general
 variant on data of that resolution. ``log_scale`` is the value-space rule for the suite's
-forecasts, ``calibration_windows`` how many backtests inside each history calibrate its intervals.
+forecasts, ``seasonal_adjustment`` whether seasonal series are shown to its networks seasonally
+adjusted (``tsfm_runtime.rules.seasonal_factors``), ``calibration_windows`` how many backtests
+inside each history calibrate its intervals.
 The package and the edge runtime both choose through ``SuiteSpec.select``.
 """
 
@@ -33,6 +35,7 @@ class SuiteSpec:
     log_scale: str = "never"
     description: str = ""
     calibration_windows: int = 0  # backtests inside each history that calibrate the intervals (0: none)
+    seasonal_adjustment: bool = False  # seasonal series forecast after classical decomposition
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any], where: str = SUITE_FILE) -> SuiteSpec:
@@ -45,11 +48,13 @@ class SuiteSpec:
                                         for general, special in pairs.items()))
             suite = cls(str(spec["default"]), variants, float(spec.get("min_seasons", 2.0)), by_frequency,
                         str(spec.get("log_scale", "never")), str(spec.get("description", "")),
-                        int(spec.get("calibration_windows", 0)))
+                        int(spec.get("calibration_windows", 0)), spec.get("seasonal_adjustment", False))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"{where} is not a valid suite ({type(err).__name__}: {err})") from None
         if suite.calibration_windows < 0:
             raise ValueError(f"{where}: calibration_windows must be 0 or more, got {suite.calibration_windows}")
+        if not isinstance(suite.seasonal_adjustment, bool):
+            raise ValueError(f"{where}: seasonal_adjustment must be true or false, got {suite.seasonal_adjustment!r}")
         if suite.log_scale not in LOG_SCALE_MODES:
             raise ValueError(f"{where}: log_scale must be one of {', '.join(LOG_SCALE_MODES)}, got {suite.log_scale!r}")
         return suite
@@ -61,7 +66,7 @@ class SuiteSpec:
         return {"description": self.description, "default": self.default, "min_seasons": self.min_seasons,
                 "variants": [{"name": name, "min_history": h} for name, h in self.variants],
                 "by_frequency": by_frequency, "log_scale": self.log_scale,
-                "calibration_windows": self.calibration_windows}
+                "calibration_windows": self.calibration_windows, "seasonal_adjustment": self.seasonal_adjustment}
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint the suite may serve, each once: default, variants, specialists."""
