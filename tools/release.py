@@ -343,6 +343,9 @@ def suite_card(name: str, results: Path = RESULTS) -> Path:
            "covers its nominal share there)" if suite.spec.calibration_windows else "")
         + (f"; forecasts of positive contexts are made in log space ({suite.log_scale})"
            if suite.log_scale != "never" else "")
+        + ("; a seasonal series is shown to the networks divided by its classical multiplicative seasonal "
+           "indices, which multiply the forecast back (strictly positive contexts of three seasons or more that "
+           "pass a 90% autocorrelation test at the seasonal lag)" if suite.spec.seasonal_adjustment else "")
         + f". Without data (`tsfm.load_model(\"{name}\")`) it is `{suite.default}`; `tsfm export --model {name}` "
         "writes the whole suite (a folder: `suite.json` and one `.onnx` per checkpoint) and `tsfm_runtime` chooses "
         "and calibrates on the device as the package does. Each variant is also offered by its own name.",

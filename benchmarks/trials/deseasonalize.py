@@ -7,6 +7,9 @@ autocorrelation test at lag m (the test of the M4 competition's benchmarks). It 
 seasonal indices before the network and the rollout, and its quantiles are multiplied back by the
 indices of their phases; this holds in every forecast and every calibration backtest.
 
+The suite has shipped this rule since (``seasonal_adjustment`` in its ``suite.json``): to repeat
+the trial, set that to false in a copy of the suite and name the copy in ``--models``.
+
     python benchmarks/trials/deseasonalize.py --skip-stats --reuse benchmarks/results/zero_shot.json \
         --models ttm --output /tmp/deseasonalize.md
     python benchmarks/compare.py /tmp/deseasonalize.json ttm ttm --reference-results benchmarks/results/zero_shot.json
