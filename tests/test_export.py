@@ -215,6 +215,19 @@ def test_runtime_floors_nonnegative_contexts_like_the_package(exported, model):
         edge.predict(values, mask, nonnegative="auto")
 
 
+def test_runtime_seasonal_adjustment_is_a_flag(exported, model):
+    """seasonal_adjustment=True changes a seasonal positive forecast (off by default for one file);
+    anything but True or False is refused."""
+    t = np.arange(64)
+    values = (20 * (1 + 0.3 * np.sin(2 * np.pi * t / 12)) + 0.1 * t).astype(np.float32)[None, :, None]
+    edge = runtime.load(exported[0], num_threads=1)
+    plain = edge.predict(values, freq="MS", horizon=12)
+    assert np.array_equal(plain, edge.predict(values, freq="MS", horizon=12, seasonal_adjustment=False))
+    assert not np.allclose(plain, edge.predict(values, freq="MS", horizon=12, seasonal_adjustment=True), rtol=1e-3)
+    with pytest.raises(ValueError, match="seasonal_adjustment must be True or False, got 'yes'"):
+        edge.predict(values, freq="MS", seasonal_adjustment="yes")
+
+
 def test_runtime_input_shapes_and_truncation(exported, model):
     edge = runtime.load(exported[0], num_threads=1)
     series = np.sin(np.arange(100) / 3).astype(np.float32) * 5 + 20

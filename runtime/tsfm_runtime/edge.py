@@ -275,6 +275,8 @@ class EdgeModel:
         """
         if nonnegative not in (None, True, False):
             raise ValueError(f"nonnegative must be None, True or False, got {nonnegative!r}")
+        if seasonal_adjustment not in (True, False):
+            raise ValueError(f"seasonal_adjustment must be True or False, got {seasonal_adjustment!r}")
         if horizon is None:
             horizon = self.default_horizon or default_horizon(freq, self.freq_vocab)
         horizon = int(horizon)
