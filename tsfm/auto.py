@@ -281,13 +281,17 @@ def choose_members(series: SeriesSet, h: int, sample: np.ndarray, windows: np.nd
             continue
         spent += cost
         if name == DEFAULT_MODEL:
-            chosen.append(Member(name, plan.source, log_scale=plan.log_scale,
-                                 seasonal_adjustment=plan.seasonal_adjustment))
+            chosen.append(suite_member(plan))
         elif name in NETWORKS:
             chosen.append(Member(name, name))
         else:
             chosen.append(Member(name, stats=StatsMember(name, options, name)))
     return chosen, skipped
+
+
+def suite_member(plan: Any) -> Member:
+    """The ttm suite as a member: the checkpoint and value rules its plan chose for the series."""
+    return Member(DEFAULT_MODEL, plan.source, log_scale=plan.log_scale, seasonal_adjustment=plan.seasonal_adjustment)
 
 
 def describe_member(member: Member) -> str:
@@ -316,8 +320,7 @@ def fit(series: SeriesSet, h: int, *, context_length: int | None = None, log_sca
     windows = allowed_windows(series, h, season, max_windows)
     rows = np.flatnonzero(windows > 0)
     if rows.size == 0:
-        member = Member(DEFAULT_MODEL, plan.source, log_scale=plan.log_scale,
-                        seasonal_adjustment=plan.seasonal_adjustment)
+        member = suite_member(plan)
         line = (f"ensemble auto: no series is long enough for a backtest of {h} steps "
                 f"(each needs {min_context(h, season) + h} points): {describe_member(member)} alone")
         return AutoEnsemble([member], np.ones((1, len(GRID))), no_change, h, season, 0, [line], **settings)
