@@ -336,7 +336,7 @@ def test_cli_seasonal_adjustment_option(suite_dir, tmp_path) -> None:
         assert result.exit_code == 0, result.output
         want = Forecaster(model=model, horizon=4).fit(path).predict()
         np.testing.assert_allclose(pd.read_csv(out)[cols], want[cols], rtol=1e-5)
-        adjusted = "seasonal contexts adjusted" in result.stderr
+        adjusted = "seasonal adjustment where" in result.stderr
         assert adjusted == (flag == "--seasonal-adjustment"), result.stderr
 
 
@@ -365,7 +365,7 @@ def test_the_suite_forecasts_seasonal_series_seasonally_adjusted(suite_dir, tmp_
     data = positive_frame("QS")
     suite = Forecaster(model="mini", horizon=6).fit(data)
     assert suite.model_name_ == "mini-64" and suite.plan_.seasonal_adjustment
-    assert "seasonal contexts adjusted" in suite.plan_.reason
+    assert "seasonal adjustment where" in suite.plan_.reason
     got = suite.predict().set_index("unique_id")
     raw = Forecaster(model="mini-64", horizon=6).fit(data).predict().set_index("unique_id")
     assert not raw.equals(got)

@@ -102,7 +102,8 @@ def plan(model: str | Path, series: SeriesSet, *, context_length: int | None = N
     log_note = (f"; positive contexts in log space, --log-scale {mode}"
                 if rules.log_scale_applies(mode, info.season) else "")
     if adjust and info.season > 1:
-        log_note += "; seasonal contexts adjusted, --no-seasonal-adjustment turns it off"
+        log_note += ("; seasonal adjustment where a positive context has a clear season, "
+                     "--no-seasonal-adjustment turns it off")
     special = f", {info.name} data" if suite.spec.is_specialist(suite.variant_of(chosen), info.name) else ""
     special = f", {inferred_note(series)}" if series.inferred else special  # what the resolution rests on
     reason = f"model {chosen} (from suite {model}: median history {history:g} points{special}{log_note})"
