@@ -44,6 +44,38 @@ def test_window_values_continue_the_series():
     assert np.array_equal(np.diff(joined), np.ones(len(joined) - 1, dtype=np.float32))
 
 
+def test_seasonal_adjustment_divides_the_window_by_periodic_indices():
+    """An adjusted window is the plain one divided by one season of indices (mean 1) repeated over
+    the context and continued over the future, as inference adjusts; a context that is not
+    positive stays as it is."""
+    t = np.arange(400)
+    season = np.array([0.6, 0.8, 1.0, 1.3, 1.5, 1.2, 1.1, 0.9, 0.8, 0.9, 0.9, 1.0])
+    entries = [{"target": ((100 + 0.1 * t) * season[t % 12]).astype(np.float32), "freq": "MS"},
+               {"target": np.random.default_rng(0).normal(size=400).astype(np.float32), "freq": "MS"}]
+    sources = [Source.from_entries(entries)]
+    plain_spec = WindowSpec(context_length=96, prediction_length=24, truncate_prob=0.5)
+    adjusted_spec = WindowSpec(context_length=96, prediction_length=24, truncate_prob=0.5, seasonal_adjustment=True)
+    changed = 0
+    for seed in range(40):
+        plain = sample_window(sources, plain_spec, np.random.default_rng(seed))
+        adjusted = sample_window(sources, adjusted_spec, np.random.default_rng(seed))
+        assert adjusted["freq_id"] == plain["freq_id"]
+        joined = np.concatenate([plain["past_values"][:, 0], plain["future_values"][:, 0]])
+        joined_adjusted = np.concatenate([adjusted["past_values"][:, 0], adjusted["future_values"][:, 0]])
+        np.testing.assert_array_equal(np.isnan(joined), np.isnan(joined_adjusted))
+        observed = plain["past_values"][:, 0][plain["past_mask"][:, 0] > 0]
+        if observed.min() <= 0 or observed.size < 36:
+            np.testing.assert_array_equal(joined_adjusted, joined)
+            continue
+        changed += 1
+        index = joined / joined_adjusted
+        both = np.isfinite(index[12:]) & np.isfinite(index[:-12])
+        np.testing.assert_allclose(index[12:][both], index[:-12][both], rtol=1e-5)  # one season, repeated
+        np.testing.assert_allclose(index[84:96].mean(), 1.0, rtol=1e-5)  # the context's last season
+        assert np.ptp(index[84:96]) > 0.5  # the series' strong season was found
+    assert changed >= 5
+
+
 def test_downsampling_changes_resolution_token():
     entries = [{"target": np.arange(5000, dtype=np.float32), "freq": "h"}]
     spec = WindowSpec(context_length=32, prediction_length=8, downsample_prob=1.0, downsample_factors=(24,))

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
 from tsfm.data.window_cutting import context_windows, observed_mask, target_windows
+from tsfm_runtime import freq, rules
 
 if TYPE_CHECKING:
     from tsfm.data.corpus_reading import MappedTargets
@@ -39,6 +40,7 @@ class WindowSpec:
     truncate_prob: float = 0.0  # chance to keep only a random-length tail of the context
     min_future_fraction: float = 0.25  # fewest observed future points, as a fraction of H
     full_context_prob: float = 0.0  # chance to draw a window whose whole context is observed (never truncated)
+    seasonal_adjustment: bool = False  # windows shown as the suite's seasonal adjustment shows them at inference
 
     @property
     def min_future(self) -> int:
@@ -142,6 +144,8 @@ def sample_window(sources: Sequence[Source], spec: WindowSpec, rng: np.random.Ge
     column = series[:, None]
     past_values = context_windows([column], L, [origin], [span])[0]
     future_values = target_windows([column], H, [origin])[0]
+    if spec.seasonal_adjustment:
+        past_values, future_values = seasonally_adjusted(past_values, future_values, name)
     token = FREQ_VOCAB.index(name) if name in FREQ_VOCAB else 0
     return {
         "past_values": past_values,
@@ -150,6 +154,18 @@ def sample_window(sources: Sequence[Source], spec: WindowSpec, rng: np.random.Ge
         "future_mask": observed_mask(future_values),
         "freq_id": np.int64(token),
     }
+
+
+def seasonally_adjusted(past: np.ndarray, future: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A window [L, 1] / [H, 1] divided by the seasonal indices of its context, as
+    ``tsfm_runtime.rules.seasonal_factors`` finds them at inference (unchanged when its resolution
+    has no season or the context does not qualify): a network that forecasts adjusted contexts
+    learns on adjusted ones."""
+    season = freq.season_and_horizon(name)[0] if name else 1
+    factors = rules.seasonal_factors(past[None], observed_mask(past)[None], season, len(future))
+    if factors is None:
+        return past, future
+    return (past / factors[0][0]).astype(np.float32), (future / factors[1][0]).astype(np.float32)
 
 
 class TrainingWindows(IterableDataset):

@@ -108,7 +108,8 @@ class CorpusDataModule(pl.LightningDataModule):
         self.train_set = TrainingWindows(self.sources, self.spec, per_rank, seed=self.seed, rank=rank, world_size=world)
         # validation: same pools, one fixed stream without augmentation; its seed does not follow the
         # run's seed, so val losses of runs (and of training phases) are comparable
-        val_spec = WindowSpec(self.spec.context_length, self.spec.prediction_length, self.spec.min_past)
+        val_spec = WindowSpec(self.spec.context_length, self.spec.prediction_length, self.spec.min_past,
+                              seasonal_adjustment=self.spec.seasonal_adjustment)
         self.val_set = TrainingWindows(self.sources, val_spec, int(np.ceil(self.val_windows / world)),
                                        seed=VALIDATION_SEED, rank=rank, world_size=world)
 
