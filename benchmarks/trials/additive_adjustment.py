@@ -16,13 +16,14 @@ untouched.
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from swapped_rule import run_zero_shot_with  # noqa: E402
 
 import tsfm_runtime.rules as rules  # noqa: E402
 
@@ -41,7 +42,7 @@ def additive_offsets(values: np.ndarray, mask: np.ndarray, season: int, horizon:
     # the shipped test and indices, on the context shifted to be strictly positive: the test is
     # shift-free, and the ratio indices of the shifted series are not what we want, so only the
     # qualification is taken from it
-    n, t, c = values.shape
+    t = values.shape[1]
     y = np.where(seen, values, 0.0).astype(np.float64)
     low = np.where(seen, y, np.inf).min(axis=1)
     shifted = np.where(seen, y - low[:, None, :] + 1.0, values)
@@ -54,16 +55,7 @@ def additive_offsets(values: np.ndarray, mask: np.ndarray, season: int, horizon:
     m = season
     count = seen.sum(axis=1)
     first = np.argmax(seen, axis=1)
-    sums = np.concatenate([np.zeros((n, 1, c)), np.cumsum(y, axis=1)], axis=1)
-    average = (sums[:, m:] - sums[:, :-m]) / m
-    starts = np.arange(t - m + 1)[None, :, None]
-    average = np.where(starts >= first[:, None, :], average, np.nan)
-    centred = np.full((n, t, c), np.nan)
-    if m % 2:
-        centred[:, (m - 1) // 2:t - (m - 1) // 2] = average
-    else:
-        centred[:, m // 2:t - m // 2] = (average[:, :-1] + average[:, 1:]) / 2
-    difference = y - centred
+    difference = y - rules.centred_moving_average(y, first, m)
     usable = np.isfinite(difference) & qualify[:, None, :] & (count >= 3 * m)[:, None, :]
     phase_of = (t - 1 - np.arange(t)) % m
     one_hot = (phase_of[:, None] == np.arange(m)[None, :]).astype(np.float64)
@@ -95,19 +87,5 @@ def processed(step_fn, values, mask, freq_id, horizon, levels, step, log_scale, 
     return rules.floor_at_zero(restored, values, mask, nonnegative)
 
 
-def main() -> None:
-    import common
-    import zero_shot
-
-    command, run_metadata = "python " + shlex.join(sys.argv), common.run_metadata
-
-    def recorded(*args, **kwargs):  # the results file records this trial's command line
-        return {**run_metadata(*args, **kwargs), "command": command}
-
-    common.run_metadata = recorded
-    rules._processed = processed
-    raise SystemExit(zero_shot.main(sys.argv[1:]))
-
-
 if __name__ == "__main__":
-    main()
+    run_zero_shot_with(_processed=processed)

@@ -12,13 +12,14 @@ factors are fitted and applied on the first ceil(H/2) steps and on the rest sepa
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from swapped_rule import run_zero_shot_with  # noqa: E402
 
 import tsfm_runtime.rules as rules  # noqa: E402
 
@@ -46,19 +47,5 @@ def widen_by_half(quantiles, widening, levels) -> np.ndarray:
                            for part, factors in zip(parts, widening)], axis=1)
 
 
-def main() -> None:
-    import common
-    import zero_shot
-
-    command, run_metadata = "python " + shlex.join(sys.argv), common.run_metadata
-
-    def recorded(*args, **kwargs):  # the results file records this trial's command line
-        return {**run_metadata(*args, **kwargs), "command": command}
-
-    common.run_metadata = recorded
-    rules.conformal_widening, rules.widen = widening_by_half, widen_by_half
-    raise SystemExit(zero_shot.main(sys.argv[1:]))
-
-
 if __name__ == "__main__":
-    main()
+    run_zero_shot_with(conformal_widening=widening_by_half, widen=widen_by_half)

@@ -14,13 +14,14 @@ computes the shipped ``seasonal_factors`` on it, then applies their last steps t
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from swapped_rule import run_zero_shot_with  # noqa: E402
 
 import tsfm_runtime.rules as rules  # noqa: E402
 
@@ -61,20 +62,5 @@ def processed(step_fn, values, mask, freq_id, horizon, levels, step, log_scale, 
     return (out * ahead[..., None]).astype(np.float32)
 
 
-def main() -> None:
-    import common
-    import zero_shot
-
-    command, run_metadata = "python " + shlex.join(sys.argv), common.run_metadata
-
-    def recorded(*args, **kwargs):  # the results file records this trial's command line
-        return {**run_metadata(*args, **kwargs), "command": command}
-
-    common.run_metadata = recorded
-    rules._processed = processed
-    rules.fit_context = remembering_fit_context
-    raise SystemExit(zero_shot.main(sys.argv[1:]))
-
-
 if __name__ == "__main__":
-    main()
+    run_zero_shot_with(_processed=processed, fit_context=remembering_fit_context)

@@ -13,13 +13,14 @@ scores; a series with too few scores for an interval's conformal rank takes the 
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from swapped_rule import run_zero_shot_with  # noqa: E402
 
 import tsfm_runtime.rules as rules  # noqa: E402
 
@@ -86,19 +87,5 @@ def widen(quantiles: np.ndarray, widening: np.ndarray, levels) -> np.ndarray:
                            for i in range(quantiles.shape[0])], axis=0)
 
 
-def main() -> None:
-    import common
-    import zero_shot
-
-    command, run_metadata = "python " + shlex.join(sys.argv), common.run_metadata
-
-    def recorded(*args, **kwargs):  # the results file records this trial's command line
-        return {**run_metadata(*args, **kwargs), "command": command}
-
-    common.run_metadata = recorded
-    rules.backtest_widening, rules.widen = backtest_widening, widen
-    raise SystemExit(zero_shot.main(sys.argv[1:]))
-
-
 if __name__ == "__main__":
-    main()
+    run_zero_shot_with(backtest_widening=backtest_widening, widen=widen)

@@ -46,3 +46,16 @@ def run_with_wrapped_steps(usage: str, wrap: Callable) -> None:
         raise SystemExit(f"usage: {usage} SCRIPT [ARGS...]")
     rules.rollout = rollout
     run_script(sys.argv[1], sys.argv[2:])
+
+
+def run_zero_shot_with(**replaced: Callable) -> None:
+    """Run ``benchmarks/zero_shot.py`` with this process's arguments and the named functions of
+    ``tsfm_runtime.rules`` replaced (the rules look them up at call time)."""
+    import tsfm_runtime.rules as rules
+
+    unknown = [name for name in replaced if not hasattr(rules, name)]
+    if unknown:
+        raise SystemExit(f"error: tsfm_runtime.rules has no {', '.join(unknown)}")
+    for name, function in replaced.items():
+        setattr(rules, name, function)
+    run_script(str(Path(__file__).resolve().parents[1] / "zero_shot.py"), sys.argv[1:])

@@ -129,7 +129,7 @@ def seasonal_factors(values: np.ndarray, mask: np.ndarray, season: int, horizon:
     decomposition the M4 competition's statistical benchmarks forecast after. Networks see few
     seasons in a short context; divided out, the season no longer has to be inferred from them.
     """
-    n, t, c = values.shape
+    t = values.shape[1]
     m = int(season)
     if m < 2:
         return None
@@ -150,18 +150,8 @@ def seasonal_factors(values: np.ndarray, mask: np.ndarray, season: int, horizon:
     qualify &= (spread > 0) & (np.abs(r[..., -1]) > bound)
     if not qualify.any():
         return None
-    # centred moving average at each position, NaN where the window leaves the observed run
-    sums = np.concatenate([np.zeros((n, 1, c)), np.cumsum(y, axis=1)], axis=1)
-    average = (sums[:, m:] - sums[:, :-m]) / m  # window [i, i + m) at index i
-    starts = np.arange(t - m + 1)[None, :, None]
-    average = np.where(starts >= first[:, None, :], average, np.nan)
-    centred = np.full((n, t, c), np.nan)
-    if m % 2:
-        centred[:, (m - 1) // 2:t - (m - 1) // 2] = average
-    else:
-        centred[:, m // 2:t - m // 2] = (average[:, :-1] + average[:, 1:]) / 2
     with np.errstate(invalid="ignore"):
-        ratio = y / centred
+        ratio = y / centred_moving_average(y, first, m)
     usable = np.isfinite(ratio) & qualify[:, None, :]
     phase_of = (t - 1 - np.arange(t)) % m  # phases counted back from the last step
     one_hot = (phase_of[:, None] == np.arange(m)[None, :]).astype(np.float64)
@@ -174,6 +164,23 @@ def seasonal_factors(values: np.ndarray, mask: np.ndarray, season: int, horizon:
     past = indices[:, :, phase_of].transpose(0, 2, 1)
     ahead = indices[:, :, (-np.arange(1, horizon + 1)) % m].transpose(0, 2, 1)
     return past, ahead
+
+
+def centred_moving_average(y: np.ndarray, first: np.ndarray, m: int) -> np.ndarray:
+    """[N, T, C] moving average of one season centred on each step (2 x m for an even m), NaN where
+    its window reaches before a channel's ``first`` [N, C] observed step or past either end; ``y``
+    is zero before ``first``."""
+    n, t, c = y.shape
+    sums = np.concatenate([np.zeros((n, 1, c)), np.cumsum(y, axis=1)], axis=1)
+    average = (sums[:, m:] - sums[:, :-m]) / m  # window [i, i + m) at index i
+    starts = np.arange(t - m + 1)[None, :, None]
+    average = np.where(starts >= first[:, None, :], average, np.nan)
+    centred = np.full((n, t, c), np.nan)
+    if m % 2:
+        centred[:, (m - 1) // 2:t - (m - 1) // 2] = average
+    else:
+        centred[:, m // 2:t - m // 2] = (average[:, :-1] + average[:, 1:]) / 2
+    return centred
 
 
 # ----------------------------------------------------------------------------- rollout
