@@ -82,8 +82,9 @@ def season_factors(values: np.ndarray, mask: np.ndarray, season: int, horizon: i
 
 
 def processed(step_fn, values, mask, freq_id, horizon, levels, step, log_scale, season, nonnegative,
-              past_exog, future_exog):
-    """The shipped ``_processed`` on the seasonally adjusted context, its quantiles reseasonalised."""
+              past_exog, future_exog, seasonal_adjustment=False):  # noqa: ARG001 - the trial adjusts whatever is asked
+    """The shipped ``_processed`` on the seasonally adjusted context, its quantiles reseasonalised
+    (the shipped adjustment stays off, so nothing is adjusted twice)."""
     factors = season_factors(values, mask, season, horizon) if season > 1 else None
     if factors is None:
         return shipped_processed(step_fn, values, mask, freq_id, horizon, levels, step, log_scale, season,
