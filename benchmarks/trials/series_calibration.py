@@ -27,12 +27,11 @@ import tsfm_runtime.rules as rules  # noqa: E402
 shipped_widen = rules.widen
 
 
-def series_widening(quantiles: np.ndarray, actual: np.ndarray, known: np.ndarray, levels, series: np.ndarray
-                    ) -> np.ndarray:
-    """[N, pairs]: ``conformal_widening``'s rank on each series' own scores (rows of ``series``
-    name the series of each backtest row), the pooled value where a series has too few."""
+def series_widening(quantiles: np.ndarray, actual: np.ndarray, known: np.ndarray, levels, series: np.ndarray,
+                    n_series: int) -> np.ndarray:
+    """[n_series, pairs]: ``conformal_widening``'s rank on each series' own scores (``series`` names
+    the series of each backtest row), the pooled value where a series has too few."""
     pooled = rules.conformal_widening(quantiles, actual, known, levels)
-    n_series = int(series.max()) + 1 if series.size else 0
     out = np.tile(pooled, (n_series, 1))
     for p, (lo, hi) in enumerate(rules.interval_pairs(levels)):
         lower, upper = quantiles[..., lo], quantiles[..., hi]
@@ -50,32 +49,13 @@ def series_widening(quantiles: np.ndarray, actual: np.ndarray, known: np.ndarray
 
 
 def backtest_widening(step_fn, values, mask, freq_id, horizon, levels, step, context, windows, **rules_options):
-    """The shipped backtests, scored per series: [N, pairs]."""
-    n_steps = values.shape[1]
-    forecasts, actuals, known, series = [], [], [], []
-    for k in range(1, windows + 1):
-        cut = n_steps - k * horizon
-        if cut < horizon:
-            break
-        rows = np.flatnonzero((rules.observed(values[:, :cut], mask[:, :cut]).any(axis=2)).sum(axis=1) >= horizon)
-        if rows.size == 0:
-            break
-        head_values, head_mask = rules.fit_context(values[rows, :cut], mask[rows, :cut], context)
-        forecasts.append(rules._processed(step_fn, head_values, head_mask, freq_id[rows], horizon, levels, step,
-                                          past_exog=None, future_exog=None, **rules_options))
-        actuals.append(values[rows, cut:cut + horizon])
-        known.append(rules.observed(values[rows, cut:cut + horizon], mask[rows, cut:cut + horizon]))
-        series.append(rows)
-    pairs = len(rules.interval_pairs(levels))
-    if not forecasts:
-        return np.zeros((values.shape[0], pairs))
-    widening = series_widening(np.concatenate(forecasts), np.concatenate(actuals), np.concatenate(known), levels,
-                               np.concatenate(series))
-    if widening.shape[0] < values.shape[0]:  # series after the last backtested one: the pooled value
-        pooled = rules.conformal_widening(np.concatenate(forecasts), np.concatenate(actuals),
-                                          np.concatenate(known), levels)
-        widening = np.vstack([widening, np.tile(pooled, (values.shape[0] - widening.shape[0], 1))])
-    return widening
+    """The shipped backtests, scored per series: [N, pairs] (no change without any)."""
+    runs = rules.backtests(step_fn, values, mask, freq_id, horizon, levels, step, context, windows, **rules_options)
+    if not runs:
+        return np.zeros((values.shape[0], len(rules.interval_pairs(levels))))
+    return series_widening(np.concatenate([b.forecast for b in runs]), np.concatenate([b.actual for b in runs]),
+                           np.concatenate([b.known for b in runs]), levels, np.concatenate([b.rows for b in runs]),
+                           values.shape[0])
 
 
 def widen(quantiles: np.ndarray, widening: np.ndarray, levels) -> np.ndarray:

@@ -90,30 +90,21 @@ def forecast_with(variant: str) -> Callable[..., np.ndarray]:
     shipped = rules.forecast
 
     def forecast(step_fn, values, mask, freq_id, horizon, levels, step, *, context=None, log_scale="never",
-                 season=1, nonnegative=None, calibration_windows=0, past_exog=None, future_exog=None):
+                 season=1, nonnegative=None, calibration_windows=0, seasonal_adjustment=False, past_exog=None,
+                 future_exog=None):
+        kept = {"log_scale": log_scale, "season": season, "nonnegative": nonnegative,
+                "seasonal_adjustment": seasonal_adjustment and past_exog is None}
         if calibration_windows <= 0 or past_exog is not None:
             return shipped(step_fn, values, mask, freq_id, horizon, levels, step, context=context,
-                           log_scale=log_scale, season=season, nonnegative=nonnegative, calibration_windows=0,
-                           past_exog=past_exog, future_exog=future_exog)
+                           calibration_windows=0, past_exog=past_exog, future_exog=future_exog, **kept)
         context = context or values.shape[1]
-        kept = {"log_scale": log_scale, "season": season, "nonnegative": nonnegative}
         window_values, window_mask = rules.fit_context(values, mask, context)
         result = rules._processed(step_fn, window_values, window_mask, freq_id, horizon, levels, step,
                                   past_exog=None, future_exog=None, **kept)
-        span, runs, n_steps = max(int(season), horizon), [], values.shape[1]
-        for k in range(1, calibration_windows + 1):  # the package's backtests (rules.backtest_widening)
-            cut = n_steps - k * horizon
-            if cut < horizon:
-                break
-            rows = np.flatnonzero((rules.observed(values[:, :cut], mask[:, :cut]).any(axis=2)).sum(axis=1) >= horizon)
-            if rows.size == 0:
-                break
-            head_values, head_mask = rules.fit_context(values[rows, :cut], mask[rows, :cut], context)
-            runs.append((rules._processed(step_fn, head_values, head_mask, freq_id[rows], horizon, levels, step,
-                                          past_exog=None, future_exog=None, **kept),
-                         values[rows, cut:cut + horizon],
-                         rules.observed(values[rows, cut:cut + horizon], mask[rows, cut:cut + horizon]),
-                         head_values, head_mask))
+        span = max(int(season), horizon)
+        runs = [(b.forecast, b.actual, b.known, b.values, b.mask)  # the package's backtests
+                for b in rules.backtests(step_fn, values, mask, freq_id, horizon, levels, step, context,
+                                         calibration_windows, **kept)]
         if not runs:
             return result
         slope = lag_slope(variant, runs, levels, span)

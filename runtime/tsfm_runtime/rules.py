@@ -12,6 +12,7 @@ package's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -345,14 +346,25 @@ def widen(quantiles: np.ndarray, widening: np.ndarray, levels: Sequence[float]) 
     return np.sort(out, axis=-1).astype(np.float32)
 
 
-def backtest_widening(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int,
-                      levels: Sequence[float], step: int, context: int, windows: int, **rules: object) -> np.ndarray:
-    """``conformal_widening`` from the last ``windows`` backtests of ``horizon`` steps inside the given
-    histories [N, T, C]: backtest k forecasts the ``horizon`` steps that follow its history cut
-    ``k * horizon`` steps before the end. A series takes part in a backtest only when its cut
-    history holds at least ``horizon`` observed steps."""
-    n_steps = values.shape[1]
-    forecasts, actuals, known = [], [], []
+@dataclass(frozen=True)
+class Backtest:
+    """One backtest inside the histories: the series that took part and what was forecast for them."""
+
+    rows: np.ndarray  # [R] indices of the series taking part
+    values: np.ndarray  # [R, context, C] their context windows before the cut
+    mask: np.ndarray  # [R, context, C]
+    forecast: np.ndarray  # [R, horizon, C, Q]
+    actual: np.ndarray  # [R, horizon, C] what followed the cut
+    known: np.ndarray  # [R, horizon, C] where ``actual`` is observed
+
+
+def backtests(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int,
+              levels: Sequence[float], step: int, context: int, windows: int, **rules: object) -> list[Backtest]:
+    """The last ``windows`` backtests of ``horizon`` steps inside the given histories [N, T, C]:
+    backtest k forecasts the ``horizon`` steps that follow its history cut ``k * horizon`` steps
+    before the end, under the same rules as the forecast. A series takes part in a backtest only
+    when its cut history holds at least ``horizon`` observed steps."""
+    n_steps, done = values.shape[1], []
     for k in range(1, windows + 1):
         cut = n_steps - k * horizon
         if cut < horizon:
@@ -361,13 +373,22 @@ def backtest_widening(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, fre
         if rows.size == 0:
             break
         head_values, head_mask = fit_context(values[rows, :cut], mask[rows, :cut], context)
-        forecasts.append(_processed(step_fn, head_values, head_mask, freq_id[rows], horizon, levels, step,
-                                    past_exog=None, future_exog=None, **rules))
-        actuals.append(values[rows, cut:cut + horizon])
-        known.append(observed(values[rows, cut:cut + horizon], mask[rows, cut:cut + horizon]))
-    if not forecasts:
+        quantiles = _processed(step_fn, head_values, head_mask, freq_id[rows], horizon, levels, step,
+                               past_exog=None, future_exog=None, **rules)
+        done.append(Backtest(rows, head_values, head_mask, quantiles, values[rows, cut:cut + horizon],
+                             observed(values[rows, cut:cut + horizon], mask[rows, cut:cut + horizon])))
+    return done
+
+
+def backtest_widening(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int,
+                      levels: Sequence[float], step: int, context: int, windows: int, **rules: object) -> np.ndarray:
+    """``conformal_widening`` from the scores of all series in all ``backtests`` together (no
+    change without any)."""
+    runs = backtests(step_fn, values, mask, freq_id, horizon, levels, step, context, windows, **rules)
+    if not runs:
         return np.zeros(len(interval_pairs(levels)))
-    return conformal_widening(np.concatenate(forecasts), np.concatenate(actuals), np.concatenate(known), levels)
+    return conformal_widening(np.concatenate([b.forecast for b in runs]), np.concatenate([b.actual for b in runs]),
+                              np.concatenate([b.known for b in runs]), levels)
 
 
 def forecast(
