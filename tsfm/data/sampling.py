@@ -161,7 +161,7 @@ def seasonally_adjusted(past: np.ndarray, future: np.ndarray, name: str) -> tupl
     ``tsfm_runtime.rules.seasonal_factors`` finds them at inference (unchanged when its resolution
     has no season or the context does not qualify): a network that forecasts adjusted contexts
     learns on adjusted ones."""
-    season = freq.season_and_horizon(name)[0] if name else 1
+    season = freq.season_and_horizon(name)[0]  # 1 for an unknown resolution ("")
     factors = rules.seasonal_factors(past[None], observed_mask(past)[None], season, len(future))
     if factors is None:
         return past, future

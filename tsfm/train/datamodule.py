@@ -106,8 +106,9 @@ class CorpusDataModule(pl.LightningDataModule):
             rank, world = self.trainer.global_rank, self.trainer.world_size
         per_rank = int(np.ceil(self.windows_per_epoch / world))
         self.train_set = TrainingWindows(self.sources, self.spec, per_rank, seed=self.seed, rank=rank, world_size=world)
-        # validation: same pools, one fixed stream without augmentation; its seed does not follow the
-        # run's seed, so val losses of runs (and of training phases) are comparable
+        # validation: same pools, one fixed stream without augmentation (but shown as training shows
+        # windows, adjusted or not); its seed does not follow the run's seed, so val losses of runs
+        # (and of training phases) are comparable
         val_spec = WindowSpec(self.spec.context_length, self.spec.prediction_length, self.spec.min_past,
                               seasonal_adjustment=self.spec.seasonal_adjustment)
         self.val_set = TrainingWindows(self.sources, val_spec, int(np.ceil(self.val_windows / world)),
