@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from tsfm.evaluation import seasonal_error
 from tsfm.models.base import Capabilities
 from tsfm.statistical import StatsMember, available_cpus, forecast_cuts
 from tsfm_runtime import aggregate, rules
+
+if TYPE_CHECKING:
+    from tsfm.pipeline import Plan
 
 AUTO = "auto"
 FILE = "auto.json"
@@ -289,7 +292,7 @@ def choose_members(series: SeriesSet, h: int, sample: np.ndarray, windows: np.nd
     return chosen, skipped
 
 
-def suite_member(plan: Any) -> Member:
+def suite_member(plan: Plan) -> Member:
     """The ttm suite as a member: the checkpoint and value rules its plan chose for the series."""
     return Member(DEFAULT_MODEL, plan.source, log_scale=plan.log_scale, seasonal_adjustment=plan.seasonal_adjustment)
 
