@@ -1,11 +1,13 @@
 """Training windows: shapes, masks, augmentation and rank/worker sharding."""
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from tsfm.data.freq import FREQ_VOCAB
 from tsfm.data.sampling import Source, TrainingWindows, WindowSpec, collate_windows, sample_window
+from tsfm.errors import InputError
 
 
 def _sources():
@@ -74,6 +76,11 @@ def test_seasonal_adjustment_divides_the_window_by_periodic_indices():
         np.testing.assert_allclose(index[84:96].mean(), 1.0, rtol=1e-5)  # the context's last season
         assert np.ptp(index[84:96]) > 0.5  # the series' strong season was found
     assert changed >= 5
+
+
+def test_seasonal_adjustment_setting_must_be_a_boolean():
+    with pytest.raises(InputError, match="seasonal_adjustment must be true or false, got 'yes'"):
+        WindowSpec(context_length=96, prediction_length=24, seasonal_adjustment="yes")
 
 
 def test_downsampling_changes_resolution_token():

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tsfm.data.freq import FREQ_VOCAB, canonical_name, downsampled_name
 from tsfm.data.window_cutting import context_windows, observed_mask, target_windows
+from tsfm.errors import InputError
 from tsfm_runtime import freq, rules
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class WindowSpec:
     min_future_fraction: float = 0.25  # fewest observed future points, as a fraction of H
     full_context_prob: float = 0.0  # chance to draw a window whose whole context is observed (never truncated)
     seasonal_adjustment: bool = False  # windows shown as the suite's seasonal adjustment shows them at inference
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seasonal_adjustment, bool):  # a string such as "yes" would read as true
+            raise InputError("data.augment.seasonal_adjustment must be true or false, "
+                             f"got {self.seasonal_adjustment!r}")
 
     @property
     def min_future(self) -> int:
