@@ -296,6 +296,24 @@ def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path
     with pytest.raises(InputError, match="covariate"):
         Forecaster(model=str(out), horizon=h, future_exog=[]).fit(history).predict()
 
+    # GluonTS' test inputs carry the known future in feat_dynamic_real, past the truncated target
+    from gluonts.dataset.common import ListDataset
+
+    entries = [{"start": pd.Period(rows.ds.iloc[0], "h"), "item_id": uid, "target": rows.y.to_numpy()[:-h],
+                "feat_dynamic_real": rows.x.to_numpy()[None]} for uid, rows in full.groupby("unique_id", sort=False)]
+    forecasts = list(f.to_gluonts_predictor().predict(ListDataset(entries, freq="h")))
+    expected = f.predict(X_future=future[["unique_id", "ds", "x"]])
+    for fc, (_, rows) in zip(forecasts, expected.groupby("unique_id", sort=False)):
+        np.testing.assert_allclose(fc.quantile(0.5), rows["0.5"].to_numpy(), rtol=1e-5)
+    other_future = [{**e, "feat_dynamic_real": np.concatenate([e["feat_dynamic_real"][:, :-h],
+                                                                -e["feat_dynamic_real"][:, -h:]], axis=1)}
+                    for e in entries]
+    moved = next(f.to_gluonts_predictor().predict(ListDataset(other_future, freq="h")))
+    assert np.abs(moved.quantile(0.5) - forecasts[0].quantile(0.5)).max() > 1e-3  # the known future is read
+    history_only = [{**e, "feat_dynamic_real": e["feat_dynamic_real"][:, :-h]} for e in entries]
+    with pytest.raises(InputError, match=f"feat_dynamic_real must run {h} steps past its target"):
+        list(f.to_gluonts_predictor().predict(ListDataset(history_only, freq="h")))
+
 
 def test_a_finetuned_folder_forecasts_with_the_settings_it_was_trained_with(tiny_checkpoint, tmp_path):
     """``Forecaster(model=DIR)`` (what ``tsfm forecast --model DIR`` builds) reads the context length

@@ -39,8 +39,10 @@ class TSFMPredictor(Predictor):
     """Yields one ``QuantileForecast`` per univariate entry, keys ``"0.1"``... plus ``"mean"``.
 
     Each entry is forecast at its own frequency (its ``start`` period's; the fitted one for
-    entries that start at a timestamp) by the fitted model and plan, as ``Forecaster.predict(df)``;
-    known-future covariates (``feat_dynamic_real`` past the target) are not read.
+    entries that start at a timestamp) by the fitted model and plan, as ``Forecaster.predict(df)``.
+    A model fine-tuned with known-future covariates reads the ``prediction_length`` values of
+    ``feat_dynamic_real`` past each target, as GluonTS' test inputs carry them; past-only ones are
+    ``past_feat_dynamic_real``, and each field's rows are taken in the fine-tuned columns' order.
     """
 
     def __init__(self, forecaster) -> None:
@@ -65,7 +67,7 @@ class TSFMPredictor(Predictor):
             part = [entries[i] if "item_id" in entries[i] else {**entries[i], "item_id": str(i)} for i in indexes]
             periods = isinstance(part[0]["start"], pd.Period)  # a round holds one kind of start
             series = from_gluonts(part, freq=None if periods else self.forecaster.freq_)
-            frame = self.forecaster.forecast_series(series, h)
+            frame = self.forecaster.forecast_series(series, h, self._known_future(part, series))
             for k, i in enumerate(indexes):
                 rows = frame.iloc[k * h:(k + 1) * h]
                 arrays = np.stack([rows[name].to_numpy() for name in names] + [rows["mean"].to_numpy()])
@@ -73,6 +75,27 @@ class TSFMPredictor(Predictor):
                 forecasts[i] = QuantileForecast(arrays, start_date=start, forecast_keys=names + ["mean"],
                                                 item_id=part[k]["item_id"])
         yield from forecasts
+
+    def _known_future(self, entries: list[dict], series) -> pd.DataFrame | None:
+        """``X_future`` from the ``feat_dynamic_real`` steps after each entry's target, or None when
+        the fitted model reads no known-future covariates."""
+        from tsfm.pipeline import reads_future_covariates
+
+        if not reads_future_covariates(self.forecaster.model_):
+            return None
+        h = self.prediction_length
+        frames = []
+        for i, entry in enumerate(entries):
+            t = len(entry["target"])
+            known = np.asarray(entry.get("feat_dynamic_real", np.empty((0, 0))), dtype=np.float64)
+            if known.ndim != 2 or known.shape[1] < t + h:
+                steps = known.shape[-1] if known.ndim == 2 else 0
+                raise InputError(
+                    f"GluonTS entry {entry['item_id']!r}: the model uses known-future covariates, so its "
+                    f"feat_dynamic_real must run {h} steps past its target ({t + h} in all); it has {steps}")
+            columns = dict(zip(series.future_exog_names, known[:, t:t + h]))
+            frames.append(pd.DataFrame({"unique_id": series.ids[i], "ds": series.future_index(i, h), **columns}))
+        return pd.concat(frames, ignore_index=True)
 
     def serialize(self, path: Path) -> None:
         """GluonTS' type and version files, and the Forecaster (``Forecaster.save``) beside them."""
