@@ -93,6 +93,9 @@ def test_cross_validation_windows(tiny_checkpoint):
     assert len(cv) == 2 * 3 * 6
     merged = cv.merge(df, on=["unique_id", "ds"], suffixes=("", "_true"))
     np.testing.assert_allclose(merged["y"], merged["y_true"])  # y is the actual value at ds
+    written = df.assign(y=(df["y"] + 0.1).round(1))  # decimals float32 cannot hold exactly, as a CSV gives them
+    merged = f.cross_validation(written, h=6, n_windows=1).merge(written, on=["unique_id", "ds"], suffixes=("", "_in"))
+    assert len(merged) == 12 and (merged["y"] == merged["y_in"]).all()  # the numbers as written, not float32's
     assert (cv["ds"] > cv["cutoff"]).all()
     assert cv.groupby("unique_id")["cutoff"].nunique().tolist() == [3, 3]
 

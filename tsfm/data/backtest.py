@@ -35,9 +35,16 @@ def backtest_windows(
     for k in range(n_windows - 1, -1, -1):
         held_out = h + k * step
         head = series.truncate(held_out)
-        futures = [v[len(v) - held_out : len(v) - held_out + h] * series.scale_of(i)
+        futures = [as_written(v[len(v) - held_out : len(v) - held_out + h]) * series.scale_of(i)
                    for i, v in enumerate(series.values)]
         yield head, futures
+
+
+def as_written(values: np.ndarray) -> np.ndarray:
+    """float64 values read from the shortest decimals that round-trip their float32 storage: the
+    numbers as the user wrote them (622.1, not 622.0999755859375) wherever they had at most 7
+    significant digits, so that backtest actuals match the input and score on it."""
+    return np.asarray(values, dtype=np.float32).astype(str).astype(np.float64)
 
 
 def observed_windows(
