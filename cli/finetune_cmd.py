@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from tsfm.atomic import umask
-from tsfm.cli.common import fail, say_variant
+from tsfm.cli.common import fail, fail_on_input, readable_input, say_variant
 
 
 def _is_checkpoint_folder(folder: Path) -> bool:
@@ -71,7 +71,8 @@ def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
 
 
 def finetune(
-    input: Path = typer.Argument(..., help="CSV (long or wide, as for `tsfm forecast`): the history to adapt to"),
+    input: Path = typer.Argument(
+        ..., help="CSV (long or wide, as for `tsfm forecast`; '-': stdin): the history to adapt to"),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Checkpoint directory to write"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
     horizon: int | None = typer.Option(None, "--horizon", "-H", help="Steps to forecast (default: from the frequency)"),
@@ -102,13 +103,12 @@ def finetune(
     from tsfm.errors import InputError
     from tsfm.train.numerics import flush_denormals
 
-    if not input.is_file():
-        fail(f"input file '{input}' does not exist")
     if horizon is not None and horizon < 1:
         fail("--horizon must be a positive integer")
     if fill not in ("mask", "none", "ffill", "interpolate", "zero"):
         fail(f"--fill '{fill}' is not one of mask, none, ffill, interpolate, zero")
     _check_output_dir(output_dir, overwrite, input)
+    read = readable_input(input)  # stdin is read only once the options are known to be good
     flush_denormals()  # before torch starts its threads, so that they all inherit it (a CLI run owns its process)
     try:
         from tsfm.forecaster import Forecaster
@@ -120,7 +120,7 @@ def finetune(
             device=device, num_threads=num_threads,
         )
         forecaster.finetune(
-            input, fraction=fraction, mode=mode, max_epochs=max_epochs, max_steps=max_steps, val_size=val_size,
+            read, fraction=fraction, mode=mode, max_epochs=max_epochs, max_steps=max_steps, val_size=val_size,
             learning_rate=learning_rate, batch_size=batch_size, patience=patience, progress=not quiet,
         )
         say_variant(forecaster)
@@ -128,8 +128,9 @@ def finetune(
             typer.echo(forecaster.finetune_report_.summary(), err=True)
         _save(forecaster, output_dir, overwrite)
     except InputError as err:
-        fail(str(err).splitlines()[0] if str(err) else "bad input")
+        fail_on_input(err, read, str(input))
     extra = " --future FUTURE.csv" if future_exog else ""
-    typer.echo(f"saved checkpoint to {output_dir} (forecast with: tsfm forecast {input} --model {output_dir}{extra})",
+    data = "DATA.csv" if str(input) == "-" else input
+    typer.echo(f"saved checkpoint to {output_dir} (forecast with: tsfm forecast {data} --model {output_dir}{extra})",
                err=True)
     sys.stderr.flush()

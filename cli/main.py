@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from tsfm.cli.common import fail, say_variant
+from tsfm.cli.common import fail, fail_on_input, readable_input, say_variant
 from tsfm.cli.output import FLOAT_FORMAT, check_output, interruptible, write_atomically, write_output  # noqa: F401
 
 MAX_HORIZON = 10_000  # tsfm.forecaster_inputs.MAX_HORIZON (kept here so that checking it imports nothing heavy)
@@ -63,43 +63,6 @@ def _check_horizon(horizon: int | None) -> None:
         fail(f"--horizon {horizon} is above the limit of {MAX_HORIZON} steps: past the model's own horizon "
              "each step is forecast from earlier forecasts, so time grows with H and accuracy fades; "
              "forecast a coarser frequency instead")
-
-
-def _stream_to_file(source: Path | None = None) -> Path:
-    """stdin (the input ``-``) or a pipe such as ``<(zcat x.gz)`` copied to a temporary file, so it is
-    read like any CSV (sniffed, re-read for its header); the copy is removed at exit."""
-    import atexit
-    import shutil
-    import tempfile
-
-    fd, name = tempfile.mkstemp(prefix="tsfm-stdin-", suffix=".csv")
-    atexit.register(lambda: Path(name).unlink(missing_ok=True))
-    with os.fdopen(fd, "wb") as handle:
-        if source is None:
-            shutil.copyfileobj(sys.stdin.buffer, handle)
-        else:
-            with open(source, "rb") as stream:
-                shutil.copyfileobj(stream, handle)
-    return Path(name)
-
-
-def readable_input(input: Path) -> Path:
-    """The file to read for the INPUT argument: ``-`` (stdin) and pipes are copied to a temporary
-    file; a directory or a missing path exits 2 with one line."""
-    if str(input) == "-":
-        return _stream_to_file()
-    if input.exists() and not input.is_file() and not input.is_dir():  # a FIFO or /dev/fd/N
-        return _stream_to_file(input)
-    if not input.is_file():
-        fail(f"input file '{input}' {'is a directory' if input.is_dir() else 'does not exist'}")
-    return input
-
-
-def fail_on_input(err: Exception, read: Path, given: str) -> None:
-    """Exit 2 with the first line of ``err``, naming the input as the user gave it (``stdin``, not
-    the temporary copy that was read)."""
-    text = str(err).splitlines()[0] if str(err) else "bad input"
-    fail(text.replace(str(read), "stdin" if given == "-" else given))
 
 
 def _split_list(texts: str | list[str] | None) -> list[str]:

@@ -380,6 +380,13 @@ def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path, mo
     assert (out.stat().st_mode & 0o777, (out / "model.safetensors").stat().st_mode & 0o777) == \
         (0o777 & ~umask(), 0o666 & ~umask())  # not private: mkdtemp and safetensors would make them so
     assert len(Forecaster(model=str(out), horizon=12).fit(csv).predict()) == 2 * 12
+    piped = runner.invoke(app, ["finetune", "-", *args[2:3], str(tiny_checkpoint), "--output-dir",
+                                str(tmp_path / "piped"), *args[6:]], input=csv.read_text())  # '-': stdin
+    assert piped.exit_code == 0 and "tsfm forecast DATA.csv --model" in piped.stderr, piped.stderr
+    assert json.loads((tmp_path / "piped" / "finetune.json").read_text())["train_windows"] == report["train_windows"]
+    garbled = runner.invoke(app, ["finetune", "-", "--output-dir", str(tmp_path / "never")], input="a,b\nx,y\n")
+    assert garbled.exit_code == 2 and len(garbled.stderr.strip().splitlines()) == 1
+    assert "tsfm-stdin" not in garbled.stderr and not (tmp_path / "never").exists()
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "already exists" in again.stderr
     bad = runner.invoke(app, [*args[:-1], "--overwrite", "--mode", "lora"])
