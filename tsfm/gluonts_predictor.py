@@ -87,12 +87,11 @@ class TSFMPredictor(Predictor):
         frames = []
         for i, entry in enumerate(entries):
             t = len(entry["target"])
-            known = np.asarray(entry.get("feat_dynamic_real", np.empty((0, 0))), dtype=np.float64)
-            if known.ndim != 2 or known.shape[1] < t + h:
-                steps = known.shape[-1] if known.ndim == 2 else 0
+            known = np.atleast_2d(np.asarray(entry.get("feat_dynamic_real", []), dtype=np.float64))  # [Ef, steps]
+            if known.shape[1] < t + h:
                 raise InputError(
                     f"GluonTS entry {entry['item_id']!r}: the model uses known-future covariates, so its "
-                    f"feat_dynamic_real must run {h} steps past its target ({t + h} in all); it has {steps}")
+                    f"feat_dynamic_real must run {h} steps past its target ({t + h} in all); it has {known.shape[1]}")
             columns = dict(zip(series.future_exog_names, known[:, t:t + h]))
             frames.append(pd.DataFrame({"unique_id": series.ids[i], "ds": series.future_index(i, h), **columns}))
         return pd.concat(frames, ignore_index=True)
