@@ -307,6 +307,16 @@ def test_future_covariates_are_matched_to_integer_times_as_written():
         assert future_exog_windows(s, future.drop(columns="unique_id"), 2).ravel().tolist() == [1.0, 0.0]
 
 
+def test_a_range_index_numbers_steps_whatever_its_numbers_and_a_slice_keeps_them():
+    y = pd.Series(np.sin(np.arange(2000.0)))
+    for sliced in (y.iloc[1700:2000], y.to_frame("v").iloc[1700:2000]):  # not the years 1700-1999
+        steps = load_series(sliced)
+        assert steps.step_index and steps.timestamps(0)[[0, -1]].tolist() == [1700, 1999]
+        assert np.array_equal(steps.values[0][:, 0], y.to_numpy(np.float32)[1700:])
+    years = load_series(pd.Series(y.to_numpy()[:30], index=pd.Index(np.arange(1950, 1980))))  # set as years
+    assert not years.step_index and years.freq == "YS"
+
+
 def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_hold_them():
     y = np.arange(30.0)
     monthly = load_series(pd.Series(y, index=pd.period_range("2000-01", periods=30, freq="M"), name="sales"))

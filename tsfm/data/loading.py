@@ -57,12 +57,14 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
         data = _values_as_long_frame(data)  # Chronos' input: one array per series, any lengths
     elif isinstance(data, (np.ndarray, list, tuple)):
         data = _values_as_series(data)
+    step_col = None
     if isinstance(data, pd.Series):
         named = data.name is not None and str(data.name) != "ds"
         frame = data.to_frame(name=str(data.name) if named else "y")
-        if ptypes.is_integer_dtype(data.index):
-            frame = frame.reset_index(drop=True)  # numbered values: the numbers are the steps (or years)
+        if ptypes.is_integer_dtype(data.index):  # numbered values: a RangeIndex numbers steps, other integers
+            frame = frame.reset_index(drop=True)  # follow a time column's rule (years, yyyymmdd dates or steps)
             frame.insert(0, "ds", data.index.to_numpy())
+            step_col = "ds" if isinstance(data.index, pd.RangeIndex) else None
         data = frame
     if isinstance(data, pd.DataFrame):
         df = data
@@ -77,7 +79,7 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
         df = clean_columns(df)
         if len(df) == 0:
             raise InputError("the data frame has no rows")
-        return df, RowSource(is_file=False)
+        return df, RowSource(is_file=False, step_col=step_col)
     if not isinstance(data, (str, os.PathLike)):
         raise InputError(f"expected a pandas DataFrame or Series, a 1-D array of values, or the path of a CSV or "
                          f"Parquet file; got {type(data).__name__}")
@@ -239,7 +241,9 @@ def load_series(
     targets, past, future = _as_list(target), _as_list(past_exog), _as_list(future_exog)
     df, src = _as_frame(data, id_col)
     if id_col is None and time_col is None and ROW_STEP not in df.columns and values_only(df):
-        df, time_col = df.assign(**{ROW_STEP: np.arange(len(df))}), ROW_STEP  # each row the next step, empty or not
+        numbers = df.index if isinstance(df.index, pd.RangeIndex) else np.arange(len(df))  # a slice keeps its own
+        df, time_col = df.assign(**{ROW_STEP: np.asarray(numbers)}), ROW_STEP  # each row the next step, empty or not
+        src.step_col = ROW_STEP
     df = _drop_empty_rows(df)
     if len(df) == 0:
         raise InputError("the input has no rows with values")

@@ -64,6 +64,8 @@ _SLASH_DATE = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(\s|T|$)")
 
 def parse_stamps(col: pd.Series, name: str, src: RowSource) -> ParsedTimes:
     """Parse a time column for the grid: zones kept (wall clock for calendar data), integer steps, day-first dates."""
+    if name == src.step_col:
+        return ParsedTimes(col.to_numpy().astype(np.int64), steps=True)
     if ptypes.is_datetime64_any_dtype(col) or ptypes.is_numeric_dtype(col):
         _no_missing_times(col, name, src)
     if (ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col)) and not ptypes.is_datetime64_any_dtype(col):
