@@ -141,6 +141,18 @@ def test_steps_after_the_last_validation_are_validated_too(tiny_checkpoint):
     assert remeasured_loss(tuned, series, fraction=1.0) == pytest.approx(report.val_loss_best, rel=1e-6)
 
 
+@pytest.mark.parametrize("step", ["validation_step", "training_step"])
+def test_ctrl_c_in_any_lightning_loop_reaches_the_caller_as_keyboard_interrupt(tiny_checkpoint, monkeypatch, step):
+    """Lightning turns Ctrl-C into exit(1); the CLI must see the interrupt to say so and exit 130."""
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ForecastingTask, step, pressed)
+    series = load_series(seasonal_frame())
+    with pytest.raises(KeyboardInterrupt):
+        finetune_model(load_model(tiny_checkpoint), series, horizon=12, fraction=0.5, max_steps=2, progress=False)
+
+
 def test_keep_best_weights_tracks_lowest_validation_loss():
     class Trainer:
         sanity_checking = False

@@ -393,8 +393,24 @@ def _trainer(device: str, progress: bool, **kwargs: Any) -> pl.Trainer:
     )
 
 
+@contextlib.contextmanager
+def _ctrl_c_raised(trainer: pl.Trainer) -> Iterator[None]:
+    """Ctrl-C inside ``trainer`` as a KeyboardInterrupt: Lightning turns it into exit(1), its message
+    hidden by quiet_lightning, and ignores SIGINT from then on."""
+    on_interrupt = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, on_interrupt)
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _validation_loss(task: ForecastingTask, loader: DataLoader, device: str) -> float:
-    result = _trainer(device, progress=False).validate(task, dataloaders=loader, verbose=False)
+    trainer = _trainer(device, progress=False)
+    with _ctrl_c_raised(trainer):
+        result = trainer.validate(task, dataloaders=loader, verbose=False)
     return float(result[0]["val_loss"])
 
 
@@ -481,14 +497,8 @@ def finetune_model(
         before = _validation_loss(task, val_loader, device)
         trainer = _trainer(device, progress, max_epochs=max_epochs, max_steps=max_steps or -1,
                            callbacks=[stopper, keep, count, *bars], val_check_interval=val_every)
-        on_interrupt = signal.getsignal(signal.SIGINT)
-        try:
+        with _ctrl_c_raised(trainer):
             trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
-        except SystemExit:
-            if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1), its message hidden by quiet_lightning
-                signal.signal(signal.SIGINT, on_interrupt)  # it ignores SIGINT from then on
-                raise KeyboardInterrupt from None
-            raise
         if trainer.global_step > keep.validated_step:  # a step limit inside an epoch: its last steps count too
             epoch = (trainer.global_step - 1) // len(train_loader)  # Lightning has closed the epoch by now
             keep.offer(_validation_loss(task, val_loader, device), task, epoch, trainer.global_step)
