@@ -262,6 +262,8 @@ def test_forecaster_quantiles_empty_string_and_number(tiny_checkpoint):
     df = monthly_frame(1)
     with pytest.raises(InputError, match="quantiles is empty"):
         Forecaster(model=tiny_checkpoint, quantiles=()).fit(df)
+    with pytest.raises(InputError, match="quantiles must be a list of levels"):
+        Forecaster(model=tiny_checkpoint, quantiles=None).fit(df)
     fc = Forecaster(model=tiny_checkpoint, horizon=3, quantiles="0.1,0.9").fit(df).predict()
     assert list(fc.columns) == ["unique_id", "ds", "mean", "0.1", "0.9"]
     fc = Forecaster(model=tiny_checkpoint, horizon=3, quantiles=0.5).fit(df).predict()

@@ -113,6 +113,10 @@ def quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list
         quantiles = [part.strip() for part in quantiles.split(",") if part.strip()]
     elif isinstance(quantiles, (int, float, np.integer, np.floating)):
         quantiles = [quantiles]
+    try:
+        quantiles = list(quantiles)
+    except TypeError:  # None, or an object that is not a list of levels
+        raise InputError(f"quantiles must be a list of levels like 0.1,0.5,0.9 (got {quantiles!r})") from None
     levels, names = [], []
     if len(quantiles) == 0:
         raise InputError("quantiles is empty: give levels like 0.1,0.5,0.9")
