@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tsfm.data.backtest import backtest_windows
 from tsfm.data.forecast_frame import forecast_frame
@@ -347,6 +348,14 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     assert load_series([np.array(v) for v in y]).ids == ["y"]  # 0-d arrays are numbers, not series
     several = load_series([np.sin(y), list(np.cos(y[:20]))])  # Chronos' input: one array per series
     assert several.ids == ["0", "1"] and several.lengths.tolist() == [30, 20] and several.step_index
+    tensors = load_series([torch.tensor(np.sin(y)), torch.tensor(y[:20])])  # Chronos' own input: tensors
+    assert tensors.lengths.tolist() == [30, 20] and np.allclose(tensors.values[1][:, 0], y[:20])
+    assert load_series(torch.tensor(y)).lengths.tolist() == [30]
+    months = pd.date_range("2015-01-01", periods=30, freq="MS")
+    dated = load_series([pd.Series(y, index=months, name="a"), pd.Series(y[:20], index=months[:20], name="b")])
+    assert dated.ids == ["a", "b"] and dated.freq == "MS" and dated.timestamps(1)[-1] == months[19]
+    with pytest.raises(InputError, match="mixes pandas Series indexed by times with arrays"):
+        load_series([pd.Series(y, index=months), y])
     with pytest.raises(InputError, match="pass a 1-D array"):
         load_series(np.ones((3, 4)))
     with pytest.raises(InputError, match="must hold numbers"):

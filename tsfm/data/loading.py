@@ -52,12 +52,11 @@ def _as_list(x: str | Sequence[str] | None) -> list[str]:
 
 def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequence[Any],
               id_col: str | None) -> tuple[pd.DataFrame, RowSource]:
-    if isinstance(data, (list, tuple)) and data and all(
-            isinstance(x, (list, tuple, pd.Series)) or (isinstance(x, np.ndarray) and x.ndim) for x in data):
-        data = _values_as_long_frame(data)  # Chronos' input: one array per series, any lengths
-    elif isinstance(data, (np.ndarray, list, tuple)):
-        data = _values_as_series(data)
     step_col = None
+    if isinstance(data, (list, tuple)) and data and all(isinstance(x, pd.Series) or _array_like(x) for x in data):
+        data, step_col = _values_as_long_frame(data)  # Chronos' input: one array per series, any lengths
+    elif _array_like(data):
+        data = _values_as_series(data)
     if isinstance(data, pd.Series):
         named = data.name is not None and str(data.name) != "ds"
         frame = data.to_frame(name=str(data.name) if named else "y")
@@ -90,24 +89,40 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
     return df, RowSource(is_file=True)
 
 
+def _array_like(data: object) -> bool:
+    """A list, a tuple, or an array other than pandas' (numpy, torch, ...: anything with ``__array__``)."""
+    if isinstance(data, (pd.Series, pd.DataFrame, str, bytes)):
+        return False
+    return isinstance(data, (list, tuple)) or (hasattr(data, "__array__") and np.ndim(data) > 0)
+
+
 def _values_as_series(data: np.ndarray | Sequence[float]) -> pd.Series:
     """A 1-D array or list of numbers: one series of integer steps (NaN where missing)."""
     try:
         values = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError("an array or list of data must hold numbers (NaN where missing)") from None
+    except (TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a torch tensor that requires grad
+        raise InputError(f"an array or list of data must hold numbers (NaN where missing): {err}") from None
     if values.ndim != 1:
         raise InputError(f"an array of data is one series: pass a 1-D array (got shape {values.shape}); for "
                          "several, a list of 1-D arrays or a DataFrame with one column per series")
     return pd.Series(values, name="y")
 
 
-def _values_as_long_frame(arrays: Sequence[np.ndarray | Sequence[float] | pd.Series]) -> pd.DataFrame:
-    """A list of 1-D arrays: series 0, 1, ... of integer steps, each as long as its array."""
-    values = [_values_as_series(np.asarray(a)).to_numpy() for a in arrays]
-    return pd.DataFrame({"unique_id": np.repeat([str(i) for i in range(len(values))], [len(v) for v in values]),
-                         "ds": np.concatenate([np.arange(len(v)) for v in values]),
-                         "y": np.concatenate(values)})
+def _values_as_long_frame(items: Sequence[np.ndarray | Sequence[float] | pd.Series]) -> tuple[pd.DataFrame, str | None]:
+    """A list of 1-D arrays or pandas Series: series 0, 1, ... (the Series' names when each has its own),
+    each as long as its array, and the name of the time column when it holds integer steps. Series
+    indexed by times keep them; arrays and RangeIndex Series are integer steps, as alone."""
+    timed = [isinstance(x, pd.Series) and not isinstance(x.index, pd.RangeIndex) for x in items]
+    if any(timed) and not all(timed):
+        raise InputError("a list of series mixes pandas Series indexed by times with arrays or RangeIndex "
+                         "Series: give every series its times, or none")
+    names = [str(x.name) for x in items if isinstance(x, pd.Series) and x.name is not None]
+    ids = names if len(set(names)) == len(items) else [str(i) for i in range(len(items))]
+    values = [_values_as_series(x).to_numpy() for x in items]
+    times = [x.index if isinstance(x, pd.Series) else pd.RangeIndex(len(v)) for x, v in zip(items, values)]
+    frame = pd.DataFrame({"unique_id": np.repeat(ids, [len(v) for v in values]),
+                          "ds": times[0].append(times[1:]), "y": np.concatenate(values)})
+    return frame, None if all(timed) else "ds"
 
 
 def _drop_empty_rows(df: pd.DataFrame) -> pd.DataFrame:
