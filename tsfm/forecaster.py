@@ -429,7 +429,8 @@ class Forecaster:
         model ``fit(df)`` chooses for ``df`` (as statsforecast fits the frame it is given; a
         fine-tuned model is kept). A series with no observed value in the context the model would
         read before a cutoff is left out of that window (``cv_skipped_`` counts those series x window
-        pairs; a multivariate item, whose channels are read together, is left out whole).
+        pairs; a multivariate item, whose channels are read together, is left out whole). A window's
+        series are forecast together, so its pooled calibration reads their histories up to their own cutoffs.
         """
         from tsfm.data.backtest import observed_windows
         from tsfm.pipeline import backtest_covariates, forecast_frame, model_context
