@@ -611,6 +611,19 @@ def test_read_table_formats(tmp_path):
             np.testing.assert_allclose(x, y, rtol=1e-6)
 
 
+def test_decimal_comma_files_with_whole_numbers_and_thousands_read_as_excel_wrote_them(tmp_path):
+    """Excel writes 4, not 4,0, and groups thousands with points: the share of commas cannot decide."""
+    rows = ["Datum;Umsatz", "01.01.2023;-3,5", "01.02.2023;0", "01.03.2023;1.234,5", "01.04.2023;4", "01.05.2023;",
+            "01.06.2023;2,25"]
+    (tmp_path / "eu.csv").write_text("\n".join(rows) + "\n")
+    eu = load_series(tmp_path / "eu.csv")
+    assert eu.ids == ["Umsatz"] and eu.freq == "MS" and eu.starts[0] == pd.Timestamp("2023-01-01")
+    np.testing.assert_array_equal(eu.values[0][:, 0], np.float32([-3.5, 0, 1234.5, 4, np.nan, 2.25]))
+    (tmp_path / "points.csv").write_text("ds;a;b\n2023-01-01;1,5;0.5\n2023-01-02;2;1.5\n2023-01-03;3;2.5\n")
+    with pytest.raises(InputError, match="not numeric"):  # decimal points elsewhere: 1,5 is not a number
+        load_series(tmp_path / "points.csv", target="a")
+
+
 def test_samples_load():
     air = load_series(REPO / "datasets" / "samples" / "air_passengers.csv")
     assert air.ids == ["AirPassengers"] and air.freq == "MS" and air.lengths.tolist() == [144]

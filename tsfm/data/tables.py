@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tsfm.errors import InputError
@@ -61,9 +62,7 @@ def _read_csv(p: Path, dtype: dict | None) -> pd.DataFrame:
         sep = _sniff_separator(p, compression, encoding)
         options = {**_text_column_options(p, sep, compression, dtype, encoding), "encoding": encoding}
         df = pd.read_csv(p, sep=sep, compression=compression or "infer", **options)
-        if sep == ";" and _decimal_commas(df):  # Excel's CSV where the comma is the decimal mark
-            df = pd.read_csv(p, sep=sep, compression=compression or "infer", decimal=",", **options)
-        return df
+        return _decimal_commas_read(df) if sep == ";" else df  # Excel's CSV where the comma is the decimal mark
     except pd.errors.EmptyDataError:
         raise InputError(f"input file {p} is empty; it needs a header and at least one row") from None
     except (zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:  # not OSError: a damaged compressed file
@@ -92,17 +91,27 @@ def _text_column_options(p: Path, sep: str, compression: str | None, dtype: dict
     }
 
 
-_DECIMAL_COMMA = r"^\s*[-+]?\d+,\d+\s*$"  # 12,5: a number written with a decimal comma
+# 12,5 / 4 / -1.234,5: a number as Excel writes it where the comma is the decimal mark (points group thousands)
+_EUROPEAN_NUMBER = r"^\s*[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?\s*$"
 
 
-def _decimal_commas(df: pd.DataFrame) -> bool:
-    """Whether a text column holds numbers written with a decimal comma (most of its values) and no
-    column holds numbers with a decimal point: then the whole file uses decimal commas."""
-    text = [c for c in df.columns if df[c].dtype == object]
-    numbers_with_commas = any(df[c].dropna().astype(str).head(200).str.match(_DECIMAL_COMMA).mean() > 0.9
-                              for c in text if df[c].notna().any())
-    return numbers_with_commas and not any(
-        pd.api.types.is_float_dtype(df[c]) and (df[c].dropna() % 1 != 0).any() for c in df.columns)
+def _decimal_commas_read(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns whose every value is a number with a decimal comma or a whole number (at least one
+    with a comma) read as numbers, unless some column holds numbers with a decimal point: then the
+    file does not use decimal commas. Whole numbers are why a share of commas cannot decide: Excel
+    writes 4, not 4,0."""
+    if any(pd.api.types.is_float_dtype(df[c]) and (df[c].dropna() % 1 != 0).any() for c in df.columns):
+        return df
+    converted = {}
+    for c in df.columns:
+        text = df[c].dropna().astype(str) if df[c].dtype == object else None
+        if text is None or text.empty or not text.str.contains(",", regex=False).any():
+            continue
+        if text.str.match(_EUROPEAN_NUMBER).all():
+            values = np.full(len(df), np.nan)
+            values[df[c].notna().to_numpy()] = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            converted[c] = values
+    return df.assign(**converted) if converted else df
 
 
 def _encoding(p: Path, compression: str | None) -> str:
