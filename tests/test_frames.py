@@ -611,6 +611,19 @@ def test_read_table_formats(tmp_path):
             np.testing.assert_allclose(x, y, rtol=1e-6)
 
 
+def test_a_parquet_file_is_read_as_the_frame_it_was_written_from(tmp_path):
+    """pandas writes a frame's index and period columns into Parquet; the file reads as the frame does."""
+    df = long_frame(n=6)
+    frames = {"dated_index": df[df.unique_id == df.unique_id[0]].set_index("ds")[["y"]],
+              "panel_index": df.set_index(["unique_id", "ds"]),
+              "periods": df.assign(ds=df["ds"].dt.to_period("M"))}
+    for name, frame in frames.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        from_file, from_frame = load_series(tmp_path / f"{name}.parquet"), load_series(frame)
+        assert (from_file.ids, from_file.freq, from_file.starts) == (from_frame.ids, from_frame.freq, from_frame.starts)
+        assert not from_file.step_index and from_file.starts[0] == pd.Timestamp(df["ds"].iloc[0]), name
+
+
 def test_decimal_comma_files_with_whole_numbers_and_thousands_read_as_excel_wrote_them(tmp_path):
     """Excel writes 4, not 4,0, and groups thousands with points: the share of commas cannot decide."""
     rows = ["Datum;Umsatz", "01.01.2023;-3,5", "01.02.2023;0", "01.03.2023;1.234,5", "01.04.2023;4", "01.05.2023;",

@@ -66,16 +66,7 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
             step_col = "ds" if isinstance(data.index, pd.RangeIndex) else None
         data = frame
     if isinstance(data, pd.DataFrame):
-        df = data
-        if not isinstance(df.index, pd.RangeIndex):  # a DatetimeIndex / (id, ds) MultiIndex holds columns
-            stamps = (pd.DatetimeIndex, pd.PeriodIndex)
-            names = [n if n is not None else ("ds" if isinstance(df.index, stamps) else f"level_{i}")
-                     for i, n in enumerate(df.index.names)]
-            df = df.rename_axis(names).reset_index()
-        periods = [c for c in df.columns if isinstance(df[c].dtype, pd.PeriodDtype)]
-        if periods:  # sktime's and statsmodels' PeriodIndex: each period by its start
-            df = df.assign(**{c: df[c].dt.to_timestamp() for c in periods})
-        df = clean_columns(df)
+        df = _index_and_periods_as_columns(data)
         if len(df) == 0:
             raise InputError("the data frame has no rows")
         return df, RowSource(is_file=False, step_col=step_col)
@@ -86,7 +77,21 @@ def _as_frame(data: str | Path | pd.DataFrame | pd.Series | np.ndarray | Sequenc
     header = read_header(path) if path.is_file() else []
     id_cols = [c for c in header if c == id_col or c.lower() in ID_ALIASES]
     df = read_table(path, dtype={c: str for c in id_cols} or None)
-    return df, RowSource(is_file=True)
+    return _index_and_periods_as_columns(df), RowSource(is_file=True)  # a Parquet file keeps a frame's index
+
+
+def _index_and_periods_as_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A DatetimeIndex or an (id, ds) MultiIndex as columns, and periods (sktime's and statsmodels'
+    PeriodIndex) as their starts."""
+    if not isinstance(df.index, pd.RangeIndex):
+        stamps = (pd.DatetimeIndex, pd.PeriodIndex)
+        names = [n if n is not None else ("ds" if isinstance(df.index, stamps) else f"level_{i}")
+                 for i, n in enumerate(df.index.names)]
+        df = df.rename_axis(names).reset_index()
+    periods = [c for c in df.columns if isinstance(df[c].dtype, pd.PeriodDtype)]
+    if periods:
+        df = df.assign(**{c: df[c].dt.to_timestamp() for c in periods})
+    return clean_columns(df)
 
 
 def _array_like(data: object) -> bool:
