@@ -179,6 +179,10 @@ def test_widen_keeps_levels_sorted_and_zero_changes_nothing():
     assert interval_pairs(levels) == [(0, 2)]
     np.testing.assert_array_equal(widen(q, np.zeros(1), levels), q)
     assert np.all(np.diff(widen(q, np.array([-0.5]), levels), axis=-1) >= 0)  # narrowed to the midpoint, no crossing
+    lopsided = np.float32([[11.0, 11.85, 12.07, 12.61, 13.0]])  # 0.4 narrowed by half the width passes the median
+    narrowed = widen(lopsided, np.array([0.0, -0.5]), (0.1, 0.4, 0.5, 0.6, 0.9))
+    assert narrowed[0, 2] == np.float32(12.07) and narrowed[0, 1] == np.float32(12.07)  # it stops at the median
+    assert narrowed[0, 3] == np.float32(12.61 - 0.5 * (12.61 - 11.85))
     too_few = conformal_widening(q[:1, :1, :1], np.zeros((1, 1, 1)), np.ones((1, 1, 1), bool), levels)
     assert too_few.tolist() == [0.0]  # one score cannot set a 90% quantile: no change
 

@@ -337,12 +337,18 @@ def conformal_widening(quantiles: np.ndarray, actual: np.ndarray, observed_actua
 
 def widen(quantiles: np.ndarray, widening: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """Each central interval moved outward (inward for a negative value) by ``widening`` times its width;
-    quantiles re-sorted, so levels never cross."""
+    quantiles re-sorted, so levels never cross. The median stays where it is: an interval narrowed
+    past it stops there (an asymmetric interval moved inward by its width can pass it, and the sort
+    would then hand the median's place to another level)."""
     out = quantiles.astype(np.float64).copy()
+    rounded = [round(float(q), 9) for q in levels]
+    median = quantiles[..., rounded.index(0.5)].astype(np.float64) if 0.5 in rounded else None
     for (lo, hi), c in zip(interval_pairs(levels), widening):
         width = quantiles[..., hi] - quantiles[..., lo]
         out[..., lo] = quantiles[..., lo] - c * width
         out[..., hi] = quantiles[..., hi] + c * width
+        if median is not None:
+            out[..., lo], out[..., hi] = np.minimum(out[..., lo], median), np.maximum(out[..., hi], median)
     return np.sort(out, axis=-1).astype(np.float32)
 
 
