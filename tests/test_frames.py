@@ -428,6 +428,9 @@ def test_integer_steps_without_freq_get_the_inferred_resolution_but_their_own_ho
     assert steps.freq_info.season == 12 and steps.stated_freq_info.horizon == 14  # the horizon stays the steps' default
     told = load_series(pd.concat(rows), time_col="t", freq="QS")
     assert told.inferred is None and told.freq_info.season == 4 and told.stated_freq_info.horizon == 8
+    fives = load_series(pd.DataFrame({"t": np.arange(0, 60, 5), "y": np.arange(12.0)}), time_col="t", freq="D")
+    assert fives.resolution == "D" and fives.n_gaps == [0]  # what a step is, not how far apart the integers are
+    assert fives.future_index(0, 2).tolist() == [60, 65]
     dated = load_series(pd.concat(rows).assign(t=lambda d: pd.date_range("2000-01-01", periods=120, freq="D")
                                                 .repeat(1)[d.t - 1]), time_col="t")
     assert dated.inferred is None and dated.freq_info.season == 7

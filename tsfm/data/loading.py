@@ -174,9 +174,9 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
     seg = Segments(first=first, counts=np.diff(np.r_[first, len(rows.codes)]))
     cal = Calendar(rows.times)
     resolution = None
-    if rows.steps and freq is not None:  # integer steps: --freq says what a step is (season, horizon)
-        resolution = short_alias(user_offset(freq).freqstr)
-        freq = "ns"
+    if rows.steps and freq is not None:  # integer steps: --freq says what a step is (season, horizon),
+        resolution = short_alias(user_offset(freq).freqstr)  # the integers how far apart steps are
+        freq = None
     try:
         if freq is None:
             freq = infer_common_freq(rows.ids, cal, seg)
