@@ -61,7 +61,9 @@ def magnitude_scales(biggest: np.ndarray) -> np.ndarray | None:
     if not outside.any():
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
-        power = np.clip(np.floor(np.log10(np.where(outside, biggest, 1.0))), -307, 307)  # 10**-324 is 0
+        # 10**-324 is 0; the subnormal powers above it are inexact, but a series is divided and its
+        # forecast multiplied by the same number
+        power = np.clip(np.floor(np.log10(np.where(outside, biggest, 1.0))), -323, 307)
     return np.where(outside, 10.0 ** power, 1.0)
 
 
