@@ -28,3 +28,14 @@ def test_a_multivariate_item_draws_each_channel_with_its_own_band(tiny_checkpoin
     drawn = panels(fitted.series_, fitted.predict_band(h=5))
     assert [p.title for p in drawn] == [f"c{k}" for k in range(MAX_PANELS)]
     assert all(len(p.band) == 5 for p in drawn) and np.allclose(drawn[3].history_y, WAVE + 3)
+
+
+def test_a_series_of_extreme_magnitude_is_drawn_in_units_of_its_scale(tiny_checkpoint):
+    frame = pd.DataFrame({"unique_id": np.repeat(["tiny", "plain"], 80), "ds": np.tile(DAYS, 2),
+                          "y": np.r_[WAVE * 1e-300, WAVE]})
+    fitted = Forecaster(model=tiny_checkpoint).fit(frame)
+    band = fitted.predict_band(h=5)
+    tiny, plain = panels(fitted.series_, band)
+    assert tiny.title == "tiny (x 1e-300)" and np.allclose(tiny.history_y, WAVE, rtol=1e-6)
+    np.testing.assert_allclose(tiny.band["0.5"], band[band.unique_id == "tiny"]["0.5"] / 1e-300, rtol=1e-6)
+    assert plain.title == "plain" and np.allclose(plain.history_y, WAVE, rtol=1e-6)

@@ -41,7 +41,11 @@ def panels(series: SeriesSet, band: pd.DataFrame) -> list[Panel]:
                 rows, title = band[band["unique_id"].astype(str) == str(sid)], str(sid)
                 if several:
                     rows, title = rows[rows["target"].astype(str) == str(name)], f"{sid}: {name}"
-            values = np.asarray(series.values[i])[-HISTORY_POINTS:, c] * series.scale_of(i)[c]  # the user's units
+            values = np.asarray(series.values[i])[-HISTORY_POINTS:, c]  # in units of SeriesSet.scales
+            scale = float(series.scale_of(i)[c])
+            if scale != 1.0:  # 1e-300 or 1e300, which matplotlib cannot draw: the panel says its unit
+                rows = rows.assign(**{q: rows[q] / scale for q in ("0.1", "0.5", "0.9")})
+                title = f"{title} (x {scale:g})"
             out.append(Panel(title, stamps, values, _as_dates(series, pd.Index(rows["ds"])), rows))
             if len(out) == MAX_PANELS:
                 return out
