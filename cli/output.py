@@ -72,6 +72,8 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
 def check_output_folder(text: str | Path, option: str = "--output") -> Path:
     """A folder to write (made by the writer, next to its parent's other entries), or exit 2 with one
     line: a file there, the current folder or one above it, or a parent where nothing can be created."""
+    if str(text) == "-":
+        fail(f"{option} -: a folder cannot be written to stdout: give a folder name")
     path = Path(os.path.realpath(os.path.expanduser(str(text))))
     if path.exists() and not path.is_dir():
         fail(f"{option} {text} is a file: give a folder name")

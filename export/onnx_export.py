@@ -381,6 +381,7 @@ def export_suite(
     if output.exists() and not output.is_dir():
         raise InputError(f"--output '{output}' is a file; a suite exports to a folder: give a folder name")
     _refuse_replacing_sources(output, suite)
+    _refuse_replacing_other_folders(output)
     stems = {name: Path(name).name for name in suite.spec.checkpoints()}
     if len(set(stems.values())) != len(stems):
         raise InputError(f"suite '{name_or_folder}' has two checkpoints with the same folder name: rename one")
@@ -411,6 +412,19 @@ def export_suite(
         os.replace(staged, output)
     log(f"wrote {output}/ ({len(stems)} checkpoints, {sum(p.stat().st_size for p in output.iterdir()) / 1e6:.2f} MB)")
     return output
+
+
+def _refuse_replacing_other_folders(output: Path) -> None:
+    """The export replaces ``output`` whole: an existing folder must be empty or an exported suite
+    (its ``suite.json`` and ``.onnx`` files), never a folder of the user's other files."""
+    if not output.is_dir():
+        return
+    entries = list(output.iterdir())
+    exported = any(e.name == SUITE_FILE for e in entries) and all(
+        e.is_file() and (e.name == SUITE_FILE or e.suffix == ".onnx") for e in entries)
+    if entries and not exported:
+        raise InputError(f"--output '{output}' is a folder that is not an exported suite (suite.json and .onnx "
+                         "files), which the export would replace whole: give a new folder name or remove it")
 
 
 def _refuse_replacing_sources(output: Path, suite) -> None:

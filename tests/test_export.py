@@ -7,6 +7,7 @@ masked gaps, short histories, constant channels and rollouts past the graph's ho
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -416,6 +417,9 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, read_only_f
         assert result.exit_code == 2 and expect in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert victim.read_text() == "a,b\n1,2\n"  # never replaced by a graph
+    result = runner.invoke(app, ["export", "--model", "ttm", "-o", "-"])  # a suite is a folder
+    assert result.exit_code == 2 and "a folder cannot be written to stdout" in result.stderr, result.stderr
+    assert not Path("-").exists()
     from tsfm.cli.main import app as tsfm_app
 
     result = runner.invoke(tsfm_app, ["export", "-h"])

@@ -436,6 +436,18 @@ def exported_suite(suite_dir, tmp_path_factory, monkeypatch):
     return out
 
 
+def test_an_export_replaces_an_earlier_export_but_no_other_folder(exported_suite) -> None:
+    from tsfm.errors import InputError
+    from tsfm.export.onnx_export import export_suite
+
+    export_suite("mini", exported_suite)
+    assert sorted(p.name for p in exported_suite.iterdir()) == ["mini-16.onnx", "mini-64.onnx", "suite.json"]
+    (exported_suite / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="is a folder that is not an exported suite"):
+        export_suite("mini", exported_suite)
+    assert (exported_suite / "notes.txt").read_text() == "mine" and (exported_suite / "mini-16.onnx").exists()
+
+
 def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, one_torch_thread) -> None:
     """The folder holds one file per checkpoint; the runtime and the Forecaster on the folder choose the
     checkpoint the suite chooses and give its forecasts, calibrated by the same backtests."""
