@@ -456,5 +456,16 @@ def export_forecaster(forecaster, output: str | Path, *, quantize: str = "none",
     context_length = context_length or forecaster.context_length
     if context_length is not None:
         context_length = min(int(context_length), model.config.context_length)
-    return export_onnx(model, output, quantize=quantize, target=target, horizon=horizon,
+    path = export_onnx(model, output, quantize=quantize, target=target, horizon=horizon,
                        context_length=context_length, **options)
+    plan = getattr(forecaster, "plan_", None)
+    rules = {"seasonal_adjustment": True} if plan is not None and plan.seasonal_adjustment else {}
+    if plan is not None and plan.calibration_windows:
+        rules["calibration_windows"] = plan.calibration_windows
+    if plan is not None and plan.log_scale != "never":
+        rules["log_scale"] = plan.log_scale
+    if rules:  # a file holds one network; the rules a suite applies around it are the caller's to give
+        given = ", ".join(f"{k}={v!r}" for k, v in rules.items())
+        warnings.warn(f"{path} holds the network alone: forecast it with {given} to forecast as this Forecaster "
+                      f"does, or export the suite as a folder (tsfm export --model {forecaster.model})", stacklevel=3)
+    return path

@@ -540,3 +540,20 @@ def test_quantization_falls_back_when_symbolic_shape_inference_gives_up(tmp_path
     monkeypatch.setattr(onnxruntime.quantization, "quant_pre_process", fake)
     assert preprocess(tmp_path / "a.onnx", tmp_path / "b.onnx") == tmp_path / "b.onnx"
     assert calls == [False, True]
+
+
+def test_a_forecaster_export_names_the_rules_the_file_does_not_hold(tiny_checkpoint, tmp_path):
+    """One .onnx holds the network; a Forecaster that calibrates or adjusts says what to pass to match it."""
+    import warnings
+
+    from tsfm import Forecaster
+
+    df = monthly_frame(2)
+    calibrated = Forecaster(model=tiny_checkpoint, horizon=4, calibration_windows=2).fit(df)
+    with pytest.warns(UserWarning, match="forecast it with calibration_windows=2 to forecast as this Forecaster"):
+        path = calibrated.export_onnx(tmp_path / "calibrated.onnx")
+    again = Forecaster(model=str(path), horizon=4, calibration_windows=2).fit(df).predict()
+    np.testing.assert_allclose(again["0.9"], calibrated.predict()["0.9"], rtol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Forecaster(model=tiny_checkpoint, horizon=4, calibration_windows=0).fit(df).export_onnx(tmp_path / "raw.onnx")
