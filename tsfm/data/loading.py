@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def load_series(
     if id_col is None and time_col is None and ROW_STEP not in df.columns and values_only(df):
         numbers = df.index if isinstance(df.index, pd.RangeIndex) else np.arange(len(df))  # a slice keeps its own
         df, time_col = df.assign(**{ROW_STEP: np.asarray(numbers)}), ROW_STEP  # each row the next step, empty or not
-        src.step_col = ROW_STEP
+        src = replace(src, step_col=ROW_STEP)
     df = _drop_empty_rows(df)
     if len(df) == 0:
         raise InputError("the input has no rows with values")

@@ -109,7 +109,8 @@ def _decimal_commas_read(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if text.str.match(_EUROPEAN_NUMBER).all():
             values = np.full(len(df), np.nan)
-            values[df[c].notna().to_numpy()] = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            plain = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)  # 1.234,5 -> 1234.5
+            values[df[c].notna().to_numpy()] = plain.astype(np.float64).to_numpy()
             converted[c] = values
     return df.assign(**converted) if converted else df
 
