@@ -32,8 +32,8 @@ def export(
     quantize: str = typer.Option(
         "none", "--quantize", "-q",
         help="none, int8 (= int8-dynamic: 3.4x smaller, accuracy kept) or int8-static (QDQ, calibrated)"),
-    target: str = typer.Option(
-        "x86", "--target", help="CPU of the int8 file: x86 (AVX2 without VNNI; safe default), x86-vnni or arm"),
+    target: str | None = typer.Option(
+        None, "--target", help="CPU of the int8 file: x86 (AVX2 without VNNI; the default), x86-vnni or arm"),
     context_length: int | None = typer.Option(
         None, "--context-length", help="History steps the file takes (default and maximum: the model's)"),
     horizon: int | None = typer.Option(
@@ -52,6 +52,10 @@ def export(
         fail("--horizon must be a positive integer")
     if calibration_series < 1:
         fail("--calibration-series must be a positive integer")
+    if target is not None and quantize.lower() in ("none", "fp32", ""):
+        fail(f"--target {target} chooses the kernels of an int8 file: add --quantize int8 "
+             "(a float32 file runs on any CPU)")
+    target = target or "x86"
     if model.lower().endswith(".onnx"):
         fail(f"--model {model} is already an exported graph: export the checkpoint it came from")
     try:

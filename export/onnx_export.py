@@ -319,6 +319,10 @@ def export_onnx(
     if default_horizon is not None and default_horizon > graph_horizon:
         log(f"horizon {default_horizon} is longer than the model's {graph_horizon}: the file forecasts "
             f"{graph_horizon} steps per run and the runtime rolls out to {default_horizon}")
+    elif graph_horizon < model.config.prediction_length:
+        log(f"note: the graph is cut to {graph_horizon} of the model's {model.config.prediction_length} steps; "
+            f"a forecast longer than {graph_horizon} is rolled out from {graph_horizon}-step runs and differs from "
+            f"the package's (export without --horizon to forecast up to {model.config.prediction_length} in one run)")
     output = Path(output)
 
     log(f"exporting {model.config.family} (context {context}, horizon {graph_horizon}) with the dynamo exporter")

@@ -245,6 +245,14 @@ def test_runtime_input_shapes_and_truncation(exported, model):
         edge.predict(series, past_mask=np.ones(5))
     with pytest.raises(ValueError, match="unknown frequency alias"):
         edge.predict(series, freq="fortnightly")
+    for horizon in (1.5, "12", True, 0):  # as the package: no silent rounding or string reading
+        with pytest.raises(ValueError, match=f"horizon must be a positive integer, got {horizon!r}"):
+            edge.predict(series, horizon=horizon)
+    with pytest.raises(ValueError, match="above the limit of 10000 steps"):
+        edge.predict(series, horizon=100_000)
+    with pytest.raises(ValueError, match="calibration_windows must be an integer >= 0, got -1"):
+        edge.predict(series, calibration_windows=-1)
+    assert edge.predict(series, horizon=np.int64(3)).shape == (1, 3, 1, 9)
 
 
 def test_forecaster_and_onnx_file_give_the_same_frame(exported, tiny_checkpoint):
@@ -345,6 +353,7 @@ def test_short_context_truncated_horizon_no_freq_via_cli(tmp_path):
                                       "-o", str(out)])
     assert result.exit_code == 0, result.stderr
     assert "context 48, horizon 8" in result.stderr
+    assert "a forecast longer than 8 is rolled out from 8-step runs" in result.stderr  # the cut is said
     edge = runtime.load(out, num_threads=1)
     assert edge.input_names == ("past_values", "past_mask") and not edge.uses_freq
     assert (edge.context_length, edge.horizon, edge.default_horizon) == (48, 8, 8)
@@ -402,6 +411,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, read_only_f
         (["--quantize", "int8", "--target", "riscv"], "target 'riscv' is unknown"),
         (["--context-length", "65"], "outside 1..64"),
         (["--horizon", "0"], "--horizon must be a positive integer"),
+        (["--target", "arm"], "--target arm chooses the kernels of an int8 file: add --quantize int8"),
     ]:
         out = tmp_path / "m.onnx"
         result = runner.invoke(app, ["export", "--model", str(tiny_checkpoint), "-o", str(out), *args])

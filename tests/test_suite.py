@@ -4,6 +4,7 @@ series' typical length and their frequency's season."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -479,6 +480,9 @@ def test_an_exported_suite_chooses_and_forecasts_as_the_suite(exported_suite, on
         direct = edge.predict(values, freq=freq, horizon=12)  # [3, 12, 1, Q]
         np.testing.assert_allclose(direct[:, :, 0].reshape(-1, len(levels)), want.predict()[list(map(str, levels))],
                                    rtol=1e-4, atol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty batch is answered quietly, as a single checkpoint answers it
+        assert edge.predict(np.zeros((0, 30)), freq="D", horizon=12).shape == (0, 12, 1, len(edge.quantiles))
 
 
 def monthly_steps(length: int, n_series: int = 3) -> pd.DataFrame:

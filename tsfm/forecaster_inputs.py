@@ -13,13 +13,10 @@ import numpy as np
 import pandas as pd
 
 from tsfm.errors import InputError
+from tsfm_runtime.rules import MAX_HORIZON
 
 FORECASTER_FILE = "forecaster.json"
 CONTEXT_FILE = "context.npz"  # the fitted series, so that a loaded Forecaster predicts without fit
-MAX_HORIZON = 10_000
-"""Longest horizon ``fit``/``predict`` accept. Past the model's own horizon every step is forecast
-from earlier forecasts (a rollout of Q paths), so time grows with H and the forecast fades to the
-paths' spread. 10,000 steps is 27 years of daily data or 14 months of hourly data."""
 
 
 def column_names(columns: str | Sequence[str] | None) -> list[str]:

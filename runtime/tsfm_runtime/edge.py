@@ -79,6 +79,28 @@ def default_horizon(freq, vocab: Sequence[str] = freqs.FREQ_VOCAB) -> int:
     return max((default_horizon(f, vocab) for f in freq), default=freqs.UNKNOWN_SEASON_AND_HORIZON[1])
 
 
+def _integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def checked_horizon(horizon) -> int:
+    """``horizon`` as an int: a positive integer up to ``rules.MAX_HORIZON`` (ValueError otherwise)."""
+    if not _integer(horizon) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    if horizon > rules.MAX_HORIZON:
+        raise ValueError(f"horizon={horizon} is above the limit of {rules.MAX_HORIZON} steps: past the network's own "
+                         "horizon each step is forecast from earlier forecasts (slow, and accuracy fades); "
+                         "forecast a coarser frequency instead")
+    return int(horizon)
+
+
+def checked_windows(calibration_windows) -> int:
+    """``calibration_windows`` as an int: an integer >= 0 (ValueError otherwise)."""
+    if not _integer(calibration_windows) or calibration_windows < 0:
+        raise ValueError(f"calibration_windows must be an integer >= 0, got {calibration_windows!r}")
+    return int(calibration_windows)
+
+
 def _season(freq) -> int:
     """Seasonal period of one frequency alias for the whole batch (1 when unknown or per-series)."""
     if not isinstance(freq, str):
@@ -279,9 +301,8 @@ class EdgeModel:
             raise ValueError(f"seasonal_adjustment must be True or False, got {seasonal_adjustment!r}")
         if horizon is None:
             horizon = self.default_horizon or default_horizon(freq, self.freq_vocab)
-        horizon = int(horizon)
-        if horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon}")
+        horizon = checked_horizon(horizon)
+        calibration_windows = checked_windows(calibration_windows)
         values, mask, scales = as_windows(past_values, past_mask, self.channels)
         freq = _inferred_freq(values, mask) if freq is None else freq
         if calibration_windows == 0:
@@ -295,7 +316,7 @@ class EdgeModel:
             result = rules.forecast(self.forecast_step, values, mask, self.freq_ids(freq, values.shape[0]), horizon,
                                     self.quantiles, self.horizon, context=self.context_length,
                                     log_scale=_log_mode(log_scale, "never"), season=_season(freq),
-                                    nonnegative=nonnegative, calibration_windows=int(calibration_windows),
+                                    nonnegative=nonnegative, calibration_windows=calibration_windows,
                                     seasonal_adjustment=bool(seasonal_adjustment))
         if not np.isfinite(result).all():
             seen = np.where(mask > 0, values * scales[:, None, :], np.nan)[:, -self.context_length:]  # user units
@@ -339,7 +360,8 @@ class EdgeSuite:
         return self._choose(values, mask, _inferred_freq(values, mask) if freq is None else freq)
 
     def _choose(self, values: np.ndarray, mask: np.ndarray, freq: str | int) -> str:
-        history = float(np.median((mask > 0).any(axis=2).sum(axis=1)))
+        lengths = (mask > 0).any(axis=2).sum(axis=1)
+        history = float(np.median(lengths)) if lengths.size else 0.0  # an empty batch: no history to read
         name = freqs.resolution_name(freq) if isinstance(freq, str) else ""
         season = freqs.season_of(freq) if isinstance(freq, str) else 1
         return self.spec.select(history, season, name, lambda variant: self.member(variant).context_length)
@@ -355,9 +377,10 @@ class EdgeSuite:
         values, mask, scales = as_windows(past_values, past_mask)  # once: the choice and forecast read these
         if horizon is None:  # from freq as given: an inferred resolution does not set the horizon
             horizon = default_horizon(freq)
+        horizon = checked_horizon(horizon)
         freq = _inferred_freq(values, mask) if freq is None else freq
         model = self.member(self._choose(values, mask, freq))
-        windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
+        windows = checked_windows(self.spec.calibration_windows if calibration_windows is None else calibration_windows)
         adjust = self.spec.seasonal_adjustment if seasonal_adjustment is None else seasonal_adjustment
         result = model.predict(values, mask, freq, horizon, nonnegative, _log_mode(log_scale, self.spec.log_scale),
                                windows, adjust)

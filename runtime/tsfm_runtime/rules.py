@@ -22,6 +22,10 @@ StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None", "np.
 LOG_SCALE_MODES = ("seasonal", "positive", "never")
 LOG_SCALE_MAX_RATIO = 100.0  # a context whose largest value exceeds this times its smallest stays raw
 SEASONALITY_Z = 1.645  # the 90% one-sided bound of the seasonality test (as in the M4 competition's benchmarks)
+MAX_HORIZON = 10_000
+"""Longest horizon a forecast accepts. Past the network's own horizon every step is forecast from
+earlier forecasts (a rollout of Q paths), so time grows with it and the forecast fades to the
+paths' spread. 10,000 steps is 27 years of daily data or 14 months of hourly data."""
 
 
 # ----------------------------------------------------------------------------- windows
