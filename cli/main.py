@@ -263,19 +263,28 @@ def evaluate(
     horizon: int | None = typer.Option(
         None, "--horizon", "-H", help=f"Steps per backtest window (at most {MAX_HORIZON})"
     ),
-    n_windows: int = typer.Option(1, "--n-windows", help="Consecutive backtest windows at the end of each series"),
+    n_windows: int = typer.Option(1, "--n-windows", help="Backtest windows at the end of each series"),
+    step_size: int | None = typer.Option(
+        None, "--step-size", help="Steps between the windows' cutoffs (default: the horizon; windows do not overlap)"),
     model: str = typer.Option("ttm", "--model", "-m", help="Model name or checkpoint directory"),
-    season: int | None = typer.Option(None, "--season", help="Seasonal period of the MASE scale"),
+    season: int | None = typer.Option(
+        None, "--season", help="Seasonal period of the MASE scale (default: the frequency's; 1 for integer steps)"),
     freq: str | None = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
     id_col: str | None = typer.Option(None, "--id-col"),
     time_col: str | None = typer.Option(None, "--time-col"),
     target: str | None = typer.Option(None, "--target"),
+    num_threads: int | None = typer.Option(
+        None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"),
 ) -> None:
-    """Backtest on the last n-windows x horizon points: MASE, sMAPE (0-200), WQL, 10-90% coverage."""
+    """Backtest on the last windows of each series: MASE, sMAPE (0-200), WQL, 10-90% coverage."""
     from tsfm.errors import InputError
 
     if n_windows < 1:
         fail("--n-windows must be a positive integer")
+    if step_size is not None and step_size < 1:
+        fail(f"--step-size must be a positive integer, got {step_size}")
+    if num_threads is not None and num_threads < 1:
+        fail(f"--num-threads must be a positive integer, got {num_threads}")
     if season is not None and season < 1:
         fail(f"--season must be a positive integer, got {season}")
     _check_horizon(horizon)
@@ -288,8 +297,8 @@ def evaluate(
 
             levels = tuple(round(0.1 * i, 1) for i in range(1, 10))
             forecaster = Forecaster(model=model, horizon=horizon, quantiles=levels, freq=freq, id_col=id_col,
-                                    time_col=time_col, target=target, num_threads=default_threads())
-            scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season)
+                                    time_col=time_col, target=target, num_threads=num_threads or default_threads())
+            scores = forecaster.evaluate(input, h=horizon, n_windows=n_windows, m=season, step_size=step_size)
         except InputError as err:
             fail_on_input(err, input, given)
     for name, value in scores.items():

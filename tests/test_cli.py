@@ -143,3 +143,9 @@ def test_evaluate_prints_metrics(tiny_checkpoint, csv):
     scores = dict(line.split("\t") for line in out.strip().splitlines())
     assert {"MASE", "sMAPE", "WQL", "coverage_10_90"} <= set(scores)
     assert float(scores["n_points"]) == 2 * 2 * 6 and float(scores["MASE"]) > 0
+    assert scores["season"] == "12"  # monthly dates: the MASE scale's period, said
+    code, out, err = _run("evaluate", csv, "--model", tiny_checkpoint, "-H", "6", "--n-windows", "2",
+                          "--step-size", "1", "--num-threads", "1", "--season", "3")
+    overlapping = dict(line.split("\t") for line in out.strip().splitlines())
+    assert code == 0 and overlapping["season"] == "3" and float(overlapping["n_points"]) == 2 * 2 * 6, err
+    assert overlapping["MASE"] != scores["MASE"]

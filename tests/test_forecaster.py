@@ -100,6 +100,30 @@ def test_cross_validation_windows(tiny_checkpoint):
     assert cv.groupby("unique_id")["cutoff"].nunique().tolist() == [3, 3]
 
 
+@pytest.mark.parametrize("fill", ["ffill", "interpolate", "zero"])
+def test_a_backtest_fills_each_window_from_its_own_past(tiny_checkpoint, fill):
+    """A gap just before a cutoff is filled from the history before it, never toward the values the
+    window scores; missing actuals stay missing and are not scored."""
+    df = monthly_frame(1, length=60)
+    df.loc[53, "y"] = np.nan  # the last point before the cutoff of a 6-step window
+    df.loc[54, "y"] = 1e4  # an outlier just after it
+    df.loc[59, "y"] = np.nan  # an actual nobody observed
+    f = Forecaster(model=str(tiny_checkpoint), horizon=6, fill=fill, calibration_windows=0)
+    cv = f.cross_validation(df, h=6)
+    alone = Forecaster(model=str(tiny_checkpoint), horizon=6, fill=fill, calibration_windows=0).fit(df.head(54))
+    np.testing.assert_allclose(cv["0.5"], alone.predict()["0.5"], rtol=1e-5)
+    assert np.isnan(cv["y"].iloc[-1]) and cv["y"].iloc[0] == 1e4
+    assert f.evaluate(df, h=6)["n_points"] == 5
+
+
+def test_float32_and_arithmetic_levels_are_the_levels_meant(tiny_checkpoint):
+    df = monthly_frame(1)
+    for levels in (np.array([0.1, 0.5, 0.9], dtype=np.float32), [0.1, 0.5, 0.7 + 0.2]):
+        f = Forecaster(model=str(tiny_checkpoint), horizon=3, quantiles=levels)
+        assert list(f.fit(df).predict().columns[-3:]) == ["0.1", "0.5", "0.9"]
+        assert "coverage_10_90" in f.evaluate(df, h=3)
+
+
 def test_save_and_load_round_trip(tiny_checkpoint, tmp_path):
     df = monthly_frame(2)
     f = Forecaster(model=str(tiny_checkpoint), horizon=5, quantiles=(0.1, 0.5, 0.9)).fit(df)

@@ -185,13 +185,13 @@ class Forecaster:
         for fitted in ("_finetuned_from", "finetune_report_"):  # fresh weights: no fine-tune to keep or describe
             self.__dict__.pop(fitted, None)
 
-    def _series(self, df: pd.DataFrame | str | Path):
+    def _series(self, df: pd.DataFrame | str | Path, fill: str | None = None):
         from tsfm.data.loading import load_series
 
         past, future = covariate_roles(self.model, self.past_exog, self.future_exog)
         return load_series(df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
                            past_exog=past or None, future_exog=future or None, freq=self.freq,
-                           multivariate=self.multivariate, fill=self.fill, min_length=3)
+                           multivariate=self.multivariate, fill=fill or self.fill, min_length=3)
 
     def _with_fitted_resolution(self, series):
         """New integer steps keep the resolution read from the fitted ones: the plan was made for it."""
@@ -425,7 +425,8 @@ class Forecaster:
     ) -> pd.DataFrame:
         """Rolling-origin backtest with Nixtla's columns: the forecasts plus ``cutoff`` and ``y``.
 
-        Window k (oldest first) forecasts ``h`` points from everything before its cutoff, by the
+        Window k (oldest first) forecasts ``h`` points from everything before its cutoff (cutoffs
+        ``step_size`` apart; default ``h``, windows that do not overlap, where statsforecast's is 1), by the
         model ``fit(df)`` chooses for ``df`` (as statsforecast fits the frame it is given; a
         fine-tuned model is kept). A series with no observed value in the context the model would
         read before a cutoff is left out of that window (``cv_skipped_`` counts those series x window
@@ -440,12 +441,12 @@ class Forecaster:
                 check_steps(name, value)
         check_count("n_windows", n_windows)
         runner = self._fitted_on(df)
-        series = runner._with_fitted_resolution(runner._series(df))
+        series = runner._with_fitted_resolution(runner._series(df, fill="mask"))  # each window fills its own past
         h = int(h) if h is not None else runner.horizon_
         step = int(step_size) if step_size is not None else h
         frames, self.cv_skipped_ = [], 0
         context = None if runner._is_auto() else model_context(runner.model_, runner._setting("context_length"))
-        for head, whole, tails, left_out in observed_windows(series, h, n_windows, step, context):
+        for head, whole, tails, left_out in observed_windows(series, h, n_windows, step, context, runner.fill):
             self.cv_skipped_ += left_out
             if not len(head):
                 continue
@@ -479,13 +480,13 @@ class Forecaster:
         runner.model_, runner.model_name_, runner.device_ = self.model_, self.model_name_, self.device_
         return runner.fit(df)
 
-    def evaluate(
-        self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1, m: int | None = None
-    ) -> dict[str, float]:
-        """MASE, sMAPE (0-200), WQL and 10-90% coverage of a backtest over the last ``n_windows`` x ``h``.
+    def evaluate(self, df: pd.DataFrame | str | Path, h: int | None = None, n_windows: int = 1, m: int | None = None,
+                 step_size: int | None = None) -> dict[str, float]:
+        """MASE, sMAPE (0-200), WQL and 10-90% coverage of ``cross_validation``'s backtest.
 
-        ``m`` is the seasonal period of the MASE scale (default: from the frequency). Series left
-        out of a window (no observed history before its cutoff) are counted in ``n_series_windows_skipped``.
+        ``m`` is the seasonal period of the MASE scale (default: the frequency's; 1 for integer steps
+        without ``freq``), returned as ``season``. Series left out of a window (no observed history
+        before its cutoff) are counted in ``n_series_windows_skipped``.
         """
         from tsfm.evaluation import check_point_level, evaluate_forecasts
 
@@ -493,17 +494,17 @@ class Forecaster:
         check_point_level(levels)
         if m is not None:
             check_count("the seasonal period m", m)
-        series = self._series(df)
+        series = self._series(df, fill="mask")  # the scale of MASE from observed values only
         if series.n_channels > 1:
             raise InputError(f"evaluate scores one target per series, and these have {series.n_channels} channels "
                              "(several targets, or series gathered as channels): evaluate each target alone, or "
                              "score cross_validation's frame yourself")
-        cv = self.cross_validation(df, h=h, n_windows=n_windows)
+        cv = self.cross_validation(df, h=h, n_windows=n_windows, step_size=step_size)
         keys = ["unique_id", "ds", "cutoff"]
         forecast = cv.drop(columns=["y", "mean"]).rename(columns=dict(zip(names, map(str, levels))))
-        scores = evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(),
-                                    int(series.stated_freq_info.season if m is None else m), levels)
-        return {**scores, "n_series_windows_skipped": float(self.cv_skipped_)}
+        season = int(series.stated_freq_info.season if m is None else m)
+        scores = evaluate_forecasts(forecast, cv[keys + ["y"]], series.to_frame(), season, levels)
+        return {**scores, "season": float(season), "n_series_windows_skipped": float(self.cv_skipped_)}
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:

@@ -118,10 +118,12 @@ def quantile_names(quantiles: Sequence[float | str] | str | float) -> tuple[list
     if len(quantiles) == 0:
         raise InputError("quantiles is empty: give levels like 0.1,0.5,0.9")
     for q in quantiles:
-        try:
-            value = float(q)
+        try:  # a float32 level as its shortest decimal (0.1, not 0.10000000149)
+            value = float(str(q)) if isinstance(q, np.floating) and q.itemsize < 8 else float(q)
         except (TypeError, ValueError):
             raise InputError(f"quantile '{q}' is not a number: give levels like 0.1,0.5,0.9") from None
+        if 0.0 < round(value, 12) < 1.0:  # float arithmetic's residue: 0.7 + 0.2 is the level 0.9
+            value = round(value, 12)
         name = q.strip() if isinstance(q, str) and _PLAIN_DECIMAL.match(q.strip()) else repr(value)
         if not 0.0 < value < 1.0:
             raise InputError(f"quantile {q} is outside (0, 1): give levels like 0.1,0.5,0.9")

@@ -14,27 +14,29 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from tsfm.data.filling import filled
 from tsfm.data.series_set import SeriesSet
 from tsfm.data.windows import blind_contexts
 from tsfm.errors import InputError
 
 
 def backtest_windows(
-    series: SeriesSet, h: int, n_windows: int = 1, step: int | None = None
+    series: SeriesSet, h: int, n_windows: int = 1, step: int | None = None, fill: str = "mask"
 ) -> Iterator[tuple[SeriesSet, list[np.ndarray]]]:
     """``(head, futures)`` per cutoff, oldest first.
 
-    ``head`` is the set without the points window ``k`` holds out; ``futures[i]`` is ``[h, C]``
+    ``head`` is the set without the points window ``k`` holds out, its missing values then filled
+    by ``fill`` (``tsfm.data.filling``: from that history alone); ``futures[i]`` is ``[h, C]``
     float64, the ``h`` points after series ``i``'s cutoff in the user's units (NaN where none
-    was observed). ``step`` (default ``h``) is the distance between cutoffs. Raises InputError
-    when a series is too short to keep a point before the oldest window.
+    was observed: pass ``series`` unfilled). ``step`` (default ``h``) is the distance between
+    cutoffs. Raises InputError when a series is too short to keep a point before the oldest window.
     """
     step = h if step is None else int(step)
     if h < 1 or n_windows < 1 or step < 1:
         raise InputError(f"h, n_windows and step must be positive (got h={h}, n_windows={n_windows}, step={step})")
     for k in range(n_windows - 1, -1, -1):
         held_out = h + k * step
-        head = series.truncate(held_out)
+        head = filled(series.truncate(held_out), fill)
         futures = [as_written(v[len(v) - held_out : len(v) - held_out + h]) * series.scale_of(i)
                    for i, v in enumerate(series.values)]
         yield head, futures
@@ -48,16 +50,18 @@ def as_written(values: np.ndarray) -> np.ndarray:
 
 
 def observed_windows(
-    series: SeriesSet, h: int, n_windows: int, step: int, context: int | None
+    series: SeriesSet, h: int, n_windows: int, step: int, context: int | None, fill: str = "mask"
 ) -> Iterator[tuple[SeriesSet, SeriesSet, list[np.ndarray], int]]:
     """``backtest_windows`` without the series that hold no observed value in the last ``context``
     points before the cutoff (None: anywhere before it), which a model could only forecast as
-    zero: ``(head, series, futures, left_out)`` with ``series`` cut to the same series as ``head``
-    (a multivariate item, whose channels are read together, is left out whole)."""
-    for head, futures in backtest_windows(series, h, n_windows, step):
+    zero: ``(head, whole, futures, left_out)`` with ``whole`` (``series`` filled, for known-future
+    covariates) cut to the same series as ``head`` (a multivariate item, whose channels are read
+    together, is left out whole)."""
+    whole = filled(series, fill)
+    for head, futures in backtest_windows(series, h, n_windows, step, fill):
         blind = np.unique(blind_contexts(head, context or max(int(head.lengths.max()), 1))[:, 0])
         keep = np.setdiff1d(np.arange(len(head)), blind)
         if blind.size:
-            yield head.subset(keep), series.subset(keep), [futures[i] for i in keep], len(blind)
+            yield head.subset(keep), whole.subset(keep), [futures[i] for i in keep], len(blind)
         else:
-            yield head, series, futures, 0
+            yield head, whole, futures, 0

@@ -29,6 +29,7 @@ from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
 
 from tsfm.data.columns import ID_ALIASES, resolve_roles, values_only
+from tsfm.data.filling import FILL_MODES, fill_flat
 from tsfm.data.freq import check_user_freq, infer_common_freq, short_alias, user_offset
 from tsfm.data.grid import Calendar, Segments, grid_of, grid_positions
 from tsfm.data.messages import RowSource, quoted_names
@@ -40,7 +41,6 @@ from tsfm.errors import InputError
 from tsfm_runtime import rules
 from tsfm_runtime.freq import infer_resolution
 
-FILL_MODES: tuple[str, ...] = ("mask", "ffill", "interpolate", "zero")
 ROW_STEP = "step"  # the time column a table of numbers alone gets: its row numbers
 
 
@@ -140,33 +140,6 @@ def _drop_empty_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df.dropna(how="all")
 
 
-def _fill(flat: np.ndarray, seg_start: np.ndarray, how: str) -> np.ndarray:
-    """Fill NaN along time within each series ([total, C]; series start at ``seg_start``)."""
-    if how == "mask" or not np.isnan(flat).any():
-        return flat
-    if how == "zero":
-        return np.nan_to_num(flat, nan=0.0)
-    n = len(flat)
-    row_start = np.repeat(seg_start, np.diff(np.r_[seg_start, n]))[:, None]
-    idx = np.arange(n)[:, None]
-    valid = ~np.isnan(flat)
-    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
-    has_prev = prev >= row_start
-    prev_val = np.where(has_prev, np.take_along_axis(flat, np.maximum(prev, 0), axis=0), np.nan)
-    if how == "ffill":
-        return np.where(valid, flat, prev_val)
-    # interpolate: linear between neighbours; trailing gaps hold the last value, leading stay NaN
-    row_end = np.repeat(np.r_[seg_start[1:], n], np.diff(np.r_[seg_start, n]))[:, None]
-    nxt = np.minimum.accumulate(np.where(valid, idx, n)[::-1], axis=0)[::-1]
-    has_next = nxt < row_end
-    next_val = np.take_along_axis(flat, np.minimum(nxt, n - 1), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (idx - prev) / np.maximum(nxt - prev, 1)
-        interp = prev_val + (next_val - prev_val) * frac
-    out = np.where(has_prev & has_next, interp, prev_val)
-    return np.where(valid, flat, out)
-
-
 def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSource) -> SeriesSet:
     rows = sort_rows(rows)
     check_duplicates(rows, src)
@@ -199,7 +172,7 @@ def _place(rows: Rows, freq: str | None, fill: str, min_length: int, src: RowSou
     def on_grid(x: np.ndarray, scale: np.ndarray | None = None, filled: bool = True) -> np.ndarray:
         out = np.full((total, x.shape[1]), np.nan)
         out[dest] = x if scale is None else x / scale[seg.of_rows()]
-        return (_fill(out, seg_start, fill) if filled else out).astype(np.float32)
+        return (fill_flat(out, seg_start, fill) if filled else out).astype(np.float32)
 
     values = on_grid(rows.values, scales)
     check_observed(rows, seg, min_length)
