@@ -159,3 +159,17 @@ def test_resume_from_mid_epoch_checkpoint_matches_uninterrupted_run(probe_dir, t
     assert a.keys() == b.keys()
     for key in a:  # dropout is on in the smoke model: the RNG state is restored too
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-7)
+
+
+def test_resume_from_end_of_epoch_checkpoint_matches_uninterrupted_run(probe_dir, tmp_path):
+    """Two epochs straight vs. resumed from the first epoch's checkpoint (what the cpu trainer saves):
+    the next epoch's loader must not draw from the RNG whose state the checkpoint restores."""
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    each_epoch = f"{{_target_:lightning.pytorch.callbacks.ModelCheckpoint,dirpath:'{full}/ck',save_top_k:-1}}"
+    _pretrain(["trainer.max_epochs=2", f"hydra.run.dir={full}", f"+trainer.callbacks=[{each_epoch}]"], probe_dir)
+    first = full / "ck" / "epoch=0-step=20.ckpt"
+    _pretrain(["trainer.max_epochs=2", f"hydra.run.dir={resumed}", f"ckpt_path='{first}'"], probe_dir)
+    a = load_file(str(full / "checkpoint" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoint" / "model.safetensors"))
+    for key in a:  # dropout is on in the smoke model
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

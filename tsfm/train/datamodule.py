@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from tsfm.data.sampling import Source, TrainingWindows, WindowLoader, WindowSpec, collate_windows
@@ -120,7 +121,7 @@ class CorpusDataModule(pl.LightningDataModule):
         if self.trainer is not None:
             self.train_set.set_epoch(self.trainer.current_epoch)
         self._train_loader = WindowLoader(self.train_set, batch_size=self.batch_size, num_workers=self.num_workers,
-                                          persistent_workers=False)
+                                          persistent_workers=False, generator=_own_generator(self.seed))
         if self._pending_stream is not None:
             self._train_loader.load_state_dict(self._pending_stream)
             self._pending_stream = None
@@ -140,4 +141,14 @@ class CorpusDataModule(pl.LightningDataModule):
         self._pending_stream = state_dict.get("train_stream")
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0, collate_fn=collate_windows)
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0, collate_fn=collate_windows,
+                          generator=_own_generator(VALIDATION_SEED))
+
+
+def _own_generator(seed: int) -> torch.Generator:
+    """A loader's own generator: creating its iterator then draws from it, not from torch's global
+    RNG, whose state a checkpoint keeps for the dropout masks. (The windows are drawn from numpy
+    generators seeded by their index, so the loaders need no other randomness.) Otherwise the draw
+    made when an epoch's iterator is created falls after an end-of-epoch checkpoint in the run that
+    saved it and before the RNG's restore in the run resumed from it."""
+    return torch.Generator().manual_seed(int(seed))
