@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import typer
 
-from tsfm.atomic import umask
+from tsfm.atomic import replace_folder
 from tsfm.cli.common import fail, fail_on_input, readable_input, say_variant
-
-
-def _is_checkpoint_folder(folder: Path) -> bool:
-    """A folder tsfm wrote: its config.json beside the weights or the settings tsfm saves."""
-    return (folder / "config.json").is_file() and any(
-        (folder / name).is_file() for name in ("model.safetensors", "forecaster.json", "finetune.json"))
 
 
 def _check_output_dir(output_dir: Path, overwrite: bool, input: Path) -> None:
@@ -49,25 +42,22 @@ def _check_output_dir(output_dir: Path, overwrite: bool, input: Path) -> None:
     if output_dir.is_dir() and any(output_dir.iterdir()):
         if not overwrite:
             fail(f"--output-dir '{output_dir}' already exists and is not empty: choose another or pass --overwrite")
-        if not _is_checkpoint_folder(output_dir):
+        from tsfm.hub import is_checkpoint_folder  # here: torch is not imported before the options are good
+
+        if not is_checkpoint_folder(output_dir):
             fail(f"--output-dir '{output_dir}' is not a checkpoint folder tsfm wrote: --overwrite replaces only "
                  "those; give a new folder")
 
 
-def _save(forecaster, output_dir: Path, overwrite: bool) -> None:
-    """Write the checkpoint into a temporary sibling directory and move it into place."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        forecaster.save(tmp)
-        (tmp / "finetune.json").write_text(json.dumps(forecaster.finetune_report_.to_dict(), indent=2) + "\n")
-        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; the checkpoint folder is an ordinary one
-        if output_dir.exists() and overwrite:
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _save(forecaster, output_dir: Path) -> None:
+    """Write the checkpoint into a temporary sibling folder and move it into place (``_check_output_dir``
+    decided before the training that the folder there may be replaced)."""
+
+    def write(folder: Path) -> None:
+        forecaster.save(folder)
+        (folder / "finetune.json").write_text(json.dumps(forecaster.finetune_report_.to_dict(), indent=2) + "\n")
+
+    replace_folder(output_dir, write)
 
 
 def finetune(
@@ -126,7 +116,7 @@ def finetune(
         say_variant(forecaster)
         if quiet:
             typer.echo(forecaster.finetune_report_.summary(), err=True)
-        _save(forecaster, output_dir, overwrite)
+        _save(forecaster, output_dir)
     except InputError as err:
         fail_on_input(err, read, str(input))
     extra = " --future FUTURE.csv" if future_exog else ""

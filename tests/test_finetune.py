@@ -441,6 +441,11 @@ def test_cli_finetune_never_replaces_a_folder_it_did_not_write(tiny_checkpoint, 
     assert result.exit_code == 2 and "not a checkpoint folder" in result.stderr
     assert sorted(p.name for p in project.iterdir()) == ["data.csv", "notes.txt"]
     assert (other / "mine.txt").read_text() == "keep"
+    (work / "dangling").symlink_to(tmp_path / "made")  # a link is followed, as `forecast -o` follows one
+    result = runner.invoke(app, [*base, "--output-dir", "dangling"])
+    assert result.exit_code == 0 and (tmp_path / "made" / "model.safetensors").is_file(), result.stderr
+    result = runner.invoke(app, [*base, "--output-dir", "dangling"])  # through the link, over its checkpoint
+    assert result.exit_code == 0 and (work / "dangling").is_symlink(), result.stderr
 
 
 def test_cli_forecast_with_future_covariates(tiny_checkpoint, tmp_path):

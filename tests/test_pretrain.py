@@ -121,3 +121,42 @@ def test_a_resume_with_nothing_to_resume_from_is_refused(tmp_path):
     check_resume(None, trainer)
     with pytest.raises(InputError, match="no such checkpoint file"):
         check_resume(str(tmp_path / "missing.ckpt"), trainer)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+    ("data.num_workers=-1", "data.num_workers must be an integer >= 0"),
+    ("seed=null", "seed must be an integer, got None"),
+    ("optim.loss_scale=foo", "unknown loss scale 'foo'"),
+    ("model=itransformer", "unknown ITransformerConfig fields"),
+    ("data.extra=[{path: datasets/samples, wieght: 1}]", "unknown key(s) wieght"),
+    ("data.extra=[{path: datasets/samples, weight: -0.5}]", "weight must be a number >= 0, got -0.5"),
+])
+def test_settings_that_cannot_work_are_one_line_and_exit_2(tmp_path, override, message):
+    cmd = [sys.executable, "-m", "tsfm.train.pretrain", "experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}",
+           f"data.cache_dir={tmp_path / 'cache'}", "data.corpus=null",
+           "data.extra=[{path: datasets/samples}]", override]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()  # Lightning's log lines may come first ("Seed set to 0")
+    assert lines[-1].startswith("error:") and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_a_folder_of_the_users_files_is_not_replaced_by_a_checkpoint(tmp_path):
+    from tsfm.errors import InputError
+    from tsfm.train.pretrain import check_output_dir
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="holds files that are not a tsfm checkpoint"):
+        check_output_dir(mine)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        check_output_dir(tmp_path / "file")
+    (tmp_path / "link").symlink_to(tmp_path / "new")  # a link is followed: the checkpoint goes where it points
+    assert check_output_dir(tmp_path / "link") == (tmp_path / "new").resolve()
+    (mine / "model.safetensors").write_bytes(b"")  # an earlier checkpoint: replaced
+    assert check_output_dir(mine) == mine.resolve()

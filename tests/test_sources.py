@@ -142,6 +142,15 @@ def test_local_csv_long_format_and_folders(tmp_path) -> None:
         load_local_dataset(tmp_path / "empty")
     with pytest.raises(InputError, match="does not exist"):
         load_local_dataset(tmp_path / "missing.csv")
+    sales = df.rename(columns={"unique_id": "store", "ds": "date", "y": "sales"}).assign(promo=1.0)
+    sales.to_csv(tmp_path / "sales.csv", index=False)
+    with pytest.raises(InputError, match="cannot tell long from wide format"):
+        load_local_dataset(tmp_path / "sales.csv")
+    named = load_local_dataset(tmp_path / "sales.csv", id_col="store", target="sales")  # as tsfm forecast names them
+    assert [e["item_id"] for e in named] == ["s1", "s2"]
+    np.testing.assert_array_equal(named[1]["target"], [10, 20, 30])
+    with pytest.raises(InputError, match="name the columns of CSV/Parquet tables"):
+        load_local_dataset(tmp_path / "data" / "sub" / "more.json", freq="D", target="y")
 
 
 def test_local_built_corpus_folder(tmp_path, monkeypatch) -> None:

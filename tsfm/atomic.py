@@ -57,3 +57,24 @@ def replace_file(path: str | Path, write: Callable[[str], None], suffix: str = "
     finally:
         Path(tmp).unlink(missing_ok=True)  # gone after the rename; removed after a failure
     return target
+
+
+def replace_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_folder)``, then put that folder at ``path`` (its real path: a symlink
+    is followed), removing the folder there; return the path written. A failure leaves ``path`` as
+    it was. The caller decides whether the old folder may go (an earlier checkpoint, say)."""
+    import shutil
+
+    target = Path(os.path.realpath(os.path.expanduser(str(path))))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; the result is an ordinary folder
+        if target.is_dir():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -26,6 +26,14 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 
 
+def is_checkpoint_folder(folder: str | Path) -> bool:
+    """A folder tsfm wrote: its config.json beside the weights or the settings tsfm saves (a folder
+    that may be replaced by a new checkpoint; any other is the user's)."""
+    folder = Path(folder)
+    return (folder / CONFIG_FILE).is_file() and any(
+        (folder / name).is_file() for name in (WEIGHTS_FILE, "forecaster.json", "finetune.json"))
+
+
 def save_pretrained(model: ForecastModel, directory: str | Path, card: str | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (and the model card when given)."""
     from safetensors.torch import save_file

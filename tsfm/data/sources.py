@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,12 +182,13 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     yield from JsonLinesFile(path)
 
 
-def _read_table(path: Path, freq: str | None) -> list[dict[str, Any]]:
-    """A long or wide CSV/Parquet table through ``tsfm.data.loading.load_series``."""
+def _read_table(path: Path, freq: str | None, columns: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A long or wide CSV/Parquet table through ``tsfm.data.loading.load_series`` (``columns``: its
+    ``id_col`` / ``time_col`` / ``target``, as ``tsfm forecast`` takes them)."""
     from tsfm.data.loading import load_series
 
     try:
-        series = load_series(path, freq=freq)
+        series = load_series(path, freq=freq, **columns)
     except InputError as err:  # a folder of files: say which one
         raise InputError(f"{path}: {str(err).splitlines()[0]}") from None
     entries = []
@@ -198,10 +199,13 @@ def _read_table(path: Path, freq: str | None) -> list[dict[str, Any]]:
     return entries
 
 
-def _read_file(path: Path, freq: str | None) -> list[dict[str, Any]]:
+def _read_file(path: Path, freq: str | None, columns: Mapping[str, str]) -> list[dict[str, Any]]:
     suffix = _suffix(path)
     if suffix in _TABLE:
-        return _read_table(path, freq)
+        return _read_table(path, freq, columns)
+    if columns:
+        raise InputError(f"{path}: {', '.join(columns)} name the columns of CSV/Parquet tables; "
+                         "Arrow and JSON lines entries carry their target in 'target'")
     reader = _read_arrow if suffix in _ARROW else _read_jsonl
     try:
         raws = list(reader(path))
@@ -211,15 +215,18 @@ def _read_file(path: Path, freq: str | None) -> list[dict[str, Any]]:
     return _entries(raws, freq, str(path))
 
 
-def load_local_dataset(path: str | Path, freq: str | None = None) -> list[dict[str, Any]]:
+def load_local_dataset(path: str | Path, freq: str | None = None, *, id_col: str | None = None,
+                       time_col: str | None = None, target: str | None = None) -> list[dict[str, Any]]:
     """Series from a file or a folder of files in the corpus entry format.
 
     Reads Arrow/Feather and JSON lines (``.json``, ``.jsonl``, optionally ``.gz``) written by
-    GluonTS or by ``build_corpus``, and long or wide CSV/Parquet tables. A folder holding a
-    built corpus (``manifest.json``) is read as that corpus; any other folder contributes every
-    supported file below it, in sorted order. ``freq`` overrides the files' own frequency and is
-    required for JSON/Arrow entries that carry none.
+    GluonTS or by ``build_corpus``, and long or wide CSV/Parquet tables (``id_col``, ``time_col``,
+    ``target`` name their columns where they cannot be told, as in ``tsfm forecast``). A folder
+    holding a built corpus (``manifest.json``) is read as that corpus; any other folder contributes
+    every supported file below it, in sorted order. ``freq`` overrides the files' own frequency and
+    is required for JSON/Arrow entries that carry none.
     """
+    columns = {k: v for k, v in (("id_col", id_col), ("time_col", time_col), ("target", target)) if v is not None}
     p = Path(path)
     if not p.exists():
         raise InputError(f"dataset path {p} does not exist")
@@ -241,5 +248,5 @@ def load_local_dataset(path: str | Path, freq: str | None = None) -> list[dict[s
         raise InputError(f"no series files in {p}; expected .arrow/.feather, .json(l)[.gz], .csv or .parquet")
     entries: list[dict[str, Any]] = []
     for f in files:
-        entries.extend(_read_file(f, freq))
+        entries.extend(_read_file(f, freq, columns))
     return entries

@@ -108,7 +108,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known - {"family"})
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+            raise InputError(f"unknown {cls.__name__} fields: {', '.join(unknown)} (settings of another model family?)")
         values = {k: v for k, v in data.items() if k in known}
         for f in dataclasses.fields(cls):  # JSON turns tuples into lists; restore them
             if f.name in values and isinstance(values[f.name], list) and "tuple" in str(f.type):

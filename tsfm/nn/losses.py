@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from tsfm.errors import InputError
 from tsfm.nn.inputs import prepare_inputs
 
 LOSS_SCALES = ("mad", "naive")
@@ -27,7 +28,7 @@ NAIVE_FLOOR = 0.05  # the naive scale is at least this share of the MAD: weights
 def check_loss_scale(kind: str) -> None:
     """Fail with one line naming the valid scales (called before training and by ``context_scale``)."""
     if kind not in LOSS_SCALES:
-        raise ValueError(f"unknown loss scale {kind!r} (optim.loss_scale); choose one of {', '.join(LOSS_SCALES)}")
+        raise InputError(f"unknown loss scale {kind!r} (optim.loss_scale); choose one of {', '.join(LOSS_SCALES)}")
 
 
 def context_scale(

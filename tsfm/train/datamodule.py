@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tsfm.data.sampling import Source, TrainingWindows, WindowLoader, WindowSpec, collate_windows
+from tsfm.errors import InputError
 
 
 def _plain(obj: Any) -> Any:
@@ -33,7 +34,9 @@ class CorpusDataModule(pl.LightningDataModule):
     """Random windows from weighted corpora; validation windows come from a separate seed stream.
 
     ``corpus`` is a synthetic recipe (configs/corpus/*.yaml); ``extra`` lists user datasets as
-    ``{path, weight, freq}`` (arrow, JSON lines or CSV), mixed in with their weights.
+    ``{path, weight, freq, id_col, time_col, target}`` (``tsfm.data.sources.load_local_dataset``:
+    Arrow, JSON lines, CSV or Parquet; only ``path`` is required), mixed in with their weights.
+    Settings that cannot work raise InputError here, before any data is read.
     """
 
     def __init__(
@@ -52,8 +55,13 @@ class CorpusDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        for name, value, least in (("batch_size", batch_size, 1), ("windows_per_epoch", windows_per_epoch, 1),
+                                   ("val_windows", val_windows, 1), ("num_workers", num_workers, 0),
+                                   ("build_workers", build_workers, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise InputError(f"data.{name} must be an integer >= {least}, got {value!r}")
         self.corpus = _plain(corpus)
-        self.extra = _plain(list(extra))
+        self.extra = [_checked_extra(item) for item in _plain(list(extra))]
         augment = _plain(dict(augment or {}))
         if "downsample_factors" in augment:
             augment["downsample_factors"] = tuple(augment["downsample_factors"])
@@ -98,10 +106,12 @@ class CorpusDataModule(pl.LightningDataModule):
         for item in self.extra:
             from tsfm.data.sources import load_local_dataset
 
-            entries = load_local_dataset(item["path"], freq=item.get("freq"))
-            self.sources.append(Source.from_entries(entries, weight=float(item.get("weight", 1.0))))
+            columns = {key: item[key] for key in ("id_col", "time_col", "target") if key in item}
+            entries = load_local_dataset(item["path"], freq=item.get("freq"), **columns)
+            if item["weight"] > 0:  # a weight of 0 leaves a source out, as for the corpus' generators
+                self.sources.append(Source.from_entries(entries, weight=item["weight"]))
         if not self.sources:
-            raise ValueError("no training data: give a corpus recipe or extra datasets")
+            raise InputError("no training data: give a corpus recipe or extra datasets, at least one of weight > 0")
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
@@ -143,6 +153,26 @@ class CorpusDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0, collate_fn=collate_windows,
                           generator=_own_generator(VALIDATION_SEED))
+
+
+EXTRA_KEYS = ("path", "weight", "freq", "id_col", "time_col", "target")
+
+
+def _checked_extra(item: Any) -> dict[str, Any]:
+    """One ``data.extra`` item with its weight as a float (InputError for unknown keys or a bad weight)."""
+    if not isinstance(item, Mapping) or "path" not in item:
+        raise InputError(f"each data.extra item is a mapping with a path ({', '.join(EXTRA_KEYS)}), got {item!r}")
+    unknown = sorted(set(item) - set(EXTRA_KEYS))
+    if unknown:
+        raise InputError(f"data.extra item {item['path']}: unknown key(s) {', '.join(map(str, unknown))}; "
+                         f"the keys are {', '.join(EXTRA_KEYS)}")
+    try:
+        weight = float(item.get("weight", 1.0))
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if not np.isfinite(weight) or weight < 0:
+        raise InputError(f"data.extra item {item['path']}: weight must be a number >= 0, got {item.get('weight')!r}")
+    return {**item, "weight": weight}
 
 
 def _own_generator(seed: int) -> torch.Generator:

@@ -121,6 +121,20 @@ def check_resume(ckpt_path: str | None, trainer: pl.Trainer) -> None:
         raise InputError(f"ckpt_path={ckpt_path}: no such checkpoint file")
 
 
+def check_output_dir(output_dir: str | Path) -> Path:
+    """The checkpoint folder's real path, refused (InputError) before training when it is a file or a
+    folder of the user's files: only an empty folder or an earlier checkpoint is replaced."""
+    from tsfm.hub import is_checkpoint_folder
+
+    out = Path(os.path.realpath(os.path.expanduser(str(output_dir))))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output_dir={output_dir} is a file: give a folder for the checkpoint")
+    if out.is_dir() and any(out.iterdir()) and not is_checkpoint_folder(out):
+        raise InputError(f"output_dir={output_dir} holds files that are not a tsfm checkpoint: give a new folder "
+                         "(only an empty one or an earlier checkpoint is replaced)")
+    return out
+
+
 def train(cfg: DictConfig) -> Path:
     """Build data, model and trainer from the config, fit, and save the checkpoint directory."""
     import torch
@@ -133,10 +147,14 @@ def train(cfg: DictConfig) -> Path:
 
     import lightning.pytorch as pl
 
+    from tsfm.atomic import replace_folder
     from tsfm.hub import save_pretrained
     from tsfm.train.datamodule import CorpusDataModule
     from tsfm.train.module import ForecastingTask
 
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise InputError(f"seed must be an integer, got {cfg.seed!r}")
+    out = check_output_dir(cfg.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     data = CorpusDataModule(
@@ -161,13 +179,12 @@ def train(cfg: DictConfig) -> Path:
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
     seconds = time.time() - start
-    out = Path(cfg.output_dir)
     if trainer.is_global_zero:
         val = trainer.callback_metrics.get("val_loss")
         command = cfg.get("command") or "tsfm pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         card = model_card(cfg, task.model, trainer.global_step, seconds, command,
                           float(val) if val is not None else None)
-        save_pretrained(task.model.cpu(), out, card=card)
+        replace_folder(out, lambda folder: save_pretrained(task.model.cpu(), folder, card=card))
         print(f"saved checkpoint to {out}", file=sys.stderr)
     return out
 
