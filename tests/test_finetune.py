@@ -288,11 +288,11 @@ def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path
         f.predict()
     shifted = future[["unique_id", "ds", "x"]].copy()
     shifted["ds"] = shifted["ds"] + pd.Timedelta(hours=1)
-    with pytest.raises(InputError, match="do not cover the next 8 steps"):
+    with pytest.raises(InputError, match="must be exactly the next 8 steps"):
         f.predict(X_future=shifted)
-    with pytest.raises(InputError, match="do not cover the next 8 steps"):
+    with pytest.raises(InputError, match="must be exactly the next 8 steps"):
         f.predict(X_future=future[["unique_id", "ds", "x"]].iloc[1:])
-    with pytest.raises(InputError, match="do not cover"):
+    with pytest.raises(InputError, match="must be exactly the next"):
         Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
             history, fraction=1.0, max_epochs=1, progress=False, X_future=shifted)
     # a backtest reads the known-future values after the cutoff from the frame itself
@@ -465,10 +465,14 @@ def test_cli_forecast_with_future_covariates(tiny_checkpoint, tmp_path):
     runner = CliRunner()
     ok = runner.invoke(app, ["forecast", str(data), "--model", str(model_dir), "--horizon", str(h),
                              "--future", str(fut), "-o", str(out)])
-    assert ok.exit_code == 0, ok.stderr
+    assert ok.exit_code == 0 and "settings are ignored" not in ok.stderr, ok.stderr
     got = pd.read_csv(out)
     want = f.predict(X_future=future[["unique_id", "ds", "x"]])
     np.testing.assert_allclose(got["0.5"], want["0.5"], rtol=1e-5)
+    asked = runner.invoke(app, ["forecast", str(data), "--model", str(model_dir), "--horizon", str(h),
+                                "--future", str(fut), "--calibration-windows", "3", "-o", str(out)])
+    assert asked.exit_code == 0 and "those settings are ignored" in asked.stderr, asked.stderr  # said, not silent
+    np.testing.assert_allclose(pd.read_csv(out)["0.5"], want["0.5"], rtol=1e-5)
     missing = runner.invoke(app, ["forecast", str(data), "--model", str(model_dir), "--horizon", str(h),
                                   "-o", str(tmp_path / "none.csv")])
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
@@ -530,7 +534,7 @@ def test_known_future_values_are_checked_before_the_training(tiny_checkpoint, mo
     monkeypatch.setattr(tsfm.train.finetune, "finetune_model", lambda *a, **k: pytest.fail("trained before checking"))
     history, future = split_future(covariate_frame(length=120), 8)
     shifted = future[["unique_id", "ds", "x"]].assign(ds=lambda d: d["ds"] + pd.Timedelta(hours=1))
-    with pytest.raises(InputError, match="do not cover"):
+    with pytest.raises(InputError, match="must be exactly the next"):
         Forecaster(model=str(tiny_checkpoint), horizon=8, future_exog=["x"]).finetune(
             history, progress=False, X_future=shifted)
     with pytest.raises(InputError, match="no future_exog columns are named"):

@@ -179,6 +179,10 @@ def test_gluonts_predictor_reads_each_entry_alone_at_its_own_frequency(tiny_chec
 
     hourly = ListDataset([{"start": pd.Period("2021-01-01 00:00", "h"), "target": y, "item_id": "x"}], freq="h")
     assert next(predictor.predict(hourly)).start_date == pd.Period("2021-01-03 12:00", "h")
+    for fiscal in ("Q-MAR", "Q-NOV", "Y-JUN"):  # labelled in the entry's own periods, where GluonTS looks
+        start = pd.Period("2000-01-01", fiscal)
+        entry = ListDataset([{"start": start, "target": y, "item_id": "f"}], freq=fiscal)
+        assert next(predictor.predict(entry)).start_date == start + len(y)
     two_rows = ListDataset([{"start": pd.Period("2010-01", "M"), "target": np.stack([y, y])}], freq="M",
                            one_dim_target=False)
     with pytest.raises(InputError, match="univariate"):

@@ -740,6 +740,14 @@ def test_gluonts_multivariate_target_is_channels_by_time():
     assert isinstance(back, SeriesSet) and back.target_names == ["target_0", "target_1"]
 
 
+def test_gluonts_covariate_fields_run_at_least_as_long_as_the_target():
+    start, target = pd.Period("2020-01-01", freq="D"), np.arange(50.0)
+    one = from_gluonts([dict(start=start, target=target, feat_dynamic_real=np.ones(60))])  # one row, given 1-D
+    assert one.future_exog[0].shape == (50, 1)
+    with pytest.raises(InputError, match="past_feat_dynamic_real has 20 steps, fewer than its target's 50"):
+        from_gluonts([dict(start=start, target=target, past_feat_dynamic_real=np.ones((1, 20)), item_id="a")])
+
+
 # ------------------------------------------------------------------ issue 27: zones, steps, magnitudes, saved sets
 
 

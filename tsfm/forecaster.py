@@ -398,6 +398,9 @@ class Forecaster:
                 print("warning: this model was not trained with covariates; X_future is ignored "
                       "(fine-tune with covariates first)", file=sys.stderr)
             X_future = None
+        elif self.plan_.calibration_windows or self.plan_.log_scale != "never" or self.plan_.seasonal_adjustment:
+            print("warning: a model that reads covariates forecasts without interval calibration, log space or "
+                  "seasonal adjustment; those settings are ignored", file=sys.stderr)
         check_contexts(self.model_, series, self._setting("context_length"))
         return forecast_frame(self.model_, series, h, self.levels_, self.quantile_names_, x_future=X_future,
                               **self.forecast_options())

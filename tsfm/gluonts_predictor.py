@@ -71,7 +71,10 @@ class TSFMPredictor(Predictor):
             for k, i in enumerate(indexes):
                 rows = frame.iloc[k * h:(k + 1) * h]
                 arrays = np.stack([rows[name].to_numpy() for name in names] + [rows["mean"].to_numpy()])
-                start = pd.Period(rows["ds"].iloc[0], freq=period_freq(series.freq))  # first forecast step
+                # the first forecast step, labelled in the entry's own periods (Q-MAR stays Q-MAR: its stamps
+                # read as quarters from January, whose periods would be labelled Q-DEC)
+                pfreq = part[k]["start"].freq if periods else period_freq(series.freq)
+                start = pd.Period(rows["ds"].iloc[0], freq=pfreq)
                 forecasts[i] = QuantileForecast(arrays, start_date=start, forecast_keys=names + ["mean"],
                                                 item_id=part[k]["item_id"])
         yield from forecasts

@@ -127,10 +127,13 @@ def from_gluonts(dataset: Iterable[dict[str, Any]], freq: str | None = None) -> 
         values.append(v)
         starts.append(_start_stamp(e["start"], offset))
         ids.append(str(e.get("item_id", j)))
-        if "past_feat_dynamic_real" in e:
-            past.append(np.asarray(e["past_feat_dynamic_real"], dtype=np.float32).T[: len(v)])
-        if "feat_dynamic_real" in e:
-            future.append(np.asarray(e["feat_dynamic_real"], dtype=np.float32).T[: len(v)])
+        for name, arrays in (("past_feat_dynamic_real", past), ("feat_dynamic_real", future)):
+            if name in e:
+                field = np.atleast_2d(np.asarray(e[name], dtype=np.float32)).T[: len(v)]  # [T, E]
+                if len(field) < len(v):
+                    raise InputError(f"GluonTS entry {ids[-1]!r}: {name} has {len(field)} steps, fewer than its "
+                                     f"target's {len(v)}; give one value per target step")
+                arrays.append(field)
     channels = {v.shape[1] for v in values}
     if len(channels) != 1:
         raise InputError("GluonTS entries have different numbers of target channels")

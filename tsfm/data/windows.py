@@ -80,7 +80,7 @@ def _expected_text(ids: list[str], expected: list[pd.DatetimeIndex], idx: list[i
     stamps = expected[i]
     span = f"{stamps[0]} .. {stamps[-1]}" if len(stamps) > 1 else f"{stamps[0]}"
     more = f" (and {len(idx) - 1} more series)" if len(idx) > 1 else ""
-    return f"'{ids[i]}' needs {len(stamps)} rows {span}{more}"
+    return f"'{ids[i]}' needs {len(stamps)} rows {span}, one per step and no other{more}"
 
 
 def _from_series_set(
@@ -96,7 +96,7 @@ def _from_series_set(
     ]
     if missing or wrong:
         bad = missing or wrong
-        raise InputError(f"future covariates do not cover the next {h} steps: "
+        raise InputError(f"future covariates must be exactly the next {h} steps of each series: "
                          f"{_expected_text(series.ids, expected, bad)}")
     arrays = [future.future_exog[by_id[uid]] for uid in series.ids]
     return _no_missing(np.stack(arrays).astype(np.float32), series.ids, names)
@@ -133,7 +133,7 @@ def _from_frame(
         if (pos[i] < 0).any() or counts.get(uid, 0) != h
     ]
     if bad:
-        raise InputError(f"future covariates do not cover the next {h} steps: "
+        raise InputError(f"future covariates must be exactly the next {h} steps of each series: "
                          f"{_expected_text(series.ids, expected, bad)}")
     return _no_missing(values[pos].astype(np.float32), series.ids, names)
 
@@ -148,7 +148,7 @@ def _shared_future(
     if differ:
         raise InputError("the future frame has no id column but the series end at different times; add an id column")
     if len(frame) != h or not frame.index.equals(expected[0]):
-        raise InputError(f"future covariates do not cover the next {h} steps: "
+        raise InputError(f"future covariates must be exactly the next {h} steps of each series: "
                          f"{_expected_text(series.ids, expected, [0])}")
     block = frame.to_numpy(np.float32)
     return _no_missing(np.broadcast_to(block, (len(series), h, len(names))).copy(), series.ids, names)
