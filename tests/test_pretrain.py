@@ -160,3 +160,13 @@ def test_a_folder_of_the_users_files_is_not_replaced_by_a_checkpoint(tmp_path):
     assert check_output_dir(tmp_path / "link") == (tmp_path / "new").resolve()
     (mine / "model.safetensors").write_bytes(b"")  # an earlier checkpoint: replaced
     assert check_output_dir(mine) == mine.resolve()
+
+
+def test_a_sweep_jobs_card_records_the_command_of_that_job(tmp_path):
+    """`-m seed=0,1` runs two jobs; each card's command reruns its own job, not the whole sweep."""
+    cmd = [sys.executable, "-m", "tsfm.train.pretrain", "-m", "experiment=smoke", "seed=0,1",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (tmp_path / "sweep" / "1" / "checkpoint" / "README.md").read_text()
+    assert "seed=1" in card and "seed=0,1" not in card and "experiment=smoke" in card

@@ -121,6 +121,17 @@ def check_resume(ckpt_path: str | None, trainer: pl.Trainer) -> None:
         raise InputError(f"ckpt_path={ckpt_path}: no such checkpoint file")
 
 
+def job_arguments() -> list[str]:
+    """The command-line arguments that reproduce this job: in a sweep (``-m``), the job's own
+    overrides (``seed=1``), not the sweep's (``seed=0,1``, which would train every job)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return list(HydraConfig.get().overrides.task)
+    return sys.argv[1:]
+
+
 def check_output_dir(output_dir: str | Path) -> Path:
     """The checkpoint folder's real path, refused (InputError) before training when it is a file or a
     folder of the user's files: only an empty folder or an earlier checkpoint is replaced."""
@@ -181,7 +192,7 @@ def train(cfg: DictConfig) -> Path:
     seconds = time.time() - start
     if trainer.is_global_zero:
         val = trainer.callback_metrics.get("val_loss")
-        command = cfg.get("command") or "tsfm pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = cfg.get("command") or "tsfm pretrain " + " ".join(shlex.quote(a) for a in job_arguments())
         card = model_card(cfg, task.model, trainer.global_step, seconds, command,
                           float(val) if val is not None else None)
         replace_folder(out, lambda folder: save_pretrained(task.model.cpu(), folder, card=card))
