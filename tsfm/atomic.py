@@ -9,6 +9,7 @@ library only: the command line imports it on every call.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable
@@ -63,8 +64,6 @@ def replace_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_folder)``, then put that folder at ``path`` (its real path: a symlink
     is followed), removing the folder there; return the path written. A failure leaves ``path`` as
     it was. The caller decides whether the old folder may go (an earlier checkpoint, say)."""
-    import shutil
-
     target = Path(os.path.realpath(os.path.expanduser(str(path))))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -377,10 +377,9 @@ class EdgeSuite:
         values, mask, scales = as_windows(past_values, past_mask)  # once: the choice and forecast read these
         if horizon is None:  # from freq as given: an inferred resolution does not set the horizon
             horizon = default_horizon(freq)
-        horizon = checked_horizon(horizon)
         freq = _inferred_freq(values, mask) if freq is None else freq
         model = self.member(self._choose(values, mask, freq))
-        windows = checked_windows(self.spec.calibration_windows if calibration_windows is None else calibration_windows)
+        windows = self.spec.calibration_windows if calibration_windows is None else calibration_windows
         adjust = self.spec.seasonal_adjustment if seasonal_adjustment is None else seasonal_adjustment
         result = model.predict(values, mask, freq, horizon, nonnegative, _log_mode(log_scale, self.spec.log_scale),
                                windows, adjust)
