@@ -230,9 +230,16 @@ def test_evaluate_scores_a_backtest(tiny_checkpoint):
 
 def test_predict_on_data_of_another_frequency_is_served_as_a_fit_on_it_would_be():
     """A monthly fit (the monthly specialist, 18 steps) forecasts daily data as a daily fit does
-    (the daily model, 14 steps), and stays the monthly fit."""
+    (the daily model, 14 steps), through ``predict`` and the GluonTS predictor, and stays the monthly fit."""
     t = pd.date_range("2020-01-01", periods=300, freq="D")
-    daily = pd.DataFrame({"ds": t, "y": 20 + 5 * np.sin(np.arange(300) * 2 * np.pi / 7)})
+    noise = np.random.default_rng(0).normal(size=300).cumsum()  # seasons alone forecast alike by any model
+    daily = pd.DataFrame({"ds": t, "y": 40 + 5 * np.sin(np.arange(300) * 2 * np.pi / 7) + noise})
     fitted = Forecaster().fit(monthly_frame(1))
     pd.testing.assert_frame_equal(fitted.predict(daily), Forecaster().fit(daily).predict())
     assert fitted.model_name_ == "ttm-96-monthly" and len(fitted.predict()) == 18
+    from gluonts.dataset.common import ListDataset  # the GluonTS predictor serves its entries so too
+
+    entry = ListDataset([{"start": pd.Period("2020-01-01", "D"), "target": daily.y.to_numpy()}], freq="D")
+    served = next(fitted.to_gluonts_predictor().predict(entry))
+    np.testing.assert_allclose(served.quantile(0.5), Forecaster(horizon=18).fit(daily).predict()["0.5"], rtol=1e-6)
+    assert fitted.model_name_ == "ttm-96-monthly"

@@ -32,6 +32,7 @@ from tsfm.forecaster_inputs import (
     column_names,
     covariate_roles,
     quantile_names,
+    torch_device,
 )
 
 if TYPE_CHECKING:
@@ -148,26 +149,12 @@ class Forecaster:
             )
 
     # ----------------------------------------------------------------- fitting
-    def _device(self) -> str:
-        """The torch device ``device`` asks for (InputError when it is unknown or unavailable)."""
-        import torch
-
-        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
-            raise InputError(f"unknown device '{self.device}': use cpu, cuda or auto")
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("device cuda was asked for but no CUDA device is available: "
-                             "use --device cpu / device='cpu'")
-        return device
-
     def _check_source(self) -> None:
         """Fail on an unknown model or device before reading any data (one line naming the valid ones)."""
         from tsfm.hub import load_suite, resolve
         from tsfm.pipeline import is_exported
 
-        self._device()
+        torch_device(self.device)
         if not isinstance(self.model, (str, Path)):
             raise InputError(f"model must be a name (see `tsfm models`), a checkpoint folder or an .onnx file, "
                              f"got {self.model!r}")
@@ -179,14 +166,18 @@ class Forecaster:
         from tsfm.pipeline import is_exported, load_network
 
         source = str(self.model) if source is None else source
-        self.device_ = "cpu" if is_exported(source) else self._device()
+        self.device_ = "cpu" if is_exported(source) else torch_device(self.device)
         self.model_ = load_network(source, device=self.device_, num_threads=self.num_threads)
         self.model_name_ = source
         for fitted in ("_finetuned_from", "finetune_report_"):  # fresh weights: no fine-tune to keep or describe
             self.__dict__.pop(fitted, None)
 
-    def _series(self, df: pd.DataFrame | str | Path, fill: str | None = None):
+    def _series(self, df: pd.DataFrame | str | Path | SeriesSet, fill: str | None = None) -> SeriesSet:
         from tsfm.data.loading import load_series
+        from tsfm.data.series_set import SeriesSet
+
+        if isinstance(df, SeriesSet):  # loaded already (the GluonTS predictor's entries)
+            return df
 
         past, future = covariate_roles(self.model, self.past_exog, self.future_exog)
         return load_series(df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
@@ -249,13 +240,22 @@ class Forecaster:
     def _is_auto(self) -> bool:
         return getattr(self, "model_name_", None) == "auto"
 
+    def _serves_elsewhere(self, series: SeriesSet) -> bool:
+        """Whether ``series`` is at another frequency than the fitted data, so that what ``fit`` would
+        choose for it serves it (a fine-tune or "auto" serves whatever it is given)."""
+        from tsfm.data.freq import same_freq
+
+        fitted = getattr(self, "freq_", None)
+        return fitted is not None and not same_freq(series.freq, fitted) and not self._is_auto() \
+            and getattr(self, "_finetuned_from", None) != self.model
+
     def _fit_auto(self, series, h: int | None = None):
         """The ``model="auto"`` ensemble fitted on ``series`` (``tsfm.auto.fit``), with its plan."""
         from tsfm import auto
         from tsfm.pipeline import Plan, inferred_note, typical_history
 
         h = h or self._default_horizon(series)
-        self.device_ = self._device()
+        self.device_ = torch_device(self.device)
         calibrate = auto.CALIBRATE if self.calibration_windows is None else self.calibration_windows > 0
         ensemble = auto.fit(series, h, context_length=self.context_length, log_scale=self.log_scale,
                             seasonal_adjustment=self.seasonal_adjustment, calibrate=calibrate, device=self.device_,
@@ -354,7 +354,6 @@ class Forecaster:
         ``future_exog``); for the fitted series it is remembered (plots use it). Afterwards
         ``notes_`` holds one line per member of ``model="auto"`` that failed on some series.
         """
-        from tsfm.data.freq import same_freq
         from tsfm.pipeline import reads_covariates
 
         self._check_fitted()
@@ -364,10 +363,8 @@ class Forecaster:
             raise NotFittedError("this Forecaster has a model but no fitted series (a save without them): "
                                  "call fit(df) first, or predict(df)")
         series = self.series_ if df is None else self._with_fitted_resolution(self._series(df))
-        fitted_freq = getattr(self, "freq_", None)
-        if df is not None and fitted_freq is not None and not same_freq(series.freq, fitted_freq) \
-                and not self._is_auto() and getattr(self, "_finetuned_from", None) != self.model:
-            return self._fitted_on(df).predict(h=h, X_future=X_future)  # served as fit(df) would serve it
+        if df is not None and self._serves_elsewhere(series):
+            return self._fitted_on(series).predict(h=h, X_future=X_future)  # its frequency's horizon, too
         if not hasattr(self, "horizon_"):
             self.horizon_ = self._default_horizon(series)
         h = int(h) if h is not None else self.horizon_
@@ -377,8 +374,9 @@ class Forecaster:
         return self.forecast_series(series, h, X_future)
 
     def forecast_series(self, series: SeriesSet, h: int, X_future: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The forecast frame of a loaded ``SeriesSet`` by the fitted model and plan: what ``predict``
-        returns for a frame, and the GluonTS predictor for its entries."""
+        """The forecast frame of a loaded ``SeriesSet`` by the fitted model and plan (at another frequency, by
+        what ``fit`` would choose for it): what ``predict`` returns for a frame, and the GluonTS predictor
+        for its entries."""
         from tsfm.pipeline import check_contexts, check_levels, forecast_frame, reads_covariates
 
         if not hasattr(self, "levels_"):  # a Forecaster loaded without its series
@@ -387,6 +385,8 @@ class Forecaster:
             self.levels_, self.quantile_names_ = levels, names
         if not hasattr(self, "plan_"):
             self._plan(series)
+        if self._serves_elsewhere(series):
+            return self._fitted_on(series).forecast_series(series, h, X_future)
         check_future_fits(series, h)
         self.notes_: list[str] = []  # one line per "auto" member that failed on some series
         if self._is_auto():
@@ -471,7 +471,7 @@ class Forecaster:
                              f"cutoff (h={h}, n_windows={n_windows}): nothing to forecast from")
         return pd.concat(frames, ignore_index=True)
 
-    def _fitted_on(self, df: pd.DataFrame | str | Path) -> Forecaster:
+    def _fitted_on(self, df: pd.DataFrame | str | Path | SeriesSet) -> Forecaster:
         """Who forecasts ``df`` in a backtest or at another frequency: this Forecaster once fitted on it
         (when not fitted yet), fine-tuned or "auto", else a copy fitted on ``df`` that reuses the
         loaded network where it serves."""
@@ -566,7 +566,7 @@ class Forecaster:
             from tsfm.auto import AutoEnsemble
             from tsfm.pipeline import Plan
 
-            forecaster.device_ = forecaster._device()
+            forecaster.device_ = torch_device(forecaster.device)
             forecaster.model_ = AutoEnsemble.load(path, context_length=forecaster.context_length,
                                                   device=forecaster.device_, batch_size=forecaster.batch_size,
                                                   num_threads=forecaster.num_threads)

@@ -58,6 +58,21 @@ def covariate_roles(model: str | Path, past_exog: Any, future_exog: Any) -> tupl
     return roles[0], roles[1]
 
 
+def torch_device(device: str) -> str:
+    """The torch device ``device`` asks for ("auto": cuda when there is one); InputError when it is
+    unknown or unavailable."""
+    import torch
+
+    if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
+        raise InputError(f"unknown device '{device}': use cpu, cuda or auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device cuda was asked for but no CUDA device is available: "
+                         "use --device cpu / device='cpu'")
+    return device
+
+
 def check_steps(name: str, value: Any) -> None:
     """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
     check_count(name, value)

@@ -39,7 +39,8 @@ class TSFMPredictor(Predictor):
     """Yields one ``QuantileForecast`` per univariate entry, keys ``"0.1"``... plus ``"mean"``.
 
     Each entry is forecast at its own frequency (its ``start`` period's; the fitted one for
-    entries that start at a timestamp) by the fitted model and plan, as ``Forecaster.predict(df)``.
+    entries that start at a timestamp) as ``Forecaster.predict(df)`` forecasts it: by the fitted
+    model and plan, or at another frequency by what ``fit`` would choose for that frequency.
     A model fine-tuned with known-future covariates reads the ``prediction_length`` values of
     ``feat_dynamic_real`` past each target, as GluonTS' test inputs carry them; past-only ones are
     ``past_feat_dynamic_real``, and each field's rows are taken in the fine-tuned columns' order.
