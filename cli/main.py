@@ -232,7 +232,8 @@ def forecast(
                 series = forecaster.series_
                 what = (series.resolution or "integer steps") if series.step_index else forecaster.freq_
                 source = (f"default for frequency {what}" if forecaster.horizon_ == series.stated_freq_info.horizon
-                          else "the horizon the model was exported for")
+                          else "the horizon the model was exported for" if str(model).lower().endswith(".onnx")
+                          else "the horizon the model was saved with")
                 typer.echo(f"horizon {forecaster.horizon_} ({source})", err=True)
             uses_covariates = reads_covariates(forecaster.model_)
             if (exog or future_exog or future) and not uses_covariates:

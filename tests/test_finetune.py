@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -329,13 +330,13 @@ def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path
 
 def test_a_finetuned_folder_forecasts_with_the_settings_it_was_trained_with(tiny_checkpoint, tmp_path):
     """``Forecaster(model=DIR)`` (what ``tsfm forecast --model DIR`` builds) reads the context length
-    it was tuned for, as ``Forecaster.load`` does; other covariate columns than those it was tuned
-    with are refused; a fine-tune that kept the zero-shot weights asks for no covariates."""
+    and horizon it was tuned for, as ``Forecaster.load`` does; other covariate columns than those it
+    was tuned with are refused; a fine-tune that kept the zero-shot weights asks for no covariates."""
     df = seasonal_frame(2)
     f = Forecaster(model=str(tiny_checkpoint), horizon=8, context_length=24).finetune(
         df, fraction=1.0, max_epochs=2, progress=False)
     out = f.save(tmp_path / "short")
-    by_folder = Forecaster(model=str(out), horizon=8).fit(df).predict()
+    by_folder = Forecaster(model=str(out)).fit(df).predict()
     pd.testing.assert_frame_equal(by_folder, Forecaster.load(out).predict())
     pd.testing.assert_frame_equal(by_folder, f.predict())
     assert Forecaster(model=str(out), horizon=8).get_params()["context_length"] is None  # stored as given
@@ -392,6 +393,11 @@ def test_cli_finetune_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path, mo
     assert (out.stat().st_mode & 0o777, (out / "model.safetensors").stat().st_mode & 0o777) == \
         (0o777 & ~umask(), 0o666 & ~umask())  # not private: mkdtemp and safetensors would make them so
     assert len(Forecaster(model=str(out), horizon=12).fit(csv).predict()) == 2 * 12
+    from tsfm.cli.main import app as tsfm_app
+
+    served = runner.invoke(tsfm_app, ["forecast", str(csv), "--model", str(out)])  # as the hint below says
+    assert served.exit_code == 0 and "horizon 12 (the horizon the model was saved with)" in served.stderr
+    assert len(pd.read_csv(io.StringIO(served.stdout))) == 2 * 12  # not the hourly default of 24
     piped = runner.invoke(app, ["finetune", "-", *args[2:3], str(tiny_checkpoint), "--output-dir",
                                 str(tmp_path / "piped"), *args[6:]], input=csv.read_text())  # '-': stdin
     assert piped.exit_code == 0 and "tsfm forecast DATA.csv --model" in piped.stderr, piped.stderr

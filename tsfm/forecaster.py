@@ -235,7 +235,8 @@ class Forecaster:
 
     def _default_horizon(self, series) -> int:
         from tsfm.pipeline import default_horizon
-        return int(self.horizon) if self.horizon is not None else default_horizon(self.model, series)
+        horizon = self._setting("horizon")  # not given: a saved (fine-tuned) folder's
+        return int(horizon) if horizon is not None else default_horizon(self.model, series)
 
     def _is_auto(self) -> bool:
         return getattr(self, "model_name_", None) == "auto"
