@@ -289,13 +289,20 @@ def test_future_covariates_missing_or_misaligned_raise(tiny_checkpoint, tmp_path
         f.predict()
     shifted = future[["unique_id", "ds", "x"]].copy()
     shifted["ds"] = shifted["ds"] + pd.Timedelta(hours=1)
-    with pytest.raises(InputError, match="must be exactly the next 8 steps"):
+    with pytest.raises(InputError, match="must cover the next 8 steps"):
         f.predict(X_future=shifted)
-    with pytest.raises(InputError, match="must be exactly the next 8 steps"):
+    with pytest.raises(InputError, match="must cover the next 8 steps"):
         f.predict(X_future=future[["unique_id", "ds", "x"]].iloc[1:])
-    with pytest.raises(InputError, match="must be exactly the next"):
+    with pytest.raises(InputError, match="must cover the next"):
         Forecaster(model=str(tiny_checkpoint), horizon=h, future_exog=["x"]).finetune(
             history, fraction=1.0, max_epochs=1, progress=False, X_future=shifted)
+    # rows outside the horizon are ignored (AutoGluon's known_covariates may run past it, or hold the past)
+    exact = f.predict(X_future=future[["unique_id", "ds", "x"]])
+    later = future.assign(ds=future["ds"] + pd.Timedelta(hours=h), x=-99.0)
+    wider = pd.concat([later, history.groupby("unique_id").tail(3), future])[["unique_id", "ds", "x"]]
+    pd.testing.assert_frame_equal(f.predict(X_future=wider), exact)
+    with pytest.raises(InputError, match="needs a row at each of its 8 steps"):
+        f.predict(X_future=wider.drop(index=future.index[:1]))
     # a backtest reads the known-future values after the cutoff from the frame itself
     full = pd.concat([history, future]).sort_values(["unique_id", "ds"])
     cv = f.cross_validation(full, h=h, n_windows=1)
@@ -540,7 +547,7 @@ def test_known_future_values_are_checked_before_the_training(tiny_checkpoint, mo
     monkeypatch.setattr(tsfm.train.finetune, "finetune_model", lambda *a, **k: pytest.fail("trained before checking"))
     history, future = split_future(covariate_frame(length=120), 8)
     shifted = future[["unique_id", "ds", "x"]].assign(ds=lambda d: d["ds"] + pd.Timedelta(hours=1))
-    with pytest.raises(InputError, match="must be exactly the next"):
+    with pytest.raises(InputError, match="must cover the next"):
         Forecaster(model=str(tiny_checkpoint), horizon=8, future_exog=["x"]).finetune(
             history, progress=False, X_future=shifted)
     with pytest.raises(InputError, match="no future_exog columns are named"):

@@ -93,7 +93,14 @@ def test_future_exog_shared_frame_without_ids_is_broadcast():
     np.testing.assert_array_equal(future_exog_windows(s, fut, 2)[:, :, 0], [[5, 6], [5, 6]])
 
 
-@pytest.mark.parametrize("breakage", ["missing_row", "wrong_stamp", "extra_row", "unknown_id", "nan", "no_column"])
+def test_future_exog_rows_outside_the_horizon_are_ignored():
+    s = frame_with_promo()
+    fut = future_frame(s, 3)
+    extra = pd.DataFrame({"unique_id": ["b", "a"], "ds": pd.to_datetime(["2023-01-17", "2023-01-02"]), "promo": 0.0})
+    np.testing.assert_array_equal(future_exog_windows(s, pd.concat([extra, fut]), 3), future_exog_windows(s, fut, 3))
+
+
+@pytest.mark.parametrize("breakage", ["missing_row", "wrong_stamp", "unknown_id", "nan", "no_column"])
 def test_future_exog_errors_name_ids_and_expected_stamps(breakage):
     s = frame_with_promo()
     fut = future_frame(s, 3)
@@ -101,8 +108,6 @@ def test_future_exog_errors_name_ids_and_expected_stamps(breakage):
         fut = fut.drop(index=4)
     elif breakage == "wrong_stamp":
         fut.loc[0, "ds"] = pd.Timestamp("2023-01-14")  # a Saturday
-    elif breakage == "extra_row":
-        fut = pd.concat([fut, pd.DataFrame({"unique_id": ["b"], "ds": [pd.Timestamp("2023-01-17")], "promo": [0.0]})])
     elif breakage == "unknown_id":
         fut.loc[0, "unique_id"] = "zz"
     elif breakage == "nan":
@@ -114,9 +119,8 @@ def test_future_exog_errors_name_ids_and_expected_stamps(breakage):
     msg = str(info.value)
     assert "\n" not in msg
     expected_words = {
-        "missing_row": "'b' needs 3 rows 2023-01-12 00:00:00 .. 2023-01-16 00:00:00",
-        "wrong_stamp": "'a' needs 3 rows",
-        "extra_row": "'b' needs 3 rows",
+        "missing_row": "'b' needs a row at each of its 3 steps 2023-01-12 00:00:00 .. 2023-01-16 00:00:00",
+        "wrong_stamp": "'a' needs a row at each of its 3 steps",
         "unknown_id": "zz",
         "nan": "missing for 'a'",
         "no_column": "lacks promo",

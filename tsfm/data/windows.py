@@ -63,8 +63,9 @@ def future_exog_windows(series: SeriesSet, future: SeriesSet | pd.DataFrame, h: 
 
     ``future`` is a frame with the time column, the ``future_exog`` columns and, unless every
     series shares the same next ``h`` stamps, an id column (aliases as in ``load_series``); or a
-    SeriesSet carrying ``future_exog``. Each id must have exactly the next ``h`` stamps of its
-    grid, with no missing value; otherwise InputError naming the ids and the expected stamps.
+    SeriesSet carrying ``future_exog``. Each id must have a row at each of the next ``h`` stamps of
+    its grid, with no missing value (other rows are ignored, as AutoGluon ignores them); otherwise
+    InputError naming the ids and the expected stamps.
     """
     names = list(series.future_exog_names)
     if not names:
@@ -80,7 +81,7 @@ def _expected_text(ids: list[str], expected: list[pd.DatetimeIndex], idx: list[i
     stamps = expected[i]
     span = f"{stamps[0]} .. {stamps[-1]}" if len(stamps) > 1 else f"{stamps[0]}"
     more = f" (and {len(idx) - 1} more series)" if len(idx) > 1 else ""
-    return f"'{ids[i]}' needs {len(stamps)} rows {span}, one per step and no other{more}"
+    return f"'{ids[i]}' needs a row at each of its {len(stamps)} steps {span}{more}; other rows are ignored"
 
 
 def _from_series_set(
@@ -90,15 +91,13 @@ def _from_series_set(
         raise InputError(f"the future set must carry the future_exog columns {', '.join(names)}")
     by_id = {uid: j for j, uid in enumerate(future.ids)}
     missing = [i for i, uid in enumerate(series.ids) if uid not in by_id]
-    wrong = [
-        i for i, uid in enumerate(series.ids)
-        if uid in by_id and not _in_utc(future.timestamps(by_id[uid])).equals(expected[i])
-    ]
-    if missing or wrong:
-        bad = missing or wrong
-        raise InputError(f"future covariates must be exactly the next {h} steps of each series: "
+    pos = {i: _in_utc(future.timestamps(by_id[uid])).get_indexer(expected[i])
+           for i, uid in enumerate(series.ids) if uid in by_id}
+    bad = missing or [i for i, p in pos.items() if (p < 0).any()]
+    if bad:
+        raise InputError(f"future covariates must cover the next {h} steps of each series: "
                          f"{_expected_text(series.ids, expected, bad)}")
-    arrays = [future.future_exog[by_id[uid]] for uid in series.ids]
+    arrays = [np.asarray(future.future_exog[by_id[uid]])[pos[i]] for i, uid in enumerate(series.ids)]
     return _no_missing(np.stack(arrays).astype(np.float32), series.ids, names)
 
 
@@ -127,13 +126,9 @@ def _from_frame(
         raise InputError(f"future frame has a duplicate row for '{uid}' at {stamp}; keep one row per id and time")
     want = pd.MultiIndex.from_arrays([np.repeat(np.asarray(series.ids, dtype=object), h), _concat(expected)])
     pos = got.get_indexer(want).reshape(len(series), h)
-    counts = pd.Series(ids).value_counts()
-    bad = [
-        i for i, uid in enumerate(series.ids)
-        if (pos[i] < 0).any() or counts.get(uid, 0) != h
-    ]
+    bad = [i for i in range(len(series)) if (pos[i] < 0).any()]
     if bad:
-        raise InputError(f"future covariates must be exactly the next {h} steps of each series: "
+        raise InputError(f"future covariates must cover the next {h} steps of each series: "
                          f"{_expected_text(series.ids, expected, bad)}")
     return _no_missing(values[pos].astype(np.float32), series.ids, names)
 
@@ -147,10 +142,11 @@ def _shared_future(
     differ = [i for i in range(len(series)) if not expected[i].equals(expected[0])]
     if differ:
         raise InputError("the future frame has no id column but the series end at different times; add an id column")
-    if len(frame) != h or not frame.index.equals(expected[0]):
-        raise InputError(f"future covariates must be exactly the next {h} steps of each series: "
+    pos = frame.index.get_indexer(expected[0])
+    if (pos < 0).any():
+        raise InputError(f"future covariates must cover the next {h} steps of each series: "
                          f"{_expected_text(series.ids, expected, [0])}")
-    block = frame.to_numpy(np.float32)
+    block = frame.to_numpy(np.float32)[pos]
     return _no_missing(np.broadcast_to(block, (len(series), h, len(names))).copy(), series.ids, names)
 
 
