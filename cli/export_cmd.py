@@ -28,7 +28,8 @@ def export(
     model: str = typer.Option("ttm", "--model", "-m", help="Model name (see `tsfm models`) or checkpoint directory"),
     output: Path | None = typer.Option(
         None, "--output", "-o",
-        help="Output .onnx file, or folder for a suite (default: <model>.onnx, <model>-int8.onnx, <suite>-edge here)"),
+        help="Output .onnx file, or folder for a suite (default: <model>.onnx, <model>-int8.onnx, <suite>-edge, "
+             "<suite>-int8-edge here)"),
     quantize: str = typer.Option(
         "none", "--quantize", "-q",
         help="none, int8 (= int8-dynamic: 3.4x smaller, accuracy kept) or int8-static (QDQ, calibrated)"),

@@ -260,7 +260,7 @@ def forecast(
 
 @app.command()
 def evaluate(
-    input: Path = typer.Argument(..., help="CSV with the full history of every series (long or wide)"),
+    input: Path = typer.Argument(..., help="File with the full history of every series (long or wide; '-': stdin)"),
     horizon: int | None = typer.Option(
         None, "--horizon", "-H", help=f"Steps per backtest window (at most {MAX_HORIZON})"
     ),
@@ -271,9 +271,9 @@ def evaluate(
     season: int | None = typer.Option(
         None, "--season", help="Seasonal period of the MASE scale (default: the frequency's; 1 for integer steps)"),
     freq: str | None = typer.Option(None, "--freq", help="Pandas frequency alias, when it cannot be inferred"),
-    id_col: str | None = typer.Option(None, "--id-col"),
-    time_col: str | None = typer.Option(None, "--time-col"),
-    target: str | None = typer.Option(None, "--target"),
+    id_col: str | None = typer.Option(None, "--id-col", help="Series id column (long format)"),
+    time_col: str | None = typer.Option(None, "--time-col", help="Timestamp column"),
+    target: str | None = typer.Option(None, "--target", help="Target column (one: evaluate scores one target)"),
     num_threads: int | None = typer.Option(
         None, "--num-threads", help="Threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)"),
 ) -> None:
