@@ -391,7 +391,8 @@ def test_save_load_round_trip_predicts(tiny_checkpoint, tmp_path):
 
 
 def test_load_without_saved_series_needs_df(tiny_checkpoint, tmp_path):
-    from tsfm.forecaster import CONTEXT_FILE, NotFittedError
+    from tsfm.forecaster import NotFittedError
+    from tsfm.forecaster_inputs import CONTEXT_FILE
 
     f = Forecaster(model=tiny_checkpoint, horizon=3).fit(monthly_frame(1))
     (f.save(tmp_path / "old") / CONTEXT_FILE).unlink()  # as an earlier version saved it

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +19,6 @@ import pandas as pd
 
 from tsfm.errors import InputError
 from tsfm.forecaster_inputs import (
-    CONTEXT_FILE,
-    FORECASTER_FILE,
     NotFittedError,
     check_count,
     check_future_fits,
@@ -513,73 +510,40 @@ class Forecaster:
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
         """Model checkpoint + the Forecaster's parameters, so ``Forecaster.load`` rebuilds it."""
-        from tsfm.hub import save_pretrained
+        from tsfm.forecaster_saving import write_folder
         from tsfm.pipeline import reads_covariates
 
         self._check_fitted()
-        out = Path(directory)
-        report = getattr(self, "finetune_report_", None)
-        card = None
-        if report is not None:
-            from tsfm.train.finetune import model_card
-
-            card = model_card(report, str(self.model_name_))
         params = self.get_params()
-        if self._is_auto():  # the ensemble's members, weights and calibration (auto.json), no checkpoint
-            out.mkdir(parents=True, exist_ok=True)
-            self.model_.save(out)
-        else:
-            save_pretrained(self.model_, out, card=card)
-            params["model"] = None  # the checkpoint is this directory
-            params["log_scale"] = self.plan_.log_scale  # a suite's choices, which the bare checkpoint would not know
-            params["calibration_windows"] = self.plan_.calibration_windows
-            params["seasonal_adjustment"] = self.plan_.seasonal_adjustment
-            params["context_length"] = self._setting("context_length")
-            params["target"] = self._setting("target")
-            if not reads_covariates(self.model_):  # zero-shot weights kept: the saved network reads none
-                params["past_exog"] = params["future_exog"] = None
-            else:
-                roles = covariate_roles(self.model, self.past_exog, self.future_exog)
-                params["past_exog"], params["future_exog"] = (names or None for names in roles)
-        quantiles = params["quantiles"]
-        params["quantiles"] = (quantile_names(quantiles)[1] if isinstance(quantiles, str)
-                                else [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles))
-        (out / FORECASTER_FILE).write_text(json.dumps(params, indent=2, default=list) + "\n")
-        if hasattr(self, "series_"):
-            from tsfm.data.saved_series import save_series
-
-            save_series(self.series_, out / CONTEXT_FILE)
-        return out
+        if not self._is_auto():  # the checkpoint is the folder; the plan's choices and the settings it was read with
+            params.update(model=None, log_scale=self.plan_.log_scale,
+                          calibration_windows=self.plan_.calibration_windows,
+                          seasonal_adjustment=self.plan_.seasonal_adjustment,
+                          context_length=self._setting("context_length"), target=self._setting("target"))
+            roles = covariate_roles(self.model, self.past_exog, self.future_exog) if reads_covariates(self.model_) \
+                else ([], [])  # zero-shot weights kept: the saved network reads none
+            params["past_exog"], params["future_exog"] = (names or None for names in roles)
+        return write_folder(directory, self.model_, params, getattr(self, "series_", None),
+                            getattr(self, "finetune_report_", None), str(self.model_name_))
 
     @classmethod
     def load(cls, directory: str | Path) -> Forecaster:
         """A Forecaster on the checkpoint in ``directory``, fitted on the series it was saved with
         (``predict()`` works at once; ``fit(df)`` or ``predict(df)`` forecasts other data)."""
-        path = Path(directory)
-        params = {}
-        if (path / FORECASTER_FILE).is_file():
-            params = json.loads((path / FORECASTER_FILE).read_text())
-        params["model"] = "auto" if params.get("model") == "auto" else str(path)
-        if isinstance(params.get("quantiles"), list):
-            params["quantiles"] = tuple(params["quantiles"])
-        forecaster = cls(**params)
-        if forecaster.model == "auto":  # the saved weights and calibration, not refitted
-            from tsfm.auto import AutoEnsemble
-            from tsfm.pipeline import Plan
+        from tsfm.forecaster_saving import load_auto, read_folder
 
+        params, series = read_folder(directory)
+        forecaster = cls(**params)
+        if forecaster.model == "auto":
             forecaster.device_ = torch_device(forecaster.device)
-            forecaster.model_ = AutoEnsemble.load(path, context_length=forecaster.context_length,
-                                                  device=forecaster.device_, batch_size=forecaster.batch_size,
-                                                  num_threads=forecaster.num_threads)
+            forecaster.model_, forecaster.plan_ = load_auto(
+                directory, context_length=forecaster.context_length, device=forecaster.device_,
+                batch_size=forecaster.batch_size, num_threads=forecaster.num_threads)
             forecaster.model_name_ = "auto"
-            forecaster.plan_ = Plan("auto", "never", 0.0, "\n".join(forecaster.model_.lines))
         else:
             forecaster._load_model()
-        if (path / CONTEXT_FILE).is_file():
-            from tsfm.data.saved_series import load_saved_series
-
-            levels, names = quantile_names(forecaster.quantiles)
-            forecaster._remember(load_saved_series(path / CONTEXT_FILE), levels, names)
+        if series is not None:
+            forecaster._remember(series, *quantile_names(forecaster.quantiles))
         return forecaster
 
     def export_onnx(self, path: str | Path, quantize: str = "none", target: str = "x86", **options: Any) -> Path:
