@@ -123,6 +123,10 @@ def forecast(
     id_col: str | None = typer.Option(None, "--id-col", help="Series id column (long format)"),
     time_col: str | None = typer.Option(None, "--time-col", help="Timestamp column"),
     target: list[str] | None = typer.Option(None, "--target", help="Target column(s); repeat for several"),
+    multivariate: bool = typer.Option(
+        False, "--multivariate",
+        help="Read the series as the channels of one item, which a model that mixes channels (itransformer, s-mamba, "
+             "moirai-moe) reads together; they must share their time stamps (default: each series alone)"),
     exog: list[str] | None = typer.Option(None, "--exog", help="Covariate column(s) (past values); repeat for several"),
     future_exog: list[str] | None = typer.Option(
         None, "--future-exog", help="Known-future covariate column(s); their next H values come from --future"
@@ -216,7 +220,7 @@ def forecast(
 
             forecaster = Forecaster(
                 model=ensemble or model, horizon=horizon, quantiles=tuple(names), context_length=context_length,
-                freq=freq,
+                freq=freq, multivariate=multivariate,
                 id_col=id_col, time_col=time_col, target=(target[0] if target and len(target) == 1 else target) or None,
                 past_exog=exog or None, future_exog=future_exog or None, fill="mask" if fill == "none" else fill,
                 nonnegative=nonnegative, log_scale=log_scale, calibration_windows=calibration_windows,

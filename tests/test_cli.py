@@ -149,3 +149,24 @@ def test_evaluate_prints_metrics(tiny_checkpoint, csv):
     overlapping = dict(line.split("\t") for line in out.strip().splitlines())
     assert code == 0 and overlapping["season"] == "3" and float(overlapping["n_points"]) == 2 * 2 * 6, err
     assert overlapping["MASE"] != scores["MASE"]
+
+
+def test_multivariate_reads_the_series_together_with_a_model_that_mixes_channels():
+    """``--multivariate`` makes the wide file's columns the channels of one item, as
+    ``Forecaster(multivariate=True)``: iTransformer's attention across them changes the forecast."""
+    from io import StringIO
+
+    from tsfm import Forecaster
+
+    from pathlib import Path
+
+    wide = Path(__file__).resolve().parents[1] / "datasets" / "samples" / "wide_example.csv"
+    forecasts = {}
+    for flag in (True, False):
+        code, out, err = _run("forecast", wide, "--model", "itransformer", "-H", "3", *(["--multivariate"] * flag))
+        assert code == 0, err
+        forecasts[flag] = pd.read_csv(StringIO(out))
+    expected = Forecaster(model="itransformer", horizon=3, multivariate=True).fit(wide).predict()
+    pd.testing.assert_series_equal(forecasts[True]["0.5"], expected["0.5"], rtol=1e-6, check_names=False)
+    assert forecasts[True]["unique_id"].tolist() == expected["unique_id"].tolist()
+    assert not (forecasts[True]["0.5"] - forecasts[False]["0.5"]).abs().lt(1e-3).all()
