@@ -217,10 +217,38 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class BadInput(SystemExit):
+    """Exit code 2, argparse's for bad input; ``str()`` is the message (``fail`` prints it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def fail(message: str) -> NoReturn:
-    """Bad input: one error line and exit code 2 (argparse's), before any expensive work."""
+    """Bad input: one error line and exit code 2, before any expensive work."""
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise BadInput(message)
+
+
+def check_model(name: str, keywords: Mapping[str, Any] | None = None, label: str | None = None) -> None:
+    """Exit 2 unless ``Forecaster(model=name, **keywords)`` names a model that exists and keywords
+    it takes: checked before any data is made or read, as the Forecaster checks it at fit."""
+    use_checkout()
+    from tsfm import Forecaster
+    from tsfm.errors import InputError
+    from tsfm.hub import load_suite, resolve
+    from tsfm.pipeline import is_exported
+
+    try:
+        Forecaster(model=name, **dict(keywords or {}))
+        if name != "auto" and not is_exported(name) and load_suite(name) is None:
+            resolve(name)
+    except (InputError, TypeError, ValueError) as err:
+        fail(f"model {label or name}: {err}")
 
 
 def _bounded_int(low: int, what: str) -> Any:

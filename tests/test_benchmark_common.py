@@ -123,3 +123,21 @@ def test_rewritten_results_do_not_make_a_commit_dirty(tmp_path: Path) -> None:
     assert not common.git_commit(tmp_path).endswith("+dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert common.git_commit(tmp_path).endswith("+dirty")
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("argv", [
+    ["zero_shot.py", "--tasks", "lynx", "--skip-stats"],  # part of the benchmark, no --output
+    ["zero_shot.py", "--min-windows", "-3", "--output", "x.md"],
+    ["zero_shot.py", "--reuse", "/nonexistent/nope.json", "--output", "x.md"],
+    ["zero_shot.py", "--num-threads", "0", "--output", "x.md"],
+    ["zero_shot.py", "--output", "/proc/x.md"],
+])
+def test_bad_arguments_are_one_line_and_exit_2_before_any_work(argv: list[str], tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / argv[0]), *argv[1:]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "error" in proc.stderr.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []  # nothing written
