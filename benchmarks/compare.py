@@ -5,12 +5,13 @@
 Prints, overall and per frequency group, the geometric mean over tasks of candidate score /
 reference score (MASE and WQL) with its 95% bootstrap-over-tasks interval, and the verdict the
 project keeps changes by: "wins" when the whole interval is below 1, "loses" when above, else
-"within the interval"; a bound within ``ROUNDING`` of 1 counts as 1 (identical forecasts that differ
-by float rounding, such as an exported graph against its torch model, are not a win). Both models
-must have run on the same tasks and windows (one results file; a trial that reused cached rows with
-``--reuse`` qualifies). To compare a model with itself before a code change, take the reference's
-rows from the run made before it: ``--reference-results OTHER.json`` (same tasks, windows and history).
-``--add-tasks RUN.json`` pools the tasks of another run (a held-out set scored separately) into the
+"within the interval"; a group of one task has no interval and gets no verdict; a bound within
+``ROUNDING`` of 1 counts as 1 (identical forecasts that differ by float rounding, such as an exported
+graph against its torch model, are not a win). Both models must have run on the same tasks and
+windows (one results file; a trial that reused cached rows with ``--reuse`` qualifies). To compare a
+model with itself before a code change, take the reference's rows from the run made before it:
+``--reference-results OTHER.json`` (same tasks, windows and history). ``--add-tasks RUN.json`` pools
+the tasks of another run (a held-out set scored separately) into the
 same comparison.
 """
 
@@ -22,15 +23,18 @@ import sys
 from pathlib import Path
 
 from common import markdown_table, write_results
-from zero_shot import GROUPS, WINDOW_KEYS, geo_interval, log_ratios
+from zero_shot import GROUPS, ONE_TASK, WINDOW_KEYS, cell, geo_interval, log_ratios
 
 ROUNDING = 5e-4  # ratios print with three decimals: a bound that rounds to 1.000 is not beyond 1
 
 
 def verdict(interval: tuple[float, float, float]) -> str:
+    """wins / loses / within the interval; a group of one task has no interval, so no verdict."""
     value, low, high = interval
     if value != value:
         return "–"
+    if low != low:
+        return ONE_TASK
     return "wins" if high < 1 - ROUNDING else ("loses" if low > 1 + ROUNDING else "within the interval")
 
 
@@ -49,7 +53,7 @@ def compare(data: dict, candidate: str, reference: str) -> list[list[str]]:
         row = [f"{group} ({len(members)})"]
         for metric in ("MASE", "WQL"):
             interval = geo_interval(log_ratios(results, members, candidate, metric, reference))
-            row += [f"{interval[0]:.3f} [{interval[1]:.3f}, {interval[2]:.3f}]", verdict(interval)]
+            row += [cell(interval), verdict(interval)]
         rows.append(row)
     return rows
 

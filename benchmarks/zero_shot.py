@@ -382,13 +382,18 @@ def log_ratios(results, tasks, model: str, metric: str, reference: str = BASELIN
 
 
 def geo_interval(values, seed: int = 0) -> tuple[float, float, float]:
-    """exp(mean) of per-task log ratios and its 95% bootstrap-over-tasks interval (NaN if any is missing)."""
+    """exp(mean) of per-task log ratios and its 95% bootstrap-over-tasks interval (NaN if any is missing).
+
+    One task has no interval (every resample is that task: zero width, a false certainty), so its
+    bounds are NaN and ``cell`` and compare's verdict say so."""
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0 or np.isnan(values).any():
         return (np.nan, np.nan, np.nan)
     values = np.maximum(values, np.log(1e-6))  # a perfect task (ratio 0) counts as a very small ratio
+    if len(values) == 1:
+        return (float(np.exp(values[0])), np.nan, np.nan)
     draws = np.random.default_rng(seed).integers(0, len(values), size=(BOOTSTRAP_DRAWS, len(values)))
     means = values[draws].mean(axis=1)
     return (float(np.exp(values.mean())), float(np.exp(np.percentile(means, 2.5))),
@@ -424,9 +429,15 @@ def aggregate(results, tasks, models: list[str], tsfm_models: list[str]) -> dict
 # ----------------------------------------------------------------------------- report
 
 
+ONE_TASK = "one task: no interval"
+
+
 def cell(interval) -> str:
+    """A ratio and its interval; one task's ratio alone, marked (see ``geo_interval``)."""
     value, low, high = interval
-    return "–" if value != value else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    if value != value:
+        return "–"
+    return f"{value:.3f} ({ONE_TASK})" if low != low else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str],

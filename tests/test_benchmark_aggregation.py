@@ -165,3 +165,14 @@ def test_a_model_the_script_cannot_run_is_refused_before_any_task(spec: str) -> 
         zero_shot.check_models(["ttm", spec])
     assert exit_info.value.code == 2 and spec.split("[")[0] in str(exit_info.value)
     zero_shot.check_models(["ttm", "ttm[calibration_windows=5]"])  # a real keyword passes
+
+
+def test_a_group_of_one_task_gets_its_ratio_but_no_interval_and_no_verdict() -> None:
+    results, tasks = results_for({"ttm": [1.011, 0.8, 0.8], "AutoARIMA": [1.0, 1.0, 1.0]},
+                                 ["weekly", "monthly", "monthly"])
+    data = {"tasks": {t["name"]: {"group": t["group"], "models": results[t["name"]]} for t in tasks}}
+    rows = {row[0]: row for row in compare.compare(data, "ttm", "AutoARIMA")}
+    assert rows["weekly (1)"][1:3] == ["1.011 (one task: no interval)", "one task: no interval"]
+    assert rows["monthly (2)"][2] == "wins"  # two agreeing tasks still decide
+    value, low, high = zero_shot.geo_interval(np.log([1.011]))
+    assert value == pytest.approx(1.011) and np.isnan(low) and np.isnan(high)
