@@ -153,7 +153,8 @@ def metadata_markdown(meta: Mapping[str, Any]) -> str:
     ]
     if "uptime_at_end" in meta:
         lines.append(f"- uptime at end: `{meta['uptime_at_end']}`")
-    lines.append("- threads: " + ", ".join(f"{k}={v}" for k, v in meta["threads"].items()))
+    if meta["threads"]:
+        lines.append("- threads: " + ", ".join(f"{k}={v}" for k, v in meta["threads"].items()))
     lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()))
     return "\n".join(lines)
 
