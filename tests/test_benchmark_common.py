@@ -134,6 +134,12 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ["zero_shot.py", "--reuse", "/nonexistent/nope.json", "--output", "x.md"],
     ["zero_shot.py", "--num-threads", "0", "--output", "x.md"],
     ["zero_shot.py", "--output", "/proc/x.md"],
+    ["speed.py", "--series", "-5"],
+    ["speed.py", "--repeats", "0", "--output", "x.md"],
+    ["speed.py", "--ets-series", "0", "--output", "x.md"],
+    ["speed.py", "--horizon", "-3", "--output", "x.md"],
+    ["speed.py", "--series", "10"],
+    ["compare.py", "/nonexistent/nope.json", "ttm", "AutoARIMA"],
 ])
 def test_bad_arguments_are_one_line_and_exit_2_before_any_work(argv: list[str], tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BENCHMARKS / argv[0]), *argv[1:]], cwd=tmp_path,
