@@ -306,7 +306,7 @@ def check_output(md_path: Path, with_json: bool = True) -> Path:
         try:  # the one sure test: make a file there (os.access says yes to root, even in /proc)
             tempfile.TemporaryFile(dir=folder).close()
         except OSError as err:
-            fail(f"cannot write the results to {target}: {folder} is not writable ({err.strerror})")
+            fail(f"cannot write the results to {target}: cannot make a file in {folder} ({err.strerror})")
     return md_path
 
 

@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from common import RESULTS_DIR, check_output, finish_run, markdown_table, metadata_markdown, start_run, write_results
 from zero_shot import GROUPS, QUANTILES, SHARED, cell, geo_interval, load_tasks, log_ratios, reused_rows
 
 from tsfm import auto
@@ -312,6 +312,7 @@ def load_partial(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(RESULTS_DIR / "ensemble_cost.md" if args.cost else args.output)  # before the run, not after it
     if args.cost:
         return cost(args)
     meta = start_run(args.num_threads, PACKAGES)
