@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from common import RESULTS_DIR, check_output, finish_run, markdown_table, metadata_markdown, start_run, write_results
 
 PERIODS = (5.3, 7.5, 9.6, 11.0, 13.7, 16.0, 23.0)
 NOISES = (0.0, 0.2)
@@ -121,6 +121,7 @@ def family_means(cells: dict[str, float], probes) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(args.output_dir / "cycles.md")  # before the run, not after it
     meta = start_run(args.num_threads, PACKAGES)
     probes = make_probes(args.series, args.context, args.horizon, args.seed)
     makers: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {}

@@ -41,7 +41,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from common import REPO_ROOT, RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from common import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    check_output,
+    finish_run,
+    markdown_table,
+    metadata_markdown,
+    start_run,
+    write_results,
+)
 
 HELD_OUT_RECIPE = REPO_ROOT / "configs" / "corpus" / "default_heldout.yaml"
 QUANTILES = (0.1, 0.5, 0.9)
@@ -450,6 +459,7 @@ def select_systems(wanted: list[str] | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(args.output_dir / "dysts_zero_shot.md")  # before the run, not after it
     meta = start_run(args.num_threads, PACKAGES)
     systems = select_systems(args.systems)
 

@@ -31,8 +31,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
-from zero_shot import GROUPS, QUANTILES, SHARED, geo_interval, load_tasks, log_ratios, reused_rows
+from common import RESULTS_DIR, check_output, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from zero_shot import GROUPS, QUANTILES, SHARED, cell, geo_interval, load_tasks, log_ratios, reused_rows
 
 from tsfm import auto
 
@@ -177,11 +177,6 @@ def run_task(task: dict[str, Any], num_threads: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- report
-def cell(interval) -> str:
-    value, low, high = interval
-    return "–" if value != value else f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def summarise(results: dict[str, dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
@@ -317,6 +312,7 @@ def load_partial(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(RESULTS_DIR / "ensemble_cost.md" if args.cost else args.output)  # before the run, not after it
     if args.cost:
         return cost(args)
     meta = start_run(args.num_threads, PACKAGES)

@@ -37,6 +37,7 @@ from typing import Any
 from common import (
     REPO_ROOT,
     RESULTS_DIR,
+    check_output,
     checkpoint_name,
     finish_run,
     markdown_table,
@@ -329,6 +330,7 @@ def render(meta, model_name, params, build, size, par, blocks, acc) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(args.output)  # before the run, not after it
     meta = start_run(1, PACKAGES)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     model_name = checkpoint_name(args.model or default_model())

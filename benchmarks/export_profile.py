@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    check_output,
     markdown_table,
     metadata_markdown,
     pin_threads,
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    check_output(args.output)  # before the run, not after it
     threads = pin_threads(1)
     from tsfm.export import export_onnx
     from tsfm.hub import load_model

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import zero_shot
-from common import REPO_ROOT, RESULTS_DIR, markdown_table
+from common import REPO_ROOT, RESULTS_DIR, check_output, markdown_table, write_results
 from compare import compare
 
 WORK = REPO_ROOT / "runs" / "export_suite"
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="baseline rows with the same windows (default: benchmarks/results/zero_shot.json)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "export_suite.md")
     args = parser.parse_args(argv)
+    check_output(args.output)  # before the run, not after it
     WORK.mkdir(parents=True, exist_ok=True)
     folders = {name: export(name, extra) for name, extra in EXPORTS.items()}
     models = ["ttm", *(str(folder.relative_to(REPO_ROOT)) for folder, _ in folders.values())]
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({size:.1f} MB, exported in {seconds:.0f} s):", "",
                   markdown_table(["group (tasks)", "MASE ratio", "MASE", "WQL ratio", "WQL"],
                                  compare(data, model, "ttm")), ""]
-    args.output.write_text("\n".join(lines) + "\n")
+    write_results(args.output, "\n".join(lines))  # the JSON zero_shot wrote stays
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -34,6 +34,7 @@ from typing import Any
 from common import (
     REPO_ROOT,
     RESULTS_DIR,
+    check_output,
     checkpoint_name,
     finish_run,
     markdown_table,
@@ -206,6 +207,7 @@ def shown(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(args.output)  # before the run, not after it
     meta = start_run(args.num_threads, PACKAGES)
     warnings.filterwarnings("ignore")
     import logging

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     REPO_ROOT,
     RESULTS_DIR,
+    check_output,
     finish_run,
     markdown_table,
     metadata_markdown,
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds over every setting")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "finetune_speed.md")
     args = parser.parse_args()
+    check_output(args.output)  # before the run, not after it
     if not DATA.is_file():
         raise SystemExit(f"error: {DATA} is missing: this benchmark fine-tunes on it")
     models, modes = args.models.split(","), args.modes.split(",")

@@ -42,6 +42,7 @@ from typing import Any
 from common import (
     REPO_ROOT,
     RESULTS_DIR,
+    check_output,
     markdown_table,
     pin_threads,
     run_metadata,
@@ -626,6 +627,7 @@ def record(output: Path, rows: list[dict[str, Any]], refresh: bool = False) -> N
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(args.output)  # before the run, not after it
     threads = pin_threads(args.num_threads)
     use_checkout()
     meta = run_metadata(threads, PACKAGES)

@@ -1,16 +1,19 @@
 """The model zoo: every shipped model's size, zero-shot accuracy and CPU latency in one table.
 
-    python benchmarks/models.py --num-threads 1
-    python benchmarks/models.py --models ttm,itransformer --series 1000 --repeats 5
+    python benchmarks/models.py --num-threads 1       # the full run: results/models.md and RESULTS.md's table
+    python benchmarks/models.py --models ttm,itransformer --repeats 3 --output /tmp/models.md
 
-For each model: parameters and context/horizon (from the shipped checkpoint); zero-shot accuracy on
-the visible eval set, read from ``benchmarks/results/zero_shot.json`` (written by
+Every shipped model, suites included (``ttm``, the default, runs as users run it: the Forecaster picks
+the suite's variant; its size is its default variant's). For each model: parameters and
+context/horizon (from the shipped checkpoint); zero-shot accuracy on the visible eval set, read
+from ``benchmarks/results/zero_shot.json`` (written by
 ``benchmarks/zero_shot.py``, whose command is quoted; run it with the same ``--models`` first);
 and the wall time of an in-process ``Forecaster(model).fit(df).predict()`` (data preparation,
 model, forecast frame) for 1 series and for ``--series`` series of ``--length`` hourly points at
 horizon ``--horizon``. Every repeat times all models one after the other (interleaved), after an
-untimed warm-up; medians are reported. Writes ``benchmarks/results/models.md`` and ``.json`` and
-regenerates the model table in ``benchmarks/RESULTS.md`` between its markers.
+untimed warm-up; medians are reported. The full run (every option at its default) writes
+``benchmarks/results/models.md`` and ``.json`` and regenerates the model table in
+``benchmarks/RESULTS.md`` between its markers; any other run must name ``--output`` and leaves both alone.
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO_ROOT, RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from common import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    finish_run,
+    markdown_table,
+    metadata_markdown,
+    output_path,
+    positive_int,
+    start_run,
+    write_results,
+)
 from speed import synthetic_frame
 
 PACKAGES = ("tsfm", "torch", "numpy", "pandas")
@@ -34,23 +47,31 @@ START_MARK, END_MARK = "<!-- models:start -->", "<!-- models:end -->"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="", help="comma-separated model names (default: every shipped model)")
-    parser.add_argument("--series", type=int, default=1000, help="series in the large batch (default 1000)")
-    parser.add_argument("--length", type=int, default=512, help="points per series (default 512)")
-    parser.add_argument("--horizon", type=int, default=96, help="forecast horizon (default 96)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per size, median reported (default 5)")
-    parser.add_argument("--num-threads", type=int, default=1, help="threads for torch/OpenMP/BLAS (default 1)")
+    parser.add_argument("--series", type=positive_int, default=1000, help="series in the large batch (default 1000)")
+    parser.add_argument("--length", type=positive_int, default=512, help="points per series (default 512)")
+    parser.add_argument("--horizon", type=positive_int, default=96, help="forecast horizon (default 96)")
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="timed repeats per size, median reported (default 5)")
+    parser.add_argument("--num-threads", type=positive_int, default=1,
+                        help="threads for torch/OpenMP/BLAS (default 1)")
     parser.add_argument("--zero-shot", type=Path, default=RESULTS_DIR / "zero_shot.json",
                         help="zero-shot results to read the accuracy from")
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "models.md", help="markdown report path")
-    return parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="markdown report path (default, for the full run only: benchmarks/results/models.md)")
+    args = parser.parse_args(argv)
+    args.full_run = args.output is None  # only the full run may replace RESULTS.md's table
+    output_path(parser, args, "models.md", ignore=("full_run",))
+    return args
 
 
 def describe(name: str) -> dict[str, Any]:
-    from tsfm.hub import load_model
+    """Size and shape of a model; a suite's are its default variant's, named in the family column."""
+    from tsfm.hub import load_model, load_suite, resolve
 
     model = load_model(name)
     config = model.config
-    return {"family": config.family, "parameters": model.num_parameters(),
+    family = config.family if load_suite(name) is None else f"suite (default {resolve(name).name})"
+    return {"family": family, "parameters": model.num_parameters(),
             "context_length": config.context_length, "prediction_length": config.prediction_length}
 
 
@@ -141,11 +162,10 @@ def update_index(table: str, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     meta = start_run(args.num_threads, PACKAGES)
-    from tsfm.hub import load_suite, shipped_models
+    from tsfm.hub import shipped_models
 
-    # by default every shipped checkpoint: a suite's variants are measured under their own names
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or [
-        m for m in shipped_models() if load_suite(m) is None]
+    # by default every shipped name: a suite as users call it, its variants under their own names too
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or shipped_models()
     df = synthetic_frame(args.series, args.length)
     frames = {"one": df[df["unique_id"] == df["unique_id"].iloc[0]], "many": df}
     print(f"timing {', '.join(models)} ...", file=sys.stderr, flush=True)
@@ -160,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     finish_run(meta)
     written = write_results(args.output, render(meta, res), {"meta": meta, **res})
-    update_index(model_table(res), meta["command"])
-    print("wrote " + ", ".join(map(str, [*written, INDEX])), file=sys.stderr)
+    if args.full_run:
+        update_index(model_table(res), meta["command"])
+        written.append(INDEX)
+    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from common import RESULTS_DIR, check_output, finish_run, markdown_table, metadata_markdown, start_run, write_results
 from zero_shot import frequency_group
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output(args.output)  # before the run, not after it
     meta = start_run(1, ("tsfm", "numpy", "pandas"))
     from tsfm.data.real import read_real_series
     from tsfm_runtime.freq import NON_SEASONAL, infer_resolution

@@ -7,36 +7,34 @@ repeat and medians reported; torch threads are pinned per table. On CPU the trit
 only the Triton *interpreter* and is excluded from timing; ``--device cuda`` adds triton and,
 when importable, mamba_ssm's ``selective_scan_fn``.
 
-    python benchmarks/scan.py                      # CPU, threads 1 and 2
-    python benchmarks/scan.py --device cuda --threads 4
+    python benchmarks/scan.py                      # the full CPU run (threads 1 and 2): writes results/scan.md
+    python benchmarks/scan.py --device cuda --threads 4 --output benchmarks/results/scan_gpu.md
+
+Any option other than the defaults must name ``--output``, so it never replaces the stored scan.md.
+The report starts with common's run metadata (command, date, commit, machine and its load).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import finish_run, metadata_markdown, output_path, positive_int, run_metadata, write_results
 
 from tsfm.kernels import companion_scan, cpu_scan, selective_scan
-
-RESULTS = Path(__file__).resolve().parent / "results" / "scan.md"
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2])
+    p.add_argument("--lengths", type=positive_int, nargs="+", default=[128, 512, 2048])
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--configs", nargs="+", default=["16x128x16", "1x128x16"],
                    help="selective-scan sizes BATCHxD_INNERxD_STATE; the first is S-Mamba "
                         "training-like, the second single-series inference")
@@ -45,8 +43,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="batch of the companion scan")
     p.add_argument("--heads", type=int, default=128, help="channels of the companion scan")
     p.add_argument("--kernel-dim", type=int, default=64, help="state size of the companion scan")
-    p.add_argument("--output", type=Path, default=RESULTS)
-    return p.parse_args()
+    p.add_argument("--output", type=Path, default=None,
+                   help="markdown report (default, for the full run only: benchmarks/results/scan.md)")
+    args = p.parse_args()
+    output_path(p, args, "scan.md")
+    return args
 
 
 def sync(device: str) -> None:
@@ -147,17 +148,10 @@ def _numel(config: str) -> int:
     return b * d * n
 
 
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "uptime unavailable; loadavg " + " ".join(map(str, os.getloadavg()))
-
-
-def command() -> str:
-    env = [f"{k}={os.environ[k]}" for k in ("PYTHONPATH", "TSFM_SCAN_BACKEND",
-                                            "OMP_NUM_THREADS") if k in os.environ]
-    return " ".join(env + ["python", *map(shlex.quote, sys.argv)])
+def environment() -> str:
+    """Settings read from the environment that change what is timed (absent from the command line)."""
+    return ", ".join(f"{k}={os.environ[k]}" for k in ("PYTHONPATH", "TSFM_SCAN_BACKEND", "OMP_NUM_THREADS")
+                     if k in os.environ) or "none set"
 
 
 def table(title: str, rows: list[dict], names: list[str]) -> list[str]:
@@ -243,13 +237,13 @@ def main() -> None:
     args = parse_args()
     if args.device == "cpu" and cpu_scan.extension() is None:
         raise SystemExit("the chunked backend's CPU kernel could not be built (see the warning)")
-    load_before = uptime()
+    meta = run_metadata({"torch threads, per table": " and ".join(map(str, args.threads))}, ("tsfm", "torch"))
     sel_rows, sel_names = run_suite(args, selective_case, selective_runners, args.configs)
     torch.set_num_threads(1)
     floors = {c: pass_floor(c, 512, args.repeats) for c in args.configs} if args.device == "cpu" else {}
     comp_config = f"{args.batch}x{args.heads}x{args.kernel_dim}"
     comp_rows, comp_names = run_suite(args, companion_case, companion_runners, [comp_config])
-    load_after = uptime()
+    finish_run(meta)
 
     triton_note = ("triton excluded: on CPU it runs only through the Triton interpreter "
                    "(TRITON_INTERPRET=1), which is a correctness tool, not a backend to time."
@@ -264,11 +258,8 @@ def main() -> None:
     lines = [
         "# Scan benchmarks",
         "",
-        f"- command: `{command()}`",
-        f"- uptime before: `{load_before}`",
-        f"- uptime after: `{load_after}`",
-        f"- torch {torch.__version__}, python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} logical CPUs, device {args.device}",
+        metadata_markdown(meta),
+        f"- device {args.device}; environment: {environment()}",
         f"- medians of {args.repeats} repeats after one warm-up; backends interleaved in every "
         "repeat; float32; fwd+bwd = forward + backward from a fixed random gradient of the "
         "output w.r.t. every input (the scan's own work); fwd+bwd+loss = forward + backward of "
@@ -293,8 +284,7 @@ def main() -> None:
         *table("Companion scan (reference = recurrence, chunked = fast kernel + FFT)",
                comp_rows, comp_names),
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_results(args.output, "\n".join(lines))
     print(f"wrote {args.output}")
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     REPO_ROOT,
     RESULTS_DIR,
+    check_output,
     finish_run,
     markdown_table,
     metadata_markdown,
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "train_step.md")
     parser.add_argument("--child", nargs=2, metavar=("SETTING", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_output(args.output)  # before the run, not after it
     if args.child:
         print(json.dumps(measure(args.model, args.child[0], int(args.child[1]), args.steps, args.batch)))
         return

@@ -1,12 +1,12 @@
 """Zero-shot accuracy on the broad dev benchmark: statistical baselines and tsfm models, same splits.
 
-    python benchmarks/zero_shot.py                                  # eval + real/dev, baselines + ttm
-    python benchmarks/zero_shot.py --skip-tsfm --output benchmarks/results/zero_shot.md
-    python benchmarks/zero_shot.py --models ttm,ttm-512 --reuse benchmarks/results/zero_shot.json \\
-        --output /tmp/trial.md                                      # a trial against cached baselines
-    python benchmarks/zero_shot.py --models "ttm[log_scale=never]" --reuse ... # Forecaster keywords
-    python benchmarks/zero_shot.py --data-dir ../shared/data/eval --min-windows 0  # the old eval set alone
-    python benchmarks/zero_shot.py --tasks etth1,etth2 --max-history 120 --skip-stats  # as if series were short
+    python benchmarks/zero_shot.py                 # the full run: writes benchmarks/results/zero_shot.md
+    python benchmarks/zero_shot.py --skip-tsfm --output /tmp/baselines.md
+    python benchmarks/zero_shot.py --models ttm,ttm-512 --skip-stats --reuse benchmarks/results/zero_shot.json \\
+        --output /tmp/trial.md                     # a trial against cached baselines
+    python benchmarks/zero_shot.py --models "ttm[log_scale=never]" --skip-stats --reuse ... --output ...
+    python benchmarks/zero_shot.py --data-dir ../shared/data/eval --min-windows 0 --output /tmp/eval.md
+    python benchmarks/zero_shot.py --tasks etth1,etth2 --max-history 120 --skip-stats --output /tmp/short.md
 
 Tasks: every task of each ``--data-dir`` manifest (default ``../shared/data/eval`` and
 ``../shared/data/real/dev``: 46 tasks). Each is backtested as its README says (last ``n_windows * H``
@@ -28,8 +28,10 @@ with its interval: a change wins only when its interval clears the other's.
 ``--reuse`` takes the rows of models not being run from an earlier results JSON whose tasks have
 the same windows (the baselines cost most of a run). ``--max-history N`` hands every model only the
 last N points of each series before each window, as if the series were that short (the scale of
-MASE still comes from the whole history, the same for every model). Writes ``benchmarks/results/zero_shot.md``
-and ``.json`` (``--output`` to change).
+MASE still comes from the whole history, the same for every model). The full run (every option at its
+default) writes ``benchmarks/results/zero_shot.md`` and ``.json``; any other run must name ``--output``,
+so a trial never replaces the stored result. A reused row keeps the command, date and commit of the run
+that made it (``provenance`` in the JSON, listed in the report).
 """
 
 from __future__ import annotations
@@ -44,7 +46,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import REPO_ROOT, RESULTS_DIR, finish_run, markdown_table, metadata_markdown, start_run, write_results
+from common import (
+    REPO_ROOT,
+    check_model,
+    existing_file,
+    fail,
+    finish_run,
+    markdown_table,
+    metadata_markdown,
+    non_negative_int,
+    output_path,
+    positive_int,
+    read_json,
+    start_run,
+    write_results,
+)
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 LEVELS = (20, 40, 60, 80)  # central intervals whose bounds are the quantiles above (0.5 = point)
@@ -76,24 +92,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-tsfm", action="store_true", help="run only the statsforecast models")
     parser.add_argument("--skip-stats", action="store_true",
                         help="run no statsforecast model except SeasonalNaive (the baseline)")
-    parser.add_argument("--reuse", type=Path, default=None,
+    parser.add_argument("--reuse", type=existing_file, default=None,
                         help="results JSON whose rows stand in for models not run here (same tasks and windows)")
-    parser.add_argument("--min-windows", type=int, default=5,
+    parser.add_argument("--min-windows", type=non_negative_int, default=5,
                         help="backtest at least this many windows per task where each window keeps a context "
                         "of max(3 H, 2 m) points (default 5; 0: the manifest's n_windows)")
-    parser.add_argument("--max-history", type=int, default=0,
+    parser.add_argument("--max-history", type=non_negative_int, default=0,
                         help="give every model only the last N points of each series before each window "
                         "(default 0: all of them)")
     parser.add_argument("--integer-steps", action="store_true",
                         help="give tsfm models each series with its step numbers 1..n for timestamps and no "
                         "frequency (statistical models keep the dates and the task's season)")
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "zero_shot.md",
-                        help="markdown report path; the JSON goes next to it")
-    parser.add_argument("--num-threads", type=int, default=1,
+    parser.add_argument("--output", type=Path, default=None,
+                        help="markdown report path, the JSON goes next to it (default, for the full run only: "
+                        "benchmarks/results/zero_shot.md)")
+    parser.add_argument("--num-threads", type=positive_int, default=1,
                         help="threads for torch, OpenMP, BLAS and numba (default 1)")
     args = parser.parse_args(argv)
-    if args.max_history < 0:
-        parser.error("--max-history must be >= 0")
+    output_path(parser, args, "zero_shot.md")
     args.data_dir = args.data_dir or [SHARED / "eval", SHARED / "real" / "dev"]
     return args
 
@@ -148,12 +164,25 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     name, rest = spec.split("[", 1)
     kwargs = {}
     for item in filter(None, rest.rstrip("]").split(";")):
+        if "=" not in item:
+            raise ValueError(f"{spec}: '{item}' is not key=value (write name[key=value;...])")
         key, value = item.split("=", 1)
         try:
             kwargs[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             kwargs[key.strip()] = value.strip()
     return name.strip(), kwargs
+
+
+def check_models(specs: list[str]) -> None:
+    """Exit 2 on a model spec this script cannot run (unknown name, bad ``[key=value]`` or a keyword
+    the Forecaster does not take), before any model runs: it would otherwise score "–" on every task."""
+    for spec in specs:
+        try:
+            name, kwargs = parse_model_spec(spec)
+        except ValueError as err:
+            fail(f"--models: {err}")
+        check_model(name, {"horizon": 1, "quantiles": QUANTILES, **kwargs}, label=spec)
 
 
 def tsfm_fn(spec: str, task: dict[str, Any], integer_steps: bool = False) -> Callable:
@@ -225,18 +254,18 @@ def load_tasks(data_dirs: list[Path], wanted: str, min_windows: int, max_history
     for folder in data_dirs:
         path = folder / "manifest.json"
         if not path.is_file():
-            raise SystemExit(f"error: no manifest at {path}: pass --data-dir pointing to an evaluation set")
+            fail(f"no manifest at {path}: pass --data-dir pointing to an evaluation set")
         for task in json.loads(path.read_text())["tasks"]:
             tasks.append(with_windows({**task, "dir": str(folder), "set": folder.name, "max_history": max_history,
                                        "group": frequency_group(task["freq"])}, min_windows))
     names = [t["name"] for t in tasks]
     if len(set(names)) != len(names):
-        raise SystemExit("error: two data folders hold tasks of the same name")
+        fail("two data folders hold tasks of the same name")
     if wanted:
         keep = [n.strip() for n in wanted.split(",") if n.strip()]
         unknown = sorted(set(keep) - set(names))
-        if unknown:
-            raise SystemExit(f"error: unknown task(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        if unknown or not keep:
+            fail(f"unknown task(s) {', '.join(unknown) or repr(wanted)}; known: {', '.join(names)}")
         tasks = [t for t in tasks if t["name"] in keep]
     return tasks
 
@@ -298,17 +327,42 @@ def reused_rows(path: Path | None, tasks: list[dict[str, Any]], skip: set[str]) 
     """``{task: {model: row}}`` from an earlier results JSON, for tasks with the same windows."""
     if path is None:
         return {}
-    earlier = json.loads(path.read_text())["tasks"]
+    earlier = read_json(path).get("tasks", {})
     rows = {}
     for task in tasks:
         old = earlier.get(task["name"])
         same = old is not None and all(old.get(k, 0) == task.get(k, 0) for k in WINDOW_KEYS)
         if not same:
-            raise SystemExit(f"error: {path} has no run of {task['name']} with {task['n_windows']} windows "
+            fail(f"{path} has no run of {task['name']} with {task['n_windows']} windows "
                              f"of {task['horizon']} reading {task.get('max_history') or 'all'} points of history; "
                              "rerun the baselines with these settings")
         rows[task["name"]] = {m: r for m, r in old["models"].items() if m not in skip}
     return rows
+
+
+def provenance(path: Path | None, reused: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where reused rows came from: each earlier run's command, date and commit with the models whose
+    rows it made, carried forward through files that themselves reused rows."""
+    models = sorted({m for rows in reused.values() for m in rows})
+    if path is None or not models:
+        return []
+    earlier = read_json(path)
+    carried = earlier.get("provenance", [])
+    inherited = {m for entry in carried for m in entry["models"]}
+    meta = earlier.get("meta", {})
+    own = {**{k: meta.get(k, "?") for k in ("command", "date", "git_commit")}, "file": str(path),
+           "models": [m for m in models if m not in inherited]}
+    entries = [{**entry, "models": [m for m in entry["models"] if m in models]} for entry in [*carried, own]]
+    return [entry for entry in entries if entry["models"]]
+
+
+def provenance_markdown(entries: list[dict[str, Any]]) -> list[str]:
+    """The report's list of earlier runs whose rows it shows."""
+    if not entries:
+        return []
+    return ["", "Rows of models not run here (`--reuse`) come from earlier runs:", "",
+            *[f"- {', '.join(e['models'])}: `{e['command']}` ({e['date']}, git commit {e['git_commit']}; "
+              f"read from `{e.get('file', '?')}`)" for e in entries]]
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -328,13 +382,18 @@ def log_ratios(results, tasks, model: str, metric: str, reference: str = BASELIN
 
 
 def geo_interval(values, seed: int = 0) -> tuple[float, float, float]:
-    """exp(mean) of per-task log ratios and its 95% bootstrap-over-tasks interval (NaN if any is missing)."""
+    """exp(mean) of per-task log ratios and its 95% bootstrap-over-tasks interval (NaN if any is missing).
+
+    One task has no interval (every resample is that task: zero width, a false certainty), so its
+    bounds are NaN and ``cell`` and compare's verdict say so."""
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0 or np.isnan(values).any():
         return (np.nan, np.nan, np.nan)
     values = np.maximum(values, np.log(1e-6))  # a perfect task (ratio 0) counts as a very small ratio
+    if len(values) == 1:
+        return (float(np.exp(values[0])), np.nan, np.nan)
     draws = np.random.default_rng(seed).integers(0, len(values), size=(BOOTSTRAP_DRAWS, len(values)))
     means = values[draws].mean(axis=1)
     return (float(np.exp(values.mean())), float(np.exp(np.percentile(means, 2.5))),
@@ -370,12 +429,19 @@ def aggregate(results, tasks, models: list[str], tsfm_models: list[str]) -> dict
 # ----------------------------------------------------------------------------- report
 
 
+ONE_TASK = "one task: no interval"
+
+
 def cell(interval) -> str:
+    """A ratio and its interval; one task's ratio alone, marked (see ``geo_interval``)."""
     value, low, high = interval
-    return "–" if value != value else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    if value != value:
+        return "–"
+    return f"{value:.3f} ({ONE_TASK})" if low != low else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str]) -> str:
+def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str],
+           sources: list[dict[str, Any]] = ()) -> str:
     rel, counts = summary["relative"], summary["task_counts"]
     parts = [
         "# Zero-shot accuracy on the broad dev benchmark",
@@ -383,6 +449,7 @@ def render(meta, tasks, results, summary, models, tsfm_models, notes: list[str])
         "Written by `benchmarks/zero_shot.py`; do not edit by hand.",
         "",
         metadata_markdown(meta),
+        *provenance_markdown(list(sources)),
         "",
         f"## Aggregate over {counts['all']} tasks",
         "",
@@ -477,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = start_run(args.num_threads, PACKAGES)  # before numpy and friends are imported
     tasks = load_tasks(args.data_dir, args.tasks, args.min_windows, args.max_history)
     tsfm_models = [] if args.skip_tsfm else [m.strip() for m in args.models.split(",") if m.strip()]
+    check_models(tsfm_models)
     run_stats = [BASELINE] if args.skip_stats else list(STATS_MODELS)
     if args.reuse:
         run_stats = [] if args.skip_stats else run_stats
@@ -504,12 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         if set(MEDIAN_OF) <= set(run_here):
             results[task["name"]][MEDIAN] = median_run(forecasts, df, task)
     finish_run(meta)
-    write_report(args, meta, tasks, results, tsfm_models, warm_seconds)
+    write_report(args, meta, tasks, results, tsfm_models, warm_seconds, provenance(args.reuse, reused))
     return 0
 
 
 def write_report(args: argparse.Namespace, meta: dict, tasks: list[dict[str, Any]], results: dict,
-                 tsfm_models: list[str], warm_seconds: dict[str, float]) -> None:
+                 tsfm_models: list[str], warm_seconds: dict[str, float],
+                 sources: list[dict[str, Any]] = ()) -> None:
     """Aggregate a finished run and write its markdown and JSON: the baselines first, then
     ``tsfm_models`` (the rows run here), then any other rows the results hold."""
     present = {m for per in results.values() for m in per}
@@ -519,9 +588,9 @@ def write_report(args: argparse.Namespace, meta: dict, tasks: list[dict[str, Any
     summary = aggregate(results, tasks, models, ours)
     notes = run_notes(args, models, warm_seconds)
     keys = ("set", "group", "freq", "m", "horizon", "n_windows", "n_series", "max_history")
-    data = {"meta": meta, "notes": notes, "summary": summary,
+    data = {"meta": meta, "provenance": list(sources), "notes": notes, "summary": summary,
             "tasks": {t["name"]: {**{k: t[k] for k in keys}, "models": results[t["name"]]} for t in tasks}}
-    written = write_results(args.output, render(meta, tasks, results, summary, models, ours, notes), data)
+    written = write_results(args.output, render(meta, tasks, results, summary, models, ours, notes, sources), data)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
 
 

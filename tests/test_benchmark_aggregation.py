@@ -143,3 +143,36 @@ def test_max_history_hands_every_window_only_the_last_points_and_is_not_reused_a
     assert zero_shot.reused_rows(earlier, [{**task, "max_history": 0}], set()) == {"t": {"m": {}}}
     with pytest.raises(SystemExit, match="reading 8 points"):
         zero_shot.reused_rows(earlier, [task], set())
+
+
+def test_reused_rows_keep_the_commands_that_made_them(tmp_path) -> None:
+    first = {"meta": {"command": "python first", "date": "d1", "git_commit": "c1"}, "tasks": {}}
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    reused = {"t0": {"AutoETS": {}, "SeasonalNaive": {}}}
+    second = {"meta": {"command": "python second", "date": "d2", "git_commit": "c2"}, "tasks": {},
+              "provenance": zero_shot.provenance(tmp_path / "first.json", reused)}
+    assert second["provenance"] == [{"command": "python first", "date": "d1", "git_commit": "c1",
+                                     "file": str(tmp_path / "first.json"), "models": ["AutoETS", "SeasonalNaive"]}]
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    carried = zero_shot.provenance(tmp_path / "second.json", {"t0": {"AutoETS": {}, "ttm": {}}})
+    assert [(e["command"], e["models"]) for e in carried] == [("python first", ["AutoETS"]), ("python second", ["ttm"])]
+    assert zero_shot.provenance(None, reused) == []
+
+
+@pytest.mark.parametrize("spec", ["nosuchmodel", "ttm[nosuchkw=1]", "ttm[foo]"])
+def test_a_model_the_script_cannot_run_is_refused_before_any_task(spec: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        zero_shot.check_models(["ttm", spec])
+    assert exit_info.value.code == 2 and spec.split("[")[0] in str(exit_info.value)
+    zero_shot.check_models(["ttm", "ttm[calibration_windows=5]"])  # a real keyword passes
+
+
+def test_a_group_of_one_task_gets_its_ratio_but_no_interval_and_no_verdict() -> None:
+    results, tasks = results_for({"ttm": [1.011, 0.8, 0.8], "AutoARIMA": [1.0, 1.0, 1.0]},
+                                 ["weekly", "monthly", "monthly"])
+    data = {"tasks": {t["name"]: {"group": t["group"], "models": results[t["name"]]} for t in tasks}}
+    rows = {row[0]: row for row in compare.compare(data, "ttm", "AutoARIMA")}
+    assert rows["weekly (1)"][1:3] == ["1.011 (one task: no interval)", "one task: no interval"]
+    assert rows["monthly (2)"][2] == "wins"  # two agreeing tasks still decide
+    value, low, high = zero_shot.geo_interval(np.log([1.011]))
+    assert value == pytest.approx(1.011) and np.isnan(low) and np.isnan(high)
