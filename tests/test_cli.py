@@ -155,10 +155,9 @@ def test_multivariate_reads_the_series_together_with_a_model_that_mixes_channels
     """``--multivariate`` makes the wide file's columns the channels of one item, as
     ``Forecaster(multivariate=True)``: iTransformer's attention across them changes the forecast."""
     from io import StringIO
+    from pathlib import Path
 
     from tsfm import Forecaster
-
-    from pathlib import Path
 
     wide = Path(__file__).resolve().parents[1] / "datasets" / "samples" / "wide_example.csv"
     forecasts = {}
