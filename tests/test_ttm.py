@@ -96,6 +96,15 @@ def test_relative_floor_keeps_equivariance_for_small_units() -> None:
     assert drift > 1e-2  # the absolute floor really does bend small-unit forecasts
 
 
+def test_a_large_level_shifts_the_forecast_and_does_not_flatten_it() -> None:
+    """A counter near 1e6 that moves by tens is forecast as the same series near 0, shifted: the
+    level-relative floor sits under what float32 can hold (a floor of 1e-4 of the level squashed it)."""
+    model = tiny(scaling="std_rel")
+    x = 20 * series(2, L, 1) / series(2, L, 1).std()
+    shifted = model(x.double().add(1e6).float()).double() - 1e6
+    torch.testing.assert_close(shifted.float(), model(x), rtol=0, atol=0.05 * 20)  # float32 holds 1e6 to 0.06
+
+
 def test_patch_embedding_sees_the_mask_only_when_asked() -> None:
     """A scaled 0 that was observed (a value at the mean) and one that is padding differ only by the mask."""
     scaled = torch.randn(2, L, 1)

@@ -27,14 +27,22 @@ def std_scale(values: torch.Tensor, mask: torch.Tensor, min_var: float = 1e-5) -
     return loc, torch.sqrt(var + min_var)
 
 
+# The level-relative floor of ``relative_std_scale``: 16x the float32 rounding of the level (6e-8 of
+# it), so only variation that float32 cannot hold is floored. 1e-4 squashed a counter near 1e7 that
+# moves by tens (std 20 < 1e-4 x 1e7) to a flat line; no context of the dev benchmark has a std under
+# 4e-4 of its mean, so its forecasts barely move.
+REL_FLOOR = 1e-6
+
+
 def relative_std_scale(
-    values: torch.Tensor, mask: torch.Tensor, rel_floor: float = 1e-4, abs_floor: float = 1e-10
+    values: torch.Tensor, mask: torch.Tensor, rel_floor: float = REL_FLOOR, abs_floor: float = 1e-10
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Observed mean and std with a floor relative to the level instead of TTM's absolute 1e-5.
 
     ``scale = sqrt(var + (rel_floor * loc)^2 + abs_floor^2)``: a series in small units (rates as
     fractions, std 1e-3) keeps ``forecast(a*x + b) = a*forecast(x) + b``, which the absolute floor
-    breaks, while a flat channel still gets a positive scale.
+    breaks, while a flat channel still gets a positive scale. A shift ``b`` large against the
+    variation (past ``std / REL_FLOOR``) is where the floor takes over.
     """
     count = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
     loc = (values * mask).sum(dim=1, keepdim=True) / count
