@@ -35,6 +35,10 @@ from tsfm.cli.common import fail
 
 STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # written to the open stdout
 FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
+# what a forecast file's name asks for (CSV otherwise): pandas' compressions, Parquet, and formats refused
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+OTHER_FORMATS = (".json", ".jsonl", ".xlsx", ".xls", ".feather", ".arrow", ".orc", ".zst")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Target:
     kind: str
     path: Path | None  # the resolved path (symlinks followed); None for stdout
     shown: str  # as the user typed it, for messages
+    format: str = "csv"  # "csv", "parquet", or a compression of CSV ("gzip", "bz2", "xz", "zip"), from the name
 
 
 def check_output(text: str | Path, option: str = "--output") -> Target:
@@ -60,13 +65,18 @@ def check_output(text: str | Path, option: str = "--output") -> Target:
     given = os.path.expanduser(shown)
     if os.path.isdir(given):
         fail(f"{option} {shown} is a directory: give a file path, e.g. {Path(shown) / example}")
+    suffix = Path(shown).suffix.lower()
+    form = "csv" if option == "--plot" else "parquet" if suffix in PARQUET_SUFFIXES else COMPRESSIONS.get(suffix, "csv")
+    if option != "--plot" and suffix in OTHER_FORMATS:
+        fail(f"{option} {shown}: forecasts are written as CSV (.csv, also compressed: .gz, .bz2, .xz, .zip) or "
+             "Parquet (.parquet)")
     if written_through(given):
-        return Target("stream", Path(given), shown)
+        return Target("stream", Path(given), shown, form)
     path = Path(os.path.realpath(given))  # follows every symlink, also dangling ones
     _check_writable(_nearest_existing_dir(path.parent, option, shown), option, shown)
     if path.is_file() and not os.access(path, os.W_OK):  # as `>` refuses it (root may write anything)
         fail(f"{option} {shown} is read-only: make it writable or choose another path")
-    return Target("file", path, shown)
+    return Target("file", path, shown, form)
 
 
 def check_output_folder(text: str | Path, option: str = "--output") -> Path:
@@ -118,22 +128,31 @@ def _write_frame(frame, handle) -> None:
 
 
 def write_output(frame, target: Target) -> None:
-    """Write ``frame`` as CSV to a checked target (see the module docstring for what each kind gets)."""
+    """Write ``frame`` to a checked target in the format its name asks for (see the module docstring
+    for what each kind of target gets)."""
     if target.kind == "stdout":
         _write_frame(frame, sys.stdout)
         return
-    write_atomically(frame, target.path, shown=target.shown)  # a stream is written through there
+    write_atomically(frame, target.path, shown=target.shown, form=target.format)  # a stream is written through
 
 
-def write_atomically(frame, output: Path, shown: str | None = None) -> None:
-    """Write a CSV to a temporary file beside ``output`` and rename it over ``output``
-    (``tsfm.atomic.replace_file``: the old file's mode is kept; a FIFO or device is written through).
+def write_atomically(frame, output: Path, shown: str | None = None, form: str = "csv") -> None:
+    """Write a CSV (or ``form``: Parquet, compressed CSV) to a temporary file beside ``output`` and
+    rename it over ``output`` (``tsfm.atomic.replace_file``: the old file's mode is kept; a FIFO or
+    device is written through).
 
     On SIGTERM, Ctrl-C or any error the temp file is removed and ``output`` is left as it was.
     """
     def write(path: str) -> None:
-        with open(path, "w", newline="") as handle:
-            _write_frame(frame, handle)
+        if form == "parquet":
+            frame.to_parquet(path, index=False)
+        elif form != "csv":  # the temporary name says nothing: the method is given, and a zip's member named
+            member = Path(output).stem if Path(Path(output).stem).suffix else f"{Path(output).stem}.csv"
+            method = {"method": form, **({"archive_name": member} if form == "zip" else {})}
+            frame.to_csv(path, index=False, float_format=FLOAT_FORMAT, compression=method)
+        else:
+            with open(path, "w", newline="") as handle:
+                _write_frame(frame, handle)
 
     try:
         with interruptible(shown or str(output)):

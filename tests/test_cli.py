@@ -169,3 +169,29 @@ def test_multivariate_reads_the_series_together_with_a_model_that_mixes_channels
     pd.testing.assert_series_equal(forecasts[True]["0.5"], expected["0.5"], rtol=1e-6, check_names=False)
     assert forecasts[True]["unique_id"].tolist() == expected["unique_id"].tolist()
     assert not (forecasts[True]["0.5"] - forecasts[False]["0.5"]).abs().lt(1e-3).all()
+
+
+def test_output_format_follows_the_file_name(tiny_checkpoint, csv, tmp_path):
+    """``.parquet`` writes Parquet and ``.gz`` / ``.zip`` compressed CSV, with the forecast a plain
+    ``.csv`` holds; a format we do not write (``.json``) is refused before any work, no file left."""
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "4", "-o", tmp_path / "plain.csv")
+    assert code == 0, err
+    plain = pd.read_csv(tmp_path / "plain.csv", parse_dates=["ds"])
+    for name, read in [("fc.parquet", pd.read_parquet), ("fc.csv.gz", pd.read_csv), ("fc.zip", pd.read_csv)]:
+        code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-H", "4", "-o", tmp_path / name)
+        assert code == 0, err
+        got = read(tmp_path / name)
+        got["ds"] = pd.to_datetime(got["ds"])
+        pd.testing.assert_frame_equal(got, plain, rtol=1e-6)
+    code, _, err = _run("forecast", csv, "--model", tiny_checkpoint, "-o", tmp_path / "fc.json")
+    assert code == 2 and "Parquet (.parquet)" in err and not (tmp_path / "fc.json").exists()
+
+
+def test_zstd_input_without_zstandard_is_one_line(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("zstandard") is not None:
+        pytest.skip("zstandard is installed: pandas reads .zst")
+    (tmp_path / "data.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd")  # refused by name, before it is read
+    code, _, err = _run("forecast", tmp_path / "data.csv.zst")
+    assert code == 2 and "needs the zstandard package" in err and len(err.strip().splitlines()) == 1

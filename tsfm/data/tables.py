@@ -7,6 +7,7 @@ compressed, duplicate column names) becomes one :class:`~tsfm.errors.InputError`
 
 from __future__ import annotations
 
+import importlib.util
 import lzma
 import zipfile
 import zlib
@@ -125,6 +126,9 @@ def _encoding(p: Path, compression: str | None) -> str:
 
 def _compression(p: Path) -> str | None:
     suffix = p.suffix.lower()
+    if suffix == ".zst" and importlib.util.find_spec("zstandard") is None:  # pandas reads zstd through it
+        raise InputError(f"{p.name}: reading zstd-compressed files needs the zstandard package "
+                         "(pip install zstandard), or decompress it first")
     return {".gz": "gzip", ".zip": "zip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}.get(suffix)
 
 
