@@ -241,13 +241,11 @@ def check_model(name: str, keywords: Mapping[str, Any] | None = None, label: str
     use_checkout()
     from tsfm import Forecaster
     from tsfm.errors import InputError
-    from tsfm.hub import load_suite, resolve
-    from tsfm.pipeline import is_exported
+    from tsfm.forecaster_inputs import check_model_source
 
     try:
         Forecaster(model=name, **dict(keywords or {}))
-        if name != "auto" and not is_exported(name) and load_suite(name) is None:
-            resolve(name)
+        check_model_source(name)
     except (InputError, TypeError, ValueError) as err:
         fail(f"model {label or name}: {err}")
 

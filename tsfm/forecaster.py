@@ -22,6 +22,7 @@ from tsfm.forecaster_inputs import (
     NotFittedError,
     check_count,
     check_future_fits,
+    check_model_source,
     check_settings,
     check_steps,
     checkpoint_params,
@@ -148,15 +149,8 @@ class Forecaster:
     # ----------------------------------------------------------------- fitting
     def _check_source(self) -> None:
         """Fail on an unknown model or device before reading any data (one line naming the valid ones)."""
-        from tsfm.hub import load_suite, resolve
-        from tsfm.pipeline import is_exported
-
         torch_device(self.device)
-        if not isinstance(self.model, (str, Path)):
-            raise InputError(f"model must be a name (see `tsfm models`), a checkpoint folder or an .onnx file, "
-                             f"got {self.model!r}")
-        if self.model != "auto" and not is_exported(self.model) and load_suite(self.model) is None:
-            resolve(self.model)  # a suite's checkpoints load at fit
+        check_model_source(self.model)
 
     def _load_model(self, source: str | None = None) -> None:
         """Load ``source`` (default: ``model``; a suite's variant when ``fit`` chose one)."""

@@ -73,6 +73,19 @@ def torch_device(device: str) -> str:
     return device
 
 
+def check_model_source(model: Any) -> None:
+    """InputError (one line naming the valid ones) unless ``model`` is a model name, a checkpoint or
+    suite folder, an exported ``.onnx`` file or "auto"; a suite's checkpoints are loaded later."""
+    from tsfm.hub import load_suite, resolve
+    from tsfm.pipeline import is_exported
+
+    if not isinstance(model, (str, Path)):
+        raise InputError(f"model must be a name (see `tsfm models`), a checkpoint folder or an .onnx file, "
+                         f"got {model!r}")
+    if model != "auto" and not is_exported(model) and load_suite(model) is None:
+        resolve(model)
+
+
 def check_steps(name: str, value: Any) -> None:
     """``horizon``/``h``: a positive integer no larger than ``MAX_HORIZON`` (InputError otherwise)."""
     check_count(name, value)
