@@ -370,12 +370,26 @@ class Backtest:
     known: np.ndarray  # [R, horizon, C] where ``actual`` is observed
 
 
+CALIBRATION_SERIES = 256
+"""At most this many series (evenly spaced through the call) take part in each calibration backtest:
+a width factor is one quantile of their pooled scores, which 256 series already fix to within the
+spread between series; more series cost a forward pass each, not precision."""
+
+
+def evenly_spaced(rows: np.ndarray, at_most: int) -> np.ndarray:
+    """``rows`` itself, or ``at_most`` of them spread evenly from the first to the last."""
+    if rows.size <= at_most:
+        return rows
+    return rows[np.unique(np.linspace(0, rows.size - 1, at_most).round().astype(np.int64))]
+
+
 def backtests(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, freq_id: np.ndarray, horizon: int,
               levels: Sequence[float], step: int, context: int, windows: int, **rules: object) -> list[Backtest]:
     """The last ``windows`` backtests of ``horizon`` steps inside the given histories [N, T, C]:
     backtest k forecasts the ``horizon`` steps that follow its history cut ``k * horizon`` steps
     before the end, under the same rules as the forecast. A series takes part in a backtest only
-    when its cut history holds at least ``horizon`` observed steps."""
+    when its cut history holds at least ``horizon`` observed steps, and then only
+    ``CALIBRATION_SERIES`` of those, evenly spaced."""
     n_steps, done = values.shape[1], []
     for k in range(1, windows + 1):
         cut = n_steps - k * horizon
@@ -384,6 +398,7 @@ def backtests(step_fn: StepFn, values: np.ndarray, mask: np.ndarray, freq_id: np
         rows = np.flatnonzero((observed(values[:, :cut], mask[:, :cut]).any(axis=2)).sum(axis=1) >= horizon)
         if rows.size == 0:
             break
+        rows = evenly_spaced(rows, CALIBRATION_SERIES)
         head_values, head_mask = fit_context(values[rows, :cut], mask[rows, :cut], context)
         quantiles = _processed(step_fn, head_values, head_mask, freq_id[rows], horizon, levels, step,
                                past_exog=None, future_exog=None, **rules)
