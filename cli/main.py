@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from tsfm.cli.common import fail, fail_on_input, readable_input, say_variant
-from tsfm.cli.output import FLOAT_FORMAT, check_output, interruptible, write_atomically, write_output  # noqa: F401
+from tsfm.cli.output import check_output, interruptible, write_atomically, write_output  # noqa: F401
 
 MAX_HORIZON = 10_000  # tsfm.forecaster_inputs.MAX_HORIZON (kept here so that checking it imports nothing heavy)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -249,12 +249,9 @@ def forecast(
                 typer.echo(note, err=True)
         except InputError as err:
             fail_on_input(err, input, given)
-    if target_out is None:
-        result.to_csv(sys.stdout, index=False, float_format=FLOAT_FORMAT)
-    else:
-        write_output(result, target_out)
-        if target_out.kind != "stdout":
-            typer.echo(f"wrote {len(result)} rows to {output}", err=True)
+    write_output(result, target_out)
+    if target_out is not None and target_out.kind != "stdout":
+        typer.echo(f"wrote {len(result)} rows to {output}", err=True)
     if plot is not None:  # after the forecast is written: a picture never stands in for a failed forecast
         from tsfm.plotting import plot_forecast
 

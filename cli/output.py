@@ -34,7 +34,6 @@ from tsfm.atomic import replace_file, written_through
 from tsfm.cli.common import fail
 
 STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # written to the open stdout
-FLOAT_FORMAT = "%.7g"  # forecasts are float32: seven significant digits carry all of their precision
 # what a forecast file's name asks for (CSV otherwise): pandas' compressions, Parquet, and formats refused
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -123,14 +122,34 @@ def _raise_interrupted(signum: int, frame) -> None:  # noqa: ARG001 - signal han
     raise Interrupted(128 + signum)
 
 
+def csv_ready(frame):
+    """``frame`` with its float columns as text: the shortest decimal that reads back as the same
+    float32 (the forecasts are float32), or float64 for a column beyond float32's range. pyarrow
+    formats them ten times faster than pandas' ``float_format``, which at a fixed seven digits also
+    rounded 123456792 to 123456800."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def as_text(column) -> pd.api.extensions.ExtensionArray:
+        values = column.to_numpy(dtype="float64", na_value=np.nan)
+        if np.nanmax(np.abs(values), initial=0.0, where=np.isfinite(values)) <= np.finfo(np.float32).max:
+            values = values.astype(np.float32)
+        return pd.array(pc.cast(pa.array(values, from_pandas=True), pa.string()), dtype="string[pyarrow]")
+
+    floats = [name for name, dtype in frame.dtypes.items() if pd.api.types.is_float_dtype(dtype)]
+    return frame.assign(**{name: as_text(frame[name]) for name in floats}) if floats else frame
+
+
 def _write_frame(frame, handle) -> None:
-    frame.to_csv(handle, index=False, float_format=FLOAT_FORMAT)
+    csv_ready(frame).to_csv(handle, index=False)
 
 
-def write_output(frame, target: Target) -> None:
-    """Write ``frame`` to a checked target in the format its name asks for (see the module docstring
-    for what each kind of target gets)."""
-    if target.kind == "stdout":
+def write_output(frame, target: Target | None) -> None:
+    """Write ``frame`` to a checked target (None: stdout) in the format its name asks for (see the
+    module docstring for what each kind of target gets)."""
+    if target is None or target.kind == "stdout":
         _write_frame(frame, sys.stdout)
         return
     write_atomically(frame, target.path, shown=target.shown, form=target.format)  # a stream is written through
@@ -149,7 +168,7 @@ def write_atomically(frame, output: Path, shown: str | None = None, form: str = 
         elif form != "csv":  # the temporary name says nothing: the method is given, and a zip's member named
             member = Path(output).stem if Path(Path(output).stem).suffix else f"{Path(output).stem}.csv"
             method = {"method": form, **({"archive_name": member} if form == "zip" else {})}
-            frame.to_csv(path, index=False, float_format=FLOAT_FORMAT, compression=method)
+            csv_ready(frame).to_csv(path, index=False, compression=method)
         else:
             with open(path, "w", newline="") as handle:
                 _write_frame(frame, handle)
