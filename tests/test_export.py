@@ -253,6 +253,11 @@ def test_runtime_input_shapes_and_truncation(exported, model):
     with pytest.raises(ValueError, match="calibration_windows must be an integer >= 0, got -1"):
         edge.predict(series, calibration_windows=-1)
     assert edge.predict(series, horizon=np.int64(3)).shape == (1, 3, 1, 9)
+    with pytest.raises(ValueError, match="fewer than 3 observed values, the first series 1"):
+        edge.predict(np.stack([series, np.r_[np.full(98, np.nan), 1.0, 2.0]]))  # as the package refuses it
+    for threads in (0, "two"):  # a bad count, not a damaged file
+        with pytest.raises(ValueError, match="num_threads must be an integer >= 1"):
+            runtime.load(exported[0], num_threads=threads)
 
 
 def test_forecaster_and_onnx_file_give_the_same_frame(exported, tiny_checkpoint):

@@ -32,6 +32,7 @@ from tsfm.forecaster_inputs import (
     quantile_names,
     torch_device,
 )
+from tsfm_runtime.rules import MIN_OBSERVED
 
 if TYPE_CHECKING:
     from tsfm.data.series_set import SeriesSet
@@ -173,7 +174,8 @@ class Forecaster:
         past, future = covariate_roles(self.model, self.past_exog, self.future_exog)
         return load_series(df, id_col=self.id_col, time_col=self.time_col, target=self._setting("target"),
                            past_exog=past or None, future_exog=future or None, freq=self.freq,
-                           multivariate=self.multivariate, fill=fill or self.fill, min_length=3)
+                           multivariate=self.multivariate, fill=fill or self.fill,
+                           min_length=MIN_OBSERVED)
 
     def _with_fitted_resolution(self, series):
         """New integer steps keep the resolution read from the fitted ones: the plan was made for it."""

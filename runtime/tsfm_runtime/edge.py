@@ -304,6 +304,11 @@ class EdgeModel:
         horizon = checked_horizon(horizon)
         calibration_windows = checked_windows(calibration_windows)
         values, mask, scales = as_windows(past_values, past_mask, self.channels)
+        short = rules.short_histories(values, mask)
+        if short.size:  # as the package refuses them
+            b, c = (int(x) for x in short[0])
+            raise ValueError(f"{len(short)} series have fewer than {rules.MIN_OBSERVED} observed values, the first "
+                             f"series {b} (channel {c}): drop them or give them more history")
         freq = _inferred_freq(values, mask) if freq is None else freq
         if calibration_windows == 0:
             values, mask = rules.fit_context(values, mask, self.context_length)
@@ -386,13 +391,19 @@ class EdgeSuite:
         return (result * scales[:, None, :, None]).astype(np.float32)
 
 
+def checked_threads(num_threads) -> int | None:
+    """``num_threads`` as an int >= 1, or None (ValueError otherwise)."""
+    if num_threads is not None and (not _integer(num_threads) or num_threads < 1):
+        raise ValueError(f"num_threads must be an integer >= 1 or None, got {num_threads!r}")
+    return None if num_threads is None else int(num_threads)
+
+
 def session_options(num_threads: int | None = None) -> ort.SessionOptions:
     """One intra-op pool of ``num_threads`` (ORT's default when None), no inter-op parallelism."""
     options = ort.SessionOptions()
+    num_threads = checked_threads(num_threads)
     if num_threads is not None:
-        if int(num_threads) < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        options.intra_op_num_threads = int(num_threads)
+        options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: no warnings on stderr at load
@@ -405,6 +416,7 @@ def load(path: str | Path, *, num_threads: int | None = None,
     path = Path(path)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    checked_threads(num_threads)  # here: a bad count is not a bad file
     if path.is_dir():
         if not (path / SUITE_FILE).is_file():
             raise ModelFileError(f"'{path}' is a directory without {SUITE_FILE}: pass a .onnx file or a suite folder "
@@ -426,6 +438,7 @@ def load(path: str | Path, *, num_threads: int | None = None,
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         reason = first if len(first) <= 240 else "..." + first[-240:]  # onnxruntime puts the reason last
         if "IR version" in first or "opset" in first:
+            reason = first.rsplit(") ", 1)[-1]  # after the C++ signature onnxruntime puts first
             raise ModelFileError(f"cannot load '{path}' with onnxruntime {ort.__version__} ({reason}): "
                                  f"install onnxruntime {MIN_ONNXRUNTIME} or later") from None
         raise ModelFileError(f"cannot load '{path}' as an ONNX model ({reason}): the file is damaged or not ONNX; "

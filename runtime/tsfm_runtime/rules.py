@@ -43,6 +43,14 @@ def observed(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (mask > 0) & np.isfinite(values)
 
 
+MIN_OBSERVED = 3  # a series needs this many observed values to be forecast (one or two fix no level or slope)
+
+
+def short_histories(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``[K, 2]`` (series, channel) pairs with fewer than ``MIN_OBSERVED`` observed values."""
+    return np.argwhere(observed(values, mask).sum(axis=1) < MIN_OBSERVED)
+
+
 def blind_contexts(values: np.ndarray, mask: np.ndarray, context: int) -> np.ndarray:
     """``[K, 2]`` (series, channel) pairs with no observed value in their last ``context`` steps: the
     network would see only padding and forecast about zero, so callers refuse them."""
