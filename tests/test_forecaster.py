@@ -154,6 +154,24 @@ def test_gluonts_predictor(tiny_checkpoint):
         assert fc.start_date == pd.Period(rows.ds.iloc[0], freq="M")
 
 
+def test_gluonts_predictor_checks_and_scales_targets_as_fit_does(tiny_checkpoint):
+    """Entries get fit's refusals (text, infinity, empty, too short) and its float64 magnitude
+    scaling: 1e-40 x a series forecasts 1e-40 x its forecast, not the zeros of a float32 cast."""
+    y = monthly_frame(1, length=60)["y"].to_numpy()
+    fitted = Forecaster(model=str(tiny_checkpoint), horizon=4).fit(monthly_frame(1, length=60))
+    predictor = fitted.to_gluonts_predictor()
+
+    def median(target) -> np.ndarray:
+        return next(predictor.predict([{"start": pd.Period("2010-01", "M"), "target": target}])).quantile(0.5)
+
+    for factor in (1e-40, 1e40):
+        np.testing.assert_allclose(median(y * factor), median(y) * factor, rtol=1e-5)
+    for target, says in ((np.r_[y, np.inf], "infinite value"), ([np.nan] * 10, "no values"), ([], "no values"),
+                         ([1.0, 2.0], "2 observed values, fewer than 3"), ([*y[:10], "x"], "must hold numbers")):
+        with pytest.raises(InputError, match=says):
+            median(target)
+
+
 def test_gluonts_predictor_reads_each_entry_alone_at_its_own_frequency(tiny_checkpoint, tmp_path):
     """Windows of one series are forecast apart (pooled calibration must not see a later window's
     history); an entry's own period sets its dates; 2-D targets are refused; serialisation round-trips."""

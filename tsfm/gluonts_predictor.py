@@ -13,6 +13,7 @@ from gluonts.model.forecast import QuantileForecast
 from gluonts.model.predictor import Predictor
 
 from tsfm.errors import InputError
+from tsfm_runtime.rules import MIN_OBSERVED
 
 FORECASTER_FOLDER = "forecaster"
 
@@ -67,7 +68,7 @@ class TSFMPredictor(Predictor):
         for indexes in _rounds(entries):
             part = [entries[i] if "item_id" in entries[i] else {**entries[i], "item_id": str(i)} for i in indexes]
             periods = isinstance(part[0]["start"], pd.Period)  # a round holds one kind of start
-            series = from_gluonts(part, freq=None if periods else self.forecaster.freq_)
+            series = from_gluonts(part, freq=None if periods else self.forecaster.freq_, min_length=MIN_OBSERVED)
             frame = self.forecaster.forecast_series(series, h, self._known_future(part, series))
             for k, i in enumerate(indexes):
                 rows = frame.iloc[k * h:(k + 1) * h]

@@ -20,6 +20,7 @@ from pandas.tseries.frequencies import to_offset
 from tsfm.data.freq import canonical_alias
 from tsfm.data.series_set import SeriesSet
 from tsfm.errors import InputError
+from tsfm_runtime import rules
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -105,11 +106,32 @@ def _start_stamp(start: Any, offset: pd.DateOffset) -> pd.Timestamp:
     return pd.Timestamp(start)
 
 
-def from_gluonts(dataset: Iterable[dict[str, Any]], freq: str | None = None) -> SeriesSet:
+def _target(entry: dict[str, Any], name: str, min_length: int) -> np.ndarray:
+    """An entry's target as float64 ``[T, C]``, checked as a table's target column is: numbers only,
+    no infinity, at least ``min_length`` observed values per channel."""
+    try:
+        target = np.asarray(entry["target"], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"GluonTS entry {name!r}: target must hold numbers ({err})") from None
+    v = target[:, None] if target.ndim == 1 else target.T
+    if np.isinf(v).any():
+        raise InputError(f"GluonTS entry {name!r}: target has an infinite value; replace or remove it")
+    observed = int((~np.isnan(v)).sum(axis=0).min()) if v.size else 0
+    if observed == 0:
+        raise InputError(f"GluonTS entry {name!r}: target has no values (all missing); drop it or fill it in")
+    if observed < min_length:
+        raise InputError(f"GluonTS entry {name!r}: target has {observed} observed values, fewer than {min_length}; "
+                         "drop it or provide more history")
+    return v
+
+
+def from_gluonts(dataset: Iterable[dict[str, Any]], freq: str | None = None, min_length: int = 1) -> SeriesSet:
     """A SeriesSet from any iterable of GluonTS entries (ListDataset, FileDataset, list of dicts).
 
     ``freq`` (a timestamp alias) defaults to the one implied by the entries' Period starts.
-    Entries without ``item_id`` are numbered. NaN in ``target`` stays NaN (missing).
+    Entries without ``item_id`` are numbered. NaN in ``target`` stays NaN (missing). Targets are
+    checked and scaled as a table's are (``load_series``): in float64, a series outside
+    ``SAFE_MAGNITUDE`` divided by a power of ten before the float32 cast (``SeriesSet.scales``).
     """
     entries = list(dataset)
     if not entries:
@@ -122,11 +144,10 @@ def from_gluonts(dataset: Iterable[dict[str, Any]], freq: str | None = None) -> 
     offset = to_offset(freq)
     values, past, future, starts, ids = [], [], [], [], []
     for j, e in enumerate(entries):
-        target = np.asarray(e["target"], dtype=np.float32)
-        v = target[:, None] if target.ndim == 1 else target.T
+        ids.append(str(e.get("item_id", j)))
+        v = _target(e, ids[-1], min_length)
         values.append(v)
         starts.append(_start_stamp(e["start"], offset))
-        ids.append(str(e.get("item_id", j)))
         for name, arrays in (("past_feat_dynamic_real", past), ("feat_dynamic_real", future)):
             if name in e:
                 field = np.atleast_2d(np.asarray(e[name], dtype=np.float32)).T[: len(v)]  # [T, E]
@@ -138,6 +159,8 @@ def from_gluonts(dataset: Iterable[dict[str, Any]], freq: str | None = None) -> 
     if len(channels) != 1:
         raise InputError("GluonTS entries have different numbers of target channels")
     c = channels.pop()
+    scales = rules.magnitude_scales(np.stack([np.nanmax(np.abs(v), axis=0) for v in values]))  # [N, C] or None
+    values = [(v if scales is None else v / scales[i]).astype(np.float32) for i, v in enumerate(values)]
     for name, arrays in (("past_feat_dynamic_real", past), ("feat_dynamic_real", future)):
         if arrays and len(arrays) != len(entries):
             raise InputError(f"only some GluonTS entries have {name}; give it to all or none")
@@ -153,4 +176,5 @@ def from_gluonts(dataset: Iterable[dict[str, Any]], freq: str | None = None) -> 
         future_exog_names=[f"feat_dynamic_real_{k}" for k in range(future[0].shape[1])] if future else [],
         layout="long",
         n_gaps=[int(np.isnan(v).all(axis=1).sum()) for v in values],
+        scales=scales,
     )
