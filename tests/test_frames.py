@@ -329,6 +329,8 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     assert load_series(panel).freq == "YS"
     demand = load_series(pd.DataFrame({"demand": np.tile([0, 3, 1, 0, 2], 6)}))  # a lone column is the series
     assert demand.ids == ["demand"] and demand.step_index
+    ramp = load_series(pd.DataFrame({"sales": np.arange(1.0, 7.0)}))  # even a ramp, which could be a time elsewhere
+    assert ramp.ids == ["sales"] and ramp.values[0][:, 0].tolist() == [1, 2, 3, 4, 5, 6]
     for values in (pd.Series(y), y, list(y)):  # values alone: one series of integer steps
         steps = load_series(values)
         assert steps.step_index and len(steps) == 1 and steps.values[0][:, 0].tolist() == y.tolist()
@@ -345,6 +347,8 @@ def test_series_periods_and_plain_values_are_read_as_users_of_pandas_and_sktime_
     for what, table in times.items():  # a column that may be a time or a code: the user says which
         with pytest.raises(InputError, match="cannot tell long from wide"):
             load_series(table)
+        named = load_series(table, target=list(table.columns))  # every column named a target: rows are steps
+        assert named.ids == list(table.columns) and named.step_index, what
     assert load_series([np.array(v) for v in y]).ids == ["y"]  # 0-d arrays are numbers, not series
     several = load_series([np.sin(y), list(np.cos(y[:20]))])  # Chronos' input: one array per series
     assert several.ids == ["0", "1"] and several.lengths.tolist() == [30, 20] and several.step_index

@@ -98,6 +98,8 @@ def values_only(df: pd.DataFrame) -> bool:
         return False
     if not all(_is_numeric_like(df[c]) for c in df.columns):
         return False
+    if len(df.columns) == 1:  # a lone column is the series whatever it holds (a ramp, whole numbers)
+        return True
     for c in df.columns:
         x = pd.to_numeric(df[c], errors="coerce").dropna().to_numpy(dtype=np.float64)
         if len(x) < 3:
@@ -105,7 +107,7 @@ def values_only(df: pd.DataFrame) -> bool:
         steps = np.diff(x)
         if np.allclose(steps, steps[0], rtol=1e-6, atol=0) and steps[0] != 0:  # evenly spaced: decimal years...
             return False
-        whole = (x % 1 == 0).all() and len(df.columns) > 1  # a lone column is the series whatever it holds
+        whole = (x % 1 == 0).all()
         if whole and ((steps > 0).all() or (steps < 0).all() or len(np.unique(x)) <= len(x) / 2):
             return False
     return True

@@ -234,7 +234,8 @@ def load_series(
         raise InputError(f"unknown fill {fill!r}: use one of none, mask, ffill, interpolate, zero")
     targets, past, future = _as_list(target), _as_list(past_exog), _as_list(future_exog)
     df, src = _as_frame(data, id_col)
-    if id_col is None and time_col is None and ROW_STEP not in df.columns and values_only(df):
+    named_values = set(df.columns) <= {*targets, *past, *future}  # every column a target or covariate: no time
+    if id_col is None and time_col is None and ROW_STEP not in df.columns and (named_values or values_only(df)):
         numbers = df.index if isinstance(df.index, pd.RangeIndex) else np.arange(len(df))  # a slice keeps its own
         df, time_col = df.assign(**{ROW_STEP: np.asarray(numbers)}), ROW_STEP  # each row the next step, empty or not
         src = replace(src, step_col=ROW_STEP)
