@@ -154,6 +154,22 @@ def test_gluonts_predictor(tiny_checkpoint):
         assert fc.start_date == pd.Period(rows.ds.iloc[0], freq="M")
 
 
+def test_numeric_ids_come_back_as_given(tiny_checkpoint, tmp_path):
+    df = monthly_frame(2, length=40)
+    df["unique_id"] = df["unique_id"].map({u: k for k, u in enumerate(df["unique_id"].unique(), start=7)})
+    f = Forecaster(model=str(tiny_checkpoint), horizon=3)
+    out = f.fit(df).predict()
+    assert out["unique_id"].dtype == np.int64 and out["unique_id"].unique().tolist() == [7, 8]
+    assert len(out.merge(df.groupby("unique_id").tail(1), on="unique_id")) == 6  # merges with the input
+    cv = f.cross_validation(df, n_windows=2)
+    assert cv["unique_id"].dtype == np.int64
+    floats = f.predict(df.assign(unique_id=df["unique_id"] + 0.5))
+    assert floats["unique_id"].unique().tolist() == [7.5, 8.5]
+    assert f.predict(df.assign(unique_id=df["unique_id"].astype(str)))["unique_id"].tolist()[0] == "7"
+    f.save(tmp_path / "saved")
+    assert Forecaster.load(tmp_path / "saved").predict()["unique_id"].dtype == np.int64
+
+
 def test_gluonts_predictor_checks_and_scales_targets_as_fit_does(tiny_checkpoint):
     """Entries get fit's refusals (text, infinity, empty, too short) and its float64 magnitude
     scaling: 1e-40 x a series forecasts 1e-40 x its forecast, not the zeros of a float32 cast."""

@@ -365,7 +365,8 @@ class Forecaster:
         if df is None and not self._is_auto() and reads_covariates(self.model_):
             X_future = X_future if X_future is not None else self.X_future_
             self.X_future_ = X_future
-        return self.forecast_series(series, h, X_future)
+        from tsfm.data.forecast_frame import ids_as_given
+        return ids_as_given(self.forecast_series(series, h, X_future), series)
 
     def forecast_series(self, series: SeriesSet, h: int, X_future: pd.DataFrame | None = None) -> pd.DataFrame:
         """The forecast frame of a loaded ``SeriesSet`` by the fitted model and plan (at another frequency, by
@@ -463,7 +464,8 @@ class Forecaster:
         if not frames:
             raise InputError(f"no backtest window has a series with an observed value in the history before its "
                              f"cutoff (h={h}, n_windows={n_windows}): nothing to forecast from")
-        return pd.concat(frames, ignore_index=True)
+        from tsfm.data.forecast_frame import ids_as_given
+        return ids_as_given(pd.concat(frames, ignore_index=True), series)
 
     def _fitted_on(self, df: pd.DataFrame | str | Path | SeriesSet) -> Forecaster:
         """Who forecasts ``df`` in a backtest or at another frequency: this Forecaster once fitted on it

@@ -16,6 +16,15 @@ def level_names(levels: Sequence[float]) -> list[str]:
     return [str(float(q)) for q in levels]
 
 
+def ids_as_given(frame: pd.DataFrame, series: SeriesSet) -> pd.DataFrame:
+    """``frame``'s ``unique_id`` in the dtype of the user's id column when it held numbers (ids are
+    text inside; statsforecast and AutoGluon give integer ids back as integers, so a merge with the
+    input works)."""
+    if series.id_dtype is None or "unique_id" not in frame.columns:
+        return frame
+    return frame.assign(unique_id=frame["unique_id"].astype(series.id_dtype))
+
+
 def forecast_frame(
     series: SeriesSet,
     quantiles: np.ndarray,

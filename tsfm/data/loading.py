@@ -257,4 +257,12 @@ def load_series(
     series.layout = roles.layout
     series.ids_as_channels = rows.channels_are_series
     series.past_exog_names, series.future_exog_names = past, future
+    if roles.layout == "long" and not rows.channels_are_series:
+        series.id_dtype = numeric_dtype(df[roles.id_col])
     return series
+
+
+def numeric_dtype(ids: pd.Series) -> Any:
+    """The dtype of an id column of numbers (not booleans), in which frames give the ids back; else None."""
+    numeric = pd.api.types.is_numeric_dtype(ids) and not pd.api.types.is_bool_dtype(ids)
+    return ids.dtype if numeric else None

@@ -29,6 +29,7 @@ def save_series(series: SeriesSet, path: str | Path) -> Path:
         "layout": series.layout, "ids_as_channels": series.ids_as_channels, "n_gaps": list(series.n_gaps),
         "tz": tz, "wall_time": series.wall_time, "step_index": series.step_index, "resolution": series.resolution,
         "inferred": series.inferred, "int_dates": series.int_dates,
+        "id_dtype": None if series.id_dtype is None else str(series.id_dtype),
         "has_past": series.past_exog is not None, "has_future": series.future_exog is not None,
     }
     path = Path(path)
@@ -59,5 +60,5 @@ def load_saved_series(path: str | Path) -> SeriesSet:
             layout=header["layout"], ids_as_channels=header["ids_as_channels"], n_gaps=header["n_gaps"],
             tz=tz, wall_time=header["wall_time"], step_index=header["step_index"],
             resolution=header["resolution"], inferred=header.get("inferred"), int_dates=header.get("int_dates"),
-            scales=data["scales"].copy() if data["scales"].size else None,
+            scales=data["scales"].copy() if data["scales"].size else None, id_dtype=header.get("id_dtype"),
         )

@@ -54,6 +54,7 @@ class SeriesSet:
     scales: np.ndarray | None = None
     month_first: bool = False  # stamps were dd/mm-or-mm/dd text that could not tell, read month-first
     int_dates: str | None = None  # the time column held dates written as integers ("%Y", "%Y%m", "%Y%m%d")
+    id_dtype: Any = None  # the user's id column held numbers of this dtype (ids_as_given gives them back so)
 
     def __len__(self) -> int:
         return len(self.ids)
