@@ -47,8 +47,10 @@ MIN_OBSERVED = 3  # a series needs this many observed values to be forecast (one
 
 
 def short_histories(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``[K, 2]`` (series, channel) pairs with fewer than ``MIN_OBSERVED`` observed values."""
-    return np.argwhere(observed(values, mask).sum(axis=1) < MIN_OBSERVED)
+    """``[K, 2]`` (series, channel) pairs with some observed values but fewer than ``MIN_OBSERVED``
+    (none at all is ``blind_contexts``' more specific case)."""
+    counts = observed(values, mask).sum(axis=1)
+    return np.argwhere((counts > 0) & (counts < MIN_OBSERVED))
 
 
 def blind_contexts(values: np.ndarray, mask: np.ndarray, context: int) -> np.ndarray:
